@@ -1,0 +1,97 @@
+"""What a store claims, read from optional attributes on its factory.
+
+A factory is any callable ``factory(path) -> OffsetStore``. It may carry these attributes (all
+optional; a factory that declares nothing is held to everything, so nothing passes silently):
+
+``persistent`` (bool, default True)
+    Data outlives the handle: a new ``factory(path)`` sees it (P1, P2, F1, F2).
+``shared`` (bool, default True)
+    Handles in several processes on one path see one another and exclude one another (P2 across
+    processes, M1, M2, D5).
+``durable`` (bool, default True)
+    A returned save survives a process kill and a power cut (D1-D4).
+``topic_id_max``, ``consumer_id_max``, ``offset_max`` (int)
+    The largest values the store accepts, for a store with a narrower domain than the contract;
+    strategies are narrowed to them instead of tests being skipped.
+``open_named`` (callable ``(path, consumer_name) -> OffsetStore``)
+    For stores whose location includes a consumer name; enables S1.
+``damage`` (mapping of name to callable ``(path, key) -> None``)
+    Format-aware corruption the suite cannot invent on its own (F1); each damages the stored
+    offset of ``key`` under ``path`` with every handle closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
+from lance_offsets._protocol import OffsetStore
+
+__all__ = ["CAPABILITY_FLAGS", "Capabilities", "Factory", "capabilities_of"]
+
+Factory = Callable[[str], OffsetStore]
+Damage = Callable[[str, tuple[int, int]], None]
+
+#: Boolean capability attributes; each defaults to True (held to everything).
+CAPABILITY_FLAGS: Final = ("persistent", "shared", "durable")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """The claims of one factory, with defaults filled in."""
+
+    persistent: bool = True
+    shared: bool = True
+    durable: bool = True
+    topic_id_max: int = MAX_TOPIC_ID
+    consumer_id_max: int = MAX_CONSUMER_ID
+    offset_max: int = MAX_OFFSET
+    open_named: Callable[[str, str], OffsetStore] | None = None
+    damage: Mapping[str, Damage] = field(default_factory=dict)
+
+    def has(self, name: str) -> bool:
+        """Return whether the store claims capability ``name`` (``named`` means S1 applies)."""
+        if name == "named":
+            return self.open_named is not None
+        return bool(getattr(self, name))
+
+    def missing(self, needs: tuple[str, ...]) -> list[str]:
+        """Return the capabilities among ``needs`` the store does not claim."""
+        return [n for n in needs if not self.has(n)]
+
+
+def _flag(factory: object, name: str) -> bool:
+    value = getattr(factory, name, True)
+    if not isinstance(value, bool):
+        raise TypeError(f"capability {name!r} on {factory!r} must be a bool, got {value!r}")
+    return value
+
+
+def _limit(factory: object, name: str, default: int) -> int:
+    value: Any = getattr(factory, name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= default:
+        raise ValueError(f"capability {name!r} on {factory!r} must be an int in 1..{default}")
+    return value
+
+
+def capabilities_of(factory: object) -> Capabilities:
+    """Read the capability attributes of ``factory``; bad values raise, naming the attribute."""
+    open_named = getattr(factory, "open_named", None)
+    if open_named is not None and not callable(open_named):
+        raise TypeError(f"capability 'open_named' on {factory!r} must be callable")
+    damage = getattr(factory, "damage", {})
+    if not isinstance(damage, Mapping) or not all(callable(d) for d in damage.values()):
+        raise TypeError(f"capability 'damage' on {factory!r} must map names to callables")
+    return Capabilities(
+        persistent=_flag(factory, "persistent"),
+        shared=_flag(factory, "shared"),
+        durable=_flag(factory, "durable"),
+        topic_id_max=_limit(factory, "topic_id_max", MAX_TOPIC_ID),
+        consumer_id_max=_limit(factory, "consumer_id_max", MAX_CONSUMER_ID),
+        offset_max=_limit(factory, "offset_max", MAX_OFFSET),
+        open_named=open_named,
+        damage=dict(damage),
+    )
+

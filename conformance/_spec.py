@@ -1,0 +1,36 @@
+"""Loading a store factory from its ``pkg.module:attr`` import string (DESIGN.md section 5)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Final
+
+from ._capabilities import Factory
+
+__all__ = ["DEFAULT_SPEC", "SpecError", "load_factory"]
+
+#: The store ``lance-offsets check`` tests when given no SPEC: the reference lock-file store.
+DEFAULT_SPEC: Final = "lance_offsets.conformance.reference:lockfile"
+
+
+class SpecError(ValueError):
+    """A factory spec could not be imported or does not name a callable."""
+
+
+def load_factory(spec: str) -> Factory:
+    """Import ``pkg.module:attr`` (attr may be dotted) and return the callable it names."""
+    module_name, sep, attr_path = spec.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise SpecError(f"store spec {spec!r} must look like 'package.module:factory'")
+    try:
+        target: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SpecError(f"store spec {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    for part in attr_path.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise SpecError(f"store spec {spec!r}: {module_name!r} has no {attr_path!r}") from None
+    if not callable(target):
+        raise SpecError(f"store spec {spec!r} names {type(target).__name__}, not a callable")
+    return target  # type: ignore[no-any-return]

@@ -1,0 +1,46 @@
+"""Offset stores for LANCE consumers: memory, lock-file (Rust-compatible) and hooked.
+
+Only re-exports live here; see the topical modules for the work.
+"""
+
+from __future__ import annotations
+
+from ._domain import MAX_CONSUMER_ID as MAX_CONSUMER_ID
+from ._domain import MAX_OFFSET as MAX_OFFSET
+from ._domain import MAX_TOPIC_ID as MAX_TOPIC_ID
+from ._errors import CorruptOffsetError as CorruptOffsetError
+from ._errors import HookError as HookError
+from ._errors import InvalidConsumerNameError as InvalidConsumerNameError
+from ._errors import LockTimeoutError as LockTimeoutError
+from ._errors import OffsetStoreError as OffsetStoreError
+from ._errors import StoreClosedError as StoreClosedError
+from ._hooks import CollectingCommitHook as CollectingCommitHook
+from ._hooks import CommitInfo as CommitInfo
+from ._hooks import HookedOffsetStore as HookedOffsetStore
+from ._hooks import LoggingCommitHook as LoggingCommitHook
+from ._hooks import PostCommitHook as PostCommitHook
+from ._lockfile import LockFileOffsetStore as LockFileOffsetStore
+from ._memory import MemoryOffsetStore as MemoryOffsetStore
+from ._protocol import OffsetStore as OffsetStore
+from ._version import __version__ as __version__
+
+__all__ = [
+    "MAX_CONSUMER_ID",
+    "MAX_OFFSET",
+    "MAX_TOPIC_ID",
+    "CollectingCommitHook",
+    "CommitInfo",
+    "CorruptOffsetError",
+    "HookError",
+    "HookedOffsetStore",
+    "InvalidConsumerNameError",
+    "LockFileOffsetStore",
+    "LockTimeoutError",
+    "LoggingCommitHook",
+    "MemoryOffsetStore",
+    "OffsetStore",
+    "OffsetStoreError",
+    "PostCommitHook",
+    "StoreClosedError",
+    "__version__",
+]
