@@ -1,3 +1,100 @@
-"""STUB: the pytest plugin (being written; see issue 3). Must import nothing heavy at load."""
+"""The pytest plugin: ``--store SPEC`` and the ``--stress`` family of options.
+
+Loaded through the ``pytest11`` entry point, so it must stay light: nothing heavy is imported at
+module level (Hypothesis issue #3140 shows what a heavy plugin costs everyone); the imports happen
+inside hooks and fixtures.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import pytest
+
+if TYPE_CHECKING:
+    from lance_offsets.stress._options import StressOptions
+
+#: The option group every lance-offsets option lives in.
+GROUP: Final = "lance-offsets"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(GROUP, "lance-offsets conformance and stress suites")
+    group.addoption(
+        "--store",
+        metavar="SPEC",
+        default=None,
+        help="store factory to check, as 'package.module:factory' (default: the reference "
+        "lock-file store)",
+    )
+    group.addoption(
+        "--stress",
+        action="store_true",
+        default=False,
+        help="run the long multi-process stress versions (tests marked 'stress')",
+    )
+    group.addoption(
+        "--stress-seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="wall time of each timed stress run (default 60)",
+    )
+    group.addoption(
+        "--stress-workers",
+        type=int,
+        default=4,
+        metavar="N",
+        help="worker processes in concurrency runs (default 4)",
+    )
+    group.addoption(
+        "--stress-seed",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="seed for every random choice of the stress runs (default: fresh, printed)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "stress: long stress run, selected with --stress")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("stress"):
+        return
+    skip = pytest.mark.skip(reason="long stress run: pass --stress to run it")
+    for item in items:
+        if "stress" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def store_spec(request: pytest.FixtureRequest) -> str:
+    """The factory spec under test: ``--store`` or the reference lock-file store."""
+    from ._spec import DEFAULT_SPEC
+
+    spec: str | None = request.config.getoption("store")
+    return spec or DEFAULT_SPEC
+
+
+@pytest.fixture
+def stress_options(request: pytest.FixtureRequest, tmp_path: object) -> StressOptions:
+    """Stress knobs from the command line: long when ``--stress`` was given, short otherwise."""
+    from lance_offsets.stress._options import StressOptions, choose_seed
+
+    config = request.config
+    seed = config.getoption("stress_seed")
+    if seed is None:
+        seed = choose_seed()
+    print(f"stress seed: {seed} (replay with --stress-seed {seed})")
+    if config.getoption("stress"):
+        return StressOptions.for_long_run(
+            seconds=config.getoption("stress_seconds"),
+            workers=config.getoption("stress_workers"),
+            seed=seed,
+            workdir=str(tmp_path),
+            progress=print,
+        )
+    return StressOptions(seed=seed, workers=min(4, config.getoption("stress_workers")),
+                         workdir=str(tmp_path))

@@ -1,0 +1,55 @@
+"""Runs the multi-process properties on a store named by its factory spec.
+
+Each property's check lives in the module that owns it and is looked up lazily, so plain
+``lance-offsets check`` pays for multiprocess only when it reaches these properties.
+A check is ``check_<id>(spec: str, options: StressOptions) -> PropertyResult``; the runner has
+already decided the property applies (the store claims what it needs). A check may still answer
+not-applicable with a reason (D3 on a store whose I/O cannot be traced).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Final
+
+from lance_offsets.conformance._capabilities import capabilities_of
+from lance_offsets.conformance._catalog import PROPERTIES
+from lance_offsets.conformance._results import PropertyResult
+from lance_offsets.conformance._spec import load_factory
+
+from ._options import StressOptions
+
+__all__ = ["CHECKS", "run_properties"]
+
+#: Where each multi-process property's check lives.
+CHECKS: Final[dict[str, str]] = {
+    "M1": "lance_offsets.stress._concurrency:check_m1",
+    "M2": "lance_offsets.stress._concurrency:check_m2",
+    "D1": "lance_offsets.stress._crash:check_d1",
+    "D2": "lance_offsets.stress._crash:check_d2",
+    "D3": "lance_offsets.stress._powerloss:check_d3",
+    "D4": "lance_offsets.stress._crash:check_d4",
+    "D5": "lance_offsets.stress._crash:check_d5",
+    "F2": "lance_offsets.stress._faults:check_f2",
+}
+
+
+def run_properties(spec: str, ids: list[str], options: StressOptions) -> list[PropertyResult]:
+    """Check each property of ``ids`` (those in :data:`CHECKS`) on the store ``spec`` names."""
+    capabilities = capabilities_of(load_factory(spec))
+    results = []
+    for pid in ids:
+        start = time.monotonic()
+        missing = capabilities.missing(PROPERTIES[pid].needs)
+        if missing:
+            reason = f"store does not claim {', '.join(missing)}"
+            results.append(PropertyResult(pid, "not-applicable", 0.0, reason))
+            continue
+        module_name, _, func_name = CHECKS[pid].partition(":")
+        check = getattr(importlib.import_module(module_name), func_name)
+        result: PropertyResult = check(spec, options)
+        if not result.seconds:
+            result = PropertyResult(result.id, result.outcome, time.monotonic() - start, result.details)
+        results.append(result)
+    return results
