@@ -1,14 +1,68 @@
-"""STUB: the lock-file store (being written; see issue 2). Public signatures are final."""
+r"""The lock-file store: one small file per key, on-disk compatible with the Rust client.
+
+On-disk protocol (DESIGN.md section 4; ``docs/lockfile.md`` is the long version)::
+
+    {base_dir}/{consumer_name}/topic-{t}-consumer-{c}.offset      decimal + "\n", replaced whole
+    {base_dir}/{consumer_name}/topic-{t}-consumer-{c}.lock        empty; flock'ed, never unlinked
+    {base_dir}/{consumer_name}/topic-{t}-consumer-{c}.offset.tmp  exists only inside a save
+
+save:   lock .lock (re-checked, see _keylock) -> write .offset.tmp -> fsync it (F_FULLFSYNC on
+        macOS) -> os.replace onto .offset -> fsync the directory (POSIX) -> unlock.
+delete: lock .lock -> remove .offset and any leftover .offset.tmp -> fsync the directory -> unlock.
+load / list_all: read the .offset files without locking; a replace is atomic, so a reader sees
+        the old file or the new one, whole.
+
+Invariants:
+
+1. An ``.offset`` file is never written in place: it is absent or holds the complete bytes of one
+   save, which were on stable storage before the rename made them visible. So a file that does not
+   parse is damage from outside, and it raises :class:`CorruptOffsetError` (never None).
+2. Only the holder of the lock on the file currently at the ``.lock`` path touches the key's
+   ``.offset.tmp`` and ``.offset``; the temp name can be shared (Rust uses the same one) because of
+   that.
+3. We never unlink a ``.lock`` file: another process may hold or wait on it. (The Rust client does
+   unlink them; the re-check in :mod:`._keylock` keeps us correct when it does.)
+4. Nothing is cached: every ``load`` reads the file, so another handle's or process's save or delete
+   is seen at once (P2). ``(st_ino, st_mtime_ns, st_size)`` cannot prove a cached value fresh:
+   inode numbers are reused as soon as a replace frees one, timestamps tick every few milliseconds,
+   and all offsets of one width have one size.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+from collections.abc import Iterator
+from typing import Final
+
+from . import _keylock, _layout, _platform
+from ._domain import check_key, check_offset
+from ._errors import StoreClosedError
 
 __all__ = ["LockFileOffsetStore"]
 
+Key = tuple[int, int]
+
+#: Binary mode matters on Windows: in text mode os.write would turn "\n" into "\r\n".
+_BINARY: Final = getattr(os, "O_BINARY", 0)
+_READ_FLAGS: Final = os.O_RDONLY | _BINARY
+_WRITE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _BINARY
+
 
 class LockFileOffsetStore:
-    """One file per key under ``base_dir/consumer_name``, compatible with the Rust client."""
+    """One file per key under ``base_dir/consumer_name``, compatible with the Rust client.
+
+    Safe to share between threads, processes and the Rust client on a local file system. A handle
+    holds no open files between calls; :meth:`close` only forbids further use.
+    """
+
+    def __init__(self, directory: str, consumer_name: str, lock_timeout: float | None) -> None:
+        """Use :meth:`open`; this constructor assumes validated arguments and an existing dir."""
+        self._dir = directory
+        self._consumer_name = consumer_name
+        self._lock_timeout = lock_timeout
+        self._closed = False
 
     @classmethod
     def open(
@@ -18,25 +72,221 @@ class LockFileOffsetStore:
         *,
         lock_timeout: float | None = None,
     ) -> LockFileOffsetStore:
-        raise NotImplementedError
+        """Open (creating if needed) the offsets of ``consumer_name`` under ``base_dir``.
+
+        :param base_dir: the directory shared by all consumers (the Rust client's ``base_dir``).
+        :param consumer_name: a portable directory name; see
+            :func:`lance_offsets._layout.check_consumer_name` for what is rejected.
+        :param lock_timeout: seconds to wait for a key's lock before raising
+            :class:`LockTimeoutError`; None (the default) waits as long as it takes, as the Rust
+            client does.
+        :raises InvalidConsumerNameError: the name could escape ``base_dir`` or is not portable;
+            nothing is created.
+        :raises TypeError, ValueError: ``lock_timeout`` is not None or a finite number >= 0.
+        """
+        name = _layout.check_consumer_name(consumer_name)
+        timeout = _check_timeout(lock_timeout)
+        base = os.fspath(base_dir)
+        if not isinstance(base, str):
+            raise TypeError(f"base_dir must be a str path, not {type(base).__name__} ({base!r})")
+        directory = os.path.join(base, name)
+        _make_dirs(directory)
+        return cls(directory, name, timeout)
+
+    @property
+    def directory(self) -> str:
+        """The directory holding this consumer's files (``base_dir/consumer_name``)."""
+        return self._dir
+
+    @property
+    def consumer_name(self) -> str:
+        """The consumer name given to :meth:`open`."""
+        return self._consumer_name
+
+    @property
+    def lock_timeout(self) -> float | None:
+        """Seconds a save or delete waits for a key's lock; None waits forever."""
+        return self._lock_timeout
+
+    def offset_path(self, topic_id: int, consumer_id: int) -> str:
+        """Return the path of the key's offset file (whether or not it exists)."""
+        topic, consumer = check_key(topic_id, consumer_id)
+        return self._path(_layout.offset_name(topic, consumer))
 
     def load(self, topic_id: int, consumer_id: int) -> int | None:
-        raise NotImplementedError
+        """Return the key's committed offset, or None if it has none.
+
+        Reads the file on every call (no cache), so it reflects every save and delete that
+        returned, in any handle or process.
+
+        :raises CorruptOffsetError: the file exists but does not hold an offset (names key, file).
+        """
+        key = check_key(topic_id, consumer_id)
+        self._check_open()
+        path = self._path(_layout.offset_name(*key))
+        content = _read(path)
+        return None if content is None else _layout.decode_offset(content, key, path)
 
     def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
-        raise NotImplementedError
+        """Commit ``offset`` for the key, atomically and durably, under the key's lock.
+
+        Survives: a process kill at any point (the key then holds the old or the new offset, never
+        a mix, and a leftover temp file is ignored and later overwritten), on every platform; power
+        loss once this returns, on Linux and Windows, and on macOS where the file system honours
+        F_FULLFSYNC (APFS and HFS+ on internal drives). On failure (ENOSPC, EIO, ...) the OSError
+        is raised, the temp file is removed and the handle stays usable; the old offset remains,
+        except when only the final directory fsync fails: then the new offset is in place but may
+        not survive power loss, and saving again is the remedy.
+
+        :raises LockTimeoutError: ``lock_timeout`` passed before the lock was free.
+        """
+        key = check_key(topic_id, consumer_id)
+        data = _layout.encode_offset(check_offset(offset))
+        self._check_open()
+        target = self._path(_layout.offset_name(*key))
+        tmp = self._path(_layout.tmp_name(*key))
+        with self._locked(key):
+            try:
+                _write_synced(tmp, data)
+                _platform.replace(tmp, target)
+            except BaseException:
+                # We hold the lock, so the temp file is ours to remove (invariant 2).
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+                raise
+            _platform.fsync_dir(self._dir)
 
     def delete(self, topic_id: int, consumer_id: int) -> None:
-        raise NotImplementedError
+        """Remove the key's offset under its lock; deleting an absent key is not an error.
 
-    def list_all(self) -> dict[tuple[int, int], int]:
-        raise NotImplementedError
+        Survives a process kill at any point (the key is then present or absent) on every platform,
+        and power loss once this returns on POSIX (the directory is fsynced). The ``.lock`` file
+        stays: unlinking a file another process may hold would let two writers in at once.
+
+        :raises LockTimeoutError: ``lock_timeout`` passed before the lock was free.
+        """
+        key = check_key(topic_id, consumer_id)
+        self._check_open()
+        target = self._path(_layout.offset_name(*key))
+        tmp = self._path(_layout.tmp_name(*key))
+        with self._locked(key):
+            removed = _remove_if_present(target)
+            # A temp file left by a killed save is harmless, but a delete is the natural moment to
+            # clean it up, and holding the lock makes it ours to remove.
+            _remove_if_present(tmp)
+            if removed:
+                _platform.fsync_dir(self._dir)
+
+    def list_all(self) -> dict[Key, int]:
+        """Return every committed key and offset found in the directory, as a fresh dict.
+
+        Reads the directory and each offset file (no cache). Lock files, temp files, foreign and
+        non-canonical names are skipped; a key deleted while listing is left out.
+
+        :raises CorruptOffsetError: an offset file does not hold an offset (names key and file).
+        """
+        self._check_open()
+        found: dict[Key, int] = {}
+        with os.scandir(self._dir) as entries:
+            for entry in entries:
+                key = _layout.parse_offset_name(entry.name)
+                if key is None:
+                    continue
+                content = _read(entry.path)
+                if content is not None:
+                    found[key] = _layout.decode_offset(content, key, entry.path)
+        return found
 
     def close(self) -> None:
-        raise NotImplementedError
+        """Forbid further operations on this handle; closing twice is fine.
+
+        Nothing is flushed here: every save was durable when it returned.
+        """
+        self._closed = True
 
     def __enter__(self) -> LockFileOffsetStore:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<LockFileOffsetStore {self._dir!r} {state}>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(repr(self))
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self._dir, name)
+
+    @contextlib.contextmanager
+    def _locked(self, key: Key) -> Iterator[None]:
+        fd = _keylock.acquire(self._path(_layout.lock_name(*key)), key, self._lock_timeout)
+        try:
+            yield
+        finally:
+            _keylock.release(fd)
+
+
+def _check_timeout(timeout: object) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"lock_timeout must be None or a number, not {type(timeout).__name__}")
+    if not (math.isfinite(timeout) and timeout >= 0):
+        raise ValueError(f"lock_timeout must be a finite number >= 0 or None, got {timeout!r}")
+    return float(timeout)
+
+
+def _make_dirs(directory: str) -> None:
+    missing: list[str] = []
+    path = os.path.abspath(directory)
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    # Make each new directory's entry durable, or the first save could vanish with it.
+    for created in reversed(missing):
+        _platform.fsync_dir(os.path.dirname(created))
+
+
+def _read(path: str) -> bytes | None:
+    """Return the file's bytes (at most one byte past the size limit), or None if absent."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return None
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while size <= _layout.MAX_OFFSET_FILE_BYTES:
+            chunk = os.read(fd, _layout.MAX_OFFSET_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: str, data: bytes) -> None:
+    fd = os.open(path, _WRITE_FLAGS, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            # os.write may write less than asked (a signal, a nearly full disk); finish the job.
+            view = view[os.write(fd, view) :]
+        _platform.fsync_file(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_if_present(path: str) -> bool:
+    try:
+        _platform.remove(path)
+    except FileNotFoundError:
+        return False
+    return True
