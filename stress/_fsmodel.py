@@ -1,0 +1,426 @@
+"""The power-loss file-system model: every directory state a power cut could leave (D3).
+
+The model follows LevelDB's and RocksDB's fault-injection environments and ALICE. It starts from
+a known directory tree, taken as durable, and replays a trace (:class:`~._trace.TraceOp`) of what
+a worker did under it. At each crash point (after op ``k``, for every ``k``) a power cut may leave:
+
+* **data**: a file's data written since its last ``fsync``/``fdatasync`` dropped back to the last
+  synced content (empty for a file never synced), kept, kept as any intermediate content the trace
+  saw, torn to a prefix, or with its new size but zeros for data (the size reached the journal,
+  the blocks did not). Synced content belongs to the inode, so it follows the inode across renames.
+* **names**: an entry operation (create, mkdir, rename/replace, unlink, rmdir) made since the
+  last ``fsync`` of its directory may be undone. Undoing a rename restores the target's old inode
+  and the source name. Each pending operation persists or not independently of the others (ALICE's
+  conservative view; a journal would only keep a prefix, and those prefixes are always among the
+  states tried first when sampling). A rename across directories is two halves, one per directory.
+
+Decisions, conservative on purpose:
+
+* ``fsync`` of a file persists its data and size, NOT its own directory entry: ext4 with
+  data=ordered happens to commit it, POSIX does not promise it and other file systems do not.
+* ``fsync`` of a directory persists every entry operation made in that directory so far, and
+  nothing about the data of the files it names.
+* What the tree held before the trace is durable, including the directories holding it.
+
+States are enumerated exhaustively when a crash point has at most :data:`EXHAUSTIVE_LIMIT` of them
+(a save protocol is a handful of operations) and sampled with a seed otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from ._trace import TraceOp
+
+__all__ = [
+    "EXHAUSTIVE_LIMIT",
+    "CrashState",
+    "Exploration",
+    "ModelError",
+    "Tree",
+    "explore",
+    "materialise",
+]
+
+#: A directory tree: sorted ``(relative path, content)`` pairs; content None for a directory.
+Tree = tuple[tuple[str, "bytes | None"], ...]
+
+#: A crash point with at most this many states is enumerated exhaustively.
+EXHAUSTIVE_LIMIT: Final = 1024
+
+#: Files up to this size are torn at every byte; longer ones at a few cut points.
+_EVERY_BYTE: Final = 64
+
+_ROOT: Final = 0
+
+
+class ModelError(ValueError):
+    """The trace cannot be replayed on the tree it claims to start from (an interposer gap)."""
+
+
+@dataclass
+class _Inode:
+    is_dir: bool
+    synced: bytes = b""
+    current: bytes = b""
+    #: ``(op index, content)`` for every content change since the last sync, oldest first.
+    versions: list[tuple[int, bytes]] = field(default_factory=list)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.versions)
+
+
+@dataclass(frozen=True)
+class _EntryOp:
+    """A pending change to one directory's entries: ``name -> inode`` (None removes)."""
+
+    op: TraceOp
+    dir_ino: int
+    changes: tuple[tuple[str, int | None], ...]
+
+
+@dataclass(frozen=True)
+class CrashState:
+    """One directory state a power cut after operation ``point`` could leave.
+
+    :ivar point: the index of the last operation made before the cut (-1: before any).
+    :ivar tree: the files and directories left, relative to the traced root.
+    :ivar persisted: pending entry operations (since their directory's last fsync) that persisted.
+    :ivar undone: pending entry operations that were lost.
+    :ivar data: for each file with unsynced data, what the cut left of it.
+    """
+
+    point: int
+    tree: Tree
+    persisted: tuple[str, ...] = ()
+    undone: tuple[str, ...] = ()
+    data: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """Return a readable account: what persisted, what was lost, and the resulting files."""
+        lines = [f"power cut after operation #{self.point}; everything fsynced before survives"]
+        lines += [f"  {op}: persisted" for op in self.persisted]
+        lines += [f"  {op}: UNDONE" for op in self.undone]
+        lines += [f"  {d}" for d in self.data]
+        files = ", ".join(f"{p}={c!r}" for p, c in self.tree if c is not None and len(c) < 48)
+        lines.append(f"  files left: {files or '(none)'}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """Every crash state found for one trace, with how each crash point was covered."""
+
+    states: tuple[CrashState, ...]
+    points: int
+    exhaustive_points: int
+    sampled_points: int
+
+
+class _Model:
+    """The file system as the trace leaves it: live names, durable names, inodes."""
+
+    def __init__(self, root: str, initial: Tree) -> None:
+        self.root = os.path.realpath(root)
+        self.inodes: dict[int, _Inode] = {_ROOT: _Inode(is_dir=True)}
+        self.live: dict[int, dict[str, int]] = {_ROOT: {}}
+        self.durable: dict[int, dict[str, int]] = {_ROOT: {}}
+        self.pending: list[_EntryOp] = []
+        for rel, content in sorted(initial):
+            parent, name = self._resolve_parent(os.path.join(self.root, rel))
+            ino = self._new_inode(content is None, content or b"")
+            self.live[parent][name] = ino
+            self.durable[parent][name] = ino
+
+    def _new_inode(self, is_dir: bool, content: bytes = b"") -> int:
+        ino = len(self.inodes)
+        self.inodes[ino] = _Inode(is_dir, synced=content, current=content)
+        if is_dir:
+            self.live[ino] = {}
+            self.durable[ino] = {}
+        return ino
+
+    def _parts(self, path: str) -> list[str] | None:
+        rel = os.path.relpath(path, self.root)
+        if rel == ".":
+            return []
+        if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
+            return None
+        return rel.split(os.sep)
+
+    def _resolve_parent(self, path: str) -> tuple[int, str]:
+        parts = self._parts(path)
+        if not parts:
+            raise ModelError(f"{path!r} is not inside the traced root {self.root!r}")
+        ino = _ROOT
+        for part in parts[:-1]:
+            child = self.live.get(ino, {}).get(part)
+            if child is None or not self.inodes[child].is_dir:
+                raise ModelError(f"{path!r}: directory {part!r} is not in the model")
+            ino = child
+        return ino, parts[-1]
+
+    def _lookup(self, path: str) -> int | None:
+        parts = self._parts(path)
+        if parts is None:
+            return None
+        if not parts:
+            return _ROOT
+        parent, name = self._resolve_parent(path)
+        return self.live[parent].get(name)
+
+    def _set_content(self, ino: int, op: TraceOp) -> None:
+        node = self.inodes[ino]
+        if op.content is None or node.is_dir:
+            return
+        if op.content != node.current:
+            node.current = op.content
+            node.versions.append((op.index, op.content))
+
+    def _entry(self, op: TraceOp, parent: int, *changes: tuple[str, int | None]) -> None:
+        for name, ino in changes:
+            if ino is None:
+                self.live[parent].pop(name, None)
+            else:
+                self.live[parent][name] = ino
+        self.pending.append(_EntryOp(op, parent, changes))
+
+    def apply(self, op: TraceOp) -> None:
+        """Replay one successful operation (failed ones and marks change nothing)."""
+        if op.error is not None or op.kind == "mark" or self._parts(op.path) is None:
+            return
+        kind = op.kind
+        if kind in ("rename", "replace"):
+            self._rename(op)
+        elif kind in ("unlink", "rmdir"):
+            parent, name = self._resolve_parent(op.path)
+            self._entry(op, parent, (name, None))
+        elif kind == "mkdir":
+            parent, name = self._resolve_parent(op.path)
+            self._entry(op, parent, (name, self._new_inode(is_dir=True)))
+        else:
+            ino = self._lookup(op.path)
+            if ino is None:
+                if kind != "open" or not op.flags & os.O_CREAT:
+                    raise ModelError(f"{op}: {op.path!r} does not exist in the model")
+                parent, name = self._resolve_parent(op.path)
+                ino = self._new_inode(is_dir=False)
+                self._entry(op, parent, (name, ino))
+            self._set_content(ino, op)
+            if kind in ("fsync", "fdatasync"):
+                self._sync(ino)
+
+    def _rename(self, op: TraceOp) -> None:
+        if op.target is None or self._parts(op.target) is None:
+            raise ModelError(f"{op}: a rename out of the traced root cannot be modelled")
+        src_dir, src_name = self._resolve_parent(op.path)
+        dst_dir, dst_name = self._resolve_parent(op.target)
+        ino = self.live[src_dir].get(src_name)
+        if ino is None:
+            raise ModelError(f"{op}: source {op.path!r} does not exist in the model")
+        if self.live[dst_dir].get(dst_name) == ino:
+            return  # renaming a name onto a hard link of itself changes nothing
+        if src_dir == dst_dir:
+            self._entry(op, src_dir, (src_name, None), (dst_name, ino))
+        else:
+            self._entry(op, dst_dir, (dst_name, ino))
+            self._entry(op, src_dir, (src_name, None))
+
+    def _sync(self, ino: int) -> None:
+        node = self.inodes[ino]
+        if node.is_dir:
+            # A directory fsync persists every entry operation made in it so far.
+            kept = []
+            for entry in self.pending:
+                if entry.dir_ino == ino:
+                    for name, target in entry.changes:
+                        if target is None:
+                            self.durable[ino].pop(name, None)
+                        else:
+                            self.durable[ino][name] = target
+                else:
+                    kept.append(entry)
+            self.pending = kept
+        else:
+            node.synced = node.current
+            node.versions.clear()
+
+
+def _cuts(size: int) -> list[int]:
+    if size <= _EVERY_BYTE:
+        return list(range(size))
+    return sorted({0, 1, size // 2, size - 1} | {c for c in (512, 4096) if c < size})
+
+
+def _content_choices(node: _Inode) -> list[tuple[bytes, str]]:
+    """List what a cut may leave of a dirty file: ``(content, how)`` pairs, first the extremes."""
+    first = node.versions[0][0]
+    last = node.versions[-1][0]
+    span = f"#{first}" if first == last else f"#{first}..#{last}"
+    choices: dict[bytes, str] = {
+        node.current: f"unsynced data ({span}) kept",
+        node.synced: f"unsynced data ({span}) dropped to last synced",
+    }
+    for index, content in node.versions[:-1]:
+        choices.setdefault(content, f"unsynced data ({span}) kept as after #{index}")
+    for cut in _cuts(len(node.current)):
+        choices.setdefault(node.current[:cut], f"unsynced data ({span}) torn to {cut} bytes")
+    if len(node.current) > len(node.synced):
+        zeros = b"\0" * len(node.current)
+        choices.setdefault(zeros, f"unsynced data ({span}): size kept, data zeros")
+    return list(choices.items())
+
+
+class _Frontier:
+    """A frozen copy of the model at one crash point, from which states are drawn."""
+
+    def __init__(self, model: _Model, point: int) -> None:
+        self.point = point
+        self.durable = copy.deepcopy(model.durable)
+        self.pending = list(model.pending)
+        self.synced = {i: n.current for i, n in model.inodes.items() if not n.dirty}
+        self.dirty = {i: _content_choices(n) for i, n in model.inodes.items() if n.dirty}
+
+    def names(self, keep: Sequence[bool]) -> dict[int, dict[str, int]]:
+        names = {d: dict(e) for d, e in self.durable.items()}
+        for entry, kept in zip(self.pending, keep, strict=True):
+            if kept:
+                for name, ino in entry.changes:
+                    if ino is None:
+                        names[entry.dir_ino].pop(name, None)
+                    else:
+                        names[entry.dir_ino][name] = ino
+        return names
+
+    def reachable_dirty(self, names: dict[int, dict[str, int]]) -> list[int]:
+        found: list[int] = []
+        stack = [_ROOT]
+        while stack:
+            for ino in names[stack.pop()].values():
+                if ino in self.dirty and ino not in found:
+                    found.append(ino)
+                elif ino in names:
+                    stack.append(ino)
+        return sorted(found)
+
+    def state(self, keep: Sequence[bool], pick: dict[int, int]) -> CrashState:
+        names = self.names(keep)
+        files: list[tuple[str, bytes | None]] = []
+        data: list[str] = []
+        described: set[int] = set()
+
+        def walk(dir_ino: int, prefix: str) -> None:
+            for name, ino in sorted(names[dir_ino].items()):
+                rel = f"{prefix}{name}"
+                if ino in names:
+                    files.append((rel, None))
+                    walk(ino, rel + "/")
+                elif ino in self.dirty:
+                    content, how = self.dirty[ino][pick.get(ino, 0)]
+                    files.append((rel, content))
+                    if ino not in described:
+                        described.add(ino)
+                        data.append(f"{rel}: {how} -> {content!r}"[:160])
+                else:
+                    files.append((rel, self.synced[ino]))
+
+        walk(_ROOT, "")
+        return CrashState(
+            self.point,
+            tuple(files),
+            tuple(str(e.op) for e, k in zip(self.pending, keep, strict=True) if k),
+            tuple(str(e.op) for e, k in zip(self.pending, keep, strict=True) if not k),
+            tuple(data),
+        )
+
+    def upper_bound(self) -> int:
+        bound: int = 2 ** len(self.pending)
+        for choices in self.dirty.values():
+            bound *= len(choices)
+        return bound
+
+    def every_state(self) -> Iterator[CrashState]:
+        for keep in itertools.product((True, False), repeat=len(self.pending)):
+            inos = self.reachable_dirty(self.names(keep))
+            ranges = [range(len(self.dirty[i])) for i in inos]
+            for choice in itertools.product(*ranges):
+                yield self.state(keep, dict(zip(inos, choice, strict=True)))
+
+    def sample(self, rng: random.Random, budget: int) -> Iterator[CrashState]:
+        n = len(self.pending)
+        # Journal-order prefixes first (what ext4/XFS really leave), data all kept then dropped.
+        for extreme in (0, 1):
+            for kept in range(n, -1, -1):
+                keep = [i < kept for i in range(n)]
+                inos = self.reachable_dirty(self.names(keep))
+                yield self.state(keep, dict.fromkeys(inos, extreme))
+        for _ in range(max(0, budget - 2 * (n + 1))):
+            keep = [rng.random() < 0.5 for _ in range(n)]
+            inos = self.reachable_dirty(self.names(keep))
+            yield self.state(keep, {i: rng.randrange(len(self.dirty[i])) for i in inos})
+
+
+def explore(
+    trace: Sequence[TraceOp],
+    root: str,
+    initial: Tree,
+    *,
+    seed: int,
+    budget: int = 64,
+) -> Exploration:
+    """Every crash state of ``trace`` under ``root`` starting from the durable tree ``initial``.
+
+    Crash points whose state count is at most :data:`EXHAUSTIVE_LIMIT` are enumerated exhaustively;
+    others yield ``budget`` states drawn with ``seed`` (journal-order prefixes first). States equal
+    to one already found at the same crash point are dropped.
+
+    :raises ModelError: the trace does not fit the tree (an operation on a path the model lacks).
+    """
+    model = _Model(root, initial)
+    states: list[CrashState] = []
+    exhaustive = sampled = 0
+    previous: _Frontier | None = None
+    for point in range(-1, len(trace)):
+        if point >= 0:
+            model.apply(trace[point])
+        frontier = _Frontier(model, point)
+        if point >= 0 and trace[point].kind == "mark" and previous is not None:
+            # A mark changes no file: reuse the states (their expectations differ, not their trees).
+            frontier = previous
+        if frontier.upper_bound() <= EXHAUSTIVE_LIMIT:
+            exhaustive += 1
+            found: Iterator[CrashState] = frontier.every_state()
+        else:
+            sampled += 1
+            found = frontier.sample(random.Random(f"{seed}:{point}"), budget)
+        seen: set[Tree] = set()
+        for state in found:
+            if state.tree not in seen:
+                seen.add(state.tree)
+                states.append(_at(state, point))
+        previous = frontier
+    return Exploration(tuple(states), len(trace) + 1, exhaustive, sampled)
+
+
+def _at(state: CrashState, point: int) -> CrashState:
+    if state.point == point:
+        return state
+    return CrashState(point, state.tree, state.persisted, state.undone, state.data)
+
+
+def materialise(tree: Tree, where: str) -> None:
+    """Write ``tree`` under the existing directory ``where``, in order (parents come first)."""
+    for rel, content in tree:
+        path = os.path.join(where, rel)
+        if content is None:
+            os.mkdir(path)
+        else:
+            with open(path, "wb") as fh:
+                fh.write(content)

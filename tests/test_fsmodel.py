@@ -1,0 +1,211 @@
+"""The power-loss file-system model on handcrafted traces (no interposer, no processes)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lance_offsets.stress._fsmodel import (
+    CrashState,
+    ModelError,
+    Tree,
+    explore,
+    materialise,
+)
+from lance_offsets.stress._trace import OpKind, TraceOp
+
+ROOT = "/data/store"
+CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+
+
+class Trace:
+    """Builds a trace the way the interposer records one, numbering operations."""
+
+    def __init__(self) -> None:
+        self.ops: list[TraceOp] = []
+
+    def add(self, kind: OpKind, rel: str, **fields: Any) -> Trace:
+        path = f"{ROOT}/{rel}" if rel else ROOT
+        target = fields.pop("target", None)
+        if target is not None:
+            fields["target"] = f"{ROOT}/{target}"
+        self.ops.append(TraceOp(len(self.ops), kind, path, **fields))
+        return self
+
+    def create(self, rel: str) -> Trace:
+        return self.add("open", rel, flags=CREATE, content=b"")
+
+    def write(self, rel: str, content: bytes) -> Trace:
+        return self.add("write", rel, content=content)
+
+    def fsync(self, rel: str, content: bytes) -> Trace:
+        return self.add("fsync", rel, content=content)
+
+    def dirsync(self, rel: str = "") -> Trace:
+        return self.add("fsync", rel, is_dir=True)
+
+    def mark(self, note: str) -> Trace:
+        return self.add("mark", "", note=note)
+
+
+def files_at(states: tuple[CrashState, ...], point: int) -> list[dict[str, bytes | None]]:
+    return [dict(s.tree) for s in states if s.point == point]
+
+
+def values_of(states: tuple[CrashState, ...], point: int, name: str) -> set[bytes | None]:
+    return {tree.get(name) for tree in files_at(states, point)}
+
+
+INITIAL: Tree = (("k", b"1\n"),)
+
+
+def save(trace: Trace, value: bytes, *, file_sync: bool = True, dir_sync: bool = True) -> Trace:
+    trace.create("k.tmp").write("k.tmp", value)
+    if file_sync:
+        trace.fsync("k.tmp", value)
+    trace.add("close", "k.tmp", content=value).add("replace", "k.tmp", target="k")
+    if dir_sync:
+        trace.dirsync()
+    return trace
+
+
+def test_correct_save_protocol_leaves_old_or_new_value_at_every_point() -> None:
+    trace = save(Trace(), b"2\n")
+    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    assert found.sampled_points == 0
+    assert found.exhaustive_points == len(trace.ops) + 1
+    for point in range(-1, len(trace.ops)):
+        assert values_of(found.states, point, "k") <= {b"1\n", b"2\n"}, point
+    last = len(trace.ops) - 1
+    assert values_of(found.states, last, "k") == {b"2\n"}
+    # The temp file's creation was undone or persisted; both states are reachable before the sync.
+    assert values_of(found.states, last - 1, "k.tmp") == {None, b"2\n"}
+
+
+def test_missing_file_fsync_can_leave_an_empty_target_after_the_directory_sync() -> None:
+    trace = save(Trace(), b"2\n", file_sync=False)
+    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    last = len(trace.ops) - 1
+    assert b"" in values_of(found.states, last, "k")
+    assert b"\0\0" in values_of(found.states, last, "k")
+    assert b"2" in values_of(found.states, last, "k")  # torn after one byte
+
+
+def test_missing_directory_fsync_can_undo_the_rename() -> None:
+    trace = save(Trace(), b"2\n", dir_sync=False)
+    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    last = len(trace.ops) - 1
+    trees = files_at(found.states, last)
+    assert {"k": b"1\n"} in trees  # rename and temp creation both undone
+    assert {"k": b"1\n", "k.tmp": b"2\n"} in trees  # rename undone: the source name comes back
+    undone = [s for s in found.states if s.point == last and dict(s.tree) == {"k": b"1\n"}]
+    assert any("replace" in op for op in undone[0].undone)
+    assert "UNDONE" in undone[0].describe()
+
+
+def test_rename_before_data_sync_can_persist_the_rename_without_the_data() -> None:
+    trace = Trace().create("k.tmp").write("k.tmp", b"2\n").add("replace", "k.tmp", target="k")
+    after_rename = len(trace.ops) - 1
+    trace.fsync("k", b"2\n").dirsync()
+    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    assert b"" in values_of(found.states, after_rename, "k")
+    assert values_of(found.states, len(trace.ops) - 1, "k") == {b"2\n"}
+
+
+def test_exhaustive_count_for_one_unsynced_new_file() -> None:
+    trace = Trace().create("n").write("n", b"ab")
+    found = explore(trace.ops, ROOT, (), seed=1)
+    states = files_at(found.states, 1)
+    # Entry lost; or kept holding "ab", "" (dropped), "a" (torn), or two zero bytes.
+    assert sorted(states, key=repr) == sorted(
+        [{}, {"n": b"ab"}, {"n": b""}, {"n": b"a"}, {"n": b"\0\0"}], key=repr
+    )
+
+
+def test_fsync_of_a_new_file_does_not_persist_its_entry() -> None:
+    trace = Trace().create("n").write("n", b"ab").fsync("n", b"ab")
+    found = explore(trace.ops, ROOT, (), seed=1)
+    assert files_at(found.states, 2) == [{"n": b"ab"}, {}] or files_at(found.states, 2) == [
+        {},
+        {"n": b"ab"},
+    ]
+
+
+def test_fdatasync_syncs_data_like_fsync() -> None:
+    trace = Trace().write("k", b"22\n").add("fdatasync", "k", content=b"22\n")
+    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    assert values_of(found.states, 1, "k") == {b"22\n"}
+    assert b"1\n" in values_of(found.states, 0, "k")
+
+
+def test_in_place_overwrite_can_leave_the_truncated_file() -> None:
+    trace = Trace().add("open", "k", flags=CREATE, content=b"").write("k", b"2\n")
+    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    assert {b"1\n", b"", b"2", b"2\n"} <= values_of(found.states, 1, "k")
+
+
+def test_unlink_since_the_last_directory_sync_may_be_undone() -> None:
+    trace = Trace().add("unlink", "k")
+    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    assert values_of(found.states, 0, "k") == {None, b"1\n"}
+    trace.dirsync()
+    assert values_of(explore(trace.ops, ROOT, INITIAL, seed=1).states, 1, "k") == {None}
+
+
+def test_undone_mkdir_takes_the_files_under_it() -> None:
+    trace = Trace().add("mkdir", "d").create("d/f").write("d/f", b"x").fsync("d/f", b"x")
+    trace.dirsync("d")
+    found = explore(trace.ops, ROOT, (), seed=1)
+    assert files_at(found.states, len(trace.ops) - 1) in (
+        [{}, {"d": None, "d/f": b"x"}],
+        [{"d": None, "d/f": b"x"}, {}],
+    )
+
+
+def test_rename_across_directories_persists_per_directory() -> None:
+    initial: Tree = (("a", None), ("b", None), ("a/f", b"x"))
+    trace = Trace().add("rename", "a/f", target="b/f").dirsync("b")
+    found = explore(trace.ops, ROOT, initial, seed=1)
+    trees = files_at(found.states, 1)
+    # The new name is durable; the old one may come back (a second link to the same inode).
+    assert all(t.get("b/f") == b"x" for t in trees)
+    assert {t.get("a/f") for t in trees} == {None, b"x"}
+
+
+def test_failed_operations_marks_and_paths_outside_the_root_change_nothing() -> None:
+    trace = Trace().add("unlink", "k", error="EACCES").mark("ack save 1 2 3")
+    trace.ops.append(TraceOp(2, "unlink", "/elsewhere/k"))
+    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    assert {s.tree for s in found.states} == {INITIAL}
+    assert found.points == 4
+
+
+def test_an_open_of_an_unknown_file_without_create_is_a_model_error() -> None:
+    trace = Trace().add("open", "ghost", flags=os.O_RDONLY, content=b"")
+    with pytest.raises(ModelError, match="ghost"):
+        explore(trace.ops, ROOT, INITIAL, seed=1)
+
+
+def test_long_traces_are_sampled_reproducibly_and_bounded() -> None:
+    trace = Trace()
+    for i in range(12):  # twelve saves of distinct keys, never a directory sync
+        trace.create(f"k{i}.tmp").write(f"k{i}.tmp", b"7\n").fsync(f"k{i}.tmp", b"7\n")
+        trace.add("replace", f"k{i}.tmp", target=f"k{i}")
+    first = explore(trace.ops, ROOT, INITIAL, seed=5, budget=40)
+    again = explore(trace.ops, ROOT, INITIAL, seed=5, budget=40)
+    assert first == again
+    assert first.sampled_points > 0
+    last = len(trace.ops) - 1
+    assert 0 < len(files_at(first.states, last)) <= 40
+    # The journal-order extremes are always among the samples: nothing persisted, everything did.
+    assert {"k": b"1\n"} in files_at(first.states, last)
+    assert any(len(t) == 13 and "k11" in t for t in files_at(first.states, last))
+
+
+def test_materialise_writes_the_tree(tmp_path: Path) -> None:
+    tree: Tree = (("d", None), ("d/f", b"x\n"), ("g", b""))
+    materialise(tree, str(tmp_path))
+    assert (tmp_path / "d" / "f").read_bytes() == b"x\n"
+    assert (tmp_path / "g").read_bytes() == b""
