@@ -1,0 +1,261 @@
+"""The recording core of the interposer: numbering, the fd table, fault injection, content reads.
+
+``_interpose.py`` installs the wrappers and the audit hook; every wrapper funnels its operation
+through :meth:`Tracer.run`, which numbers it, calls the harness before and after it, injects a
+planned fault instead of performing it, and appends the :class:`TraceOp` record. The real
+functions are captured here at import time, before any patching, so the tracer's own I/O (reading
+file contents for the records) never traces itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import stat
+import threading
+from collections.abc import Callable
+from typing import Final, Literal, TypeVar
+
+from ._trace import OpKind, TraceOp
+
+__all__ = ["CONTENT_KINDS", "REAL", "FaultPlan", "OnOp", "Phase", "Tracer", "busy", "guarded"]
+
+Phase = Literal["before", "after"]
+
+#: Called with each operation right before it is performed (``"before"``: index assigned, content
+#: None) and right after it completed or failed (``"after"``: the record as appended).
+OnOp = Callable[[TraceOp, Phase], None]
+
+#: Kinds whose records carry the file's whole content (regular files only), per ``_trace.py``.
+CONTENT_KINDS: Final = frozenset({"open", "write", "truncate", "fsync", "fdatasync", "close"})
+
+#: The unpatched functions, captured before anything can patch them.
+REAL: Final = {
+    name: getattr(os, name)
+    for name in (
+        "open", "write", "pwrite", "truncate", "ftruncate", "fsync", "fdatasync", "close",
+        "replace", "rename", "remove", "unlink", "mkdir", "rmdir", "pread", "fstat", "stat",
+    )
+    if hasattr(os, name)
+}  # fmt: skip
+
+_LOCAL = threading.local()
+T = TypeVar("T")
+
+
+def busy() -> bool:
+    """Return whether this thread is inside the tracer (its own I/O must not be traced)."""
+    return bool(getattr(_LOCAL, "depth", 0))
+
+
+class guarded:  # used like a function: ``with guarded():``
+    """Mark this thread as inside the tracer for the duration of the block."""
+
+    def __enter__(self) -> None:
+        _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        _LOCAL.depth -= 1
+
+
+@dataclasses.dataclass(frozen=True)
+class FaultPlan:
+    """Which operations fail instead of being performed (F2 fault injection).
+
+    The first operation whose index is ``>= at`` and whose kind is in ``kinds`` (any kind when
+    empty) raises ``OSError(error)`` instead of running; so do the next ones, ``times`` in all
+    (``None``: every matching operation from then on, until :func:`set_fault` clears the plan).
+    The failed operation is recorded with ``error`` set and changed nothing on disk.
+
+    :ivar at: index of the first operation that may fail.
+    :ivar error: the errno to raise (``errno.ENOSPC``, ``errno.EIO``, ``errno.EACCES``...);
+        ``OSError`` picks the matching subclass (``PermissionError`` for EACCES).
+    :ivar times: how many operations fail, or None for all from then on.
+    :ivar kinds: only operations of these kinds count (e.g. ``("replace",)`` to imitate a
+        Windows sharing violation on ``os.replace``); empty means any kind.
+    """
+
+    at: int = 0
+    error: int = errno.EIO
+    times: int | None = 1
+    kinds: tuple[OpKind, ...] = ()
+
+    def describe(self) -> str:
+        """One line for failure details: ``EIO at op >= 3 (replace), once``."""
+        name = errno.errorcode.get(self.error, str(self.error))
+        kinds = f" ({', '.join(self.kinds)})" if self.kinds else ""
+        times = "from then on" if self.times is None else f"{self.times} time(s)"
+        return f"{name} at op >= {self.at}{kinds}, {times}"
+
+
+def _error_name(exc: BaseException) -> str:
+    code = getattr(exc, "errno", None)
+    if isinstance(code, int):
+        return errno.errorcode.get(code, str(code))
+    return type(exc).__name__
+
+
+def read_content(fd: int | None, path: str) -> bytes | None:
+    """Read the whole content the OS holds for a regular file: by ``fd`` if readable, else path.
+
+    Reading by path is checked against the descriptor's inode, so a file renamed over or unlinked
+    since it was opened yields None rather than some other file's bytes.
+    """
+    with guarded():
+        try:
+            if fd is not None:
+                info = REAL["fstat"](fd)
+                if not stat.S_ISREG(info.st_mode):
+                    return None
+                try:
+                    return bytes(REAL["pread"](fd, info.st_size, 0))
+                except OSError:  # write-only descriptor: fall back to the path
+                    pass
+            by_path = REAL["open"](path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            try:
+                info_path = REAL["fstat"](by_path)
+                if not stat.S_ISREG(info_path.st_mode):
+                    return None
+                if fd is not None and (info_path.st_ino, info_path.st_dev) != (
+                    info.st_ino,
+                    info.st_dev,
+                ):
+                    return None
+                chunks = []
+                while chunk := os.read(by_path, 1 << 16):
+                    chunks.append(chunk)
+                return b"".join(chunks)
+            finally:
+                REAL["close"](by_path)
+        except OSError:
+            return None
+
+
+class Tracer:
+    """The state of one ``traced()`` block: the trace, the fd table, the fault plan."""
+
+    def __init__(self, root: str, on_op: OnOp | None, fail: FaultPlan | None) -> None:
+        self.root = os.path.realpath(root)
+        self.trace: list[TraceOp] = []
+        self.on_op = on_op
+        self.fail = fail
+        self.fired = 0
+        #: Open descriptors on paths under root: fd -> (path, is_dir).
+        self.fds: dict[int, tuple[str, bool]] = {}
+        # One operation at a time, so indices follow the order operations really happened in
+        # (a store's background thread interleaves with its caller); re-entrant for on_op.
+        self.lock = threading.RLock()
+
+    def normalize(self, path: object, dir_fd: int | None = None) -> str | None:
+        """Return the realpath-normalised absolute path, or None when it is not under root."""
+        try:
+            name = os.fsdecode(os.fspath(path))  # type: ignore[call-overload]
+        except TypeError:
+            return None
+        if dir_fd is not None and not os.path.isabs(name):
+            base = self.fds.get(dir_fd)
+            if base is None:
+                return None
+            name = os.path.join(base[0], name)
+        with guarded():
+            absolute = os.path.abspath(name)
+            head, tail = os.path.split(absolute)
+            full = os.path.join(os.path.realpath(head), tail) if tail else absolute
+        if full == self.root or full.startswith(self.root + os.sep):
+            return full
+        return None
+
+    def set_fault(self, plan: FaultPlan | None) -> None:
+        with self.lock:
+            self.fail = plan
+            self.fired = 0
+
+    def _fault(self, op: TraceOp) -> OSError | None:
+        plan = self.fail
+        if plan is None or op.index < plan.at or (plan.kinds and op.kind not in plan.kinds):
+            return None
+        if plan.times is not None and self.fired >= plan.times:
+            return None
+        self.fired += 1
+        message = f"{os.strerror(plan.error)} (injected by the stress interposer at op {op.index})"
+        return OSError(plan.error, message, op.path)
+
+    def run(
+        self,
+        kind: OpKind,
+        path: str,
+        perform: Callable[[], T],
+        *,
+        target: str | None = None,
+        is_dir: bool = False,
+        flags: int = 0,
+        fd: int | None = None,
+        fd_of_result: bool = False,
+        note: str = "",
+    ) -> T:
+        """Run one operation: number it, announce it, perform (or fail) it, record it.
+
+        :param fd: the descriptor to read content from (content is read before a close).
+        :param fd_of_result: the result is a new descriptor (``os.open``): register it.
+        """
+        with self.lock, guarded():
+            pre = TraceOp(len(self.trace), kind, path, target, is_dir, flags, note=note)
+            if self.on_op is not None:
+                self.on_op(pre, "before")
+            wants_content = kind in CONTENT_KINDS and not is_dir
+            content = read_content(fd, path) if wants_content and kind == "close" else None
+            try:
+                result = self._perform(pre, perform)
+            except BaseException as exc:
+                failed = dataclasses.replace(pre, error=_error_name(exc))
+                self.trace.append(failed)
+                if self.on_op is not None:
+                    self.on_op(failed, "after")
+                raise
+            if fd_of_result:
+                fd = result  # type: ignore[assignment]
+                assert isinstance(fd, int)
+                self.fds[fd] = (path, is_dir or stat.S_ISDIR(REAL["fstat"](fd).st_mode))
+                is_dir = self.fds[fd][1]
+                wants_content = not is_dir
+            if wants_content and kind != "close":
+                content = read_content(fd, path)
+            done = dataclasses.replace(pre, is_dir=is_dir, content=content)
+            self.trace.append(done)
+            if self.on_op is not None:
+                self.on_op(done, "after")
+            return result
+
+    def _perform(self, op: TraceOp, perform: Callable[[], T]) -> T:
+        fault = self._fault(op)
+        if fault is not None:
+            raise fault
+        return perform()
+
+    def seen(self, kind: OpKind, path: str, target: str | None, flags: int) -> None:
+        """Record an operation only the audit hook saw (C code): before it runs, no content.
+
+        The harness gets its ``"before"`` call, and a planned fault is raised from the hook
+        (which aborts the operation); there is no ``"after"`` and the record is appended at once,
+        marked ``note="audit"``, because an audit hook never learns how the operation ended.
+        """
+        with self.lock, guarded():
+            op = TraceOp(len(self.trace), kind, path, target, False, flags, note="audit")
+            if self.on_op is not None:
+                self.on_op(op, "before")
+            fault = self._fault(op)
+            self.trace.append(
+                op if fault is None else dataclasses.replace(op, error=_error_name(fault))
+            )
+            if fault is not None:
+                raise fault
+
+    def moved(self, src: str, dst: str) -> None:
+        """Follow a rename in the fd table (a descriptor keeps its file, which has a new name)."""
+        prefix = src + os.sep
+        for fd, (path, is_dir) in list(self.fds.items()):
+            if path == src:
+                self.fds[fd] = (dst, is_dir)
+            elif path.startswith(prefix):
+                self.fds[fd] = (dst + path[len(src) :], is_dir)

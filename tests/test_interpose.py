@@ -1,0 +1,187 @@
+"""The file-system interposer records what a store does, stops where asked, and fails on plan."""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import io
+import os
+import pathlib
+import threading
+
+import pytest
+from lance_offsets.stress._interpose import FaultPlan, mark, set_fault, traced
+from lance_offsets.stress._trace import TraceOp
+from lance_offsets.stress._tracer import REAL
+
+_early_replace = os.replace  # bound at import, like `from os import replace`: bypasses the patch
+
+
+def _save_like_a_store(directory: pathlib.Path, value: bytes) -> None:
+    """The durable save protocol: write temp, fsync, replace, fsync the directory."""
+    tmp = directory / "k.offset.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, value)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, directory / "k.offset")
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _kinds(trace: list[TraceOp]) -> list[str]:
+    return [op.kind for op in trace]
+
+
+def test_os_level_save_is_recorded_in_order_with_contents(tmp_path: pathlib.Path) -> None:
+    root = os.path.realpath(tmp_path)
+    with traced(tmp_path) as trace:
+        _save_like_a_store(tmp_path, b"42\n")
+    assert _kinds(trace) == [
+        "open", "write", "fsync", "close", "replace", "open", "fsync", "close",
+    ]  # fmt: skip
+    assert [op.index for op in trace] == list(range(8))
+    tmp, final = os.path.join(root, "k.offset.tmp"), os.path.join(root, "k.offset")
+    assert trace[0].path == tmp
+    assert trace[0].flags & os.O_TRUNC
+    assert trace[0].content == b""
+    assert trace[1].content == b"42\n"
+    assert trace[4].target == final
+    assert trace[4].content is None
+    assert trace[6].path == root
+    assert trace[6].is_dir
+    assert trace[6].content is None
+
+
+def test_file_objects_are_recorded_when_bytes_reach_the_os(tmp_path: pathlib.Path) -> None:
+    with traced(tmp_path) as trace:
+        with open(tmp_path / "a", "w") as f:
+            f.write("12")
+            assert _kinds(trace) == ["open"]  # still in the buffer: nothing reached the OS
+            f.flush()
+            os.fsync(f.fileno())
+        (tmp_path / "b").write_text("pathlib")
+        with io.open(tmp_path / "c", "ab") as f:  # noqa: UP020 - io.open is patched too
+            f.write(b"io")
+        fd = os.open(tmp_path / "d", os.O_RDWR | os.O_CREAT)
+        with os.fdopen(fd, "r+b") as f:
+            f.write(b"fdopen")
+    assert [(op.kind, os.path.basename(op.path), op.content) for op in trace] == [
+        ("open", "a", b""), ("write", "a", b"12"), ("fsync", "a", b"12"), ("close", "a", b"12"),
+        ("open", "b", b""), ("write", "b", b"pathlib"), ("close", "b", b"pathlib"),
+        ("open", "c", b""), ("write", "c", b"io"), ("close", "c", b"io"),
+        ("open", "d", b""), ("write", "d", b"fdopen"), ("close", "d", b"fdopen"),
+    ]  # fmt: skip
+
+
+def test_paths_outside_root_are_not_recorded_and_patches_are_restored(
+    tmp_path: pathlib.Path,
+) -> None:
+    inside, outside = tmp_path / "in", tmp_path / "out"
+    inside.mkdir()
+    outside.mkdir()
+    with traced(inside) as trace:
+        (outside / "x").write_bytes(b"x")
+        os.makedirs(inside / "p" / "q")
+        os.rename(inside / "p", inside / "r")
+    assert [(op.kind, op.path[len(str(inside)) :]) for op in trace] == [
+        ("mkdir", "/p"), ("mkdir", "/p/q"), ("rename", "/p"),
+    ]  # fmt: skip
+    assert trace[2].target == os.path.join(os.path.realpath(inside), "r")
+    assert os.open is REAL["open"]
+    assert os.fsync is REAL["fsync"]
+    assert builtins.open is io.open
+    with open(os.devnull, "rb") as f:
+        assert type(f.raw) is io.FileIO
+
+
+def test_on_op_sees_each_operation_before_and_after(tmp_path: pathlib.Path) -> None:
+    calls: list[tuple[str, TraceOp]] = []
+    with traced(tmp_path, on_op=lambda op, phase: calls.append((phase, op))) as trace:
+        _save_like_a_store(tmp_path, b"7\n")
+    assert [phase for phase, _ in calls] == ["before", "after"] * len(trace)
+    for (_, before), (_, after), recorded in zip(calls[::2], calls[1::2], trace, strict=True):
+        assert before.index == after.index == recorded.index
+        assert before.content is None
+        assert after == recorded
+    # "After fsync, before rename" is a point: after op 2 (fsync), then close, then replace.
+    assert [(phase, op.kind) for phase, op in calls[5:9]] == [
+        ("after", "fsync"), ("before", "close"), ("after", "close"), ("before", "replace"),
+    ]  # fmt: skip
+
+
+def test_stopping_before_an_operation_keeps_it_from_happening(tmp_path: pathlib.Path) -> None:
+    class Stop(BaseException):
+        pass
+
+    def stop_before_replace(op: TraceOp, phase: str) -> None:
+        if op.kind == "replace" and phase == "before":
+            raise Stop
+
+    with traced(tmp_path, on_op=stop_before_replace), pytest.raises(Stop):
+        _save_like_a_store(tmp_path, b"9\n")
+    assert sorted(os.listdir(tmp_path)) == ["k.offset.tmp"]
+
+
+def test_early_bound_functions_are_seen_by_the_audit_hook(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "a").write_bytes(b"1")
+    with traced(tmp_path) as trace:
+        _early_replace(tmp_path / "a", tmp_path / "b")
+    assert [(op.kind, op.note, os.path.basename(op.target or "")) for op in trace] == [
+        ("rename", "audit", "b")
+    ]
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO, errno.EACCES])
+def test_a_planned_fault_fails_the_operation_and_changes_nothing(
+    tmp_path: pathlib.Path, code: int
+) -> None:
+    (tmp_path / "k.offset").write_bytes(b"1\n")
+    with traced(tmp_path, fail=FaultPlan(at=1, error=code)) as trace:
+        with pytest.raises(OSError, match="injected") as raised:
+            _save_like_a_store(tmp_path, b"2\n")
+        assert raised.value.errno == code
+        _save_like_a_store(tmp_path, b"3\n")  # once: the next save goes through
+    assert trace[1].kind == "write"
+    assert trace[1].error == errno.errorcode[code]
+    assert (tmp_path / "k.offset").read_bytes() == b"3\n"
+
+
+def test_a_persistent_fault_lasts_until_cleared(tmp_path: pathlib.Path) -> None:
+    plan = FaultPlan(error=errno.EACCES, times=None, kinds=("replace",))
+    with traced(tmp_path, fail=plan) as trace:
+        for _ in range(3):
+            with pytest.raises(PermissionError):
+                _save_like_a_store(tmp_path, b"5\n")
+        set_fault(None)
+        _save_like_a_store(tmp_path, b"6\n")
+    assert [op.error for op in trace if op.kind == "replace"] == ["EACCES"] * 3 + [None]
+    assert (tmp_path / "k.offset").read_bytes() == b"6\n"
+    assert "EACCES at op >= 0 (replace), from then on" in plan.describe()
+
+
+def test_marks_threads_and_renamed_descriptors(tmp_path: pathlib.Path) -> None:
+    with traced(tmp_path) as trace:
+        fd = os.open(tmp_path / "old", os.O_WRONLY | os.O_CREAT)
+        os.rename(tmp_path / "old", tmp_path / "new")
+        os.write(fd, b"after rename")
+        os.close(fd)
+        mark("ack save 1 2 3")
+        worker = threading.Thread(target=(tmp_path / "t").write_bytes, args=(b"thread",))
+        worker.start()
+        worker.join()
+    assert trace[2].kind == "write"
+    assert trace[2].path.endswith("new")
+    assert trace[2].content == b"after rename"
+    assert (trace[4].kind, trace[4].note) == ("mark", "ack save 1 2 3")
+    assert [op.content for op in trace[5:]] == [b"", b"thread", b"thread"]
+
+
+def test_blocks_do_not_nest(tmp_path: pathlib.Path) -> None:
+    with traced(tmp_path), pytest.raises(RuntimeError, match="nest"), traced(tmp_path):
+        pass  # pragma: no cover
