@@ -94,4 +94,3 @@ def capabilities_of(factory: object) -> Capabilities:
         open_named=open_named,
         damage=dict(damage),
     )
-

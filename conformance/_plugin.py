@@ -96,5 +96,6 @@ def stress_options(request: pytest.FixtureRequest, tmp_path: object) -> StressOp
             workdir=str(tmp_path),
             progress=print,
         )
-    return StressOptions(seed=seed, workers=min(4, config.getoption("stress_workers")),
-                         workdir=str(tmp_path))
+    return StressOptions(
+        seed=seed, workers=min(4, config.getoption("stress_workers")), workdir=str(tmp_path)
+    )

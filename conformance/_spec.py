@@ -33,4 +33,4 @@ def load_factory(spec: str) -> Factory:
             raise SpecError(f"store spec {spec!r}: {module_name!r} has no {attr_path!r}") from None
     if not callable(target):
         raise SpecError(f"store spec {spec!r} names {type(target).__name__}, not a callable")
-    return target  # type: ignore[no-any-return]
+    return target

@@ -50,6 +50,8 @@ def run_properties(spec: str, ids: list[str], options: StressOptions) -> list[Pr
         check = getattr(importlib.import_module(module_name), func_name)
         result: PropertyResult = check(spec, options)
         if not result.seconds:
-            result = PropertyResult(result.id, result.outcome, time.monotonic() - start, result.details)
+            result = PropertyResult(
+                result.id, result.outcome, time.monotonic() - start, result.details
+            )
         results.append(result)
     return results
