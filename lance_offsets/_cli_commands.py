@@ -1,0 +1,189 @@
+"""The ``ls``, ``get``, ``set`` and ``rm`` subcommands of ``lance-offsets``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ._cli_common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    CliError,
+    add_lock_timeout,
+    consumer_id_arg,
+    consumer_name_arg,
+    describe_key,
+    is_consumer_dir,
+    iter_consumers,
+    offset_arg,
+    open_existing,
+    open_or_create,
+    print_error,
+    require_base_dir,
+    stored_keys,
+    topic_id_arg,
+)
+from ._errors import CorruptOffsetError, OffsetStoreError
+from ._lockfile import LockFileOffsetStore
+
+__all__ = ["register"]
+
+_HEADER = ("consumer", "topic", "consumer id", "offset")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``ls``, ``get``, ``set`` and ``rm`` to the top-level parser's subcommands."""
+    ls = subparsers.add_parser(
+        "ls",
+        help="list the offsets of every consumer (or one) under BASE_DIR",
+        description="List offsets as a table: consumer, topic, consumer id, offset.",
+    )
+    ls.add_argument("base_dir", metavar="BASE_DIR")
+    ls.add_argument("--consumer", type=consumer_name_arg, metavar="NAME", help="only this one")
+    ls.add_argument("--json", action="store_true", help="print a JSON array of rows instead")
+    add_lock_timeout(ls)
+    ls.set_defaults(handler=_ls)
+
+    get = subparsers.add_parser("get", help="print one offset (exit 1 if there is none)")
+    _add_key_arguments(get)
+    get.set_defaults(handler=_get)
+
+    set_ = subparsers.add_parser("set", help="store one offset durably (creates the consumer)")
+    _add_key_arguments(set_)
+    set_.add_argument("offset", type=offset_arg, metavar="OFFSET")
+    set_.set_defaults(handler=_set)
+
+    rm = subparsers.add_parser(
+        "rm",
+        help="delete one offset, or every offset of a consumer with --all",
+        usage="%(prog)s [-h] [--lock-timeout SECONDS] BASE_DIR CONSUMER "
+        "(TOPIC CONSUMER_ID | --all)",
+    )
+    rm.add_argument("base_dir", metavar="BASE_DIR")
+    rm.add_argument("consumer", type=consumer_name_arg, metavar="CONSUMER")
+    rm.add_argument("topic_id", type=topic_id_arg, metavar="TOPIC", nargs="?")
+    rm.add_argument("consumer_id", type=consumer_id_arg, metavar="CONSUMER_ID", nargs="?")
+    rm.add_argument("--all", action="store_true", help="delete every offset of CONSUMER")
+    add_lock_timeout(rm)
+    rm.set_defaults(handler=_rm, parser=rm)
+
+
+def _add_key_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("base_dir", metavar="BASE_DIR")
+    parser.add_argument("consumer", type=consumer_name_arg, metavar="CONSUMER")
+    parser.add_argument("topic_id", type=topic_id_arg, metavar="TOPIC")
+    parser.add_argument("consumer_id", type=consumer_id_arg, metavar="CONSUMER_ID")
+    add_lock_timeout(parser)
+
+
+def _ls(args: argparse.Namespace) -> int:
+    base: str = args.base_dir
+    require_base_dir(base)
+    if args.consumer is not None:
+        if not is_consumer_dir(base, args.consumer):
+            raise CliError(f"no consumer {args.consumer!r} under {base!r}")
+        names = [args.consumer]
+    else:
+        names = list(iter_consumers(base))
+    rows: list[tuple[str, int, int, int]] = []
+    failed = False
+    for name in names:
+        # One damaged consumer should not hide the others: report it and go on, exit 1 at the end.
+        try:
+            store = open_existing(base, name, args.lock_timeout)
+            offsets = {} if store is None else store.list_all()
+        except (OffsetStoreError, OSError) as exc:
+            print_error(f"consumer {name!r}: {exc}")
+            failed = True
+            continue
+        rows.extend((name, t, c, o) for (t, c), o in sorted(offsets.items()))
+    if args.json:
+        records = [
+            {"consumer": n, "topic_id": t, "consumer_id": c, "offset": o} for n, t, c, o in rows
+        ]
+        _write_json(records)
+    else:
+        _write_table(rows)
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _write_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+def _write_table(rows: list[tuple[str, int, int, int]]) -> None:
+    cells = [_HEADER, *((n, str(t), str(c), str(o)) for n, t, c, o in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(_HEADER))]
+    for row in cells:
+        # Names left-aligned, numbers right-aligned so their digits line up.
+        parts = [row[0].ljust(widths[0])] + [row[i].rjust(widths[i]) for i in range(1, 4)]
+        sys.stdout.write("  ".join(parts) + "\n")
+
+
+def _get(args: argparse.Namespace) -> int:
+    require_base_dir(args.base_dir)
+    store = open_existing(args.base_dir, args.consumer, args.lock_timeout)
+    offset = None if store is None else store.load(args.topic_id, args.consumer_id)
+    if offset is None:
+        where = (
+            ""
+            if store is not None
+            else f" (no directory for that consumer under {args.base_dir!r})"
+        )
+        raise CliError(
+            f"no offset stored for {describe_key(args.consumer, args.topic_id, args.consumer_id)}"
+            f"{where}"
+        )
+    sys.stdout.write(f"{offset}\n")
+    return EXIT_OK
+
+
+def _set(args: argparse.Namespace) -> int:
+    store = open_or_create(args.base_dir, args.consumer, args.lock_timeout)
+    key = describe_key(args.consumer, args.topic_id, args.consumer_id)
+    with store:
+        # Not through HookedOffsetStore: it refuses to save over a corrupt value (it cannot say
+        # what the save replaced), and overwriting one is exactly what CorruptOffsetError tells
+        # the operator to do with this command.
+        previous = _previous(store, args.topic_id, args.consumer_id)
+        store.save(args.topic_id, args.consumer_id, args.offset)
+    sys.stdout.write(f"{key}: {previous} -> {args.offset}\n")
+    return EXIT_OK
+
+
+def _previous(store: LockFileOffsetStore, topic_id: int, consumer_id: int) -> str:
+    """Return the key's current offset as text: a number, ``none``, or ``corrupt (...)``."""
+    try:
+        offset = store.load(topic_id, consumer_id)
+    except CorruptOffsetError as exc:
+        return f"corrupt ({exc.reason}, content {exc.content[:40]!r})"
+    return "none" if offset is None else str(offset)
+
+
+def _rm(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.parser
+    if (args.topic_id is None) != (args.consumer_id is None) or args.all == (
+        args.topic_id is not None
+    ):
+        parser.error("give either TOPIC and CONSUMER_ID, or --all (not both)")
+    require_base_dir(args.base_dir)
+    store = open_existing(args.base_dir, args.consumer, args.lock_timeout)
+    if args.all:
+        # Keys from the file names, not list_all(): a corrupt value must not stop a wipe.
+        keys = [] if store is None else stored_keys(store.directory)
+        for topic_id, consumer_id in keys:
+            assert store is not None  # keys is empty otherwise
+            store.delete(topic_id, consumer_id)
+        sys.stdout.write(f"removed {len(keys)} offset(s) of consumer {args.consumer!r}\n")
+        return EXIT_OK
+    key = describe_key(args.consumer, args.topic_id, args.consumer_id)
+    previous = "none" if store is None else _previous(store, args.topic_id, args.consumer_id)
+    if store is None or previous == "none":
+        # Deleting an absent key is not an error (the store's own rule); say so all the same.
+        sys.stdout.write(f"{key}: no offset stored, nothing removed\n")
+        return EXIT_OK
+    store.delete(args.topic_id, args.consumer_id)
+    sys.stdout.write(f"{key}: removed (was {previous})\n")
+    return EXIT_OK
