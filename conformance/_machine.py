@@ -1,0 +1,401 @@
+"""The stateful machine: a store driven by random programs and compared with a dict model.
+
+Rules save, load, delete, list_all, reopen the store (P1), open a second live handle (P2) and
+save or delete from another process (P2). Every check is tagged with the property it proves, so a
+failure names its ID; a machine built with ``focus`` reports only the properties in it and
+discards examples where a property outside the focus broke first, which is how ``check`` gives
+one verdict per property. Every step is ``note()``-d: a failure reads as a short script.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+from hypothesis import note, reject
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
+
+from ._capabilities import Capabilities, Factory, capabilities_of
+from ._catalog import PROPERTIES
+from ._remote import RemoteStore
+from ._spec import load_factory
+from ._strategies import Key, near_collisions, offsets
+from ._strategies import keys as key_strategy
+from ._workspace import Workspace, close_quietly
+
+__all__ = ["MACHINE_PLANS", "ContractViolation", "StoreMachine", "spec_of", "store_machine"]
+
+#: Property -> rule families it needs beyond save/load. Properties not listed are not checked
+#: by the machine. ``remote`` is dropped for a store that does not claim ``shared``.
+MACHINE_PLANS: dict[str, frozenset[str]] = {
+    "C1": frozenset({"delete"}),
+    "C2": frozenset({"delete"}),
+    "C3": frozenset({"delete"}),
+    "C4": frozenset({"delete"}),
+    "C5": frozenset({"delete"}),
+    "C6": frozenset({"delete", "list_all"}),
+    "P1": frozenset({"delete", "list_all", "reopen"}),
+    "P2": frozenset({"delete", "list_all", "second", "remote"}),
+}
+
+#: How many other keys a C5 check reloads around each write.
+_ISOLATION_SAMPLE = 12
+_REMOTE = "another process"
+
+
+class ContractViolation(AssertionError):
+    """The store broke property :attr:`property_id`; the message says how."""
+
+    def __init__(self, property_id: str, message: str) -> None:
+        title = PROPERTIES[property_id].title
+        super().__init__(f"[{property_id} {title}] {message}")
+        self.property_id = property_id
+
+
+def spec_of(factory: object) -> str | None:
+    """Return the ``pkg.module:attr`` string that imports ``factory`` again, if there is one."""
+    module = getattr(factory, "__module__", None)
+    name = getattr(factory, "__qualname__", None)
+    if not module or not name or "<" in name or module == "__main__":
+        return None
+    spec = f"{module}:{name}"
+    try:
+        return spec if load_factory(spec) is factory else None
+    except ValueError:
+        return None
+
+
+def _runner_draw(make: Callable[[Capabilities], st.SearchStrategy[Any]]) -> Any:
+    # st.runner() is the machine instance: strategies follow the store's declared ranges.
+    return st.runner().flatmap(lambda machine: make(machine.caps))
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """The machine for one store; build concrete ones with :func:`store_machine`."""
+
+    factory: ClassVar[Factory]
+    caps: ClassVar[Capabilities]
+    focus: ClassVar[frozenset[str]]
+    families: ClassVar[frozenset[str]]
+    workspace: ClassVar[Workspace]
+    remote: ClassVar[RemoteStore | None] = None
+
+    keys = Bundle("keys")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.path = self.workspace.fresh_dir()
+        self.model: dict[Key, int] = {}
+        self.seen: list[Key] = []
+        self.step = 0
+        self.handles: dict[str, Any] = {}
+        self.opened_at: dict[str, int] = {}
+        self.last_writer: dict[Key, str] = {}
+        self.written_at: dict[Key, int] = {}
+        self.generation = 0
+        self.remote_open = False
+        self.names: dict[str, str] = {}
+        self._open("A")
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def _open(self, slot: str) -> None:
+        self.generation += 1
+        name = f"{slot}{self.generation}"
+        self.handles[slot] = self.factory(self.path)
+        self.names[slot] = name
+        self.opened_at[name] = self.step
+
+    def _name(self, slot: str) -> str:
+        return self.names[slot]
+
+    def _violate(self, pid: str, message: str) -> None:
+        if pid in self.focus:
+            raise ContractViolation(pid, message)
+        # Another property broke first; this example says nothing about the focus property.
+        note(f"(outside the focus: [{pid}] {message})")
+        reject()
+
+    def _blame(self, key: Key, slot: str, default: str) -> str:
+        """Which property a wrong answer for ``key`` through ``slot`` breaks."""
+        writer = self.last_writer.get(key)
+        if writer is None:
+            return default
+        reader = self._name(slot)
+        if self.opened_at[reader] > self.written_at[key]:
+            return "P1"  # the handle was opened after the write: it must see it
+        if writer != reader:
+            return "P2"  # another handle (or process) wrote while this one was open
+        return default
+
+    def _call(self, pid: str, what: str, fn: Callable[..., Any], *args: object) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - any exception here is the finding
+            self._violate(pid, f"{what} raised {type(exc).__name__}: {exc}")
+            raise  # unreachable: _violate raises
+
+    def _pick(self, which: int) -> str:
+        return "B" if which == 1 and "B" in self.handles else "A"
+
+    def _wrote(self, key: Key, writer: str) -> None:
+        self.last_writer[key] = writer
+        self.written_at[key] = self.step
+
+    def _snapshot(self, slot: str, key: Key) -> dict[Key, int | None]:
+        if "C5" not in self.focus:
+            return {}
+        store = self.handles[slot]
+        others = [k for k in self.seen if k != key][-_ISOLATION_SAMPLE:]
+        return {k: self._call("C5", f"load{k}", store.load, *k) for k in others}
+
+    def _check_isolation(self, slot: str, key: Key, before: dict[Key, int | None], op: str) -> None:
+        store = self.handles[slot]
+        for other, was in before.items():
+            now = store.load(*other)
+            if now != was:
+                self._violate(
+                    "C5",
+                    f"{op} on key {key} changed key {other} from {was!r} to {now!r} "
+                    f"(decimal spellings {key[0]}{key[1]} / {other[0]}{other[1]})",
+                )
+
+    def _compare_listing(self, slot: str, got: object, when: str) -> None:
+        if not isinstance(got, dict):
+            self._violate("C6", f"list_all() {when} returned {type(got).__name__}, not a dict")
+            return
+        if got == self.model:
+            return
+        wrong = sorted(set(got) ^ set(self.model) | {k for k in got if got[k] != self.model.get(k)})
+        blamed = {self._blame(k, slot, "C6") for k in wrong}
+        pid = blamed.pop() if len(blamed) == 1 else "C6"
+        shown = {k: (got.get(k), self.model.get(k)) for k in wrong[:6]}
+        self._violate(
+            pid,
+            f"list_all() on handle {self._name(slot)} {when} disagrees with the model on "
+            f"{len(wrong)} key(s); (got, expected): {shown}",
+        )
+
+    # -- keys --------------------------------------------------------------------------------
+
+    @initialize(target=keys)
+    def extreme_keys(self) -> Any:
+        top_t, top_c = self.caps.topic_id_max, self.caps.consumer_id_max
+        extremes = [(0, 0), (top_t, top_c), (0, top_c), (top_t, 0)]
+        self.seen.extend(extremes)
+        return multiple(*extremes)
+
+    @rule(target=keys, key=_runner_draw(key_strategy))
+    def new_key(self, key: Key) -> Key:
+        self.seen.append(key)
+        return key
+
+    @rule(target=keys, key=keys)
+    def colliding_keys(self, key: Key) -> Any:
+        found = near_collisions(key, self.caps)[:4]
+        note(f"near-colliding keys of {key}: {found}")
+        self.seen.extend(found)
+        return multiple(*found)
+
+    # -- operations --------------------------------------------------------------------------
+
+    @rule(key=keys, offset=_runner_draw(offsets), which=st.integers(0, 1))
+    def save(self, key: Key, offset: int, which: int) -> None:
+        self.step += 1
+        slot = self._pick(which)
+        store = self.handles[slot]
+        pid = "C1" if key not in self.model else "C3"
+        if slot == "B":
+            self.handles["A"].load(*key)  # warm A's cache, so P2 is about a warm handle
+        before = self._snapshot(slot, key)
+        note(f"{self._name(slot)}.save{(*key, offset)}")
+        self._call(pid, f"save{(*key, offset)}", store.save, *key, offset)
+        self.model[key] = offset
+        self._wrote(key, self._name(slot))
+        got = self._call(pid, f"load{key}", store.load, *key)
+        if got != offset:
+            self._violate(pid, f"save{(*key, offset)} returned, then load{key} gave {got!r}")
+        self._check_isolation(slot, key, before, f"save{(*key, offset)}")
+
+    @precondition(lambda self: "delete" in self.families)
+    @rule(key=keys, which=st.integers(0, 1))
+    def delete(self, key: Key, which: int) -> None:
+        self.step += 1
+        slot = self._pick(which)
+        store = self.handles[slot]
+        state = "present" if key in self.model else "absent"
+        before = self._snapshot(slot, key)
+        note(f"{self._name(slot)}.delete{key}  # key {state}")
+        self._call("C4", f"delete{key} of an {state} key", store.delete, *key)
+        previous = self.model.pop(key, None)
+        self._wrote(key, self._name(slot))
+        got = self._call("C4", f"load{key}", store.load, *key)
+        if got is not None:
+            # The old value still there: delete did nothing (C4); anything else: absent != None.
+            pid = "C4" if got == previous else "C2"
+            self._violate(pid, f"delete{key} returned, then load{key} gave {got!r}, not None")
+        self._check_isolation(slot, key, before, f"delete{key}")
+
+    @rule(key=keys, which=st.integers(0, 1))
+    def load(self, key: Key, which: int) -> None:
+        slot = self._pick(which)
+        expected = self.model.get(key)
+        pid = self._blame(key, slot, "C2" if expected is None else "C3")
+        got = self._call(pid, f"load{key}", self.handles[slot].load, *key)
+        note(f"{self._name(slot)}.load{key} -> {got!r}")
+        if got != expected:
+            self._violate(pid, f"load{key} on {self._name(slot)} gave {got!r}, expected {expected!r}")
+
+    @precondition(lambda self: "list_all" in self.families)
+    @rule(which=st.integers(0, 1))
+    def list_all(self, which: int) -> None:
+        slot = self._pick(which)
+        store = self.handles[slot]
+        first = self._call("C6", "list_all()", store.list_all)
+        note(f"{self._name(slot)}.list_all() -> {first!r}")
+        self._compare_listing(slot, first, "")
+        if not isinstance(first, dict):
+            return
+        first.clear()
+        first[(0, 0)] = 12345  # the caller may mutate its copy; the store must not notice
+        second = self._call("C6", "list_all()", store.list_all)
+        if second is first:
+            self._violate("C6", "list_all() returned the same dict object twice")
+        self._compare_listing(slot, second, "after the caller mutated an earlier result")
+
+    @precondition(lambda self: "reopen" in self.families)
+    @rule()
+    def reopen(self) -> None:
+        self.step += 1
+        close_quietly(self.handles.pop("A"))
+        self._open("A")
+        note(f"reopen: A closed, new handle {self._name('A')} = factory(path)")
+        for key, offset in sorted(self.model.items()):
+            got = self._call("P1", f"load{key} after reopen", self.handles["A"].load, *key)
+            if got != offset:
+                self._violate("P1", f"after reopen load{key} gave {got!r}, committed {offset!r}")
+        listing = self._call("P1", "list_all() after reopen", self.handles["A"].list_all)
+        self._compare_listing("A", listing, "right after reopen")
+
+    @precondition(lambda self: "second" in self.families and "B" not in self.handles)
+    @rule()
+    def open_second(self) -> None:
+        self.step += 1
+        self._open("B")
+        note(f"open second live handle {self._name('B')} = factory(path)")
+
+    @precondition(lambda self: "B" in self.handles)
+    @rule()
+    def close_second(self) -> None:
+        note(f"{self._name('B')}.close()")
+        close_quietly(self.handles.pop("B"))
+
+    @precondition(lambda self: "remote" in self.families and self.remote is not None)
+    @rule(key=keys, offset=st.one_of(st.none(), _runner_draw(offsets)))
+    def from_another_process(self, key: Key, offset: int | None) -> None:
+        assert self.remote is not None
+        self.step += 1
+        if not self.remote_open:
+            self.remote.call("open", self.path)
+            self.remote_open = True
+        self.handles["A"].load(*key)  # warm A's cache first
+        if offset is None:
+            note(f"other process: delete{key}")
+            self.remote.call("delete", *key)
+            self.model.pop(key, None)
+        else:
+            note(f"other process: save{(*key, offset)}")
+            self.remote.call("save", *key, offset)
+            self.model[key] = offset
+        self._wrote(key, _REMOTE)
+        got = self._call("P2", f"load{key}", self.handles["A"].load, *key)
+        if got != self.model.get(key):
+            self._violate(
+                "P2",
+                f"after another process's write, warm handle {self._name('A')} load{key} "
+                f"gave {got!r}, expected {self.model.get(key)!r}",
+            )
+
+    # -- invariants and teardown -------------------------------------------------------------
+
+    @invariant()
+    def agrees_with_model(self) -> None:
+        if "list_all" not in self.families:
+            return
+        for slot in sorted(self.handles):
+            listing = self._call("C6", "list_all()", self.handles[slot].list_all)
+            self._compare_listing(slot, listing, "(invariant after the step)")
+
+    def teardown(self) -> None:
+        for slot in sorted(self.handles):
+            close_quietly(self.handles.pop(slot))
+        if self.remote is not None and self.remote_open:
+            self.remote.call("close")
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _families(caps: Capabilities, wanted: Iterable[str], spec: str | None) -> frozenset[str]:
+    families = set(wanted)
+    if not caps.persistent:
+        families -= {"reopen", "second", "remote"}
+    if not caps.shared or spec is None:
+        families.discard("remote")
+    return frozenset(families)
+
+
+def store_machine(
+    factory: Factory | str,
+    *,
+    focus: Iterable[str] | None = None,
+    spec: str | None = None,
+    workdir: str | None = None,
+) -> type[StoreMachine]:
+    """Return a machine class for ``factory`` (a callable or a ``pkg.module:attr`` string).
+
+    One line puts it in a test suite: ``TestMyStore = store_machine(my_factory).TestCase``.
+
+    :param focus: property IDs to report (default: every property the machine checks). Examples
+        where another property broke first are discarded, so the verdict is about the focus.
+    :param spec: import string of the factory, for the cross-process part of P2; found from the
+        factory itself when it is a module-level callable.
+    :param workdir: where fresh directories are made (default: the system temp directory).
+    """
+    if isinstance(factory, str):
+        spec = spec or factory
+        factory = load_factory(factory)
+    spec = spec or spec_of(factory)
+    caps = capabilities_of(factory)
+    ids = frozenset(MACHINE_PLANS) if focus is None else frozenset(focus)
+    unknown = ids - set(MACHINE_PLANS)
+    if unknown:
+        raise ValueError(f"the machine does not check {sorted(unknown)}; it checks {list(MACHINE_PLANS)}")
+    families = _families(caps, (f for pid in ids for f in MACHINE_PLANS[pid]), spec)
+    workspace = Workspace(factory, workdir)
+    atexit.register(workspace.cleanup)
+    remote = RemoteStore(spec) if "remote" in families and spec is not None else None
+    if remote is not None:
+        atexit.register(remote.stop)
+    name = getattr(factory, "__name__", "Store")
+    return type(
+        f"{name.title().replace('_', '')}Machine",
+        (StoreMachine,),
+        {
+            "factory": staticmethod(factory),
+            "caps": caps,
+            "focus": ids,
+            "families": families,
+            "workspace": workspace,
+            "remote": remote,
+        },
+    )
