@@ -46,6 +46,7 @@ __all__ = [
     "Tree",
     "explore",
     "materialise",
+    "snapshot",
 ]
 
 #: A directory tree: sorted ``(relative path, content)`` pairs; content None for a directory.
@@ -424,3 +425,16 @@ def materialise(tree: Tree, where: str) -> None:
         else:
             with open(path, "wb") as fh:
                 fh.write(content)
+
+
+def snapshot(root: str) -> Tree:
+    """Read the tree under ``root``: the inverse of :func:`materialise` (symlinks not followed)."""
+    found: list[tuple[str, bytes | None]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+        found.extend((prefix + name, None) for name in dirnames)
+        for name in filenames:
+            with open(os.path.join(dirpath, name), "rb") as fh:
+                found.append((prefix + name, fh.read()))
+    return tuple(sorted(found))

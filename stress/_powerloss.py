@@ -1,0 +1,323 @@
+"""D3, acknowledged offsets survive a power cut: record, explore every crash state, verify each.
+
+1. A worker process opens the store once (untraced: what it creates on open is taken as durable),
+   snapshots the directory, then runs a workload of saves and deletes under the interposer
+   (:func:`~._interpose.traced`), bracketing each call with ``begin``/``ack`` marks.
+2. The parent replays the trace in the file-system model (:mod:`._fsmodel`) and collects every
+   crash state: exhaustively where a crash point has few, sampled with the seed where it has many.
+3. Each distinct directory is written out, and one fresh verifier process (spawned: nothing cached
+   from the worker) opens the store on each, loads every key, lists, and saves again.
+4. The oracle (:mod:`._powerloss_oracle`) judges each crash state against the marks before it.
+
+A store whose writes the interposer cannot see (a C extension, a server) gets "not applicable"
+with the reason, never a pass.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from lance_offsets.conformance._results import PropertyResult
+
+from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
+
+from ._fsmodel import CrashState, Exploration, ModelError, Tree, explore, materialise, snapshot
+from ._options import StressOptions
+from ._powerloss_oracle import Expectation, Key, Observation, Step, expectations, judge
+from ._procs import running
+from ._trace import TraceOp
+
+__all__ = ["PowerLossRun", "check_d3", "run_powerloss", "workload"]
+
+#: Seconds a worker or verifier may take before the check gives up on it (a hung store).
+PROCESS_SECONDS: Final = 120.0
+
+#: Failing crash states printed in full in a failure report.
+SHOWN_FAILURES: Final = 3
+
+#: A key and value no workload uses, for the "can save again" probe.
+FRESH_KEY: Final[Key] = (4242, 4242)
+FRESH_VALUE: Final = 424242
+
+#: Operations that change what a power cut can leave; a trace with none saw no store I/O.
+_WRITING: Final = frozenset({"write", "truncate", "rename", "replace", "unlink", "mkdir"})
+
+
+def workload(options: StressOptions) -> list[Step]:
+    """The store calls the worker makes: saves over existing values, deletes, extreme values.
+
+    The short version is fixed (six calls on two keys); the long one draws ``8 * 6`` calls on
+    four keys with ``options.seed``. Every saved value is distinct per key, so a value that went
+    back in time is told apart from the acknowledged one.
+    """
+    a, b = (1, 2), (MAX_TOPIC_ID, MAX_CONSUMER_ID)
+    if not options.long:
+        return [
+            Step("save", a, 5),
+            Step("save", b, 9),
+            Step("save", a, 60),
+            Step("delete", b),
+            Step("save", b, 0),
+            Step("save", a, MAX_OFFSET),
+        ]
+    rng = random.Random(options.seed)
+    keys = [a, b, (0, 0), (rng.randrange(MAX_TOPIC_ID), rng.randrange(MAX_CONSUMER_ID))]
+    steps: list[Step] = []
+    used: set[tuple[Key, int]] = set()
+    for _ in range(48):
+        key = rng.choice(keys)
+        if rng.random() < 0.2:
+            steps.append(Step("delete", key))
+            continue
+        value = rng.choice([0, MAX_OFFSET, rng.randrange(100), rng.randrange(MAX_OFFSET)])
+        while (key, value) in used:
+            value = rng.randrange(MAX_OFFSET)
+        used.add((key, value))
+        steps.append(Step("save", key, value))
+    return steps
+
+
+def _record(spec: str, root: str, steps: list[Step], out: str) -> None:
+    """Worker: run ``steps`` on the store under the interposer; pickle (tree, trace) to ``out``."""
+    from lance_offsets.conformance._spec import load_factory
+
+    from ._interpose import mark, traced
+
+    try:
+        factory = load_factory(spec)
+        factory(root).close()
+        initial = snapshot(root)
+        with traced(root) as trace:
+            store = factory(root)
+            for step in steps:
+                mark(step.note("begin"))
+                try:
+                    if step.kind == "save":
+                        assert step.value is not None
+                        store.save(*step.key, step.value)
+                    else:
+                        store.delete(*step.key)
+                except Exception as exc:
+                    mark(step.note("fail") + f": {exc!r}")
+                else:
+                    mark(step.note("ack"))
+            store.close()
+        result: dict[str, Any] = {"initial": initial, "trace": list(trace)}
+    except Exception:
+        result = {"error": traceback.format_exc()}
+    with open(out, "wb") as fh:
+        pickle.dump(result, fh)
+
+
+def _verify(spec: str, dirs: list[str], keys: list[Key], out: str) -> None:
+    """Verifier: open the store on each directory; pickle one :class:`Observation` per directory."""
+    from lance_offsets.conformance._spec import load_factory
+
+    factory = load_factory(spec)
+    seen: list[Observation] = []
+    for where in dirs:
+        obs = Observation()
+        try:
+            store = factory(where)
+        except Exception as exc:
+            obs.open_error = repr(exc)
+            seen.append(obs)
+            continue
+        try:
+            for key in keys:
+                try:
+                    obs.loads[key] = store.load(*key)
+                except Exception as exc:
+                    obs.load_errors[key] = repr(exc)
+            try:
+                obs.listing = dict(store.list_all())
+            except Exception as exc:
+                obs.listing_error = repr(exc)
+            obs.resave_error = _resave(store, [k for k in keys if k in obs.loads])
+        finally:
+            try:
+                store.close()
+            except Exception as exc:
+                obs.resave_error = obs.resave_error or f"close() raised {exc!r}"
+        seen.append(obs)
+    with open(out, "wb") as fh:
+        pickle.dump(seen, fh)
+
+
+def _resave(store: Any, keys: list[Key]) -> str | None:
+    for key in [*keys, FRESH_KEY]:
+        try:
+            store.save(*key, FRESH_VALUE)
+            got = store.load(*key)
+        except Exception as exc:
+            return f"save{key} = {FRESH_VALUE} raised {exc!r}"
+        if got != FRESH_VALUE:
+            return f"save{key} = {FRESH_VALUE} returned, then load{key} gave {got}"
+    return None
+
+
+def _in_process(target: Any, *args: Any) -> str | None:
+    """Run ``target(*args)`` in a fresh spawned process; return a complaint if it did not finish."""
+    with running(target, *args, name=target.__name__) as proc:
+        proc.join(PROCESS_SECONDS)
+        if proc.is_alive():
+            return f"{target.__name__} process still running after {PROCESS_SECONDS} s"
+        if proc.exitcode != 0:
+            return f"{target.__name__} process exited with code {proc.exitcode}"
+    return None
+
+
+@dataclass(frozen=True)
+class PowerLossRun:
+    """Everything one D3 run found, for the verdict and for measurements."""
+
+    result: PropertyResult
+    states: int = 0
+    directories: int = 0
+    exploration: Exploration | None = None
+    failures: tuple[tuple[CrashState, list[str]], ...] = ()
+
+
+def check_d3(spec: str, options: StressOptions) -> PropertyResult:
+    """Check D3 (acknowledged offsets survive power loss) on the store ``spec`` names."""
+    return run_powerloss(spec, options).result
+
+
+def run_powerloss(spec: str, options: StressOptions) -> PowerLossRun:
+    """Record, explore and verify; see the module docstring. Scratch files are removed after."""
+    start = time.monotonic()
+    if not sys.platform.startswith("linux"):
+        return _not_applicable(
+            start,
+            f"D3 needs the file-system trace, modelled on Linux only so far ({sys.platform}: the "
+            "interposer cannot always map descriptors to paths or fsync directories there)",
+        )
+    scratch = tempfile.mkdtemp(prefix="lance-d3-", dir=options.workdir)
+    try:
+        return _run(spec, options, scratch, start)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(spec: str, options: StressOptions, scratch: str, start: float) -> PowerLossRun:
+    root = os.path.realpath(os.path.join(scratch, "store"))
+    os.mkdir(root)
+    steps = workload(options)
+    out = os.path.join(scratch, "trace.pickle")
+    complaint = _in_process(_record, spec, root, steps, out)
+    recorded: dict[str, Any] = {}
+    if os.path.exists(out):
+        with open(out, "rb") as fh:
+            recorded = pickle.load(fh)
+    if complaint or "error" in recorded:
+        why = complaint or recorded["error"]
+        return _failed(start, f"the power-loss worker failed (seed {options.seed}):\n{why}")
+    trace: list[TraceOp] = recorded["trace"]
+    initial: Tree = recorded["initial"]
+    reason = _untraceable(trace, root)
+    if reason:
+        return _not_applicable(start, reason)
+    budget = 256 if options.long else 48
+    try:
+        found = explore(trace, root, initial, seed=options.seed, budget=budget)
+    except ModelError as exc:
+        return _not_applicable(start, f"the trace cannot be modelled: {exc}")
+    keys = sorted({s.key for s in steps})
+    expected = expectations(trace, keys)
+    trees = list(dict.fromkeys(s.tree for s in found.states))
+    states_dir = os.path.join(scratch, "states")
+    dirs = []
+    for number, tree in enumerate(trees):
+        where = os.path.join(states_dir, str(number))
+        os.makedirs(where)
+        materialise(tree, where)
+        dirs.append(where)
+    seen_out = os.path.join(scratch, "seen.pickle")
+    complaint = _in_process(_verify, spec, dirs, keys, seen_out)
+    if complaint:
+        return _failed(start, f"the power-loss verifier failed (seed {options.seed}): {complaint}")
+    with open(seen_out, "rb") as fh:
+        seen: list[Observation] = pickle.load(fh)
+    by_tree = dict(zip(trees, seen, strict=True))
+    saved: dict[Key, set[int]] = {}
+    for step in steps:
+        if step.value is not None:
+            saved.setdefault(step.key, set()).add(step.value)
+    failures = []
+    for state in found.states:
+        problems = judge(by_tree[state.tree], expected[state.point + 1], keys, saved)
+        if problems:
+            failures.append((state, problems))
+    seconds = time.monotonic() - start
+    summary = (
+        f"{len(found.states)} crash states ({len(trees)} distinct directories) at "
+        f"{found.points} crash points ({found.exhaustive_points} exhaustive, "
+        f"{found.sampled_points} sampled), {len(steps)} store calls, seed {options.seed}, "
+        f"{seconds:.1f} s ({len(found.states) / seconds:.0f} states/s)"
+    )
+    options.progress(f"D3: {summary}")
+    if failures:
+        details = _report(failures, trace, expected, seen_by=by_tree, keys=keys, summary=summary)
+        result = PropertyResult("D3", "failed", seconds, details)
+    else:
+        result = PropertyResult("D3", "passed", seconds, f"checked {summary}")
+    return PowerLossRun(result, len(found.states), len(trees), found, tuple(failures))
+
+
+def _untraceable(trace: Sequence[TraceOp], root: str) -> str | None:
+    audit = [op for op in trace if op.note == "audit"]
+    if audit:
+        return (
+            "the store calls file-system functions the interposer cannot wrap (bound at import "
+            f"or made from C), so its fsyncs would be invisible; first: {audit[0]}"
+        )
+    if not any(op.kind in _WRITING and op.error is None for op in trace):
+        return (
+            f"the trace shows no file-system write under {root}: the store's I/O cannot be traced "
+            "(a C extension or a server?), so D3 was not checked"
+        )
+    return None
+
+
+def _report(
+    failures: list[tuple[CrashState, list[str]]],
+    trace: Sequence[TraceOp],
+    expected: list[Expectation],
+    *,
+    seen_by: dict[Tree, Observation],
+    keys: list[Key],
+    summary: str,
+) -> str:
+    lines = [f"{len(failures)} of the crash states lose or invent offsets; checked {summary}"]
+    for state, problems in failures[:SHOWN_FAILURES]:
+        lines.append("")
+        at = trace[state.point] if state.point >= 0 else None
+        lines.append(f"crash state after {at if at else 'nothing'}:")
+        lines.append(state.describe())
+        want = "; ".join(f"{k}: {expected[state.point + 1].describe(k)}" for k in keys)
+        lines.append(f"  expected: {want}")
+        lines.append(f"  found: {seen_by[state.tree].describe(keys)}")
+        lines += [f"  VIOLATION: {p}" for p in problems]
+    lines.append("")
+    lines.append("trace (the worker's file-system operations, numbered):")
+    last = max(s.point for s, _ in failures[:SHOWN_FAILURES])
+    lines += [f"  {op}" for op in trace[: last + 1]]
+    return "\n".join(lines)
+
+
+def _failed(start: float, details: str) -> PowerLossRun:
+    return PowerLossRun(PropertyResult("D3", "failed", time.monotonic() - start, details))
+
+
+def _not_applicable(start: float, reason: str) -> PowerLossRun:
+    return PowerLossRun(PropertyResult("D3", "not-applicable", time.monotonic() - start, reason))
