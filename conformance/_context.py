@@ -1,0 +1,34 @@
+"""What every property check receives, and how a check says a property does not apply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import settings
+
+from ._capabilities import Capabilities, Factory
+from ._workspace import Workspace
+
+__all__ = ["CheckContext", "NotApplicable"]
+
+
+class NotApplicable(Exception):  # noqa: N818 - a verdict, not an error
+    """Raised by a check that finds, at run time, that its property cannot be checked here."""
+
+
+@dataclass
+class CheckContext:
+    """One store under test.
+
+    :ivar factory: the store factory.
+    :ivar caps: its declared capabilities.
+    :ivar spec: its import string, for child processes; None when it has none.
+    :ivar settings: the Hypothesis settings of the chosen profile.
+    :ivar workspace: fresh directories and handle bookkeeping for this check.
+    """
+
+    factory: Factory
+    caps: Capabilities
+    spec: str | None
+    settings: settings
+    workspace: Workspace

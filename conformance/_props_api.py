@@ -1,0 +1,168 @@
+"""C7 (domain errors change nothing) and C8 (close and context manager), as Hypothesis tests.
+
+C8, precisely: (1) ``with factory(path) as s`` gives a usable store; (2) after the block, and
+after ``close()``, a second ``close()`` does not raise; (3) after close, ``load``, ``save``,
+``delete`` and ``list_all`` each raise (any exception), and a save attempted after close changes
+nothing a new handle can see; (4) an exception inside the ``with`` block propagates (``__exit__``
+does not swallow it) and the handle is closed; (5) with ``persistent``, what was saved inside the
+block is visible to a new handle after it, and closing one handle leaves another open handle on the
+same location working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+from ._context import CheckContext
+from ._machine import ContractViolation
+from ._strategies import CONTRACT_MAX, Key, bad_values, keys, offsets, wrong_types
+
+__all__ = ["check_c7", "check_c8"]
+
+_ARG_NAMES = ("topic_id", "consumer_id", "offset")
+
+
+def _committed(ctx: CheckContext) -> st.SearchStrategy[dict[Key, int]]:
+    return st.dictionaries(keys(ctx.caps), offsets(ctx.caps), max_size=3)
+
+
+def _fill(store: Any, committed: dict[Key, int]) -> None:
+    for key, offset in committed.items():
+        store.save(*key, offset)
+        note(f"save{(*key, offset)}")
+
+
+def check_c7(ctx: CheckContext) -> str:
+    """Every wrong type raises TypeError, every out-of-range int ValueError; nothing changes."""
+
+    @ctx.settings
+    @given(committed=_committed(ctx), data=st.data())
+    def domain(committed: dict[Key, int], data: st.DataObject) -> None:
+        path = ctx.workspace.fresh_dir()
+        store = ctx.workspace.open(path)
+        try:
+            _fill(store, committed)
+            op = data.draw(st.sampled_from(["save", "load", "delete"]), label="operation")
+            target = data.draw(
+                st.sampled_from(sorted(committed)) if committed else keys(ctx.caps), label="key"
+            )
+            args: list[object] = [*target, data.draw(offsets(ctx.caps), label="offset")]
+            args = args if op == "save" else args[:2]
+            where = data.draw(st.integers(0, len(args) - 1), label="bad argument")
+            kind = data.draw(st.sampled_from(["type", "range"]), label="kind")
+            if kind == "type":
+                args[where] = data.draw(wrong_types(), label="wrong type")
+                expected: type[Exception] = TypeError
+            else:
+                args[where] = data.draw(bad_values(CONTRACT_MAX[_ARG_NAMES[where]]), label="value")
+                expected = ValueError
+            call = f"{op}({', '.join(map(repr, args))})"
+            note(call)
+            try:
+                getattr(store, op)(*args)
+            except expected:
+                pass
+            except Exception as exc:  # noqa: BLE001 - the wrong error is the finding
+                raise ContractViolation(
+                    "C7", f"{call} raised {type(exc).__name__}: {exc}; expected {expected.__name__}"
+                ) from exc
+            else:
+                raise ContractViolation("C7", f"{call} returned; expected {expected.__name__}")
+            _unchanged(ctx, store, path, committed, call)
+        finally:
+            ctx.workspace.close_all()
+
+    domain()
+    return ""
+
+
+def _unchanged(ctx: CheckContext, store: Any, path: str, committed: dict[Key, int], call: str) -> None:
+    for key, offset in committed.items():
+        got = store.load(*key)
+        if got != offset:
+            raise ContractViolation("C7", f"after {call} raised, load{key} gave {got!r}, was {offset}")
+    listing = store.list_all()
+    if listing != committed:
+        raise ContractViolation("C7", f"after {call} raised, list_all() = {listing!r}, was {committed!r}")
+    if ctx.caps.persistent:
+        store.close()
+        reopened = ctx.workspace.open(path)
+        listing = reopened.list_all()
+        if listing != committed:
+            raise ContractViolation(
+                "C7", f"after {call} raised, a new handle lists {listing!r}, was {committed!r}"
+            )
+
+
+def _must_raise(what: str, fn: Any, *args: object) -> None:
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001 - any exception is a refusal, which is all C8 asks
+        return
+    raise ContractViolation("C8", f"{what} after close() returned instead of raising")
+
+
+def check_c8(ctx: CheckContext) -> str:
+    """Close is idempotent and final; the context manager closes and never swallows errors."""
+
+    @ctx.settings
+    @given(committed=_committed(ctx), late=st.tuples(keys(ctx.caps), offsets(ctx.caps)))
+    def closing(committed: dict[Key, int], late: tuple[Key, int]) -> None:
+        path = ctx.workspace.fresh_dir()
+        try:
+            with ctx.workspace.open(path) as store:
+                if not hasattr(store, "save"):
+                    raise ContractViolation("C8", f"__enter__ returned {store!r}, not a store")
+                _fill(store, committed)
+            note("with block left")
+            _closed_refuses(store, committed, late)
+            other = ctx.workspace.open(path) if ctx.caps.persistent else None
+            if other is not None and other.list_all() != committed:
+                raise ContractViolation(
+                    "C8", f"after the with block, a new handle lists {other.list_all()!r}, "
+                    f"saved {committed!r} inside it"
+                )
+            failing = ctx.workspace.open(path)
+            try:
+                with failing:
+                    raise _Marker
+            except _Marker:
+                pass
+            else:
+                raise ContractViolation("C8", "__exit__ swallowed an exception raised in the block")
+            _must_raise("list_all() (after a with block that raised)", failing.list_all)
+            if other is not None:
+                first = ctx.workspace.open(path)
+                first.close()
+                note("a second handle closed; the first must still work")
+                key, offset = late
+                other.save(*key, offset)
+                if other.load(*key) != offset:
+                    raise ContractViolation("C8", "closing one handle broke another open handle")
+        finally:
+            ctx.workspace.close_all()
+
+    closing()
+    return ""
+
+
+class _Marker(Exception):
+    pass
+
+
+def _closed_refuses(store: Any, committed: dict[Key, int], late: tuple[Key, int]) -> None:
+    try:
+        store.close()
+    except Exception as exc:  # noqa: BLE001
+        raise ContractViolation(
+            "C8", f"close() after the with block raised {type(exc).__name__}: {exc}"
+        ) from exc
+    key, offset = late
+    _must_raise(f"load{key}", store.load, *key)
+    _must_raise(f"save{(*key, offset)}", store.save, *key, offset)
+    _must_raise(f"delete{key}", store.delete, *key)
+    _must_raise("list_all()", store.list_all)
+    del committed

@@ -1,0 +1,224 @@
+"""H1-H3, post-commit hooks, on any store.
+
+A store that has ``add_hook`` is tested as it is; any other is wrapped in
+:class:`lance_offsets.HookedOffsetStore`, so the properties hold for the wrapper over that store
+(its ``previous_offset`` after reopen depends on what the inner store persists). Hooks here are
+plain recorders, so nothing depends on our hook classes.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+from ._context import CheckContext
+from ._machine import ContractViolation
+from ._strategies import Key, keys, offsets
+
+__all__ = ["check_h1", "check_h2", "check_h3"]
+
+
+class _Recorder:
+    """A hook that appends ``(name, info, value seen by the probe)`` to a shared log."""
+
+    def __init__(self, name: str, log: list[tuple[str, Any, object]], probe: Any = None) -> None:
+        self.name = name
+        self.log = log
+        self.probe = probe
+
+    def on_commit(self, info: Any) -> None:
+        seen = self.probe.load(info.topic_id, info.consumer_id) if self.probe else None
+        self.log.append((self.name, info, seen))
+
+
+class _FailingHook:
+    def on_commit(self, info: Any) -> None:
+        raise RuntimeError(f"hook failure injected by the conformance suite at {info.offset}")
+
+
+def _hooked(ctx: CheckContext, path: str, hooks: list[Any]) -> Any:
+    store = ctx.workspace.open(path)
+    if not hasattr(store, "add_hook"):
+        from lance_offsets import HookedOffsetStore
+
+        store = ctx.workspace.track(HookedOffsetStore(store))
+    for hook in hooks:
+        returned = store.add_hook(hook)
+        store = store if returned is None else returned
+    return store
+
+
+def _program(ctx: CheckContext, extra: list[str]) -> st.SearchStrategy[list[tuple[Any, ...]]]:
+    pool = st.lists(keys(ctx.caps), min_size=1, max_size=3, unique=True)
+
+    def ops(pool_keys: list[Key]) -> st.SearchStrategy[list[tuple[Any, ...]]]:
+        key = st.sampled_from(pool_keys)
+        op = st.one_of(
+            st.tuples(st.just("save"), key, offsets(ctx.caps)),
+            st.tuples(st.just("save"), key, offsets(ctx.caps)),
+            st.tuples(st.just("delete"), key),
+            st.tuples(st.just("load"), key),
+            *(st.tuples(st.just(name), key, offsets(ctx.caps)) for name in extra),
+        )
+        return st.lists(op, min_size=1, max_size=12)
+
+    return pool.flatmap(ops)
+
+
+def _expect_commit(log: list[tuple[str, Any, object]], names: list[str], key: Key, offset: int,
+                   previous: int | None, pid: str) -> None:
+    got = [name for name, _, _ in log]
+    if got != names:
+        raise ContractViolation(
+            "H1", f"save{(*key, offset)} called hooks {got}, expected each once, in order: {names}"
+        )
+    for _, info, _ in log:
+        if (info.topic_id, info.consumer_id, info.offset) != (*key, offset):
+            raise ContractViolation("H1", f"save{(*key, offset)} gave the hook {info!r}")
+        if not isinstance(info.timestamp, datetime.datetime):
+            raise ContractViolation("H1", f"CommitInfo.timestamp is {info.timestamp!r}")
+        if pid == "H2" and info.previous_offset != previous:
+            raise ContractViolation(
+                "H2", f"save{(*key, offset)}: previous_offset={info.previous_offset!r}, but the "
+                f"store held {previous!r} before"
+            )
+
+
+def _run(ctx: CheckContext, pid: str, program: list[tuple[Any, ...]]) -> None:
+    path = ctx.workspace.fresh_dir()
+    log: list[tuple[str, Any, object]] = []
+    names = ["first", "second"]
+    store = _hooked(ctx, path, [_Recorder(n, log) for n in names])
+    model: dict[Key, int] = {}
+    for op, key, *rest in program:
+        log.clear()
+        if op == "save":
+            note(f"save{(*key, rest[0])}")
+            store.save(*key, rest[0])
+            _expect_commit(log, names, key, rest[0], model.get(key), pid)
+            model[key] = rest[0]
+        elif op == "other":  # another handle on the same location, without hooks
+            note(f"other handle: save{(*key, rest[0])}")
+            with ctx.factory(path) as other:
+                other.save(*key, rest[0])
+            model[key] = rest[0]
+        elif op == "reopen":
+            note("reopen: close the hooked store, open it again with the same hooks")
+            store.close()
+            store = _hooked(ctx, path, [_Recorder(n, log) for n in names])
+        else:
+            note(f"{op}{key}")
+            getattr(store, op)(*key)
+            if op == "delete":
+                model.pop(key, None)
+            if log:
+                raise ContractViolation("H1", f"{op}{key} called hooks: {[n for n, _, _ in log]}")
+
+
+def check_h1(ctx: CheckContext) -> str:
+    """Each successful save calls every hook once, in order, with the right CommitInfo."""
+
+    @ctx.settings
+    @given(program=_program(ctx, []))
+    def once_in_order(program: list[tuple[Any, ...]]) -> None:
+        try:
+            _run(ctx, "H1", program)
+        finally:
+            ctx.workspace.close_all()
+
+    once_in_order()
+    return ""
+
+
+def check_h2(ctx: CheckContext) -> str:
+    """previous_offset is what the store held, across deletes, other handles and reopens."""
+    extra = ["reopen", "other"] if ctx.caps.persistent else []
+
+    @ctx.settings
+    @given(program=_program(ctx, extra))
+    def previous(program: list[tuple[Any, ...]]) -> None:
+        try:
+            _run(ctx, "H2", program)
+        finally:
+            ctx.workspace.close_all()
+
+    previous()
+    if ctx.caps.persistent:
+        return ""
+    return "checked within one handle only: the store does not claim persistent"
+
+
+def _carries_commit(exc: BaseException, key: Key, offset: int) -> bool:
+    """Whether the exception says the commit happened: it holds the CommitInfo of the save."""
+    candidates = [*vars(exc).values(), *exc.args]
+    return any(
+        (getattr(c, "topic_id", None), getattr(c, "consumer_id", None), getattr(c, "offset", None))
+        == (*key, offset)
+        for c in candidates
+    )
+
+
+def check_h3(ctx: CheckContext) -> str:
+    """Failed saves call no hook; hooks run after the commit; a failing hook is loud."""
+
+    @ctx.settings
+    @given(key=keys(ctx.caps), first=offsets(ctx.caps), second=offsets(ctx.caps),
+           bad=st.sampled_from([-1, True, 1.5, None, 2**64]))
+    def failures(key: Key, first: int, second: int, bad: object) -> None:
+        path = ctx.workspace.fresh_dir()
+        try:
+            log: list[tuple[str, Any, object]] = []
+            probe = ctx.workspace.open(path) if ctx.caps.persistent else None
+            store = _hooked(ctx, path, [_Recorder("first", log, probe), _FailingHook(),
+                                        _Recorder("second", log)])
+            note(f"hooks: first (reads the key from another handle), failing, second")
+            note(f"save{(*key, first)}")
+            try:
+                store.save(*key, first)
+            except Exception as exc:  # noqa: BLE001 - inspected below
+                if not _carries_commit(exc, key, first):
+                    raise ContractViolation(
+                        "H3", f"a hook failed and save{(*key, first)} raised "
+                        f"{type(exc).__name__}: {exc}, which does not carry the CommitInfo: "
+                        "the caller cannot tell the offset was committed"
+                    ) from exc
+            else:
+                raise ContractViolation("H3", "a hook raised and save() returned: hook failure lost")
+            if [n for n, _, _ in log] != ["first", "second"]:
+                raise ContractViolation(
+                    "H3", f"with a failing hook in the middle, hooks ran: {[n for n, _, _ in log]}"
+                )
+            if probe is not None and log[0][2] != first:
+                raise ContractViolation(
+                    "H3", f"the hook ran before the commit: another handle read {log[0][2]!r}, "
+                    f"saving {first}"
+                )
+            if store.load(*key) != first:
+                raise ContractViolation("H3", f"after the hook failed, load{key} gave "
+                                        f"{store.load(*key)!r}; the commit of {first} was lost")
+            log.clear()
+            note(f"save{(*key, bad)}  # invalid: must raise and call no hook")
+            try:
+                store.save(*key, bad)
+            except (TypeError, ValueError):
+                failed = True
+            else:
+                failed = False  # accepting it is C7's finding; calling hooks then is right
+            if failed and log:
+                raise ContractViolation("H3", f"the failed save{(*key, bad)} called hooks")
+            store.close()
+            note(f"closed; save{(*key, second)} must fail and call no hook")
+            try:
+                store.save(*key, second)
+            except Exception:  # noqa: BLE001, S110 - a closed store must refuse; C8 judges how
+                pass
+            if log:
+                raise ContractViolation("H3", "a save on a closed store called hooks")
+        finally:
+            ctx.workspace.close_all()
+
+    failures()
+    return ""

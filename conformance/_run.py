@@ -1,0 +1,194 @@
+"""Running the properties: one verdict per property, serially or over worker processes.
+
+This is what ``lance-offsets check`` and the pytest plugin call, and what anyone can call without
+pytest::
+
+    from lance_offsets.conformance import run_checks
+    for result in run_checks("mypkg.store:factory", profile="quick"):
+        print(result.id, result.outcome, result.details)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from ._capabilities import Factory, capabilities_of
+from ._catalog import PROPERTIES, property_ids
+from ._context import CheckContext, NotApplicable
+from ._machine import MACHINE_PLANS, store_machine
+from ._profiles import DEFAULT_PROFILE, profile_settings
+from ._results import PropertyResult
+from ._spec import load_factory
+from ._workspace import Workspace
+
+__all__ = ["CHECKS", "check_property", "failure_text", "run_checks"]
+
+#: Where each single-process property is checked that the machine does not cover.
+CHECKS: Final[dict[str, str]] = {
+    "C7": "._props_api:check_c7",
+    "C8": "._props_api:check_c8",
+    "F1": "._props_damage:check_f1",
+    "H1": "._props_hooks:check_h1",
+    "H2": "._props_hooks:check_h2",
+    "H3": "._props_hooks:check_h3",
+    "S1": "._props_names:check_s1",
+}
+
+#: Stress properties that exist in the catalog but whose check is not written yet fail with this.
+NOT_IMPLEMENTED: Final = "not implemented yet"
+
+
+def failure_text(exc: BaseException) -> str:
+    """The message and Hypothesis' notes (the shrunk failing steps) of a failure."""
+    lines = [f"{type(exc).__name__}: {exc}"]
+    lines.extend(str(n) for n in getattr(exc, "__notes__", ()))
+    if not getattr(exc, "__notes__", None):
+        lines.extend(traceback.format_exception(exc)[-6:])
+    return "\n".join(lines).rstrip()
+
+
+def _run_machine(ctx: CheckContext, pid: str) -> str:
+    from hypothesis.stateful import run_state_machine_as_test
+
+    machine = store_machine(ctx.factory, focus=[pid], spec=ctx.spec, workdir=ctx.workspace.root)
+    try:
+        run_state_machine_as_test(machine, settings=ctx.settings)
+    finally:
+        if machine.remote is not None:
+            machine.remote.stop()
+        machine.workspace.cleanup()
+    notes = []
+    if pid == "P2" and "remote" not in machine.families:
+        why = "store does not claim shared" if not ctx.caps.shared else "factory has no import spec"
+        notes.append(f"the other-process part was not checked: {why}")
+    return "; ".join(notes)
+
+
+def _check_function(pid: str) -> Callable[[CheckContext], str]:
+    module_name, _, func = CHECKS[pid].partition(":")
+    module = importlib.import_module(module_name, __package__)
+    return getattr(module, func)  # type: ignore[no-any-return]
+
+
+def check_property(
+    factory: Factory | str,
+    pid: str,
+    *,
+    profile: str = DEFAULT_PROFILE,
+    spec: str | None = None,
+    workdir: str | None = None,
+) -> PropertyResult:
+    """Check one single-process property (C*, P*, F1, H*, S1) and return its verdict."""
+    if isinstance(factory, str):
+        spec = spec or factory
+        factory = load_factory(factory)
+    start = time.monotonic()
+    caps = capabilities_of(factory)
+    missing = caps.missing(PROPERTIES[pid].needs)
+    if missing:
+        return PropertyResult(pid, "not-applicable", 0.0, f"store does not claim {', '.join(missing)}")
+    settings = profile_settings(profile)
+    with Workspace(factory, workdir) as workspace:
+        ctx = CheckContext(factory, caps, spec, settings, workspace)
+        try:
+            if pid in MACHINE_PLANS:
+                details = _run_machine(ctx, pid)
+            else:
+                details = _check_function(pid)(ctx)
+        except NotApplicable as why:
+            return PropertyResult(pid, "not-applicable", time.monotonic() - start, str(why))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a readable verdict
+            return PropertyResult(pid, "failed", time.monotonic() - start, failure_text(exc))
+    return PropertyResult(pid, "passed", time.monotonic() - start, details)
+
+
+def _run_stress(spec: str, ids: list[str], stress: bool, options: Any) -> list[PropertyResult]:
+    from lance_offsets.stress._options import StressOptions
+    from lance_offsets.stress._runner import run_properties
+
+    if options is None:
+        options = StressOptions.for_long_run() if stress else StressOptions(seconds=2.0, workers=2)
+    results = []
+    for pid in ids:
+        start = time.monotonic()
+        try:
+            results.extend(run_properties(spec, [pid], options))
+        except (ModuleNotFoundError, AttributeError) as exc:
+            why = f"{NOT_IMPLEMENTED} ({type(exc).__name__}: {exc})"
+            results.append(PropertyResult(pid, "failed", time.monotonic() - start, why))
+        except Exception as exc:  # noqa: BLE001 - a crashing check is a failed property
+            results.append(PropertyResult(pid, "failed", time.monotonic() - start, failure_text(exc)))
+    return results
+
+
+def _one(spec: str, pid: str, profile: str, stress: bool, options: Any) -> PropertyResult:
+    if PROPERTIES[pid].suite == "conformance":
+        return check_property(spec, pid, profile=profile)
+    return _run_stress(spec, [pid], stress, options)[0]
+
+
+def run_checks(
+    spec: str,
+    *,
+    profile: str = DEFAULT_PROFILE,
+    only: Iterable[str] | None = None,
+    stress: bool = False,
+    workers: int = 1,
+    stress_options: Any = None,
+    progress: Callable[[PropertyResult], None] | None = None,
+) -> list[PropertyResult]:
+    """Check every property of the catalog (or ``only`` those) on the store ``spec`` names.
+
+    :param profile: Hypothesis profile: ``quick``, ``ci``, ``thorough`` (or ``smoke``).
+    :param stress: run the long versions of the multi-process properties.
+    :param workers: properties checked at once, each in its own process (1: in this process).
+    :param progress: called with each result as it is known.
+    :returns: results in catalog order, whatever order they finished in.
+    """
+    ids = property_ids() if only is None else [p for p in property_ids() if p in set(only)]
+    unknown = set(only or ()) - set(PROPERTIES)
+    if unknown:
+        raise ValueError(f"unknown property IDs {sorted(unknown)}; known: {', '.join(PROPERTIES)}")
+    profile_settings(profile)  # an unknown profile fails before any work
+    load_factory(spec)
+    if workers <= 1:
+        results = []
+        for pid in ids:
+            result = _one(spec, pid, profile, stress, stress_options)
+            if progress:
+                progress(result)
+            results.append(result)
+        return results
+    return _parallel(spec, ids, profile, stress, stress_options, workers, progress)
+
+
+def _parallel(spec: str, ids: list[str], profile: str, stress: bool, options: Any, workers: int,
+              progress: Callable[[PropertyResult], None] | None) -> list[PropertyResult]:
+    # Properties are independent (each makes its own directories), so a pool of spawned workers
+    # gives the verdict of a serial run; tests/slow/test_conformance_check.py compares the two.
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    done: dict[str, PropertyResult] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_one, spec, pid, profile, stress, options): pid for pid in ids}
+        for future in as_completed(futures):
+            result = future.result()
+            done[result.id] = result
+            if progress:
+                progress(result)
+    return [done[pid] for pid in ids]
+
+
+def _cwd_importable() -> None:
+    # `lance-offsets check mystore:factory` run from the project folder should find mystore, as
+    # `python -m` would; spawned workers inherit sys.path.
+    import sys
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
