@@ -262,7 +262,7 @@ def _import(args: argparse.Namespace) -> int:
     for change in changes:
         sys.stdout.write(f"{prefix}{change.describe()}\n")
     if not args.dry_run:
-        _apply(base, changes, args.lock_timeout)
+        _apply(base, sorted(wanted), changes, args.lock_timeout)
     sets = sum(1 for c in changes if c.new is not None)
     summary = (
         f"{sets} set, {len(changes) - sets} deleted, {unchanged} unchanged "
@@ -276,14 +276,16 @@ def _import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _apply(base: str, changes: list[_Change], timeout: float) -> None:
+def _apply(base: str, names: list[str], changes: list[_Change], timeout: float) -> None:
     done = 0
     stores: dict[str, LockFileOffsetStore] = {}
     try:
+        # Every consumer the file names exists afterwards, even one with no offsets, so an export
+        # of the result lists the same consumers.
+        for name in names:
+            stores[name] = open_or_create(base, name, timeout)
         for change in changes:
-            store = stores.get(change.consumer)
-            if store is None:
-                store = stores[change.consumer] = open_or_create(base, change.consumer, timeout)
+            store = stores[change.consumer]
             if change.new is None:
                 store.delete(*change.key)
             else:

@@ -1,0 +1,574 @@
+"""The lance-offsets command line, run in-process through main() on real directories.
+
+tests/slow/test_cli_processes.py runs the command in real subprocesses (lock held by another
+process, stdin, what start-up imports).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import portalocker
+import pytest
+
+from lance_offsets import LockFileOffsetStore, __version__
+from lance_offsets._cli import CHECK_MODULE, main
+
+U64 = 2**64 - 1
+U32 = 2**32 - 1
+
+
+class Result(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
+    """Run the real main() and return its status and what it printed."""
+    capsys.readouterr()  # drop anything printed before
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Snapshot every file (contents) and directory (None) under root."""
+    snapshot: dict[str, bytes | None] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            snapshot[os.path.relpath(os.path.join(dirpath, name), root)] = None
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as handle:
+                snapshot[os.path.relpath(path, root)] = handle.read()
+    return snapshot
+
+
+def seed_offsets(base: Path) -> None:
+    with LockFileOffsetStore.open(base, "billing") as store:
+        store.save(1, 2, 42)
+        store.save(1, 10, 7)
+        store.save(U32, U64, U64)
+    with LockFileOffsetStore.open(base, "audit") as store:
+        store.save(3, 0, 0)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(capsys, "--version")
+    assert result.code == 0
+    assert result.out == f"lance-offsets {__version__}\n"
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(capsys)
+    assert result.code == 2
+    assert "required: COMMAND" in result.err
+
+
+def test_set_then_get_writes_the_rust_layout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = run(capsys, "set", str(tmp_path), "billing", "1", "2", "42")
+    assert first.code == 0
+    assert first.out == "consumer 'billing' topic 1 consumer id 2: none -> 42\n"
+    second = run(capsys, "set", str(tmp_path), "billing", "1", "2", "5")
+    assert second.out == "consumer 'billing' topic 1 consumer id 2: 42 -> 5\n"
+    assert (tmp_path / "billing" / "topic-1-consumer-2.offset").read_bytes() == b"5\n"
+    got = run(capsys, "get", str(tmp_path), "billing", "1", "2")
+    assert (got.code, got.out, got.err) == (0, "5\n", "")
+
+
+def test_extremes_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "set", str(tmp_path), "c", str(U32), str(U64), str(U64)).code == 0
+    assert run(capsys, "get", str(tmp_path), "c", str(U32), str(U64)).out == f"{U64}\n"
+    with LockFileOffsetStore.open(tmp_path, "c") as store:
+        assert store.list_all() == {(U32, U64): U64}
+
+
+def test_ls_lists_every_consumer_sorted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_offsets(tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("not a consumer")
+    (tmp_path / "a:b").mkdir()  # not a portable consumer name: no store wrote it
+    (tmp_path / "billing" / "README").write_text("foreign file, ignored")
+    result = run(capsys, "ls", str(tmp_path))
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "consumer       topic           consumer id                offset",
+        "audit              3                     0                     0",
+        "billing            1                     2                    42",
+        "billing            1                    10                     7",
+        f"billing   {U32}  {U64}  {U64}",
+    ]
+
+
+def test_ls_json_and_consumer_filter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_offsets(tmp_path)
+    result = run(capsys, "ls", str(tmp_path), "--consumer", "audit", "--json")
+    assert result.code == 0
+    assert json.loads(result.out) == [
+        {"consumer": "audit", "topic_id": 3, "consumer_id": 0, "offset": 0}
+    ]
+
+
+def test_ls_unknown_consumer_fails_without_creating_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_offsets(tmp_path)
+    before = tree(tmp_path)
+    result = run(capsys, "ls", str(tmp_path), "--consumer", "nobody")
+    assert result.code == 1
+    assert result.err == f"lance-offsets: error: no consumer 'nobody' under {str(tmp_path)!r}\n"
+    assert tree(tmp_path) == before
+
+
+def test_ls_reports_a_corrupt_file_and_still_lists_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_offsets(tmp_path)
+    bad = tmp_path / "audit" / "topic-3-consumer-0.offset"
+    bad.write_bytes(b"garbage")
+    result = run(capsys, "ls", str(tmp_path))
+    assert result.code == 1
+    assert "billing            1                     2                    42" in result.out
+    assert "audit" not in result.out
+    (line,) = result.err.splitlines()
+    assert line.startswith("lance-offsets: error: consumer 'audit': corrupt offset")
+    assert str(bad) in line
+    assert "Traceback" not in result.err
+
+
+def test_get_missing_key_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_offsets(tmp_path)
+    before = tree(tmp_path)
+    result = run(capsys, "get", str(tmp_path), "billing", "9", "9")
+    assert (result.code, result.out) == (1, "")
+    assert result.err == (
+        "lance-offsets: error: no offset stored for consumer 'billing' topic 9 consumer id 9\n"
+    )
+    absent = run(capsys, "get", str(tmp_path), "nobody", "1", "2")
+    assert absent.code == 1
+    assert "no directory for that consumer" in absent.err
+    assert tree(tmp_path) == before  # reading never creates a consumer directory
+
+
+def test_get_corrupt_exits_1_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_offsets(tmp_path)
+    bad = tmp_path / "billing" / "topic-1-consumer-2.offset"
+    bad.write_bytes(b"")
+    result = run(capsys, "get", str(tmp_path), "billing", "1", "2")
+    assert result.code == 1
+    (line,) = result.err.splitlines()
+    assert "corrupt offset for topic_id=1 consumer_id=2" in line
+    assert str(bad) in line
+
+
+def test_set_repairs_a_corrupt_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_offsets(tmp_path)
+    (tmp_path / "billing" / "topic-1-consumer-2.offset").write_bytes(b"4x\n")
+    result = run(capsys, "set", str(tmp_path), "billing", "1", "2", "40")
+    assert result.code == 0, result.err
+    assert result.out.startswith("consumer 'billing' topic 1 consumer id 2: corrupt (")
+    assert result.out.endswith(") -> 40\n")
+    assert run(capsys, "get", str(tmp_path), "billing", "1", "2").out == "40\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["get", "{base}", "billing", "-1", "2"],
+        ["get", "{base}", "billing", str(U32 + 1), "2"],
+        ["get", "{base}", "billing", "1", str(U64 + 1)],
+        ["set", "{base}", "billing", "1", "2", "1.0"],
+        ["set", "{base}", "billing", "1", "2", "0x10"],
+        ["set", "{base}", "billing", "1", "2", "+5"],
+        ["set", "{base}", "billing", "1", "2", " 5"],
+        ["set", "{base}", "billing", "1", "2", "1_000"],
+        ["set", "{base}", "billing", "1", "2", str(U64 + 1)],
+        ["set", "{base}", "..", "1", "2", "3"],
+        ["set", "{base}", "a/b", "1", "2", "3"],
+        ["set", "{base}", "CON", "1", "2", "3"],
+        ["set", "{base}", "x:y", "1", "2", "3"],
+        ["set", "{base}", "", "1", "2", "3"],
+        ["set", "{base}", "billing", "1", "2", "3", "--lock-timeout", "-1"],
+        ["set", "{base}", "billing", "1", "2", "3", "--lock-timeout", "nan"],
+        ["set", "{base}", "billing", "1", "2"],
+        ["rm", "{base}", "billing"],
+        ["rm", "{base}", "billing", "1"],
+        ["rm", "{base}", "billing", "1", "2", "--all"],
+        ["ls", "{base}", "--consumer", "../x"],
+        ["frobnicate", "{base}"],
+    ],
+)
+def test_usage_errors_exit_2_and_change_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    seed_offsets(tmp_path)
+    before = tree(tmp_path.parent)
+    result = run(capsys, *(a.format(base=tmp_path) for a in argv))
+    assert result.code == 2
+    assert result.err.splitlines()[-1].startswith("lance-offsets")
+    assert ": error: " in result.err.splitlines()[-1]
+    assert "Traceback" not in result.err
+    assert tree(tmp_path.parent) == before
+
+
+@pytest.mark.parametrize("command", [["ls"], ["get", "c", "1", "2"], ["set", "c", "1", "2", "3"]])
+def test_missing_or_file_base_dir_exits_1_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    missing = tmp_path / "missing"
+    result = run(capsys, command[0], str(missing), *command[1:])
+    assert result.code == 1
+    assert result.err == f"lance-offsets: error: base directory {str(missing)!r} does not exist\n"
+    assert not missing.exists()
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    result = run(capsys, command[0], str(a_file), *command[1:])
+    assert result.code == 1
+    assert "is not a directory" in result.err
+
+
+def test_rm_one_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_offsets(tmp_path)
+    result = run(capsys, "rm", str(tmp_path), "billing", "1", "2")
+    assert (result.code, result.out) == (
+        0,
+        "consumer 'billing' topic 1 consumer id 2: removed (was 42)\n",
+    )
+    again = run(capsys, "rm", str(tmp_path), "billing", "1", "2")
+    assert again.code == 0
+    assert again.out.endswith("no offset stored, nothing removed\n")
+    with LockFileOffsetStore.open(tmp_path, "billing") as store:
+        assert store.list_all() == {(1, 10): 7, (U32, U64): U64}
+    before = tree(tmp_path)
+    assert run(capsys, "rm", str(tmp_path), "nobody", "1", "2").code == 0
+    assert tree(tmp_path) == before
+
+
+def test_rm_all_works_over_corrupt_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_offsets(tmp_path)
+    (tmp_path / "billing" / "topic-1-consumer-10.offset").write_bytes(b"\x00\x00")
+    result = run(capsys, "rm", str(tmp_path), "billing", "--all")
+    assert (result.code, result.out) == (0, "removed 3 offset(s) of consumer 'billing'\n")
+    with LockFileOffsetStore.open(tmp_path, "billing") as store:
+        assert store.list_all() == {}
+    with LockFileOffsetStore.open(tmp_path, "audit") as store:
+        assert store.list_all() == {(3, 0): 0}
+
+
+def test_lock_timeout_is_one_line_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_offsets(tmp_path)
+    lock_path = tmp_path / "billing" / "topic-1-consumer-2.lock"
+    # flock locks belong to an open file description, so this separate open excludes the CLI's
+    # own open of the same file even inside this process.
+    with open(lock_path, "a+b") as held:
+        portalocker.lock(held, portalocker.LOCK_EX)
+        result = run(
+            capsys, "set", str(tmp_path), "billing", "1", "2", "99", "--lock-timeout", "0.2"
+        )
+        portalocker.unlock(held)
+    assert result.code == 1
+    (line,) = result.err.splitlines()
+    assert line.startswith("lance-offsets: error: could not lock topic_id=1 consumer_id=2")
+    assert str(lock_path) in line
+    assert run(capsys, "get", str(tmp_path), "billing", "1", "2").out == "42\n"
+
+
+def test_check_is_wired_lazily(capsys: pytest.CaptureFixture[str]) -> None:
+    if importlib.util.find_spec(CHECK_MODULE) is None:
+        result = run(capsys, "check", "some.module:factory")
+        assert result.code == 1
+        assert result.err == (
+            "lance-offsets: error: the 'check' command is not available in this installation "
+            f"({CHECK_MODULE} is missing)\n"
+        )
+    else:
+        result = run(capsys, "check", "--help")
+        assert result.code == 0
+        assert result.out.startswith("usage: lance-offsets check")
+    top = run(capsys, "--help")
+    assert top.code == 0
+    assert "check" in top.out
+
+
+def test_main_returns_codes_instead_of_exiting(capsys: pytest.CaptureFixture[str]) -> None:
+    # main() is the console script's entry: it must return, not raise SystemExit, for --help too.
+    assert main(["ls", "--help"]) == 0
+    assert "BASE_DIR" in capsys.readouterr().out
+
+
+def test_result_helper_sees_real_streams(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "--version") == Result(0, f"lance-offsets {__version__}\n", "")
+
+
+# --- export and import -------------------------------------------------------------------------
+
+
+def export_doc(base: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, object]:
+    result = run(capsys, "export", str(base), *extra)
+    assert result.code == 0, result.err
+    doc: dict[str, object] = json.loads(result.out)
+    return doc
+
+
+def test_export_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_offsets(tmp_path)
+    (tmp_path / "empty").mkdir()
+    assert export_doc(tmp_path, capsys) == {
+        "format": "lance-offsets/1",
+        "consumers": {
+            "audit": [{"topic_id": 3, "consumer_id": 0, "offset": 0}],
+            "billing": [
+                {"topic_id": 1, "consumer_id": 2, "offset": 42},
+                {"topic_id": 1, "consumer_id": 10, "offset": 7},
+                {"topic_id": U32, "consumer_id": U64, "offset": U64},
+            ],
+            "empty": [],
+        },
+    }
+    only = export_doc(tmp_path, capsys, "--consumer", "audit")
+    assert only["consumers"] == {"audit": [{"topic_id": 3, "consumer_id": 0, "offset": 0}]}
+
+
+def test_export_to_file_and_failed_export_keeps_the_old_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = tmp_path / "offsets"
+    base.mkdir()
+    seed_offsets(base)
+    out = tmp_path / "backup.json"
+    result = run(capsys, "export", str(base), "-o", str(out))
+    assert (result.code, result.out) == (0, "")
+    assert result.err == f"exported 4 offset(s) of 2 consumer(s) to {out}\n"
+    good = out.read_bytes()
+    assert json.loads(good)["format"] == "lance-offsets/1"
+    (base / "audit" / "topic-3-consumer-0.offset").write_bytes(b"-3\n")
+    failed = run(capsys, "export", str(base), "-o", str(out))
+    assert failed.code == 1
+    assert "corrupt offset for topic_id=3 consumer_id=0" in failed.err
+    assert out.read_bytes() == good  # a partial backup never replaces a good one
+    assert sorted(os.listdir(tmp_path)) == ["backup.json", "offsets"]  # no temp file left
+
+
+def test_round_trip_export_import_into_an_empty_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.mkdir()
+    target.mkdir()
+    seed_offsets(source)
+    (source / "empty").mkdir()
+    backup = tmp_path / "backup.json"
+    assert run(capsys, "export", str(source), "-o", str(backup)).code == 0
+    imported = run(capsys, "import", str(target), str(backup), "--merge")
+    assert imported.code == 0, imported.err
+    assert imported.err == f"imported {backup}: 4 set, 0 deleted, 0 unchanged in 3 consumer(s)\n"
+    assert run(capsys, "ls", str(target)).out == run(capsys, "ls", str(source)).out
+    offsets = {k: v for k, v in tree(source).items() if k.endswith(".offset")}
+    assert {k: v for k, v in tree(target).items() if k.endswith(".offset")} == offsets
+    assert (target / "empty").is_dir()
+    # Importing again changes nothing and says so.
+    again = run(capsys, "import", str(target), str(backup), "--replace")
+    assert again.out == ""
+    assert again.err.endswith(": 0 set, 0 deleted, 4 unchanged in 3 consumer(s)\n")
+
+
+def test_import_merge_keeps_and_replace_deletes_unlisted_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_offsets(tmp_path)
+    doc = tmp_path.parent / f"{tmp_path.name}-doc.json"
+    doc.write_text(
+        json.dumps(
+            {
+                "format": "lance-offsets/1",
+                "consumers": {"billing": [{"topic_id": 1, "consumer_id": 2, "offset": 50}]},
+            }
+        )
+    )
+    merged = run(capsys, "import", str(tmp_path), str(doc), "--merge")
+    assert merged.out == "set consumer 'billing' topic 1 consumer id 2: 42 -> 50\n"
+    with LockFileOffsetStore.open(tmp_path, "billing") as store:
+        assert store.list_all() == {(1, 2): 50, (1, 10): 7, (U32, U64): U64}
+    replaced = run(capsys, "import", str(tmp_path), str(doc), "--replace")
+    assert replaced.out.splitlines() == [
+        "delete consumer 'billing' topic 1 consumer id 10 (was 7)",
+        f"delete consumer 'billing' topic {U32} consumer id {U64} (was {U64})",
+    ]
+    with LockFileOffsetStore.open(tmp_path, "billing") as store:
+        assert store.list_all() == {(1, 2): 50}
+    with LockFileOffsetStore.open(tmp_path, "audit") as store:  # not named in the file: kept
+        assert store.list_all() == {(3, 0): 0}
+
+
+def test_import_dry_run_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_offsets(tmp_path)
+    doc = tmp_path.parent / f"{tmp_path.name}-doc.json"
+    doc.write_text(
+        json.dumps(
+            {
+                "format": "lance-offsets/1",
+                "consumers": {
+                    "billing": [{"topic_id": 1, "consumer_id": 2, "offset": 1}],
+                    "newcomer": [{"topic_id": 5, "consumer_id": 5, "offset": 5}],
+                },
+            }
+        )
+    )
+    before = tree(tmp_path)
+    result = run(capsys, "import", str(tmp_path), str(doc), "--replace", "--dry-run")
+    assert result.code == 0
+    assert result.out.splitlines() == [
+        "would set consumer 'billing' topic 1 consumer id 2: 42 -> 1",
+        "would delete consumer 'billing' topic 1 consumer id 10 (was 7)",
+        f"would delete consumer 'billing' topic {U32} consumer id {U64} (was {U64})",
+        "would set consumer 'newcomer' topic 5 consumer id 5: none -> 5",
+    ]
+    assert (
+        result.err
+        == "dry run: 2 set, 2 deleted, 0 unchanged in 2 consumer(s); nothing was changed\n"
+    )
+    assert tree(tmp_path) == before
+
+
+def test_import_overwrites_a_corrupt_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_offsets(tmp_path)
+    (tmp_path / "billing" / "topic-1-consumer-2.offset").write_bytes(b"")
+    doc = tmp_path.parent / f"{tmp_path.name}-doc.json"
+    doc.write_text(
+        '{"format": "lance-offsets/1", "consumers": '
+        '{"billing": [{"topic_id": 1, "consumer_id": 2, "offset": 43}]}}'
+    )
+    result = run(capsys, "import", str(tmp_path), str(doc), "--merge")
+    assert result.code == 0, result.err
+    assert result.out.startswith("set consumer 'billing' topic 1 consumer id 2: corrupt (")
+    assert run(capsys, "get", str(tmp_path), "billing", "1", "2").out == "43\n"
+
+
+GOOD_ENTRY = '{"topic_id": 1, "consumer_id": 2, "offset": 3}'
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "not valid JSON: Expecting value at line 1 column 1"),
+        ("{", "not valid JSON"),
+        ("[]", "must be a JSON object"),
+        ('{"consumers": {}}', "unsupported format None"),
+        ('{"format": "lance-offsets/2", "consumers": {}}', "unsupported format 'lance-offsets/2'"),
+        ('{"format": "lance-offsets/1"}', "'consumers' is missing"),
+        (
+            '{"format": "lance-offsets/1", "consumers": {}, "extra": 1}',
+            "unknown field(s) ['extra']",
+        ),
+        ('{"format": "lance-offsets/1", "consumers": []}', "'consumers' must be an object"),
+        ('{"format": "lance-offsets/1", "consumers": {"a/b": []}}', "consumers['a/b']: invalid"),
+        ('{"format": "lance-offsets/1", "consumers": {"CON": []}}', "reserved device name"),
+        ('{"format": "lance-offsets/1", "consumers": {"x": {}}}', "consumers['x'] must be a list"),
+        (
+            '{"format": "lance-offsets/1", "consumers": {"x": [{"topic_id": 1, "offset": 3}]}}',
+            "consumers['x'][0] must be an object with exactly",
+        ),
+        (
+            '{"format": "lance-offsets/1", "consumers": {"x": [{"topic_id": 1, "consumer_id": 2, '
+            '"offset": 3, "note": ""}]}}',
+            "consumers['x'][0] must be an object with exactly",
+        ),
+        (
+            f'{{"format": "lance-offsets/1", "consumers": {{"x": [{GOOD_ENTRY}, {{"topic_id": '
+            f'1, "consumer_id": 2, "offset": 3.0}}]}}}}',
+            "consumers['x'][1]: offset must be an int, not float",
+        ),
+        (
+            '{"format": "lance-offsets/1", "consumers": {"x": [{"topic_id": true, '
+            '"consumer_id": 2, "offset": 3}]}}',
+            "consumers['x'][0]: topic_id must be an int, not bool",
+        ),
+        (
+            '{"format": "lance-offsets/1", "consumers": {"x": [{"topic_id": 1, '
+            f'"consumer_id": 2, "offset": {U64 + 1}}}]}}}}',
+            f"consumers['x'][0]: offset must be in 0..{U64}",
+        ),
+        (
+            '{"format": "lance-offsets/1", "consumers": {"x": [{"topic_id": -1, '
+            '"consumer_id": 2, "offset": 3}]}}',
+            "topic_id must be in 0..4294967295, got -1",
+        ),
+        (
+            '{"format": "lance-offsets/1", "consumers": {"x": [{"topic_id": 1, '
+            '"consumer_id": 2, "offset": NaN}]}}',
+            "NaN is not a valid offset",
+        ),
+        (
+            f'{{"format": "lance-offsets/1", "consumers": {{"x": [{GOOD_ENTRY}, {GOOD_ENTRY}]}}}}',
+            "consumers['x'][1]: topic 1 consumer id 2 is listed twice",
+        ),
+        (
+            f'{{"format": "lance-offsets/1", "consumers": {{"x": [], "x": [{GOOD_ENTRY}]}}}}',
+            "duplicate key 'x' in a JSON object",
+        ),
+        # A bad entry after good ones, in a later consumer: still nothing is applied.
+        (
+            f'{{"format": "lance-offsets/1", "consumers": {{"billing": [{GOOD_ENTRY}], '
+            '"z": [{"topic_id": 1, "consumer_id": 2, "offset": "3"}]}}',
+            "consumers['z'][0]: offset must be an int, not str",
+        ),
+    ],
+)
+def test_bad_import_files_exit_1_and_change_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    base = tmp_path / "offsets"
+    base.mkdir()
+    seed_offsets(base)
+    doc = tmp_path / "doc.json"
+    doc.write_text(content)
+    before = tree(base)
+    result = run(capsys, "import", str(base), str(doc), "--replace")
+    assert (result.code, result.out) == (1, "")
+    (line,) = result.err.splitlines()
+    assert line.startswith(f"lance-offsets: error: {doc}: ")
+    assert message in line
+    assert line.endswith("; nothing was changed")
+    assert tree(base) == before
+
+
+def test_import_unreadable_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = tmp_path / "offsets"
+    base.mkdir()
+    not_utf8 = tmp_path / "latin1.json"
+    not_utf8.write_bytes(b'{"format": "caf\xe9"}')
+    result = run(capsys, "import", str(base), str(not_utf8), "--merge")
+    assert result.code == 1
+    assert result.err == (
+        f"lance-offsets: error: {not_utf8}: not UTF-8 text (invalid continuation byte at byte 15)\n"
+    )
+    missing = tmp_path / "missing.json"
+    result = run(capsys, "import", str(base), str(missing), "--merge")
+    assert result.code == 1
+    assert result.err == f"lance-offsets: error: cannot read {missing}: No such file or directory\n"
+    assert os.listdir(base) == []
+
+
+def test_import_needs_an_explicit_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = tmp_path / "doc.json"
+    doc.write_text('{"format": "lance-offsets/1", "consumers": {}}')
+    result = run(capsys, "import", str(tmp_path), str(doc))
+    assert result.code == 2
+    assert "one of the arguments --merge --replace is required" in result.err
+    both = run(capsys, "import", str(tmp_path), str(doc), "--merge", "--replace")
+    assert both.code == 2
