@@ -1,7 +1,6 @@
-"""HookedOffsetStore and the bundled hooks (H1-H3), on the memory store.
+"""HookedOffsetStore and the bundled hooks (H1-H3), on the memory and lock-file stores.
 
-The lock-file store versions (a real reopen on disk, a real lock timeout) live in
-tests/test_hooks_lockfile.py.
+tests/slow/test_cli_processes.py checks previous_offset when another process saved the key.
 """
 
 from __future__ import annotations
@@ -11,7 +10,9 @@ import itertools
 import logging
 import pickle
 import threading
+from pathlib import Path
 
+import portalocker
 import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
@@ -22,8 +23,11 @@ from lance_offsets import (
     MAX_TOPIC_ID,
     CollectingCommitHook,
     CommitInfo,
+    CorruptOffsetError,
     HookedOffsetStore,
     HookError,
+    LockFileOffsetStore,
+    LockTimeoutError,
     LoggingCommitHook,
     MemoryOffsetStore,
     OffsetStore,
@@ -379,3 +383,67 @@ def test_previous_offset_matches_a_model(ops: list[tuple[str, int, int]]) -> Non
         else:
             store = HookedOffsetStore(inner, [hook])
     assert store.list_all() == {(t, 0): o for t, o in model.items()}
+
+
+# --- over the lock-file store: a real reopen, a real lock timeout, real damage ------------------
+
+
+def test_previous_offset_after_reopen(tmp_path: Path) -> None:
+    with HookedOffsetStore(LockFileOffsetStore.open(tmp_path, "c")) as first:
+        first.save(1, 2, 10)
+    hook = CollectingCommitHook()
+    with HookedOffsetStore(LockFileOffsetStore.open(tmp_path, "c"), [hook]) as reopened:
+        reopened.save(1, 2, 11)
+    assert [(c.offset, c.previous_offset) for c in hook.commits()] == [(11, 10)]
+
+
+def test_previous_offset_after_another_handles_save_and_delete(tmp_path: Path) -> None:
+    hook = CollectingCommitHook()
+    mine = HookedOffsetStore(LockFileOffsetStore.open(tmp_path, "c"), [hook])
+    other = LockFileOffsetStore.open(tmp_path, "c")
+    mine.save(1, 2, 10)
+    other.save(1, 2, 20)
+    mine.save(1, 2, 30)
+    other.delete(1, 2)
+    mine.save(1, 2, 40)
+    assert [c.previous_offset for c in hook.commits()] == [None, 20, None]
+
+
+def test_lock_timeout_calls_no_hook(tmp_path: Path) -> None:
+    hook = CollectingCommitHook()
+    store = HookedOffsetStore(LockFileOffsetStore.open(tmp_path, "c", lock_timeout=0.1), [hook])
+    store.save(1, 2, 10)
+    hook.clear()
+    # flock locks belong to an open file description: this open excludes the store's own.
+    with open(tmp_path / "c" / "topic-1-consumer-2.lock", "a+b") as held:
+        portalocker.lock(held, portalocker.LOCK_EX)
+        with pytest.raises(LockTimeoutError) as caught:
+            store.save(1, 2, 11)
+        portalocker.unlock(held)
+    assert type(caught.value) is LockTimeoutError  # propagated unchanged, not wrapped
+    assert hook.commits() == []
+    assert store.load(1, 2) == 10
+
+
+def test_corrupt_previous_value_refuses_the_save(tmp_path: Path) -> None:
+    hook = CollectingCommitHook()
+    store = HookedOffsetStore(LockFileOffsetStore.open(tmp_path, "c"), [hook])
+    path = tmp_path / "c" / "topic-1-consumer-2.offset"
+    path.write_bytes(b"garbage\n")
+    with pytest.raises(CorruptOffsetError) as caught:
+        store.save(1, 2, 5)
+    assert caught.value.path == str(path)
+    assert hook.commits() == []
+    assert path.read_bytes() == b"garbage\n"
+    store.inner.save(1, 2, 5)  # the documented way out: save through the inner store
+    store.save(1, 2, 6)
+    assert hook.commits()[0].previous_offset == 5
+
+
+def test_hook_error_after_a_durable_save_on_disk(tmp_path: Path) -> None:
+    store = HookedOffsetStore(LockFileOffsetStore.open(tmp_path, "c"), [Failing("bad", [])])
+    with pytest.raises(HookError):
+        store.save(1, 2, 5)
+    assert (tmp_path / "c" / "topic-1-consumer-2.offset").read_bytes() == b"5\n"
+    with LockFileOffsetStore.open(tmp_path, "c") as reopened:
+        assert reopened.load(1, 2) == 5
