@@ -268,6 +268,8 @@ def _run(spec: str, options: StressOptions, scratch: str, start: float) -> Power
     options.progress(f"D3: {summary}")
     if failures:
         details = _report(failures, trace, expected, seen_by=by_tree, keys=keys, summary=summary)
+        # Scratch paths are gone once we return: print paths relative to the store's root.
+        details = details.replace(root + os.sep, "").replace(states_dir + os.sep, "state ")
         result = PropertyResult("D3", "failed", seconds, details)
     else:
         result = PropertyResult("D3", "passed", seconds, f"checked {summary}")

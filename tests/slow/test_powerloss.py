@@ -1,0 +1,105 @@
+"""D3 end to end: real worker and verifier processes, real files, the bug zoo and our own stores.
+
+Each check prints its seed (the ``stress_options`` fixture) and, on failure, the crash state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+from lance_offsets.stress._options import StressOptions
+from lance_offsets.stress._powerloss import PowerLossRun, check_d3, run_powerloss
+from lance_offsets.stress._runner import run_properties
+
+pytestmark = pytest.mark.slow
+
+TESTS = str(Path(__file__).resolve().parents[1])
+ZOO = "zoo.powerloss_zoo"
+DEFECTIVE = ("no_file_fsync", "no_dir_fsync", "fsync_target_after_rename", "rename_before_sync")
+
+
+@pytest.fixture(autouse=True)
+def zoo_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``zoo.*`` importable here and in spawned workers (they inherit the environment)."""
+    monkeypatch.syspath_prepend(TESTS)
+    paths = [TESTS, *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+
+
+@pytest.fixture
+def short(stress_options: StressOptions) -> StressOptions:
+    """The short version whatever ``--stress`` says: these tests pin the default check."""
+    return dataclasses.replace(stress_options, long=False)
+
+
+def passed(run: PowerLossRun) -> bool:
+    print(run.result.details)
+    return run.result.outcome == "passed"
+
+
+@pytest.mark.parametrize("spec", ["lance_offsets.conformance.reference:lockfile", f"{ZOO}:correct"])
+def test_correct_stores_pass_exhaustively(spec: str, short: StressOptions) -> None:
+    run = run_powerloss(spec, short)
+    assert passed(run), run.result.details
+    assert run.exploration is not None
+    assert run.exploration.sampled_points == 0  # a correct save protocol is small: exhaustive
+    assert run.states > 50
+    assert run.directories > 10
+
+
+#: What each defect's printed crash state must show: the step whose loss broke D3.
+LOST_STEP = {
+    "no_file_fsync": "unsynced data",
+    "no_dir_fsync": "-> 1-2.offset: UNDONE",
+    "fsync_target_after_rename": "replace 1-2.offset.tmp -> 1-2.offset: persisted",
+    "rename_before_sync": "replace 1-2.offset.tmp -> 1-2.offset: persisted",
+}
+
+
+@pytest.mark.parametrize("name", DEFECTIVE)
+def test_each_defect_fails_d3_with_the_crash_state_printed(name: str, short: StressOptions) -> None:
+    result = check_d3(f"{ZOO}:{name}", short)
+    print(result.details)
+    assert result.outcome == "failed"
+    assert "power cut after operation #" in result.details
+    assert "VIOLATION" in result.details
+    assert "(acknowledged)" in result.details
+    assert f"seed {short.seed}" in result.details
+    assert LOST_STEP[name] in result.details
+
+
+def test_the_runner_reports_not_applicable_with_a_reason(short: StressOptions) -> None:
+    # By capability: the memory store claims no durability, so nothing is started.
+    (memory,) = run_properties("lance_offsets.conformance.reference:memory", ["D3"], short)
+    assert memory.outcome == "not-applicable"
+    assert "durable" in memory.details
+    # By trace: this one claims durability but writes no file the interposer could see.
+    (claimed,) = run_properties(f"{ZOO}:in_memory_claiming_durable", ["D3"], short)
+    assert claimed.outcome == "not-applicable"
+    assert "no file-system write" in claimed.details
+    assert claimed.seconds > 0
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "lance_offsets.conformance.reference:lockfile",
+        "lance_offsets.conformance.reference:hooked_lockfile",
+        f"{ZOO}:correct",
+    ],
+)
+def test_long_workload_passes_on_correct_stores(spec: str, stress_options: StressOptions) -> None:
+    run = run_powerloss(spec, stress_options)
+    assert passed(run), run.result.details
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("name", DEFECTIVE)
+def test_long_workload_fails_each_defect(name: str, stress_options: StressOptions) -> None:
+    result = check_d3(f"{ZOO}:{name}", stress_options)
+    print(result.details[:4000])
+    assert result.outcome == "failed"

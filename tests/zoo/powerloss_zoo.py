@@ -1,0 +1,168 @@
+"""Stores that survive a process kill but not a power cut: one missing durability step each.
+
+Every store here keeps one decimal file per key, replaced through a temp file, and raises on a file
+it cannot parse (loud, as F1 asks). A kill test passes them all, because the page cache survives a
+killed process; only the power-loss model (D3) sees the difference. ``correct`` is the control.
+
+Use them as ``zoo.powerloss_zoo:<name>`` with the ``tests`` folder on ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from lance_offsets import MemoryOffsetStore
+
+Key = tuple[int, int]
+_SUFFIX = ".offset"
+
+
+class ZooFileStore:
+    """A small lock-free file store; ``protocol`` decides how a save reaches the disk."""
+
+    def __init__(self, path: str, protocol: Callable[[str, str, bytes], None]) -> None:
+        os.makedirs(path, exist_ok=True)
+        self._dir = os.path.realpath(path)
+        self._protocol = protocol
+
+    def _path(self, topic_id: int, consumer_id: int) -> str:
+        return os.path.join(self._dir, f"{topic_id}-{consumer_id}{_SUFFIX}")
+
+    def load(self, topic_id: int, consumer_id: int) -> int | None:
+        path = self._path(topic_id, consumer_id)
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            return None
+        return _parse(data, path)
+
+    def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
+        target = self._path(topic_id, consumer_id)
+        self._protocol(self._dir, target, f"{offset}\n".encode())
+
+    def delete(self, topic_id: int, consumer_id: int) -> None:
+        try:
+            os.remove(self._path(topic_id, consumer_id))
+        except FileNotFoundError:
+            return
+        _fsync_dir(self._dir)
+
+    def list_all(self) -> dict[Key, int]:
+        found = {}
+        for name in os.listdir(self._dir):
+            if name.endswith(_SUFFIX):
+                topic, _, consumer = name[: -len(_SUFFIX)].partition("-")
+                key = (int(topic), int(consumer))
+                path = os.path.join(self._dir, name)
+                with open(path, "rb") as fh:
+                    found[key] = _parse(fh.read(), path)
+        return found
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> ZooFileStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _parse(data: bytes, path: str) -> int:
+    if not data.endswith(b"\n") or not data[:-1].isdigit():
+        raise ValueError(f"corrupt offset file {path!r}: {data!r}")
+    return int(data)
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write(path: str, data: bytes, *, sync: bool) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _correct(directory: str, target: str, data: bytes) -> None:
+    _write(target + ".tmp", data, sync=True)
+    os.replace(target + ".tmp", target)
+    _fsync_dir(directory)
+
+
+def _no_file_fsync(directory: str, target: str, data: bytes) -> None:
+    _write(target + ".tmp", data, sync=False)  # DEFECT: the data may never reach the disk
+    os.replace(target + ".tmp", target)
+    _fsync_dir(directory)
+
+
+def _no_dir_fsync(directory: str, target: str, data: bytes) -> None:
+    _write(target + ".tmp", data, sync=True)
+    os.replace(target + ".tmp", target)  # DEFECT (the Rust seed's): the rename may be undone
+
+
+def _fsync_target_after_rename(directory: str, target: str, data: bytes) -> None:
+    _write(target + ".tmp", data, sync=False)
+    os.replace(target + ".tmp", target)  # DEFECT: the rename may persist before the data
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(directory)
+
+
+def _rename_before_sync(directory: str, target: str, data: bytes) -> None:
+    fd = os.open(target + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.replace(target + ".tmp", target)  # DEFECT: renamed while the data is still unsynced
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(directory)
+
+
+def correct(path: str) -> ZooFileStore:
+    """The control: write temp, fsync it, replace, fsync the directory."""
+    return ZooFileStore(path, _correct)
+
+
+def no_file_fsync(path: str) -> ZooFileStore:
+    """Never fsyncs the file: a cut can leave the replaced target empty or torn."""
+    return ZooFileStore(path, _no_file_fsync)
+
+
+def no_dir_fsync(path: str) -> ZooFileStore:
+    """Never fsyncs the directory after the rename (the Rust seed): the save can be undone."""
+    return ZooFileStore(path, _no_dir_fsync)
+
+
+def fsync_target_after_rename(path: str) -> ZooFileStore:
+    """Fsyncs the target after the rename instead of the temp file before it."""
+    return ZooFileStore(path, _fsync_target_after_rename)
+
+
+def rename_before_sync(path: str) -> ZooFileStore:
+    """Renames the temp file before fsyncing its (still open) descriptor."""
+    return ZooFileStore(path, _rename_before_sync)
+
+
+#: Every defective store, by name.
+DEFECTIVE = ("no_file_fsync", "no_dir_fsync", "fsync_target_after_rename", "rename_before_sync")
+
+
+def in_memory_claiming_durable(path: str) -> MemoryOffsetStore:
+    """Keeps offsets in memory yet claims durability: its I/O (none) cannot be traced."""
+    del path
+    return MemoryOffsetStore()
