@@ -13,8 +13,10 @@ Choices where the Rust client is looser than we are (``docs/lockfile.md`` explai
   as key (1, 2), which aliases ``topic-1-consumer-2.offset``; a name that does not round-trip to
   itself is ignored, so ``list_all`` never reports a key whose ``load`` would read another file.
 - File contents are read as the Rust client reads them (``trim()`` then ``parse::<u64>()``),
-  restricted to ASCII: surrounding ASCII whitespace and one leading ``+`` are accepted, the trailing
-  newline is optional. Anything else (empty, non-decimal, out of u64 range) is corrupt.
+  restricted to ASCII: surrounding ASCII whitespace and one leading ``+`` are accepted. The trailing
+  newline is required: every writer (ours, Rust's ``writeln!``) ends the file with one, so a number
+  without it is a file cut short ("10\n" cut to "1"), which must be loud (F1), not a wrong offset.
+  Anything else (empty, non-decimal, out of u64 range) is corrupt.
 """
 
 from __future__ import annotations
@@ -123,6 +125,8 @@ def decode_offset(content: bytes, key: tuple[int, int], path: str) -> int:
     value = int(match[1])
     if value > MAX_OFFSET:
         raise CorruptOffsetError(key, path, content, f"out of the u64 range 0..{MAX_OFFSET}")
+    if not content.endswith(b"\n"):
+        raise CorruptOffsetError(key, path, content, "no trailing newline: the file was cut short")
     return value
 
 

@@ -94,7 +94,6 @@ def test_offsets_round_trip(offset: int) -> None:
     ("content", "value"),
     [
         (b"123\n", 123),
-        (b"123", 123),  # no newline: Rust accepts it, and our saves never leave a torn file
         (b"  123 \r\n", 123),  # Rust trims surrounding whitespace
         (b"\t007\n", 7),  # Rust's u64 parser accepts leading zeros
         (b"+5\n", 5),  # and one leading '+'
@@ -119,6 +118,7 @@ def test_decoding_accepts_what_the_rust_client_accepts(content: bytes, value: in
         ("\u0661\u0662".encode(), "not a decimal number"),
         (b"0x10\n", "not a decimal number"),
         (b"18446744073709551616\n", "out of the u64 range"),
+        (b"123", "no trailing newline"),  # "1234\n" cut short: must be loud (F1)
         (b"1" * (MAX_OFFSET_FILE_BYTES + 1), "larger than 4096 bytes"),
     ],
 )
