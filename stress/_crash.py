@@ -1,0 +1,148 @@
+"""Crash points and random-time kills: D1, D2, D4 and D5 on any store named by a spec.
+
+One campaign serves the four properties (the runner asks for each; the campaign runs once per
+spec and seed). For each scenario (a save over an old value, a first save, a delete), a worker
+first counts the operations the change makes (the interposer's trace); then, for every operation
+``k`` and phase (before/after), a fresh worker sets up the old state, starts the change, stops
+itself right before or after operation ``k``, and the parent kills it from outside. The next
+worker, a process that never had the store open, judges the directory (``_judge.py``) before it
+takes its own turn. Random-time kills of a tight save loop cover what the interposer cannot see.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+from lance_offsets.conformance._results import PropertyResult
+
+from ._crashrun import Campaign, Run, Scenario, label, points
+from ._fleet import WorkerGone
+from ._judge import LOCK_WAIT_BOUND
+from ._options import StressOptions
+from ._trace import TraceOp
+
+__all__ = ["Campaign", "check_d1", "check_d2", "check_d4", "check_d5", "run_campaign"]
+
+Key = tuple[int, int]
+
+#: Random-time kills in a short run (the crash points all run once whatever the length).
+SHORT_RANDOM_KILLS: Final = 6
+#: Kill-verify cycles of a long run when ``StressOptions.cycles`` is 0.
+LONG_CYCLES: Final = 2000
+
+
+def _scenarios(run: Run, key: Key, other: Key) -> list[Scenario]:
+    old, new, other_value = run.value(), run.value(), run.value()
+    while new == old:
+        new = run.value()
+    return [
+        Scenario("save over an old value", {other: other_value, key: old}, key, new),
+        Scenario("first save", {other: other_value}, key, new),
+        Scenario("delete", {other: other_value, key: old}, key, None),
+    ]
+
+
+def run_campaign(spec: str, options: StressOptions) -> Campaign:
+    """Run the crash points (all, once per pass) and random kills on the store ``spec`` names.
+
+    A short run (``options.long`` False) makes one pass and a few random kills; a long one makes
+    passes with fresh values and random kills, half each, until ``options.cycles`` (default
+    2,000) kill-verify cycles are done.
+    """
+    result = Campaign(seed=options.seed)
+    run = Run(spec, options, result)
+    started = time.monotonic()
+    try:
+        key = (run.rng.randrange(2**32), run.rng.randrange(2**64))
+        other = (key[0], key[1] ^ 1)
+        total = (options.cycles or LONG_CYCLES) if options.long else 0
+        plans: list[tuple[Scenario, list[TraceOp], str]] = []
+        for scenario in _scenarios(run, key, other):
+            counted = run.count_ops(scenario)
+            if counted is not None:
+                plans.append((scenario, *counted))
+        passes = 0
+        while passes == 0 or result.cycles < total // 2:
+            scenarios = _scenarios(run, key, other) if passes else [s for s, _, _ in plans]
+            for scenario, (_, trace, where) in zip(scenarios, plans, strict=True):
+                for op, phase in points(trace):
+                    text = label(op, phase, trace, where)
+                    if passes == 0 and "[after fsync, before rename]" in text:
+                        result.named.append(f"{scenario.name}: {text}")
+                    run.crash_point(scenario, op, phase, text, trace)
+            passes += 1
+            if not any(points(t) for _, t, _ in plans):
+                break  # nothing traced: only random kills can test this store
+        kills = SHORT_RANDOM_KILLS if not options.long else max(total - result.cycles, 0)
+        for _ in range(kills):
+            run.random_kill(key)
+    except WorkerGone as exc:
+        result.errors.append(f"harness: {exc}")
+    finally:
+        run.finish()
+        result.seconds = time.monotonic() - started
+    return result
+
+
+_CACHE: dict[tuple[str, int, bool, int], Campaign] = {}
+
+
+def _campaign(spec: str, options: StressOptions) -> Campaign:
+    """The campaign for ``spec`` and these options, run once for all four properties."""
+    key = (spec, options.seed, options.long, options.cycles)
+    if key not in _CACHE:
+        _CACHE.clear()  # one spec at a time: keep memory flat across a long session
+        _CACHE[key] = run_campaign(spec, options)
+    return _CACHE[key]
+
+
+def _summary(c: Campaign) -> str:
+    rate = c.cycles / c.seconds if c.seconds else 0.0
+    text = (
+        f"seed {c.seed}: {c.points} crash-point kills, {c.random_kills} random kills, "
+        f"{c.cycles} kill-verify cycles in {c.seconds:.1f} s ({rate:.1f}/s)"
+    )
+    if c.unreached:
+        text += f", {c.unreached} points not reached"
+    return text
+
+
+def _verdict(pid: str, spec: str, options: StressOptions) -> PropertyResult:
+    c = _campaign(spec, options)
+    found = [v for v in c.violations if v.prop == pid]
+    lines = [_summary(c)]
+    if pid == "D1" and c.named:
+        lines.append("named points: " + "; ".join(c.named[:3]))
+    if pid == "D5":
+        lines.append(f"longest later save after a kill: {c.max_wait:.3f} s (bound "
+                     f"{LOCK_WAIT_BOUND:g} s)")  # fmt: skip
+    if not found and not c.errors:
+        return PropertyResult(pid, "passed", c.seconds, "\n".join(lines))
+    lines += c.errors
+    lines.append(f"{len(found)} violation(s) of {pid}; replay with --stress-seed {c.seed}")
+    for violation in found[:3]:
+        lines += ["---", violation.text]
+    if c.kept:
+        lines.append(f"crash directories kept under {c.kept}")
+    return PropertyResult(pid, "failed", c.seconds, "\n".join(lines))
+
+
+def check_d1(spec: str, options: StressOptions) -> PropertyResult:
+    """D1: a process killed at any point of a save or delete leaves the old or the new value."""
+    return _verdict("D1", spec, options)
+
+
+def check_d2(spec: str, options: StressOptions) -> PropertyResult:
+    """D2: a change acknowledged before the kill survives it."""
+    return _verdict("D2", spec, options)
+
+
+def check_d4(spec: str, options: StressOptions) -> PropertyResult:
+    """D4: crash leftovers never show up as keys or values and never block a later save."""
+    return _verdict("D4", spec, options)
+
+
+def check_d5(spec: str, options: StressOptions) -> PropertyResult:
+    """D5: a lock holder killed mid-save stops another process for at most a bounded time."""
+    return _verdict("D5", spec, options)

@@ -1,0 +1,260 @@
+"""One crash campaign's machinery: seeded choices, workers, crash points, random kills.
+
+``_crash.py`` decides what to run and turns the findings into property results; this module runs
+each kill-verify cycle: a fresh worker judges the previous crash (``_judge.py``), then sets up the
+old state, starts the change and is killed at its crash point (or at a random time).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ._fleet import Fleet, Worker, WorkerGone
+from ._judge import LOCK_WAIT_BOUND, Crash, Violation, judge, listing
+from ._options import StressOptions
+from ._trace import TraceOp
+
+__all__ = ["Campaign", "Run", "Scenario", "label", "points"]
+
+Key = tuple[int, int]
+
+#: Seconds a worker lingers after acknowledging, so a store's late writer shows up in the trace.
+LINGER: Final = 0.05
+#: Seconds a worker may take to reach its stop point or answer a job.
+STEP_SECONDS: Final = 60.0
+#: Longest random delay before a kill, seconds (a save takes about a millisecond here).
+MAX_KILL_DELAY: Final = 0.03
+#: Offsets of different decimal widths, so a torn or mixed file cannot pass for a real value.
+_WIDTHS: Final = (1, 2, 3, 7, 10, 19)
+
+
+@dataclass
+class Campaign:
+    """What one crash campaign did and found."""
+
+    seed: int
+    cycles: int = 0
+    kills: int = 0
+    points: int = 0
+    random_kills: int = 0
+    unreached: int = 0
+    seconds: float = 0.0
+    max_wait: float = 0.0
+    violations: list[Violation] = field(default_factory=list)
+    named: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    kept: str = ""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    setup: dict[Key, int]
+    key: Key
+    new: int | None
+
+    @property
+    def old(self) -> int | None:
+        return self.setup.get(self.key)
+
+
+def label(op: TraceOp, phase: str, trace: list[TraceOp], root: str) -> str:
+    where = os.path.relpath(op.path, root)
+    if op.target:
+        where += f" -> {os.path.relpath(op.target, root)}"
+    text = f"killed {phase} op #{op.index} {op.kind} {where}"
+    first_after = op.index + (1 if phase == "after" else 0)  # the first op the kill prevents
+    synced = {o.path for o in trace[:first_after] if o.kind in ("fsync", "fdatasync")}
+    renamed = {o.path for o in trace[first_after:] if o.kind in ("rename", "replace")}
+    if synced & renamed:
+        text += " [after fsync, before rename]"
+    return text
+
+
+def points(trace: list[TraceOp]) -> list[tuple[TraceOp, str]]:
+    points = []
+    for op in trace:
+        if op.kind == "mark":
+            continue
+        points.append((op, "before"))
+        if op.note != "audit":  # the audit hook never sees an operation end
+            points.append((op, "after"))
+    return points
+
+
+class Run:
+    """The state of one campaign: workers, the seeded choices, the crash awaiting its verdict."""
+
+    def __init__(self, spec: str, options: StressOptions, result: Campaign) -> None:
+        self.options = options
+        self.result = result
+        self.rng = random.Random(options.seed)
+        self.fleet = Fleet(spec)
+        self.root = tempfile.mkdtemp(prefix="lance-crash-", dir=options.workdir)
+        self.count = 0
+        self.pending: Crash | None = None
+        self.skip_later = False  # after one D5 violation, later saves would only wait again
+        self.started = time.monotonic()
+        self.reported = self.started
+
+    def value(self) -> int:
+        width = self.rng.choice(_WIDTHS)
+        return min(self.rng.randrange(10 ** (width - 1), 10**width), 2**64 - 1)
+
+    def directory(self) -> str:
+        self.count += 1
+        path = os.path.join(self.root, f"cycle-{self.count}")
+        os.mkdir(path)
+        return path
+
+    def worker(self) -> Worker:
+        """A fresh worker, which first judges the pending crash (it never had that store open)."""
+        while True:
+            worker = self.fleet.take()
+            if self.pending is None or self._verify(worker, self.pending):
+                self.pending = None
+                return worker
+
+    def _verify(self, worker: Worker, crash: Crash) -> bool:
+        later = None if self.skip_later else self.value()
+        keys = [crash.key, *(k for k in crash.setup if k != crash.key)]
+        job = {"job": "verify", "path": crash.path, "keys": keys,
+               "later": None if later is None else (crash.key, later)}  # fmt: skip
+        worker.send(job)
+        _, read = worker.recv(STEP_SECONDS)
+        blocked = saved = None
+        try:
+            _, saved = worker.recv(LOCK_WAIT_BOUND + 5.0)
+        except WorkerGone:
+            blocked = (
+                f"a later save in another process did not return within {LOCK_WAIT_BOUND:g} s "
+                "(a lock the killed worker held is still taken)"
+            )
+        found, wait = judge(crash, read, saved, later, blocked)
+        if wait is not None:
+            self.result.max_wait = max(self.result.max_wait, wait)
+        if any(v.prop == "D5" for v in found):
+            self.skip_later = True
+        self.result.violations.extend(found)
+        if found:
+            self.result.kept = self.root
+        else:
+            shutil.rmtree(crash.path, ignore_errors=True)
+        if blocked is not None:
+            worker.kill()
+            return False
+        return True
+
+    def _crash_job(
+        self, scenario: Scenario, path: str, stop: tuple[int, str] | None
+    ) -> dict[str, Any]:
+        return {
+            "job": "crash",
+            "path": path,
+            "setup": scenario.setup,
+            "key": scenario.key,
+            "new": scenario.new,
+            "stop": stop,
+            "linger": LINGER,
+        }
+
+    def count_ops(self, scenario: Scenario) -> tuple[list[TraceOp], str] | None:
+        """Run the change once, uncrashed: its trace and directory, or None if it raised."""
+        worker = self.worker()
+        path = self.directory()
+        worker.send(self._crash_job(scenario, path, None))
+        try:
+            while True:
+                tag, payload = worker.recv(STEP_SECONDS)
+                if tag == "done":
+                    return list(payload), path
+                if tag == "raised":
+                    self.result.errors.append(
+                        f"scenario {scenario.name}: the change raised with no crash or fault: "
+                        f"{payload[0]}"
+                    )
+                    return None
+        finally:
+            worker.kill()
+
+    def crash_point(self, scenario: Scenario, op: TraceOp, phase: str, label: str,
+                    trace: list[TraceOp]) -> None:  # fmt: skip
+        path = self.directory()
+        worker = self.worker()
+        worker.send(self._crash_job(scenario, path, (op.index, phase)))
+        acked = False
+        while True:
+            tag, _ = worker.recv(STEP_SECONDS)
+            if tag == "acked":
+                acked = True
+            elif tag == "stopped":
+                break
+            else:  # the point was not reached this time (a racing background thread)
+                self.result.unreached += 1
+                worker.kill()
+                return
+        worker.kill()
+        self.result.kills += 1
+        self.result.points += 1
+        old, new = scenario.old, scenario.new
+        excerpt = [str(o) for o in trace[max(0, op.index - 3) : op.index + 3]]
+        self.pending = Crash(
+            scenario.name, path, scenario.key, (new,) if acked else (old, new), acked,
+            dict(scenario.setup), label, previous=(old,), files=listing(path),
+            context=["operations around the crash point (counting run):", *excerpt],
+        )  # fmt: skip
+        self.tick()
+
+    def random_kill(self, key: Key) -> None:
+        path = self.directory()
+        worker = self.worker()
+        start = self.value()
+        start = min(start, 2**64 - 10**6)
+        worker.send({"job": "loop", "path": path, "key": key, "start": start})
+        worker.recv(STEP_SECONDS)  # "looping": the store is open, saves begin
+        delay = self.rng.uniform(0.0, MAX_KILL_DELAY)
+        began = time.monotonic()
+        last: int | None = None
+        while (left := began + delay - time.monotonic()) > 0:
+            if worker.conn.poll(left):
+                last = worker.conn.recv()[1]
+        for tag, value in worker.kill():
+            if tag == "acked":
+                last = value
+        self.result.kills += 1
+        self.result.random_kills += 1
+        acked = last is not None
+        allowed = (last, last + 1) if last is not None else (None, start)
+        where = f"random kill {delay * 1000:.1f} ms into a save loop from {start}"
+        self.pending = Crash(
+            "save loop", path, key, allowed, acked, {}, where,
+            previous=(None,) if acked else (),
+            previous_span=range(start, last) if last is not None else range(0),
+            files=listing(path),
+        )  # fmt: skip
+        self.tick()
+
+    def tick(self) -> None:
+        self.result.cycles += 1
+        now = time.monotonic()
+        if now - self.reported >= 5.0:
+            self.reported = now
+            rate = self.result.cycles / (now - self.started)
+            self.options.progress(
+                f"crash: {self.result.cycles} cycles, {rate:.1f} cycles/s, "
+                f"{self.result.kills} kills, {len(self.result.violations)} violations"
+            )
+
+    def finish(self) -> None:
+        if self.pending is not None:
+            worker = self.worker()
+            worker.kill()
+        self.fleet.close()
+        if not self.result.kept:
+            shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,141 @@
+"""Warm worker processes for crash and fault runs: one starting while another works.
+
+Every crash cycle kills a worker, so cycles are bounded by how fast a new process is ready. A
+:class:`Fleet` keeps one spare starting in the background while the current worker runs, and
+starts workers with ``forkserver`` where the platform has it: each is forked from a clean server
+process (not from the test process: no inherited handles, threads or caches, like spawn) that has
+already imported the worker module, about ten times faster than spawn. Windows has only spawn.
+Whatever the method, a worker builds its store from the spec string in its own process.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Final
+
+import multiprocess
+
+from ._procs import kill, reap
+
+__all__ = ["START_METHOD", "Fleet", "Worker", "WorkerGone"]
+
+#: How workers start: forkserver (a clean server process forks them) where available, else spawn.
+START_METHOD: Final = "spawn" if sys.platform == "win32" else "forkserver"
+
+#: Seconds a new worker may take to import and build its factory (the machine may be loaded).
+READY_SECONDS: Final = 120.0
+
+
+class WorkerGone(RuntimeError):
+    """A worker died, hung past its deadline, or answered ``("error", text)``."""
+
+
+def _context() -> Any:
+    ctx = multiprocess.get_context(START_METHOD)
+    if START_METHOD == "forkserver":
+        # Only our own module: a store module imported in the server could start threads, and
+        # forking a process with threads is unsafe. Each worker imports the store itself.
+        ctx.set_forkserver_preload(["lance_offsets.stress._worker"])
+    return ctx
+
+
+class Worker:
+    """One worker process and the parent's end of its pipe."""
+
+    def __init__(self, ctx: Any, spec: str) -> None:
+        from ._worker import serve
+
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=serve, args=(child, spec), name="stress-worker", daemon=True)
+        self.proc.start()
+        child.close()
+        self.ready = False
+
+    def send(self, message: object) -> None:
+        self.conn.send(message)
+
+    def recv(self, timeout: float) -> tuple[str, Any]:
+        """The next message, or :class:`WorkerGone` if none came within ``timeout`` seconds."""
+        try:
+            if not self.conn.poll(timeout):
+                raise WorkerGone(f"worker {self.proc.pid} sent nothing for {timeout:g} s")
+            message: tuple[str, Any] = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise WorkerGone(f"worker {self.proc.pid} died ({self.proc.exitcode})") from exc
+        if message[0] == "error":
+            raise WorkerGone(f"worker {self.proc.pid} failed: {message[1]}")
+        return message
+
+    def drain(self) -> list[tuple[str, Any]]:
+        """Every message already sent (a killed worker's last acknowledgements)."""
+        messages = []
+        try:
+            while self.conn.poll(0):
+                messages.append(self.conn.recv())
+        except (EOFError, OSError):
+            pass
+        return messages
+
+    def kill(self) -> list[tuple[str, Any]]:
+        """Kill from outside (SIGKILL; TerminateProcess on Windows) and release everything.
+
+        :returns: the messages it sent before it died that nobody had read yet.
+        """
+        kill(self.proc)
+        messages = self.drain()
+        self.close()
+        return messages
+
+    def close(self) -> None:
+        reap(self.proc)
+        self.conn.close()
+
+
+class Fleet:
+    """Workers for one store spec; :meth:`take` returns a ready one and starts the next."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self._ctx = _context()
+        self._spare: Worker | None = None
+        self._idle: list[Worker] = []
+        self.started = 0
+
+    def _start(self) -> Worker:
+        self.started += 1
+        return Worker(self._ctx, self.spec)
+
+    def take(self, *, fresh: bool = True) -> Worker:
+        """A ready worker: a new one (``fresh``: it never opened a store), or an idle one."""
+        if not fresh and self._idle:
+            return self._idle.pop()
+        worker = self._spare or self._start()
+        self._spare = self._start()
+        if not worker.ready:
+            started = time.monotonic()
+            try:
+                worker.recv(READY_SECONDS)
+            except WorkerGone as exc:
+                worker.kill()
+                raise WorkerGone(f"store {self.spec!r}: worker did not start: {exc}") from exc
+            worker.ready = True
+            self.startup_seconds = time.monotonic() - started
+        return worker
+
+    def give_back(self, worker: Worker) -> None:
+        """Keep a live, idle worker for jobs that need no fresh process."""
+        self._idle.append(worker)
+
+    def close(self) -> None:
+        """Stop every worker this fleet started."""
+        for worker in [*self._idle, *([self._spare] if self._spare else [])]:
+            worker.kill()
+        self._idle.clear()
+        self._spare = None
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

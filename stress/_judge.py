@@ -1,0 +1,164 @@
+"""What a fresh process must find after a crash, and which property each finding breaks.
+
+A crash leaves a directory; a fresh worker reads it (``verify`` job in ``_worker.py``) and, once
+the values are known, saves a later value. :func:`judge` turns those reports into violations of
+D1 (old or new, nothing else), D2 (an acknowledged change survived), D4 (leftovers never show up
+as keys or values and never block a later save) and D5 (the later save did not wait long on a
+lock the killed worker held).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+__all__ = ["LOCK_WAIT_BOUND", "Crash", "Violation", "judge", "listing"]
+
+Key = tuple[int, int]
+
+#: D5: a save in another process may wait this long after a lock holder was killed, no longer.
+LOCK_WAIT_BOUND: Final = 10.0
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken property, with the whole story needed to replay and understand it."""
+
+    prop: str
+    text: str
+
+
+@dataclass
+class Crash:
+    """One injected crash, waiting for its fresh-process verdict.
+
+    :ivar where: the crash point, readable (``"after op #3 fsync ...offset.tmp"``) or
+        ``"random kill after 12.3 ms"``.
+    :ivar allowed: the values ``key`` may hold (None: absent).
+    :ivar acked: the change was acknowledged before the kill (``allowed`` says what that allows).
+    :ivar setup: the other keys and their values, which the crash must not touch.
+    :ivar previous: values the key held before an acknowledged change (finding one is D2), with
+        ``previous_span`` for a save loop's earlier values.
+    """
+
+    scenario: str
+    path: str
+    key: Key
+    allowed: tuple[int | None, ...]
+    acked: bool
+    setup: dict[Key, int]
+    where: str
+    previous: tuple[int | None, ...] = ()
+    previous_span: range = range(0)
+    files: str = ""
+    context: list[str] = field(default_factory=list)
+
+    def lost(self, found: object) -> bool:
+        """Whether ``found`` is a value from before the acknowledged change (D2)."""
+        if not self.acked:
+            return False
+        return found in self.previous or (isinstance(found, int) and found in self.previous_span)
+
+    def expected(self) -> str:
+        shown = " or ".join("absent" if v is None else str(v) for v in self.allowed)
+        return f"{shown} ({'acknowledged' if self.acked else 'not acknowledged'})"
+
+
+def listing(path: str) -> str:
+    """The files under ``path``, relative, with sizes and short contents: what a crash left."""
+    rows = []
+    for folder, _, names in sorted(os.walk(path)):
+        for name in sorted(names):
+            full = os.path.join(folder, name)
+            try:
+                with open(full, "rb") as f:
+                    data = f.read(65)
+            except OSError as exc:
+                rows.append(f"{os.path.relpath(full, path)} (unreadable: {exc.strerror})")
+                continue
+            shown = repr(data) if len(data) <= 64 else f"{data[:64]!r}..."
+            rows.append(f"{os.path.relpath(full, path)} ({os.path.getsize(full)} bytes: {shown})")
+    return "; ".join(rows) or "(no files)"
+
+
+def _story(crash: Crash, found: str) -> str:
+    lines = [
+        f"scenario {crash.scenario}: key {crash.key}, {crash.where}",
+        f"expected {crash.expected()}; found {found}",
+        f"files after the kill: {crash.files}",
+        *crash.context,
+    ]
+    return "\n".join(lines)
+
+
+def _value(crash: Crash, read: dict[str, Any], out: list[Violation]) -> Any:
+    """Judge the crashed key's value (D1/D2); return it, or a string when reading failed."""
+    found = read.get(f"load{crash.key}")
+    if isinstance(found, str):  # "raised CorruptOffsetError: ..."
+        out.append(Violation("D1", _story(crash, f"load {found}")))
+        return found
+    if found in crash.allowed:
+        return found
+    if crash.lost(found):
+        out.append(Violation("D2", _story(crash, f"{found} (the acknowledged change was lost)")))
+    else:
+        out.append(Violation("D1", _story(crash, f"{found} (a value nobody wrote)")))
+    return found
+
+
+def judge(
+    crash: Crash,
+    read: dict[str, Any],
+    saved: dict[str, Any] | None,
+    later: int | None,
+    blocked: str | None,
+) -> tuple[list[Violation], float | None]:
+    """Violations found by a fresh process's ``read`` and ``saved`` reports on ``crash``.
+
+    :param later: the value the fresh process saved after reading (None: it did not try).
+    :param blocked: set when the later save did not return within the bound (D5).
+    :returns: the violations and the time the later save took.
+    """
+    out: list[Violation] = []
+    if "open" in read:
+        out.append(Violation("D4", _story(crash, f"reopening the store {read['open']}")))
+        return out, None
+    found = _value(crash, read, out)
+    for key, value in crash.setup.items():
+        if key != crash.key and read.get(f"load{key}") != value:
+            got = read.get(f"load{key}")
+            text = f"untouched key {key} now {got}, was {value}"
+            out.append(Violation("D1", _story(crash, text)))
+    listed = read.get("list_all")
+    expected = {k: v for k, v in crash.setup.items() if k != crash.key}
+    if isinstance(found, int):
+        expected[crash.key] = found
+    if isinstance(listed, str) or (listed != expected and not isinstance(found, str)):
+        out.append(Violation("D4", _story(crash, f"list_all() = {listed}, load says {expected}")))
+    if blocked is not None:
+        out.append(Violation("D5", _story(crash, blocked)))
+        return out, None
+    if saved is None or later is None:
+        return out, None
+    seconds: float = saved["seconds"]
+    error = saved["error"]
+    if error is not None and ("Timeout" in error or seconds > LOCK_WAIT_BOUND):
+        text = f"a later save in another process failed after {seconds:.2f} s: {error}"
+        out.append(Violation("D5", _story(crash, text)))
+    elif error is not None:
+        text = f"a later save ({later}) in another process raised {error}"
+        out.append(Violation("D4", _story(crash, text)))
+    elif seconds > LOCK_WAIT_BOUND:
+        text = f"a later save waited {seconds:.2f} s (bound {LOCK_WAIT_BOUND:g} s)"
+        out.append(Violation("D5", _story(crash, text)))
+    elif saved.get(f"load{crash.key}") != later or saved.get("list_all") != {
+        **expected,
+        crash.key: later,
+    }:
+        text = (
+            f"after a later save of {later}: load {saved.get(f'load{crash.key}')}, "
+            f"list_all() {saved.get('list_all')}"
+        )
+        out.append(Violation("D4", _story(crash, text)))
+    return out, seconds

@@ -1,0 +1,186 @@
+"""The worker side of crash and fault runs: jobs a worker process performs on request.
+
+A worker rebuilds the store from its factory spec in its own process, says ``ready``, then serves
+jobs sent through its pipe, one reply message (or several, for jobs that report progress) each.
+The parent (``_fleet.py``) kills workers from outside; nothing here cleans up after a kill, on
+purpose: the point is to leave whatever a kill leaves.
+
+Jobs (dicts with a ``"job"`` name):
+
+``crash``
+    Open the store, set up the old state (untraced), then inside :func:`traced` run the action
+    (save or delete), send ``("acked", value)`` once it returned, and close the store. When the
+    job's ``stop`` point ``(index, phase)`` is reached, send ``("stopped", op)`` and block until
+    killed; otherwise reply ``("done", trace)`` (a counting run, or a point never reached).
+``loop``
+    Save increasing values forever, sending ``("acked", value)`` after each save returned.
+``verify``
+    From a fresh handle: reply ``("read", found)`` with the values of the keys and
+    ``list_all()``; then, if asked, save a later value and reply ``("saved", report)`` with the
+    time the save took and what reads back (D4, D5).
+``fault``
+    Set up the old value, run one save under a fault plan, reply ``("faulted", outcome)``; on
+    ``"continue"`` save a later value on the same handle and reply ``("later", outcome)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lance_offsets.conformance._spec import load_factory
+
+from ._interpose import FaultPlan, mark, traced
+from ._trace import TraceOp
+
+__all__ = ["serve"]
+
+Key = tuple[int, int]
+Reply = tuple[str, Any]
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _block_forever() -> None:
+    # Waiting to be killed from outside: the parent owns this process's death.
+    while True:
+        time.sleep(3600)
+
+
+def _read(store: Any, keys: list[Key]) -> dict[str, Any]:
+    """Load each key and list_all; an exception is reported as text, in place of the value."""
+    found: dict[str, Any] = {}
+    for key in keys:
+        try:
+            found[f"load{key}"] = store.load(*key)
+        except Exception as exc:  # any failure is a finding to report
+            found[f"load{key}"] = f"raised {_describe(exc)}"
+    try:
+        found["list_all"] = dict(store.list_all())
+    except Exception as exc:  # same
+        found["list_all"] = f"raised {_describe(exc)}"
+    return found
+
+
+def _setup(store: Any, state: dict[Key, int]) -> None:
+    for key, value in state.items():
+        store.save(*key, value)
+
+
+def _crash(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
+    stop: tuple[int, str] | None = job["stop"]
+
+    def stopper(op: TraceOp, phase: str) -> None:
+        if stop is not None and (op.index, phase) == stop:
+            conn.send(("stopped", op))
+            _block_forever()
+
+    store = factory(job["path"])
+    _setup(store, job["setup"])
+    key, new = job["key"], job["new"]
+    with traced(job["path"], on_op=stopper) as trace:
+        try:
+            if new is None:
+                store.delete(*key)
+            else:
+                store.save(*key, new)
+        except Exception as exc:  # reported: the parent decides what it means
+            return ("raised", (_describe(exc), list(trace)))
+        mark(f"ack {'delete' if new is None else 'save'} {key[0]} {key[1]} {new}")
+        conn.send(("acked", new))
+        time.sleep(job.get("linger", 0.0))  # let a store's background writer show itself
+        store.close()
+    return ("done", list(trace))
+
+
+def _loop(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
+    store = factory(job["path"])
+    key, value = job["key"], job["start"]
+    conn.send(("looping", value))
+    while True:
+        store.save(*key, value)
+        conn.send(("acked", value))
+        value += 1
+
+
+def _verify(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
+    try:
+        store = factory(job["path"])
+    except Exception as exc:  # a store that cannot reopen is a finding
+        return ("read", {"open": f"raised {_describe(exc)}"})
+    conn.send(("read", _read(store, job["keys"])))
+    later = job.get("later")
+    if later is None:
+        store.close()
+        return ("saved", None)
+    key, value = later
+    start = time.monotonic()
+    try:
+        store.save(*key, value)
+        error = None
+    except Exception as exc:  # reported
+        error = _describe(exc)
+    seconds = time.monotonic() - start
+    report = {"seconds": seconds, "error": error, **_read(store, job["keys"])}
+    store.close()
+    return ("saved", report)
+
+
+def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
+    store = factory(job["path"])
+    _setup(store, job["setup"])
+    key, new = job["key"], job["new"]
+    plan: FaultPlan = job["plan"]
+    with traced(job["path"], fail=plan) as trace:
+        start = time.monotonic()
+        try:
+            store.save(*key, new)
+            outcome: dict[str, Any] = {"raised": None}
+        except Exception as exc:  # the expected path, reported
+            outcome = {"raised": _describe(exc)}
+        outcome["seconds"] = time.monotonic() - start
+        outcome["trace"] = list(trace)
+    conn.send(("faulted", outcome))
+    if conn.recv() != "continue":
+        return ("later", None)
+    later = job["later"]
+    try:
+        store.save(*key, later)
+        result: dict[str, Any] = {"raised": None, "load": store.load(*key)}
+    except Exception as exc:  # reported
+        result = {"raised": _describe(exc)}
+    store.close()
+    return ("later", result)
+
+
+_JOBS: dict[str, Callable[[Callable[[str], Any], Any, dict[str, Any]], Reply]] = {
+    "crash": _crash,
+    "loop": _loop,
+    "verify": _verify,
+    "fault": _fault,
+}
+
+
+def serve(conn: Any, spec: str) -> None:
+    """Run in a worker process: build the factory from ``spec``, then serve jobs until told to stop.
+
+    A job that raises is answered with ``("error", text)`` and the worker keeps serving.
+    """
+    try:
+        factory = load_factory(spec)
+    except Exception as exc:  # the parent reports it with the spec
+        conn.send(("error", _describe(exc)))
+        return
+    conn.send(("ready", None))
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        try:
+            reply = _JOBS[job["job"]](factory, conn, job)
+        except Exception as exc:  # reported; the worker stays usable
+            reply = ("error", _describe(exc))
+        conn.send(reply)
