@@ -244,7 +244,7 @@ class HookedOffsetStore:
                 hook.on_commit(info)
             # Only Exception: KeyboardInterrupt and SystemExit must stop the program, not be
             # collected (the commit stays durable either way).
-            except Exception as exc:  # noqa: PERF203 -- each hook's failure is caught on its own
+            except Exception as exc:  # each hook's failure is caught on its own
                 errors.append(exc)
         if errors:
             raise HookError(info, errors) from errors[0]
