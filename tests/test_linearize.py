@@ -1,0 +1,339 @@
+"""The history checker on handcrafted histories: it must accept exactly the linearizable ones."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lance_offsets.stress._history import Op, OpKind, Outcome
+from lance_offsets.stress._linearize import (
+    check_history,
+    first_unexplained,
+    format_violations,
+    shrink,
+)
+
+K = (1, 23)
+_SEQ = itertools.count(1)
+OTHER = (12, 3)
+
+
+def op(
+    worker: int,
+    kind: OpKind,
+    arg: int | None,
+    start: float,
+    end: float | None,
+    *,
+    outcome: Outcome = "ok",
+    key: tuple[int, int] = K,
+    error: str | None = None,
+) -> Op:
+    """A save of ``arg``, a load that returned ``arg``, or a delete, over [start, end]."""
+    if end is None:
+        outcome = "info"
+    return Op(
+        worker=worker,
+        seq=next(_SEQ),
+        kind=kind,
+        key=key,
+        value=arg if kind == "save" else None,
+        invoke=start,
+        complete=end,
+        outcome=outcome,
+        result=arg if kind == "load" and outcome == "ok" else None,
+        error=error,
+    )
+
+
+def linearizable(ops: list[Op]) -> bool:
+    return first_unexplained(ops) is None
+
+
+# -- sequential histories ----------------------------------------------------------------------
+
+
+def test_sequential_register_is_linearizable() -> None:
+    h = [
+        op(0, "load", None, 0, 1),
+        op(0, "save", 5, 2, 3),
+        op(1, "load", 5, 4, 5),
+        op(1, "delete", None, 6, 7),
+        op(0, "load", None, 8, 9),
+        op(0, "delete", None, 10, 11),  # idempotent
+        op(1, "save", 2, 12, 13),  # a lower offset is a legitimate reset
+        op(0, "load", 2, 14, 15),
+    ]
+    assert linearizable(h)
+    assert check_history(h) == []
+
+
+def test_stale_read_is_not_linearizable() -> None:
+    h = [op(0, "save", 1, 0, 1), op(1, "save", 2, 2, 3), op(2, "load", 1, 4, 5)]
+    culprit = first_unexplained(h)
+    assert culprit == h[2]
+    [v] = check_history(h)
+    assert v.kind == "not-linearizable"
+    assert v.key == K
+    assert set(v.excerpt) == set(h)
+
+
+def test_read_none_after_acknowledged_save_is_a_lost_write() -> None:
+    assert not linearizable([op(0, "save", 1, 0, 1), op(1, "load", None, 2, 3)])
+
+
+def test_lost_update_seen_by_read_after_ack() -> None:
+    # Two overlapping saves both acknowledged: either order is fine, but reads must agree on it.
+    a, b = op(0, "save", 1, 0, 2), op(1, "save", 2, 1, 3)
+    assert linearizable([a, b, op(2, "load", 1, 4, 5)])
+    assert linearizable([a, b, op(2, "load", 2, 4, 5)])
+    assert not linearizable([a, b, op(2, "load", 1, 4, 5), op(3, "load", 2, 6, 7)])
+
+
+def test_read_of_deleted_value() -> None:
+    h = [op(0, "save", 1, 0, 1), op(1, "delete", None, 2, 3), op(2, "load", 1, 4, 5)]
+    assert not linearizable(h)
+    # The same read overlapping the delete may have happened before it.
+    assert linearizable([h[0], op(1, "delete", None, 2, 6), h[2]])
+
+
+def test_read_sees_overlapping_save_before_it_returns() -> None:
+    save = op(0, "save", 1, 0, 10)
+    assert linearizable([save, op(1, "load", 1, 1, 2)])
+    # Once a read saw the new value, a later read may not see the old (None) one.
+    assert not linearizable([save, op(1, "load", 1, 1, 2), op(1, "load", None, 3, 4)])
+    assert linearizable([save, op(1, "load", None, 1, 2), op(1, "load", 1, 3, 4)])
+
+
+def test_equal_timestamps_count_as_overlapping() -> None:
+    # A coarse clock can give one operation's completion the same reading as another's start.
+    assert linearizable([op(0, "save", 1, 0, 1), op(1, "load", None, 1, 2)])
+    assert not linearizable([op(0, "save", 1, 0, 1), op(1, "load", None, 1.001, 2)])
+
+
+# -- indeterminate and failed operations ------------------------------------------------------
+
+
+def test_indeterminate_save_may_take_effect_any_time_later() -> None:
+    h = [op(0, "save", 1, 0, 1), op(1, "save", 2, 2, None), op(2, "load", 1, 50, 51)]
+    assert linearizable(h)  # not yet
+    assert linearizable([*h, op(2, "load", 2, 60, 61)])  # long after the worker died
+    # ...but it takes effect once: the old value cannot come back.
+    assert not linearizable([*h[:2], op(2, "load", 2, 60, 61), op(2, "load", 1, 70, 71)])
+
+
+def test_indeterminate_save_cannot_be_read_before_its_invocation() -> None:
+    assert not linearizable([op(0, "load", 7, 0, 1), op(1, "save", 7, 5, None)])
+
+
+def test_indeterminate_delete_may_or_may_not_happen() -> None:
+    base = [op(0, "save", 1, 0, 1), op(1, "delete", None, 2, None)]
+    assert linearizable([*base, op(2, "load", 1, 5, 6)])
+    assert linearizable([*base, op(2, "load", None, 5, 6)])
+    assert not linearizable([*base, op(2, "load", None, 5, 6), op(2, "load", 1, 7, 8)])
+
+
+def test_undocumented_exception_is_reported_and_its_effect_is_unknown() -> None:
+    h = [
+        op(0, "save", 1, 0, 1),
+        op(1, "save", 2, 2, 3, outcome="info", error="FileNotFoundError: x.offset.tmp"),
+        op(2, "load", 2, 4, 5),  # the save that raised did take effect: allowed, but...
+    ]
+    [v] = check_history(h)
+    assert v.kind == "exception"
+    assert "FileNotFoundError" in v.summary
+    assert linearizable(h)
+
+
+def test_documented_failure_must_have_no_effect() -> None:
+    failed = op(1, "save", 2, 2, 3, outcome="fail", error="LockTimeoutError: busy")
+    assert check_history([op(0, "save", 1, 0, 1), failed, op(2, "load", 1, 4, 5)]) == []
+    [v] = check_history([op(0, "save", 1, 0, 1), failed, op(2, "load", 2, 4, 5)])
+    assert v.kind == "unknown-value"
+    assert "failed" in v.summary
+
+
+# -- values nobody wrote, keys ------------------------------------------------------------------
+
+
+def test_value_nobody_wrote_is_reported_directly() -> None:
+    h = [op(0, "save", 4294967297, 0, 1), op(1, "load", 42949, 2, 3)]
+    [v] = check_history(h)
+    assert v.kind == "unknown-value"
+    assert "42949" in v.summary
+    assert "no worker ever saved" in v.summary
+
+
+def test_value_saved_to_another_key_names_both_keys() -> None:
+    h = [op(0, "save", 9, 0, 1, key=OTHER), op(1, "load", 9, 2, 3)]
+    [v] = check_history(h)
+    assert v.kind == "unknown-value"
+    assert str(OTHER) in v.summary
+    assert str(K) in v.summary
+
+
+def test_keys_are_checked_independently() -> None:
+    h = [
+        op(0, "save", 1, 0, 1),
+        op(0, "save", 2, 0, 1, key=OTHER),
+        op(1, "load", 1, 2, 3),
+        op(1, "load", None, 2, 3, key=OTHER),  # lost on OTHER only
+    ]
+    [v] = check_history(h)
+    assert v.kind == "not-linearizable"
+    assert v.key == OTHER
+
+
+# -- shrinking and the report -------------------------------------------------------------------
+
+
+def _long_history_with_stale_read(n: int) -> tuple[list[Op], Op]:
+    h: list[Op] = []
+    t = 0.0
+    for i in range(n):
+        # Two workers, overlapping save/load pairs that are all fine.
+        h.append(op(0, "save", 2 * i + 1, t, t + 2))
+        h.append(op(1, "load", 2 * i + 1, t + 1, t + 3))
+        t += 4
+    h.append(op(0, "save", 10**6, t, t + 1))
+    stale = op(1, "load", 2 * n - 1, t + 2, t + 3)
+    h.append(stale)
+    for i in range(n):
+        h.append(op(0, "save", 10**7 + i, t + 10 + 4 * i, t + 12 + 4 * i))
+    return h, stale
+
+
+def test_shrink_finds_the_few_operations_that_matter() -> None:
+    h, stale = _long_history_with_stale_read(500)
+    excerpt = shrink(h)
+    assert stale in excerpt
+    assert len(excerpt) == 3  # the stale value's save, the newer save, the stale read
+    assert not linearizable(excerpt)
+    # Minimal: dropping any one operation makes it linearizable or loses a read's source.
+    for i in range(len(excerpt)):
+        rest = excerpt[:i] + excerpt[i + 1 :]
+        assert linearizable(rest) or any(
+            o.kind == "load" and o.result is not None and o.result not in {s.value for s in rest}
+            for o in rest
+        )
+
+
+def test_report_shows_seed_excerpt_and_counts() -> None:
+    h, _ = _long_history_with_stale_read(20)
+    errors = [
+        op(2, "save", 10**8 + i, 1000 + i, 1000.5 + i, outcome="info", error="OSError: boom")
+        for i in range(5)
+    ]
+    text = format_violations(check_history(h + errors), seed=1234, origin=0.0)
+    assert "seed 1234" in text
+    assert "--stress-seed 1234" in text
+    assert "not linearizable" in text
+    assert "load -> 39" in text
+    assert "2 more exception violation(s)" in text
+
+
+def test_checker_handles_a_long_busy_history_quickly() -> None:
+    # 4 workers x 5,000 ops on one key, every op overlapping its neighbours: the sweep keeps only
+    # operations in flight, so this takes well under a second (a full memo search would not).
+    h: list[Op] = []
+    value = 0
+    for i in range(5_000):
+        for w in range(4):
+            start = i * 4 + w
+            if w == 0:
+                value += 1
+                h.append(op(w, "save", value, start, start + 3.5))
+            else:
+                h.append(op(w, "load", value if w != 3 else value, start, start + 3.5))
+    began = time.monotonic()
+    assert linearizable(h)
+    elapsed = time.monotonic() - began
+    assert elapsed < 30  # a sanity bound for a loaded machine; speed is measured in benchmarks
+
+
+# -- agreement with brute force on small random histories ---------------------------------------
+
+
+def _brute_force(ops: list[Op]) -> bool:
+    """Try every subset of optional operations and every order real time allows."""
+    must = [o for o in ops if o.outcome == "ok"]
+    optional = [o for o in ops if o.outcome == "info"]
+
+    def precedes(a: Op, b: Op) -> bool:
+        return a.outcome == "ok" and a.complete is not None and a.complete < b.invoke
+
+    for r in range(len(optional) + 1):
+        for chosen in itertools.combinations(optional, r):
+            for order in itertools.permutations(must + list(chosen)):
+                if any(precedes(order[i], order[j]) for i in range(len(order)) for j in range(i)):
+                    continue
+                state: int | None = None
+                for o in order:
+                    if o.kind == "save":
+                        state = o.value
+                    elif o.kind == "delete":
+                        state = None
+                    elif o.outcome == "ok" and o.result != state:
+                        break
+                else:
+                    return True
+    return False
+
+
+@st.composite
+def small_histories(draw: st.DrawFn) -> list[Op]:
+    n = draw(st.integers(1, 6))
+    ops = []
+    for i in range(n):
+        kind = draw(st.sampled_from(["save", "load", "load", "delete"]))
+        start = draw(st.integers(0, 12))
+        end = start + draw(st.integers(0, 6))
+        outcome = draw(st.sampled_from(["ok", "ok", "ok", "info", "fail"]))
+        # Saves write unique values; loads may return any of them, None, or one nobody wrote.
+        arg = i + 1 if kind == "save" else draw(st.sampled_from([None, 1, 2, 3, 4, 99]))
+        ops.append(op(i, kind, arg, start, None if outcome == "info" else end, outcome=outcome))
+    return ops
+
+
+@settings(max_examples=200, deadline=None)
+@given(small_histories())
+def test_checker_agrees_with_brute_force(ops: list[Op]) -> None:
+    assert linearizable(ops) == _brute_force([o for o in ops if o.outcome != "fail"])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_real_atomic_register_histories_are_linearizable(seed: int) -> None:
+    # Simulate an atomic register: each op takes effect at a random instant inside its interval.
+    rng = random.Random(seed)
+    events = []
+    for w in range(4):
+        t = 0.0
+        for s in range(300):
+            start = t + rng.random()
+            point = start + rng.random()
+            end = point + rng.random()
+            events.append((point, w, s, start, end, rng.choice(["save", "load", "delete"])))
+            t = end
+    state: int | None = None
+    h = []
+    for point, w, s, start, end, kind in sorted(events):
+        value = w * 2**32 + s if kind == "save" else None
+        if kind == "save":
+            state = value
+        elif kind == "delete":
+            state = None
+        killed = rng.random() < 0.02
+        h.append(
+            op(
+                w,
+                kind,
+                value if kind == "save" else state if kind == "load" else None,
+                start,
+                None if killed else end,
+            )
+        )
+    assert check_history(h) == []
