@@ -189,6 +189,9 @@ class LockFileOffsetStore:
         found: dict[Key, int] = {}
         with os.scandir(self._dir) as entries:
             for entry in entries:
+                # Most foreign names (lock files) fail this cheap test before the full parse.
+                if not entry.name.endswith(_layout.OFFSET_SUFFIX):
+                    continue
                 key = _layout.parse_offset_name(entry.name)
                 if key is None:
                     continue
@@ -259,15 +262,9 @@ def _read(path: str) -> bytes | None:
     except FileNotFoundError:
         return None
     try:
-        chunks: list[bytes] = []
-        size = 0
-        while size <= _layout.MAX_OFFSET_FILE_BYTES:
-            chunk = os.read(fd, _layout.MAX_OFFSET_FILE_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
+        # One read: a regular file on a local file system returns less than asked only at end of
+        # file, and a file that fills the whole request is too large to be an offset anyway.
+        return os.read(fd, _layout.MAX_OFFSET_FILE_BYTES + 1)
     finally:
         os.close(fd)
 

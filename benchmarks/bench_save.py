@@ -1,0 +1,124 @@
+"""Median latency of a durable save, beside the same syscalls inline and the seed's protocol.
+
+Three variants run interleaved, round by round, in one process on one directory, so disk noise
+hits them alike:
+
+(a) ``store``:  ``LockFileOffsetStore.save`` (domain checks, portalocker flock with the inode
+    re-check, temp write, fsync, replace, directory fsync, unlock);
+(b) ``inline``: the same syscalls written out in Python (flock, open/write/fsync/close the temp
+    file, replace, open/fsync/close the directory, unlock), without checks or re-check;
+(c) ``seed``:   the Rust seed's protocol: (b) without the directory fsync.
+
+Usage: ``python benchmarks/bench_save.py [--dir DIR] [--rounds N] [--per-round K]``. DIR decides
+the file system measured (default: a temporary directory under the current directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+from lance_offsets import LockFileOffsetStore
+
+Variant = Callable[[int], None]
+
+
+def inline_save(directory: str, dir_fsync: bool) -> Variant:
+    lock = os.path.join(directory, "topic-2-consumer-2.lock")
+    tmp = os.path.join(directory, "topic-2-consumer-2.offset.tmp")
+    target = os.path.join(directory, "topic-2-consumer-2.offset")
+
+    def save(offset: int) -> None:
+        lfd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(lfd, fcntl.LOCK_EX)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                os.write(fd, b"%d\n" % offset)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+            if dir_fsync:
+                dfd = os.open(directory, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+            fcntl.flock(lfd, fcntl.LOCK_UN)
+        finally:
+            os.close(lfd)
+
+    return save
+
+
+def file_system(path: str) -> str:
+    """Name the file system holding ``path`` (Linux only; 'unknown' elsewhere)."""
+    best, kind = "", "unknown"
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/mounts") as mounts:
+            for line in mounts:
+                _, point, fstype, *_ = line.split()
+                if real.startswith(point) and len(point) > len(best):
+                    best, kind = point, fstype
+    except OSError:
+        pass
+    return kind
+
+
+def measure(variants: dict[str, Variant], rounds: int, per_round: int) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    offset = 0
+    for _ in range(rounds):
+        for name, save in variants.items():
+            for _ in range(per_round):
+                offset += 1
+                started = time.perf_counter_ns()
+                save(offset)
+                samples[name].append((time.perf_counter_ns() - started) / 1000)
+    return samples
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default=".", help="parent of the scratch directory")
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--per-round", type=int, default=10)
+    args = parser.parse_args(argv)
+    scratch = tempfile.mkdtemp(prefix="bench-save-", dir=args.dir)
+    try:
+        with LockFileOffsetStore.open(scratch, "bench") as store:
+            variants: dict[str, Variant] = {
+                "store": lambda offset: store.save(1, 1, offset),
+                "inline": inline_save(store.directory, dir_fsync=True),
+                "seed": inline_save(store.directory, dir_fsync=False),
+            }
+            for save in variants.values():  # warm up: create files, load code
+                save(0)
+            samples = measure(variants, args.rounds, args.per_round)
+        print(
+            f"python {sys.version.split()[0]}, {sys.platform}, file system "
+            f"{file_system(scratch)} ({scratch}), {args.rounds} rounds x {args.per_round} saves"
+        )
+        medians = {name: statistics.median(values) for name, values in samples.items()}
+        for name, values in samples.items():
+            p90 = statistics.quantiles(values, n=10)[-1]
+            print(f"  {name:7s} median {medians[name]:9.1f} us   p90 {p90:9.1f} us")
+        print(f"  ratio store/inline {medians['store'] / medians['inline']:.3f}")
+        print(f"  ratio store/seed   {medians['store'] / medians['seed']:.3f}")
+        print(f"  ratio inline/seed  {medians['inline'] / medians['seed']:.3f} (directory fsync)")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
