@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import os
+
 from lance_offsets import HookedOffsetStore, LockFileOffsetStore, MemoryOffsetStore
 
 __all__ = ["hooked_lockfile", "lockfile", "memory"]
@@ -26,6 +28,30 @@ def _open_named(path: str, name: str) -> LockFileOffsetStore:
 lockfile.open_named = _open_named  # type: ignore[attr-defined]
 
 
+def _rewrite(content: bytes) -> object:
+    """Format-aware damage (F1 backdoor): replace the key's ``.offset`` file with ``content``."""
+
+    def damage(path: str, key: tuple[int, int]) -> None:
+        name = f"topic-{key[0]}-consumer-{key[1]}.offset"
+        with open(os.path.join(path, CONSUMER_NAME, name), "wb") as file:
+            file.write(content)
+
+    return damage
+
+
+#: What only a decimal-file format can get wrong; each must raise on load (F1).
+LOCKFILE_DAMAGE = {
+    "non-decimal": _rewrite(b"12x\n"),
+    "out of u64 range": _rewrite(b"%d\n" % 2**64),
+    "negative": _rewrite(b"-1\n"),
+    "only whitespace": _rewrite(b" \n"),
+    "missing newline": _rewrite(b"7"),
+    "NUL-filled block": _rewrite(b"\x00" * 8),
+}
+
+lockfile.damage = LOCKFILE_DAMAGE  # type: ignore[attr-defined]
+
+
 def memory(path: str) -> MemoryOffsetStore:
     """The in-memory store: nothing persists, so P*, D*, M*, F* do not apply."""
     del path  # nothing is kept on disk
@@ -42,6 +68,7 @@ def hooked_lockfile(path: str) -> HookedOffsetStore:
     return HookedOffsetStore(LockFileOffsetStore.open(path, CONSUMER_NAME))
 
 
+hooked_lockfile.damage = LOCKFILE_DAMAGE  # type: ignore[attr-defined]
 hooked_lockfile.open_named = lambda path, name: HookedOffsetStore(  # type: ignore[attr-defined]
     LockFileOffsetStore.open(path, name)
 )
