@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import portalocker
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lance_offsets import LockFileOffsetStore, __version__
 from lance_offsets._cli import CHECK_MODULE, main
@@ -572,3 +574,53 @@ def test_import_needs_an_explicit_mode(tmp_path: Path, capsys: pytest.CaptureFix
     assert "one of the arguments --merge --replace is required" in result.err
     both = run(capsys, "import", str(tmp_path), str(doc), "--merge", "--replace")
     assert both.code == 2
+
+
+def test_import_replace_with_an_empty_list_clears_that_consumer_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_offsets(tmp_path)
+    doc = tmp_path.parent / f"{tmp_path.name}-doc.json"
+    doc.write_text('{"format": "lance-offsets/1", "consumers": {"audit": []}}')
+    merged = run(capsys, "import", str(tmp_path), str(doc), "--merge")
+    assert (merged.code, merged.out) == (0, "")
+    replaced = run(capsys, "import", str(tmp_path), str(doc), "--replace")
+    assert replaced.out == "delete consumer 'audit' topic 3 consumer id 0 (was 0)\n"
+    with LockFileOffsetStore.open(tmp_path, "audit") as store:
+        assert store.list_all() == {}
+    with LockFileOffsetStore.open(tmp_path, "billing") as store:
+        assert len(store.list_all()) == 3
+
+
+_names = st.text(alphabet="abcxyz-_.0", min_size=1, max_size=6).filter(
+    lambda n: n not in (".", "..") and not n.endswith(".")
+)
+_offsets = st.dictionaries(
+    st.tuples(st.integers(0, U32), st.integers(0, U64)), st.integers(0, U64), max_size=4
+)
+
+
+@settings(
+    deadline=None, max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.dictionaries(_names, _offsets, max_size=3))
+def test_export_import_round_trip_property(
+    tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+    wanted: dict[str, dict[tuple[int, int], int]],
+) -> None:
+    source, target = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("target")
+    for name, offsets in wanted.items():
+        with LockFileOffsetStore.open(source, name) as store:
+            for key, offset in offsets.items():
+                store.save(*key, offset)
+    exported = run(capsys, "export", str(source))
+    assert exported.code == 0, exported.err
+    doc = source.parent / f"{source.name}.json"
+    doc.write_text(exported.out)
+    assert run(capsys, "import", str(target), str(doc), "--replace").code == 0
+    for name, offsets in wanted.items():
+        with LockFileOffsetStore.open(target, name) as store:
+            assert store.list_all() == offsets
+    assert sorted(os.listdir(target)) == sorted(wanted)
+    assert run(capsys, "export", str(target)).out == exported.out
