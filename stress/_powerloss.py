@@ -22,7 +22,6 @@ import shutil
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -31,9 +30,10 @@ from lance_offsets.conformance._results import PropertyResult
 
 from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
-from ._fsmodel import CrashState, Exploration, ModelError, Tree, explore, materialise, snapshot
+from ._fsmodel import CrashState, Exploration, ModelError, Tree, explore, materialise
 from ._options import StressOptions
 from ._powerloss_oracle import Expectation, Key, Observation, Step, expectations, judge
+from ._powerloss_workers import record, verify
 from ._procs import running
 from ._trace import TraceOp
 
@@ -44,10 +44,6 @@ PROCESS_SECONDS: Final = 120.0
 
 #: Failing crash states printed in full in a failure report.
 SHOWN_FAILURES: Final = 3
-
-#: A key and value no workload uses, for the "can save again" probe.
-FRESH_KEY: Final[Key] = (4242, 4242)
-FRESH_VALUE: Final = 424242
 
 #: Operations that change what a power cut can leave; a trace with none saw no store I/O.
 _WRITING: Final = frozenset({"write", "truncate", "rename", "replace", "unlink", "mkdir"})
@@ -87,85 +83,6 @@ def workload(options: StressOptions) -> list[Step]:
     return steps
 
 
-def _record(spec: str, root: str, steps: list[Step], out: str) -> None:
-    """Worker: run ``steps`` on the store under the interposer; pickle (tree, trace) to ``out``."""
-    from lance_offsets.conformance._spec import load_factory
-
-    from ._interpose import mark, traced
-
-    try:
-        factory = load_factory(spec)
-        factory(root).close()
-        initial = snapshot(root)
-        with traced(root) as trace:
-            store = factory(root)
-            for step in steps:
-                mark(step.note("begin"))
-                try:
-                    if step.kind == "save":
-                        assert step.value is not None
-                        store.save(*step.key, step.value)
-                    else:
-                        store.delete(*step.key)
-                except Exception as exc:
-                    mark(step.note("fail") + f": {exc!r}")
-                else:
-                    mark(step.note("ack"))
-            store.close()
-        result: dict[str, Any] = {"initial": initial, "trace": list(trace)}
-    except Exception:
-        result = {"error": traceback.format_exc()}
-    with open(out, "wb") as fh:
-        pickle.dump(result, fh)
-
-
-def _verify(spec: str, dirs: list[str], keys: list[Key], out: str) -> None:
-    """Verifier: open the store on each directory; pickle one :class:`Observation` per directory."""
-    from lance_offsets.conformance._spec import load_factory
-
-    factory = load_factory(spec)
-    seen: list[Observation] = []
-    for where in dirs:
-        obs = Observation()
-        try:
-            store = factory(where)
-        except Exception as exc:
-            obs.open_error = repr(exc)
-            seen.append(obs)
-            continue
-        try:
-            for key in keys:
-                try:
-                    obs.loads[key] = store.load(*key)
-                except Exception as exc:
-                    obs.load_errors[key] = repr(exc)
-            try:
-                obs.listing = dict(store.list_all())
-            except Exception as exc:
-                obs.listing_error = repr(exc)
-            obs.resave_error = _resave(store, [k for k in keys if k in obs.loads])
-        finally:
-            try:
-                store.close()
-            except Exception as exc:
-                obs.resave_error = obs.resave_error or f"close() raised {exc!r}"
-        seen.append(obs)
-    with open(out, "wb") as fh:
-        pickle.dump(seen, fh)
-
-
-def _resave(store: Any, keys: list[Key]) -> str | None:
-    for key in [*keys, FRESH_KEY]:
-        try:
-            store.save(*key, FRESH_VALUE)
-            got = store.load(*key)
-        except Exception as exc:
-            return f"save{key} = {FRESH_VALUE} raised {exc!r}"
-        if got != FRESH_VALUE:
-            return f"save{key} = {FRESH_VALUE} returned, then load{key} gave {got}"
-    return None
-
-
 def _in_process(target: Any, *args: Any) -> str | None:
     """Run ``target(*args)`` in a fresh spawned process; return a complaint if it did not finish."""
     with running(target, *args, name=target.__name__) as proc:
@@ -186,6 +103,8 @@ class PowerLossRun:
     directories: int = 0
     exploration: Exploration | None = None
     failures: tuple[tuple[CrashState, list[str]], ...] = ()
+    #: Wall seconds of each phase: record, explore, materialise, verify, judge.
+    phases: tuple[tuple[str, float], ...] = ()
 
 
 def check_d3(spec: str, options: StressOptions) -> PropertyResult:
@@ -195,60 +114,94 @@ def check_d3(spec: str, options: StressOptions) -> PropertyResult:
 
 def run_powerloss(spec: str, options: StressOptions) -> PowerLossRun:
     """Record, explore and verify; see the module docstring. Scratch files are removed after."""
-    start = time.monotonic()
+    clock = _Clock()
     if not sys.platform.startswith("linux"):
         return _not_applicable(
-            start,
+            clock,
             f"D3 needs the file-system trace, modelled on Linux only so far ({sys.platform}: the "
             "interposer cannot always map descriptors to paths or fsync directories there)",
         )
-    scratch = tempfile.mkdtemp(prefix="lance-d3-", dir=options.workdir)
+    scratch = tempfile.mkdtemp(prefix="lance-d3-", dir=options.workdir or _fast_scratch())
     try:
-        return _run(spec, options, scratch, start)
+        return _run(spec, options, scratch, clock)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run(spec: str, options: StressOptions, scratch: str, start: float) -> PowerLossRun:
-    root = os.path.realpath(os.path.join(scratch, "store"))
-    os.mkdir(root)
-    steps = workload(options)
+class _Clock:
+    """Wall seconds per phase of one run, for :attr:`PowerLossRun.phases`."""
+
+    def __init__(self) -> None:
+        self.start = self.tick = time.monotonic()
+        self.phases: list[tuple[str, float]] = []
+
+    def phase(self, name: str) -> None:
+        now = time.monotonic()
+        self.phases.append((name, now - self.tick))
+        self.tick = now
+
+
+def _record_trace(spec: str, root: str, steps: list[Step], scratch: str) -> dict[str, Any]:
     out = os.path.join(scratch, "trace.pickle")
-    complaint = _in_process(_record, spec, root, steps, out)
+    complaint = _in_process(record, spec, root, steps, out)
     recorded: dict[str, Any] = {}
     if os.path.exists(out):
         with open(out, "rb") as fh:
             recorded = pickle.load(fh)
-    if complaint or "error" in recorded:
-        why = complaint or recorded["error"]
-        return _failed(start, f"the power-loss worker failed (seed {options.seed}):\n{why}")
-    trace: list[TraceOp] = recorded["trace"]
-    initial: Tree = recorded["initial"]
-    reason = _untraceable(trace, root)
-    if reason:
-        return _not_applicable(start, reason)
-    budget = 256 if options.long else 48
-    try:
-        found = explore(trace, root, initial, seed=options.seed, budget=budget)
-    except ModelError as exc:
-        return _not_applicable(start, f"the trace cannot be modelled: {exc}")
-    keys = sorted({s.key for s in steps})
-    expected = expectations(trace, keys)
-    trees = list(dict.fromkeys(s.tree for s in found.states))
-    states_dir = os.path.join(scratch, "states")
+    if complaint:
+        recorded.setdefault("error", complaint)
+    return recorded
+
+
+def _observe(spec: str, trees: list[Tree], keys: list[Key], scratch: str) -> list[Observation]:
     dirs = []
     for number, tree in enumerate(trees):
-        where = os.path.join(states_dir, str(number))
+        where = os.path.join(scratch, "states", str(number))
         os.makedirs(where)
         materialise(tree, where)
         dirs.append(where)
     seen_out = os.path.join(scratch, "seen.pickle")
-    complaint = _in_process(_verify, spec, dirs, keys, seen_out)
+    complaint = _in_process(verify, spec, dirs, keys, seen_out)
     if complaint:
-        return _failed(start, f"the power-loss verifier failed (seed {options.seed}): {complaint}")
+        raise _VerifierError(complaint)
     with open(seen_out, "rb") as fh:
         seen: list[Observation] = pickle.load(fh)
+    return seen
+
+
+class _VerifierError(RuntimeError):
+    pass
+
+
+def _run(spec: str, options: StressOptions, scratch: str, clock: _Clock) -> PowerLossRun:
+    root = os.path.realpath(os.path.join(scratch, "store"))
+    os.mkdir(root)
+    steps = workload(options)
+    recorded = _record_trace(spec, root, steps, scratch)
+    if "error" in recorded:
+        why = recorded["error"]
+        return _failed(clock, f"the power-loss worker failed (seed {options.seed}):\n{why}")
+    clock.phase("record")
+    trace: list[TraceOp] = recorded["trace"]
+    reason = _untraceable(trace, root)
+    if reason:
+        return _not_applicable(clock, reason)
+    try:
+        found = explore(
+            trace, root, recorded["initial"], seed=options.seed, budget=256 if options.long else 48
+        )
+    except ModelError as exc:
+        return _not_applicable(clock, f"the trace cannot be modelled: {exc}")
+    clock.phase("explore")
+    keys = sorted({s.key for s in steps})
+    trees = list(dict.fromkeys(s.tree for s in found.states))
+    try:
+        seen = _observe(spec, trees, keys, scratch)
+    except _VerifierError as exc:
+        return _failed(clock, f"the power-loss verifier failed (seed {options.seed}): {exc}")
+    clock.phase("verify")
     by_tree = dict(zip(trees, seen, strict=True))
+    expected = expectations(trace, keys)
     saved: dict[Key, set[int]] = {}
     for step in steps:
         if step.value is not None:
@@ -258,7 +211,8 @@ def _run(spec: str, options: StressOptions, scratch: str, start: float) -> Power
         problems = judge(by_tree[state.tree], expected[state.point + 1], keys, saved)
         if problems:
             failures.append((state, problems))
-    seconds = time.monotonic() - start
+    clock.phase("judge")
+    seconds = time.monotonic() - clock.start
     summary = (
         f"{len(found.states)} crash states ({len(trees)} distinct directories) at "
         f"{found.points} crash points ({found.exhaustive_points} exhaustive, "
@@ -269,11 +223,20 @@ def _run(spec: str, options: StressOptions, scratch: str, start: float) -> Power
     if failures:
         details = _report(failures, trace, expected, seen_by=by_tree, keys=keys, summary=summary)
         # Scratch paths are gone once we return: print paths relative to the store's root.
+        states_dir = os.path.join(scratch, "states")
         details = details.replace(root + os.sep, "").replace(states_dir + os.sep, "state ")
         result = PropertyResult("D3", "failed", seconds, details)
     else:
         result = PropertyResult("D3", "passed", seconds, f"checked {summary}")
-    return PowerLossRun(result, len(found.states), len(trees), found, tuple(failures))
+    return PowerLossRun(
+        result, len(found.states), len(trees), found, tuple(failures), tuple(clock.phases)
+    )
+
+
+def _fast_scratch() -> str | None:
+    """Prefer tmpfs: the states are scratch, and the verifier's saves fsync (free on tmpfs)."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
 def _untraceable(trace: Sequence[TraceOp], root: str) -> str | None:
@@ -317,9 +280,11 @@ def _report(
     return "\n".join(lines)
 
 
-def _failed(start: float, details: str) -> PowerLossRun:
-    return PowerLossRun(PropertyResult("D3", "failed", time.monotonic() - start, details))
+def _failed(clock: _Clock, details: str) -> PowerLossRun:
+    seconds = time.monotonic() - clock.start
+    return PowerLossRun(PropertyResult("D3", "failed", seconds, details))
 
 
-def _not_applicable(start: float, reason: str) -> PowerLossRun:
-    return PowerLossRun(PropertyResult("D3", "not-applicable", time.monotonic() - start, reason))
+def _not_applicable(clock: _Clock, reason: str) -> PowerLossRun:
+    seconds = time.monotonic() - clock.start
+    return PowerLossRun(PropertyResult("D3", "not-applicable", seconds, reason))

@@ -31,8 +31,12 @@ def zoo_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def short(stress_options: StressOptions) -> StressOptions:
-    """The short version whatever ``--stress`` says: these tests pin the default check."""
-    return dataclasses.replace(stress_options, long=False)
+    """The short version whatever ``--stress`` says: these tests pin the default check.
+
+    The scratch directory is left to the check (tmpfs when there is one): it only holds crash
+    states, and the verifier's saves fsync, which costs nothing there.
+    """
+    return dataclasses.replace(stress_options, long=False, workdir=None)
 
 
 def passed(run: PowerLossRun) -> bool:

@@ -1,0 +1,53 @@
+"""Crash states checked per second by the D3 power-loss check, per phase, per store.
+
+Runs ``run_powerloss`` on the reference lock-file store and on the bug zoo (short and, with
+``--long``, the long workload) and prints, for each: states checked, distinct directories opened,
+wall seconds by phase (record = worker process, explore = the model, materialise = writing the
+directories, verify = the fresh verifier process, judge = the oracle) and two rates: states per
+second over the whole check, and directories per second of the verifier alone. The baseline is
+the whole-check rate of the reference store in the same process.
+
+Usage: ``PYTHONPATH=tests python benchmarks/bench_powerloss.py [--long] [--seed N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lance_offsets.stress._options import StressOptions
+from lance_offsets.stress._powerloss import run_powerloss
+
+STORES = [
+    "lance_offsets.conformance.reference:lockfile",
+    "zoo.powerloss_zoo:correct",
+    "zoo.powerloss_zoo:no_file_fsync",
+    "zoo.powerloss_zoo:no_dir_fsync",
+    "zoo.powerloss_zoo:fsync_target_after_rename",
+    "zoo.powerloss_zoo:rename_before_sync",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--long", action="store_true", help="the long workload (48 calls)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    options = StressOptions(long=args.long, seed=args.seed)
+    baseline = None
+    for spec in STORES:
+        run = run_powerloss(spec, options)
+        total = run.result.seconds
+        phases = dict(run.phases)
+        rate = run.states / total if total else 0.0
+        baseline = baseline or rate
+        verify = phases.get("verify", 0.0)
+        print(
+            f"{spec.split(':')[1]:28} {run.result.outcome:8} {run.states:6} states "
+            f"{run.directories:5} dirs {total:6.2f} s  {rate:7.0f} states/s "
+            f"({rate / baseline:4.1f}x ref)  verifier {run.directories / verify:6.0f} dirs/s  "
+            + " ".join(f"{k}={v:.2f}" for k, v in phases.items())
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The two processes of the D3 check: the traced worker and the fresh verifier.
+
+Both are spawned (``_procs.py``), import the store by its spec string, and hand their results
+back as pickle files in the check's scratch directory: plain data (trees, trace records,
+:class:`~._powerloss_oracle.Observation`) so nothing but our own modules is needed to read them.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from typing import Any, Final
+
+from ._fsmodel import snapshot
+from ._powerloss_oracle import Key, Observation, Step
+
+__all__ = ["FRESH_KEY", "FRESH_VALUE", "record", "verify"]
+
+#: A key and value no workload uses, for the "can save again" probe.
+FRESH_KEY: Final[Key] = (4242, 4242)
+FRESH_VALUE: Final = 424242
+
+
+def record(spec: str, root: str, steps: list[Step], out: str) -> None:
+    """Worker: run ``steps`` on the store under the interposer; pickle (tree, trace) to ``out``."""
+    from lance_offsets.conformance._spec import load_factory
+
+    from ._interpose import mark, traced
+
+    try:
+        factory = load_factory(spec)
+        factory(root).close()
+        initial = snapshot(root)
+        with traced(root) as trace:
+            store = factory(root)
+            for step in steps:
+                mark(step.note("begin"))
+                try:
+                    if step.kind == "save":
+                        assert step.value is not None
+                        store.save(*step.key, step.value)
+                    else:
+                        store.delete(*step.key)
+                except Exception as exc:
+                    mark(step.note("fail") + f": {exc!r}")
+                else:
+                    mark(step.note("ack"))
+            store.close()
+        result: dict[str, Any] = {"initial": initial, "trace": list(trace)}
+    except Exception:
+        result = {"error": traceback.format_exc()}
+    with open(out, "wb") as fh:
+        pickle.dump(result, fh)
+
+
+def verify(spec: str, dirs: list[str], keys: list[Key], out: str) -> None:
+    """Verifier: open the store on each directory; pickle one :class:`Observation` per directory."""
+    from lance_offsets.conformance._spec import load_factory
+
+    factory = load_factory(spec)
+    seen: list[Observation] = []
+    for where in dirs:
+        obs = Observation()
+        try:
+            store = factory(where)
+        except Exception as exc:
+            obs.open_error = repr(exc)
+            seen.append(obs)
+            continue
+        try:
+            for key in keys:
+                try:
+                    obs.loads[key] = store.load(*key)
+                except Exception as exc:
+                    obs.load_errors[key] = repr(exc)
+            try:
+                obs.listing = dict(store.list_all())
+            except Exception as exc:
+                obs.listing_error = repr(exc)
+            obs.resave_error = _resave(store, [k for k in keys if k in obs.loads])
+        finally:
+            try:
+                store.close()
+            except Exception as exc:
+                obs.resave_error = obs.resave_error or f"close() raised {exc!r}"
+        seen.append(obs)
+    with open(out, "wb") as fh:
+        pickle.dump(seen, fh)
+
+
+def _resave(store: Any, keys: list[Key]) -> str | None:
+    for key in [*keys, FRESH_KEY]:
+        try:
+            store.save(*key, FRESH_VALUE)
+            got = store.load(*key)
+        except Exception as exc:
+            return f"save{key} = {FRESH_VALUE} raised {exc!r}"
+        if got != FRESH_VALUE:
+            return f"save{key} = {FRESH_VALUE} returned, then load{key} gave {got}"
+    return None
