@@ -225,6 +225,7 @@ def _run(spec: str, options: StressOptions, scratch: str, clock: _Clock) -> Powe
         # Scratch paths are gone once we return: print paths relative to the store's root.
         states_dir = os.path.join(scratch, "states")
         details = details.replace(root + os.sep, "").replace(states_dir + os.sep, "state ")
+        details = details.replace(f"mark {root} ", "mark: ").replace(root, ".")
         result = PropertyResult("D3", "failed", seconds, details)
     else:
         result = PropertyResult("D3", "passed", seconds, f"checked {summary}")
@@ -254,6 +255,17 @@ def _untraceable(trace: Sequence[TraceOp], root: str) -> str | None:
     return None
 
 
+def _shown(failures: list[tuple[CrashState, list[str]]]) -> list[tuple[CrashState, list[str]]]:
+    """Pick failures at distinct crash points, each the simplest state (fewest losses) there."""
+    best: dict[int, tuple[CrashState, list[str]]] = {}
+    for state, problems in failures:
+        weight = len(state.undone) + len(state.data)
+        held = best.get(state.point)
+        if held is None or weight < len(held[0].undone) + len(held[0].data):
+            best[state.point] = (state, problems)
+    return [best[p] for p in sorted(best)][:SHOWN_FAILURES]
+
+
 def _report(
     failures: list[tuple[CrashState, list[str]]],
     trace: Sequence[TraceOp],
@@ -264,7 +276,8 @@ def _report(
     summary: str,
 ) -> str:
     lines = [f"{len(failures)} of the crash states lose or invent offsets; checked {summary}"]
-    for state, problems in failures[:SHOWN_FAILURES]:
+    shown = _shown(failures)
+    for state, problems in shown:
         lines.append("")
         at = trace[state.point] if state.point >= 0 else None
         lines.append(f"crash state after {at if at else 'nothing'}:")
@@ -274,8 +287,8 @@ def _report(
         lines.append(f"  found: {seen_by[state.tree].describe(keys)}")
         lines += [f"  VIOLATION: {p}" for p in problems]
     lines.append("")
-    lines.append("trace (the worker's file-system operations, numbered):")
-    last = max(s.point for s, _ in failures[:SHOWN_FAILURES])
+    lines.append("trace (the worker's file-system operations and marks, numbered):")
+    last = max(s.point for s, _ in shown)
     lines += [f"  {op}" for op in trace[: last + 1]]
     return "\n".join(lines)
 
