@@ -40,8 +40,10 @@ __all__ = [
     "Op",
     "OpKind",
     "Outcome",
+    "WorkerHistory",
     "format_ops",
     "read_history",
+    "read_worker",
 ]
 
 Key = tuple[int, int]
@@ -98,8 +100,8 @@ class Op:
             how = "info (worker killed during the call: may or may not have taken effect)"
         elif self.outcome == "fail":
             how = f"fail ({self.error})"
-        else:
-            how = f"info: raised {self.error}"
+        else:  # the report's summary line carries the whole message
+            how = f"info: raised {(self.error or '').split(':')[0]}"
         return f"w{self.worker:<3} #{self.seq:<6} [{start:10.3f} .. {end:>10}] ms  {what:<28} {how}"
 
 
@@ -137,6 +139,10 @@ class HistoryWriter:
         text = f"{type(error).__name__}: {error}"
         self._emit({"e": "fail" if documented else "info", "s": seq, "x": text, "t": now})
 
+    def crashed(self, error: BaseException) -> None:
+        """Record an exception outside any operation (building or closing the store)."""
+        self._emit({"e": "crash", "x": f"{type(error).__name__}: {error}"})
+
     def done(self) -> None:
         """Say the worker stopped on its own at the deadline."""
         self._emit({"e": "done"})
@@ -154,6 +160,7 @@ class WorkerHistory:
     ops: list[Op]
     ready: bool
     done: bool
+    crash: str | None = None
 
 
 def read_worker(path: str | os.PathLike[str], worker: int) -> WorkerHistory:
@@ -161,6 +168,7 @@ def read_worker(path: str | os.PathLike[str], worker: int) -> WorkerHistory:
     data = Path(path).read_bytes() if Path(path).exists() else b""
     ops: list[Op] = []
     ready = done = False
+    crash = None
     for line in data.split(b"\n"):
         if not line:
             continue
@@ -173,6 +181,8 @@ def read_worker(path: str | os.PathLike[str], worker: int) -> WorkerHistory:
             ready = True
         elif event == "done":
             done = True
+        elif event == "crash":
+            crash = rec["x"]
         elif event == "invoke":
             key = (rec["key"][0], rec["key"][1])
             ops.append(Op(worker, rec["s"], rec["k"], key, rec["v"], rec["t"]))
@@ -184,7 +194,7 @@ def read_worker(path: str | os.PathLike[str], worker: int) -> WorkerHistory:
             ops[-1] = replace(
                 begun, complete=rec["t"], outcome=event, result=rec.get("r"), error=rec.get("x")
             )
-    return WorkerHistory(worker, ops, ready, done)
+    return WorkerHistory(worker, ops, ready, done, crash)
 
 
 def read_history(paths: dict[int, str]) -> list[Op]:
