@@ -133,9 +133,11 @@ class LockFileOffsetStore:
         """Commit ``offset`` for the key, atomically and durably, under the key's lock.
 
         Survives: a process kill at any point (the key then holds the old or the new offset, never
-        a mix, and a leftover temp file is ignored and later overwritten), on every platform; power
-        loss once this returns, on Linux and Windows, and on macOS where the file system honours
-        F_FULLFSYNC (APFS and HFS+ on internal drives). On failure (ENOSPC, EIO, ...) the OSError
+        a mix, and a leftover temp file is ignored and later overwritten), on every platform. Power
+        loss once this returns: on Linux (file and directory fsynced); on macOS where the file
+        system honours F_FULLFSYNC (APFS and HFS+ on internal drives); on Windows the data is
+        flushed and the rename is as durable as NTFS's metadata journal makes it, because Python
+        cannot flush a directory there. On failure (ENOSPC, EIO, ...) the OSError
         is raised, the temp file is removed and the handle stays usable; the old offset remains,
         except when only the final directory fsync fails: then the new offset is in place but may
         not survive power loss, and saving again is the remedy.
@@ -260,7 +262,7 @@ def _make_dirs(directory: str) -> None:
 def _read(path: str) -> bytes | None:
     """Return the file's bytes (at most one byte past the size limit), or None if absent."""
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = _platform.open_file(path, _READ_FLAGS)
     except FileNotFoundError:
         return None
     try:
@@ -272,7 +274,7 @@ def _read(path: str) -> bytes | None:
 
 
 def _write_synced(path: str, data: bytes) -> None:
-    fd = os.open(path, _WRITE_FLAGS, 0o666)
+    fd = _platform.open_file(path, _WRITE_FLAGS, 0o666)
     try:
         view = memoryview(data)
         while view:

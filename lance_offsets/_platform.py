@@ -6,10 +6,11 @@
 - :func:`fsync_dir`: ``fsync`` on the directory on POSIX, so the rename that commits a save
   survives power loss; a no-op on Windows, where a directory cannot be opened for flushing and
   NTFS journals the rename itself.
-- :func:`replace` / :func:`remove`: plain ``os.replace``/``os.remove`` on POSIX. On Windows both
-  fail with a sharing violation while another process has the target open (a reader, a virus
-  scanner), so they retry with bounded backoff and then raise; never delete-then-rename, which
-  would leave a window with no offset file at all.
+- :func:`replace` / :func:`remove` / :func:`open_file`: plain ``os.replace``/``os.remove``/
+  ``os.open`` on POSIX. On Windows they fail with a sharing violation while another process has
+  the file open (a reader, a virus scanner) or while a replaced file is still being deleted, so
+  they retry with bounded backoff and then raise; never delete-then-rename, which would leave a
+  window with no offset file at all.
 
 Every step calls ``os.fsync``/``os.replace``/``os.remove`` through the ``os`` module at call time,
 not through names bound at import, so the stress suite's interposer (DESIGN.md section 5) sees
@@ -33,6 +34,7 @@ __all__ = [
     "fsync_file",
     "full_fsync",
     "is_sharing_violation",
+    "open_file",
     "remove",
     "replace",
     "retry_sharing_violations",
@@ -125,6 +127,10 @@ def _remove_posix(path: str) -> None:
     os.remove(path)
 
 
+def _open_posix(path: str, flags: int, mode: int = 0o666) -> int:
+    return os.open(path, flags, mode)
+
+
 def _fsync_dir_windows(path: str) -> None:  # pragma: no cover - Windows only
     del path  # NTFS journals the rename; a directory handle cannot be flushed from Python
 
@@ -137,14 +143,19 @@ def _remove_windows(path: str) -> None:  # pragma: no cover - Windows only
     retry_sharing_violations(lambda: os.remove(path))
 
 
+def _open_windows(path: str, flags: int, mode: int = 0o666) -> int:  # pragma: no cover - Windows
+    return retry_sharing_violations(lambda: os.open(path, flags, mode))
+
+
 fsync_file: Callable[[int], None]
 fsync_dir: Callable[[str], None]
 replace: Callable[[str, str], None]
 remove: Callable[[str], None]
+open_file: Callable[..., int]
 
 if sys.platform == "win32":  # pragma: no cover - Windows only
     fsync_file, fsync_dir = _fsync_plain, _fsync_dir_windows
-    replace, remove = _replace_windows, _remove_windows
+    replace, remove, open_file = _replace_windows, _remove_windows, _open_windows
 elif sys.platform == "darwin":  # pragma: no cover - macOS only
     import fcntl
 
@@ -152,7 +163,7 @@ elif sys.platform == "darwin":  # pragma: no cover - macOS only
         full_fsync(fd, fcntl_call=fcntl.fcntl, full_fsync_op=fcntl.F_FULLFSYNC, fsync=os.fsync)
 
     fsync_file, fsync_dir = _fsync_macos, _fsync_dir_posix
-    replace, remove = _replace_posix, _remove_posix
+    replace, remove, open_file = _replace_posix, _remove_posix, _open_posix
 else:
     fsync_file, fsync_dir = _fsync_plain, _fsync_dir_posix
-    replace, remove = _replace_posix, _remove_posix
+    replace, remove, open_file = _replace_posix, _remove_posix, _open_posix

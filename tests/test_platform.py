@@ -149,10 +149,10 @@ def test_posix_steps_call_through_the_os_module(
 
         return call
 
-    for name in ("fsync", "replace", "remove"):
+    for name in ("open", "fsync", "replace", "remove"):
         monkeypatch.setattr(os, name, spy(name))
     src, dst = files(tmp_path)
-    fd = os.open(src, os.O_RDONLY)
+    fd = _platform.open_file(src, os.O_RDONLY)
     try:
         _platform.fsync_file(fd)
     finally:
@@ -160,7 +160,8 @@ def test_posix_steps_call_through_the_os_module(
     _platform.fsync_dir(str(tmp_path))
     _platform.replace(src, dst)
     _platform.remove(dst)
-    assert seen == ["fsync", "fsync", "replace", "remove"]
+    # fsync_dir opens the directory itself: open, fsync.
+    assert seen == ["open", "fsync", "open", "fsync", "replace", "remove"]
     assert list(tmp_path.iterdir()) == []
 
 
