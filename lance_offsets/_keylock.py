@@ -4,6 +4,9 @@ portalocker's module-level ``lock`` takes ``fcntl.flock`` on POSIX (whole file, 
 description), the same lock the Rust client takes with ``libc::flock``; ``fcntl.lockf`` would not
 exclude it on Linux. On Windows it locks a byte range from offset 0 (``msvcrt.locking``), which
 overlaps the Rust client's whole-file ``LockFileEx`` range, so the two exclude each other there too.
+We need portalocker >= 4.4 (pyproject): older versions lock raw descriptors on Windows only through
+a file object, from its current position, and report contention there as a plain LockException,
+which :func:`_poll` would take for a real failure.
 
 The re-check: the Rust client's ``delete`` unlinks lock files, possibly while another process
 waits on one. That waiter then wins a lock on an orphaned inode while a newcomer creates and locks
