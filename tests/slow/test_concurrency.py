@@ -1,0 +1,138 @@
+"""M1 and M2 with real worker processes: correct stores pass, each concurrency defect is caught.
+
+Short runs (1.5-2 s of operations each, plus worker start-up) run by default; the 60 s runs on the
+reference store are marked ``stress``::
+
+    pytest tests/slow/test_concurrency.py --stress --stress-seconds 60 -k reference -s
+
+Every test prints its seed; pass ``--stress-seed N`` to replay a failure's schedule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+from lance_offsets.conformance._results import PropertyResult
+from lance_offsets.stress._concurrency import (
+    M1_WORKLOAD,
+    check_m1,
+    check_m2,
+    kill_schedule,
+    plan,
+    run_workload,
+)
+from lance_offsets.stress._linearize import check_history
+from lance_offsets.stress._options import StressOptions
+
+pytestmark = pytest.mark.slow
+
+TESTS_DIR = str(Path(__file__).resolve().parent.parent)
+REFERENCE = "lance_offsets.conformance.reference:lockfile"
+ZOO = "zoo.stress_concurrency_zoo"
+
+
+@pytest.fixture(autouse=True)
+def zoo_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let this process and spawned workers import ``zoo.*`` by spec string."""
+    existing = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", TESTS_DIR + (os.pathsep + existing if existing else ""))
+    monkeypatch.syspath_prepend(TESTS_DIR)
+
+
+def short(options: StressOptions, seconds: float = 2.0) -> StressOptions:
+    return dataclasses.replace(options, long=False, seconds=seconds, progress=print)
+
+
+def assert_passed(result: PropertyResult) -> None:
+    assert result.outcome == "passed", result.details
+
+
+def assert_caught(result: PropertyResult, seed: int, *evidence: str) -> None:
+    print(result.details)
+    assert result.outcome == "failed"
+    assert f"--stress-seed {seed}" in result.details
+    assert any(e in result.details for e in evidence), result.details
+    # A readable excerpt: operations with their times and outcomes, one per line.
+    assert " ms  " in result.details
+
+
+# -- correct stores pass ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("check", [check_m1, check_m2], ids=["M1", "M2"])
+def test_reference_store_passes(check: object, stress_options: StressOptions) -> None:
+    assert callable(check)
+    assert_passed(check(REFERENCE, short(stress_options, 1.5)))
+
+
+def test_same_seed_same_schedule_and_killed_histories_kept(stress_options: StressOptions) -> None:
+    # Two runs of the careful store with one seed: both pass, and every worker ran a prefix of
+    # the one schedule the seed defines. Timing (so interleaving and length) differs; choices don't.
+    options = short(stress_options, 1.0)
+    runs = [run_workload(f"{ZOO}:careful", options, M1_WORKLOAD) for _ in range(2)]
+    kills = kill_schedule(options, M1_WORKLOAD)
+    assert kills, "the run is long enough for one kill"
+    for run in runs:
+        assert run.ops, "the workers did something"
+        assert run.problems == []
+        assert check_history(run.ops) == []
+        assert run.kills == len(kills)
+        by_worker: dict[int, list[tuple[object, ...]]] = {}
+        for op in run.ops:
+            by_worker.setdefault(op.worker, []).append((op.seq, op.kind, op.key, op.value))
+        # The original workers plus one replacement per kill, numbered the same way (on a loaded
+        # machine a replacement may start too late to record anything).
+        assert set(range(options.workers)) <= set(by_worker)
+        assert set(by_worker) <= set(range(options.workers + len(kills)))
+        for worker, ops in by_worker.items():
+            expected = plan(options.seed, M1_WORKLOAD, worker)
+            assert ops == [next(expected) for _ in ops]
+        # A killed worker's history survives up to its last record; its last call, if it was
+        # inside one, is indeterminate (no completion) and every earlier one completed.
+        for worker in range(options.workers + len(kills)):
+            mine = [op for op in run.ops if op.worker == worker]
+            assert all(op.complete is not None for op in mine[:-1])
+
+
+# -- the zoo: each defect caught on its property --------------------------------------------------
+
+
+def test_shared_temp_file_fails_m1(stress_options: StressOptions) -> None:
+    result = check_m1(f"{ZOO}:shared_tmp", short(stress_options, 1.0))
+    assert_caught(result, stress_options.seed, "FileNotFoundError", "ValueError", "ever saved")
+
+
+def test_unlinked_held_lock_fails_m2(stress_options: StressOptions) -> None:
+    result = check_m2(f"{ZOO}:unlinking_delete", short(stress_options, 1.0))
+    assert_caught(
+        result, stress_options.seed, "FileNotFoundError", "ValueError", "not linearizable"
+    )
+
+
+def test_careful_store_with_the_same_workload_passes_m2(stress_options: StressOptions) -> None:
+    # The control for the test above: the same lock and the same races, but delete takes the
+    # lock and leaves the lock file alone.
+    assert_passed(check_m2(f"{ZOO}:careful", short(stress_options, 1.0)))
+
+
+def test_stale_cache_fails_m1(stress_options: StressOptions) -> None:
+    result = check_m1(f"{ZOO}:stale_cache", short(stress_options, 1.0))
+    assert_caught(result, stress_options.seed, "not linearizable")
+
+
+def test_read_modify_write_of_one_file_fails_m1(stress_options: StressOptions) -> None:
+    result = check_m1(f"{ZOO}:rmw_json", short(stress_options, 1.0))
+    assert_caught(result, stress_options.seed, "not linearizable")
+
+
+# -- long runs (pytest --stress) ----------------------------------------------------------------
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("check", [check_m1, check_m2], ids=["M1", "M2"])
+def test_reference_store_long(check: object, stress_options: StressOptions) -> None:
+    assert callable(check)
+    assert_passed(check(REFERENCE, stress_options))
