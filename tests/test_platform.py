@@ -170,3 +170,35 @@ def test_fsync_dir_of_a_missing_directory_raises(tmp_path: Path) -> None:
         pytest.skip("directories are not fsynced on Windows")
     with pytest.raises(FileNotFoundError):
         _platform.fsync_dir(str(tmp_path / "missing"))
+
+
+def test_the_windows_functions_retry_through_the_os_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Windows branch's own functions, run here with os.* failing like Windows does.
+    src, dst = files(tmp_path)
+    real_replace, real_remove, real_open = os.replace, os.remove, os.open
+    failures = {"replace": 2, "remove": 2, "open": 2}
+
+    def flaky(name: str, real: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object) -> object:
+            if failures[name]:
+                failures[name] -= 1
+                raise sharing_violation()
+            return real(*args)
+
+        return call
+
+    monkeypatch.setattr(os, "replace", flaky("replace", real_replace))
+    monkeypatch.setattr(os, "remove", flaky("remove", real_remove))
+    monkeypatch.setattr(os, "open", flaky("open", real_open))
+    _platform._replace_windows(src, dst)
+    fd = _platform._open_windows(dst, os.O_RDONLY)
+    try:
+        assert os.read(fd, 10) == b"2\n"
+    finally:
+        os.close(fd)
+    _platform._remove_windows(dst)
+    assert failures == {"replace": 0, "remove": 0, "open": 0}
+    assert list(tmp_path.iterdir()) == []
+    _platform._fsync_dir_windows(str(tmp_path))  # a no-op that must not fail
