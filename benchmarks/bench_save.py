@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             samples = measure(variants, args.rounds, args.per_round)
         print(
             f"python {sys.version.split()[0]}, {sys.platform}, file system "
-            f"{file_system(scratch)} ({os.path.realpath(scratch)}), {args.rounds} rounds x {args.per_round} saves"
+            f"{file_system(scratch)} ({os.path.realpath(scratch)}), "
+            f"{args.rounds} rounds x {args.per_round} saves"
         )
         medians = {name: statistics.median(values) for name, values in samples.items()}
         for name, values in samples.items():
