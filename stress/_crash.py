@@ -12,20 +12,36 @@ takes its own turn. Random-time kills of a tight save loop cover what the interp
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Final
 
 from lance_offsets.conformance._results import PropertyResult
 
-from ._crashrun import Campaign, Run, Scenario, label, points
+from ._crashrun import Campaign, Found, Run, Scenario, label, points
 from ._fleet import WorkerGone
 from ._judge import LOCK_WAIT_BOUND
 from ._options import StressOptions
 from ._trace import TraceOp
 
-__all__ = ["Campaign", "check_d1", "check_d2", "check_d4", "check_d5", "run_campaign"]
+__all__ = [
+    "DELETE",
+    "FIRST_SAVE",
+    "SAVE_OVER",
+    "Campaign",
+    "check_d1",
+    "check_d2",
+    "check_d4",
+    "check_d5",
+    "property_result",
+    "run_campaign",
+]
 
 Key = tuple[int, int]
 
+#: The scenarios, by name (``run_campaign(only=...)`` takes these).
+SAVE_OVER: Final = "save over an old value"
+FIRST_SAVE: Final = "first save"
+DELETE: Final = "delete"
 #: Random-time kills in a short run (the crash points all run once whatever the length).
 SHORT_RANDOM_KILLS: Final = 6
 #: Kill-verify cycles of a long run when ``StressOptions.cycles`` is 0.
@@ -37,48 +53,76 @@ def _scenarios(run: Run, key: Key, other: Key) -> list[Scenario]:
     while new == old:
         new = run.value()
     return [
-        Scenario("save over an old value", {other: other_value, key: old}, key, new),
-        Scenario("first save", {other: other_value}, key, new),
-        Scenario("delete", {other: other_value, key: old}, key, None),
+        Scenario(SAVE_OVER, {other: other_value, key: old}, key, new),
+        Scenario(FIRST_SAVE, {other: other_value}, key, new),
+        Scenario(DELETE, {other: other_value, key: old}, key, None),
     ]
 
 
-def run_campaign(spec: str, options: StressOptions) -> Campaign:
+def _crash_points(run: Run, key: Key, other: Key, only: Collection[str], total: int) -> None:
+    """Count each scenario's operations, then kill at every point of each.
+
+    One pass in a short run; in a long one, passes with fresh values (same operations) until
+    half of ``total`` cycles are done.
+    """
+    plans: dict[str, tuple[Scenario, list[TraceOp], str]] = {}
+    for scenario in _scenarios(run, key, other):
+        if not only or scenario.name in only:
+            counted = run.count_ops(scenario)
+            if counted is not None:
+                plans[scenario.name] = (scenario, *counted)
+    if not any(points(trace) for _, trace, _ in plans.values()):
+        return  # nothing traced: only random kills can test this store
+    passes = 0
+    while passes == 0 or run.result.cycles < total // 2:
+        fresh = {s.name: s for s in _scenarios(run, key, other)} if passes else {}
+        for name, (counted_with, trace, where) in plans.items():
+            scenario = fresh.get(name, counted_with)
+            for op, phase in points(trace):
+                text = label(op, phase, trace, where)
+                if passes == 0 and "[after fsync, before rename]" in text:
+                    run.result.named.append(f"{name}: {text}")
+                run.crash_point(scenario, op, phase, text, trace)
+        passes += 1
+
+
+def run_campaign(
+    spec: str,
+    options: StressOptions,
+    *,
+    only: Collection[str] = (),
+    random_kills: int | None = None,
+    bound: float = LOCK_WAIT_BOUND,
+    until: str | None = None,
+) -> Campaign:
     """Run the crash points (all, once per pass) and random kills on the store ``spec`` names.
 
     A short run (``options.long`` False) makes one pass and a few random kills; a long one makes
     passes with fresh values and random kills, half each, until ``options.cycles`` (default
     2,000) kill-verify cycles are done.
+
+    :param only: run only the scenarios with these names (all when empty), for quick tests.
+    :param random_kills: how many random-time kills instead of the default for the length.
+    :param bound: D5's bound on a later save's wait after a kill, seconds.
+    :param until: stop at the first violation of this property (a test that expects one).
     """
     result = Campaign(seed=options.seed)
-    run = Run(spec, options, result)
+    run = Run(spec, options, result, bound, until)
     started = time.monotonic()
     try:
         key = (run.rng.randrange(2**32), run.rng.randrange(2**64))
         other = (key[0], key[1] ^ 1)
         total = (options.cycles or LONG_CYCLES) if options.long else 0
-        plans: list[tuple[Scenario, list[TraceOp], str]] = []
-        for scenario in _scenarios(run, key, other):
-            counted = run.count_ops(scenario)
-            if counted is not None:
-                plans.append((scenario, *counted))
-        passes = 0
-        while passes == 0 or result.cycles < total // 2:
-            scenarios = _scenarios(run, key, other) if passes else [s for s, _, _ in plans]
-            for scenario, (_, trace, where) in zip(scenarios, plans, strict=True):
-                for op, phase in points(trace):
-                    text = label(op, phase, trace, where)
-                    if passes == 0 and "[after fsync, before rename]" in text:
-                        result.named.append(f"{scenario.name}: {text}")
-                    run.crash_point(scenario, op, phase, text, trace)
-            passes += 1
-            if not any(points(t) for _, t, _ in plans):
-                break  # nothing traced: only random kills can test this store
+        _crash_points(run, key, other, only, total)
         kills = SHORT_RANDOM_KILLS if not options.long else max(total - result.cycles, 0)
+        if random_kills is not None:
+            kills = random_kills
         for _ in range(kills):
             run.random_kill(key)
     except WorkerGone as exc:
         result.errors.append(f"harness: {exc}")
+    except Found:
+        pass
     finally:
         run.finish()
         result.seconds = time.monotonic() - started
@@ -109,7 +153,11 @@ def _summary(c: Campaign) -> str:
 
 
 def _verdict(pid: str, spec: str, options: StressOptions) -> PropertyResult:
-    c = _campaign(spec, options)
+    return property_result(pid, _campaign(spec, options))
+
+
+def property_result(pid: str, c: Campaign) -> PropertyResult:
+    """The verdict on property ``pid`` (D1, D2, D4 or D5) from campaign ``c``'s findings."""
     found = [v for v in c.violations if v.prop == pid]
     lines = [_summary(c)]
     if pid == "D1" and c.named:

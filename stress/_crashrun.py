@@ -20,7 +20,7 @@ from ._judge import LOCK_WAIT_BOUND, Crash, Violation, judge, listing
 from ._options import StressOptions
 from ._trace import TraceOp
 
-__all__ = ["Campaign", "Run", "Scenario", "label", "points"]
+__all__ = ["Campaign", "Found", "Run", "Scenario", "label", "points"]
 
 Key = tuple[int, int]
 
@@ -69,12 +69,29 @@ def label(op: TraceOp, phase: str, trace: list[TraceOp], root: str) -> str:
     if op.target:
         where += f" -> {os.path.relpath(op.target, root)}"
     text = f"killed {phase} op #{op.index} {op.kind} {where}"
-    first_after = op.index + (1 if phase == "after" else 0)  # the first op the kill prevents
-    synced = {o.path for o in trace[:first_after] if o.kind in ("fsync", "fdatasync")}
-    renamed = {o.path for o in trace[first_after:] if o.kind in ("rename", "replace")}
-    if synced & renamed:
+    if _between_fsync_and_rename(trace, op.index + (1 if phase == "after" else 0)):
         text += " [after fsync, before rename]"
     return text
+
+
+def _between_fsync_and_rename(trace: list[TraceOp], cut: int) -> bool:
+    """Tell whether the kill falls between a file's fsync and its rename (the classic point).
+
+    ``cut`` is the first operation the kill prevents; nothing may write to or rename the file
+    between its fsync and its rename.
+    """
+    synced: set[str] = set()
+    for op in trace[:cut]:
+        if op.kind in ("fsync", "fdatasync") and op.error is None:
+            synced.add(op.path)
+        elif op.kind in ("write", "truncate", "rename", "replace", "unlink"):
+            synced.discard(op.path)
+    for op in trace[cut:]:
+        if op.path in synced and op.kind in ("rename", "replace"):
+            return True
+        if op.kind in ("write", "truncate", "unlink"):
+            synced.discard(op.path)
+    return False
 
 
 def points(trace: list[TraceOp]) -> list[tuple[TraceOp, str]]:
@@ -88,11 +105,28 @@ def points(trace: list[TraceOp]) -> list[tuple[TraceOp, str]]:
     return points
 
 
+def _shown(value: int | None) -> str:
+    return "absent" if value is None else str(value)
+
+
+class Found(Exception):
+    """The violation a caller waited for (``run_campaign(until=...)``) was found."""
+
+
 class Run:
     """The state of one campaign: workers, the seeded choices, the crash awaiting its verdict."""
 
-    def __init__(self, spec: str, options: StressOptions, result: Campaign) -> None:
+    def __init__(
+        self,
+        spec: str,
+        options: StressOptions,
+        result: Campaign,
+        bound: float = LOCK_WAIT_BOUND,
+        until: str | None = None,
+    ) -> None:
         self.options = options
+        self.bound = bound
+        self.until = until
         self.result = result
         self.rng = random.Random(options.seed)
         self.fleet = Fleet(spec)
@@ -130,13 +164,13 @@ class Run:
         _, read = worker.recv(STEP_SECONDS)
         blocked = saved = None
         try:
-            _, saved = worker.recv(LOCK_WAIT_BOUND + 5.0)
+            _, saved = worker.recv(self.bound + 2.0)
         except WorkerGone:
             blocked = (
-                f"a later save in another process did not return within {LOCK_WAIT_BOUND:g} s "
+                f"a later save in another process did not return within {self.bound:g} s "
                 "(a lock the killed worker held is still taken)"
             )
-        found, wait = judge(crash, read, saved, later, blocked)
+        found, wait = judge(crash, read, saved, later=later, blocked=blocked, bound=self.bound)
         if wait is not None:
             self.result.max_wait = max(self.result.max_wait, wait)
         if any(v.prop == "D5" for v in found):
@@ -146,10 +180,12 @@ class Run:
             self.result.kept = self.root
         else:
             shutil.rmtree(crash.path, ignore_errors=True)
-        if blocked is not None:
+        done = any(v.prop == self.until for v in found)
+        if blocked is not None or done:
             worker.kill()
-            return False
-        return True
+        if done:
+            raise Found
+        return blocked is None
 
     def _crash_job(
         self, scenario: Scenario, path: str, stop: tuple[int, str] | None
@@ -204,10 +240,16 @@ class Run:
         self.result.points += 1
         old, new = scenario.old, scenario.new
         excerpt = [str(o) for o in trace[max(0, op.index - 3) : op.index + 3]]
+        expected = (
+            f"new {_shown(new)} (acknowledged)"
+            if acked
+            else f"old {_shown(old)} or new {_shown(new)} (not acknowledged)"
+        )
         self.pending = Crash(
             scenario.name, path, scenario.key, (new,) if acked else (old, new), acked,
             dict(scenario.setup), label, previous=(old,), files=listing(path),
             context=["operations around the crash point (counting run):", *excerpt],
+            expected_text=expected,
         )  # fmt: skip
         self.tick()
 
@@ -232,11 +274,16 @@ class Run:
         acked = last is not None
         allowed = (last, last + 1) if last is not None else (None, start)
         where = f"random kill {delay * 1000:.1f} ms into a save loop from {start}"
+        expected = (
+            f"{last} (last acknowledged) or {last + 1} (in flight)"
+            if last is not None
+            else f"absent or {start} (nothing acknowledged)"
+        )
         self.pending = Crash(
             "save loop", path, key, allowed, acked, {}, where,
             previous=(None,) if acked else (),
             previous_span=range(start, last) if last is not None else range(0),
-            files=listing(path),
+            files=listing(path), expected_text=expected,
         )  # fmt: skip
         self.tick()
 
@@ -252,9 +299,13 @@ class Run:
             )
 
     def finish(self) -> None:
-        if self.pending is not None:
-            worker = self.worker()
-            worker.kill()
-        self.fleet.close()
-        if not self.result.kept:
-            shutil.rmtree(self.root, ignore_errors=True)
+        """Judge the last crash, stop every worker, remove the directories of clean cycles."""
+        try:
+            if self.pending is not None:
+                self.worker().kill()
+        except Found:
+            pass
+        finally:
+            self.fleet.close()
+            if not self.result.kept:
+                shutil.rmtree(self.root, ignore_errors=True)

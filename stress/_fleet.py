@@ -34,9 +34,10 @@ class WorkerGone(RuntimeError):
 def _context() -> Any:
     ctx = multiprocess.get_context(START_METHOD)
     if START_METHOD == "forkserver":
-        # Only our own module: a store module imported in the server could start threads, and
-        # forking a process with threads is unsafe. Each worker imports the store itself.
-        ctx.set_forkserver_preload(["lance_offsets.stress._worker"])
+        # Our worker module, and the main script (pytest's, the CLI's), which every child would
+        # otherwise import again. Not the store's module: it could start threads in the server,
+        # and forking a process with threads is unsafe. Each worker imports the store itself.
+        ctx.set_forkserver_preload(["__main__", "lance_offsets.stress._worker"])
     return ctx
 
 

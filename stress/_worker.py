@@ -176,7 +176,10 @@ def serve(conn: Any, spec: str) -> None:
         return
     conn.send(("ready", None))
     while True:
-        job = conn.recv()
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):  # the parent is gone: nothing left to serve
+            return
         if job is None:
             return
         try:

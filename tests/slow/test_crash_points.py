@@ -1,0 +1,119 @@
+"""Crash points and random kills (D1, D2, D4, D5): the reference stores pass, each zoo store fails.
+
+Every test prints its seed (``stress seed: N``); replay with ``--stress-seed N``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+import pytest
+from lance_offsets.stress._crash import (
+    SAVE_OVER,
+    check_d1,
+    check_d2,
+    check_d4,
+    check_d5,
+    property_result,
+    run_campaign,
+)
+from lance_offsets.stress._options import StressOptions
+
+pytestmark = pytest.mark.slow
+
+TESTS = str(pathlib.Path(__file__).resolve().parent.parent)
+ZOO = "zoo.stress_crash_zoo"
+
+
+@pytest.fixture
+def zoo_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let worker processes import ``zoo.*``: they inherit sys.path and the environment."""
+    monkeypatch.syspath_prepend(TESTS)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
+
+
+def test_store_under_test_passes_every_crash_property(
+    store_spec: str, stress_options: StressOptions
+) -> None:
+    results = [
+        check(store_spec, stress_options) for check in (check_d1, check_d2, check_d4, check_d5)
+    ]
+    for result in results:
+        print(result.id, result.outcome, result.details)
+    assert [r.outcome for r in results] == ["passed"] * 4, [r.details for r in results]
+    assert "after fsync, before rename" in results[0].details
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_careful_zoo_store_passes(stress_options: StressOptions) -> None:
+    campaign = run_campaign(f"{ZOO}:careful", stress_options, only=(SAVE_OVER,), random_kills=2)
+    assert campaign.violations == []
+    assert campaign.errors == []
+    assert campaign.points >= 10  # lock, temp open, write, fsync, close, replace, dir fsync...
+    assert campaign.random_kills == 2
+
+
+@pytest.mark.usefixtures("zoo_importable")
+@pytest.mark.parametrize(
+    ("factory", "prop", "finding"),
+    [
+        ("in_place", "D1", "corrupt offset file"),
+        ("acked_before_written", "D2", "the acknowledged change was lost"),
+        ("temp_listed", "D4", "list_all() = raised ValueError"),
+        ("exclusive_temp", "D4", "raised FileExistsError"),
+        ("stale_lock", "D5", "did not return within 1 s"),
+    ],
+)
+def test_zoo_store_fails_its_property(
+    stress_options: StressOptions, factory: str, prop: str, finding: str
+) -> None:
+    campaign = run_campaign(
+        f"{ZOO}:{factory}", stress_options, only=(SAVE_OVER,), random_kills=3, bound=1.0, until=prop
+    )
+    broken = [v for v in campaign.violations if v.prop == prop]
+    assert broken, f"{factory} passed {prop}: {campaign}"
+    text = broken[0].text
+    print(text)
+    assert finding in text
+    assert "killed" in text or "random kill" in text
+    assert "expected " in text
+    assert "files after the kill: " in text
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_a_failure_reads_well(stress_options: StressOptions) -> None:
+    campaign = run_campaign(
+        f"{ZOO}:in_place", stress_options, only=(SAVE_OVER,), random_kills=0, until="D1"
+    )
+    result = property_result("D1", campaign)
+    print(result.details)
+    assert result.outcome == "failed"
+    assert f"replay with --stress-seed {stress_options.seed}" in result.details
+    assert "scenario save over an old value" in result.details
+    assert "killed after op #1 open" in result.details
+    assert "expected old " in result.details
+    assert property_result("D5", campaign).outcome == "passed"
+
+
+@pytest.mark.stress
+@pytest.mark.usefixtures("zoo_importable")
+@pytest.mark.parametrize(
+    ("factory", "prop"),
+    [
+        ("in_place", "D1"),
+        ("acked_before_written", "D2"),
+        ("temp_listed", "D4"),
+        ("exclusive_temp", "D4"),
+        ("stale_lock", "D5"),
+    ],
+)
+def test_zoo_store_fails_the_full_check(
+    stress_options: StressOptions, factory: str, prop: str
+) -> None:
+    options = dataclasses.replace(stress_options, long=False)
+    check = {"D1": check_d1, "D2": check_d2, "D4": check_d4, "D5": check_d5}[prop]
+    result = check(f"{ZOO}:{factory}", options)
+    print(result.details)
+    assert result.outcome == "failed"
