@@ -203,6 +203,7 @@ class _Run:
     def start(self, slot: int) -> None:
         worker = len(self.histories)
         path = os.path.join(self.root, f"history-{worker}.jsonl")
+        Path(path).touch()  # exists from the start: progress and readers never miss it
         self.histories[worker] = path
         job = WorkerJob(
             self.spec, self.store_dir, path, self.go, worker, self.options.seed, self.workload
