@@ -191,7 +191,13 @@ class LockFileOffsetStore:
         """
         self._check_open()
         found: dict[Key, int] = {}
-        with os.scandir(self._dir) as entries:
+        try:
+            listing = os.scandir(self._dir)
+        except FileNotFoundError:
+            # The directory was removed from outside (an operator wiping the consumer): no key has
+            # an offset any more, just as a removed file makes load() return None.
+            return found
+        with listing as entries:
             for entry in entries:
                 # Most foreign names (lock files) fail this cheap test before the full parse.
                 if not entry.name.endswith(_layout.OFFSET_SUFFIX):

@@ -139,6 +139,20 @@ def test_list_all_is_a_fresh_dict(store: LockFileOffsetStore) -> None:
     assert store.list_all() == {(1, 1): 1}
 
 
+def test_a_directory_removed_from_outside_lists_empty_and_saves_raise(
+    store: LockFileOffsetStore,
+) -> None:
+    store.save(1, 2, 3)
+    shutil.rmtree(store.directory)
+    assert store.list_all() == {}
+    assert store.load(1, 2) is None
+    with pytest.raises(FileNotFoundError):
+        store.save(1, 2, 4)  # not recreated behind the operator's back; reopen to recreate
+    with LockFileOffsetStore.open(os.path.dirname(store.directory), "billing") as reopened:
+        reopened.save(1, 2, 4)
+        assert store.load(1, 2) == 4
+
+
 def test_delete_leaves_the_lock_file_in_place(store: LockFileOffsetStore) -> None:
     # Unlinking a lock another process may hold is the seed's two-writers bug.
     store.save(1, 2, 3)
