@@ -89,8 +89,6 @@ def _lock(
             portalocker.lock(fd, portalocker.LockFlags.EXCLUSIVE)
             return
         _poll(fd, path, key, timeout, deadline)
-    except portalocker.AlreadyLocked:  # pragma: no cover - _poll handles contention itself
-        raise
     except portalocker.LockException as error:
         # A real failure (ENOLCK on a network file system, EBADF): report the OSError behind it.
         cause = error.__cause__
