@@ -163,8 +163,9 @@ def property_result(pid: str, c: Campaign) -> PropertyResult:
     if pid == "D1" and c.named:
         lines.append("named points: " + "; ".join(c.named[:3]))
     if pid == "D5":
-        lines.append(f"longest later save after a kill: {c.max_wait:.3f} s (bound "
-                     f"{LOCK_WAIT_BOUND:g} s)")  # fmt: skip
+        lines.append(
+            f"longest later save after a kill: {c.max_wait:.3f} s (bound {LOCK_WAIT_BOUND:g} s)"
+        )
     if not found and not c.errors:
         return PropertyResult(pid, "passed", c.seconds, "\n".join(lines))
     lines += c.errors

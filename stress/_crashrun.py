@@ -158,8 +158,12 @@ class Run:
     def _verify(self, worker: Worker, crash: Crash) -> bool:
         later = None if self.skip_later else self.value()
         keys = [crash.key, *(k for k in crash.setup if k != crash.key)]
-        job = {"job": "verify", "path": crash.path, "keys": keys,
-               "later": None if later is None else (crash.key, later)}  # fmt: skip
+        job = {
+            "job": "verify",
+            "path": crash.path,
+            "keys": keys,
+            "later": None if later is None else (crash.key, later),
+        }
         worker.send(job)
         _, read = worker.recv(STEP_SECONDS)
         blocked = saved = None
@@ -219,8 +223,9 @@ class Run:
         finally:
             worker.kill()
 
-    def crash_point(self, scenario: Scenario, op: TraceOp, phase: str, label: str,
-                    trace: list[TraceOp]) -> None:  # fmt: skip
+    def crash_point(
+        self, scenario: Scenario, op: TraceOp, phase: str, label: str, trace: list[TraceOp]
+    ) -> None:
         path = self.directory()
         worker = self.worker()
         worker.send(self._crash_job(scenario, path, (op.index, phase)))
@@ -246,11 +251,18 @@ class Run:
             else f"old {_shown(old)} or new {_shown(new)} (not acknowledged)"
         )
         self.pending = Crash(
-            scenario.name, path, scenario.key, (new,) if acked else (old, new), acked,
-            dict(scenario.setup), label, previous=(old,), files=listing(path),
+            scenario.name,
+            path,
+            scenario.key,
+            (new,) if acked else (old, new),
+            acked,
+            dict(scenario.setup),
+            label,
+            previous=(old,),
+            files=listing(path),
             context=["operations around the crash point (counting run):", *excerpt],
             expected_text=expected,
-        )  # fmt: skip
+        )
         self.tick()
 
     def random_kill(self, key: Key) -> None:
@@ -280,11 +292,18 @@ class Run:
             else f"absent or {start} (nothing acknowledged)"
         )
         self.pending = Crash(
-            "save loop", path, key, allowed, acked, {}, where,
+            "save loop",
+            path,
+            key,
+            allowed,
+            acked,
+            {},
+            where,
             previous=(None,) if acked else (),
             previous_span=range(start, last) if last is not None else range(0),
-            files=listing(path), expected_text=expected,
-        )  # fmt: skip
+            files=listing(path),
+            expected_text=expected,
+        )
         self.tick()
 
     def tick(self) -> None:

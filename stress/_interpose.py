@@ -173,8 +173,9 @@ def _path_op(kind: OpKind, real: Callable[..., Any]) -> Callable[..., Any]:
 def _move_op(kind: OpKind, real: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap ``os.rename``/``os.replace``; the fd table follows the move."""
 
-    def wrapper(src: Any, dst: Any, *, src_dir_fd: int | None = None,
-                dst_dir_fd: int | None = None) -> None:  # fmt: skip
+    def wrapper(
+        src: Any, dst: Any, *, src_dir_fd: int | None = None, dst_dir_fd: int | None = None
+    ) -> None:
         tracer = _tracing()
 
         def perform() -> None:
@@ -225,9 +226,12 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (io, "open", _tracedio.traced_open),
     ]
     fd_kinds: list[tuple[str, OpKind]] = [
-        ("write", "write"), ("pwrite", "write"), ("ftruncate", "truncate"),
-        ("fsync", "fsync"), ("fdatasync", "fdatasync"),
-    ]  # fmt: skip
+        ("write", "write"),
+        ("pwrite", "write"),
+        ("ftruncate", "truncate"),
+        ("fsync", "fsync"),
+        ("fdatasync", "fdatasync"),
+    ]
     patches += [(os, name, _fd_op(kind, REAL[name])) for name, kind in fd_kinds if name in REAL]
     if fcntl is not None:
         patches.append((fcntl, "fcntl", _fcntl))

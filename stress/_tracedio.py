@@ -134,8 +134,9 @@ def traced_open(  # noqa: PLR0917 - io.open's own signature
     ):
         return REAL_OPEN(file, mode, buffering, encoding, errors, newline, closefd, opener)
     raw_mode = next(iter(chars & set("rwxa"))) + ("+" if "+" in chars else "")
-    raw = TracedFileIO(tracer, file if isinstance(file, int) else os.fspath(file), path, raw_mode,
-                       closefd, opener)  # fmt: skip
+    raw = TracedFileIO(
+        tracer, file if isinstance(file, int) else os.fspath(file), path, raw_mode, closefd, opener
+    )
     try:
         line_buffering = buffering == 1 or (buffering < 0 and raw.isatty())
         if buffering in (1, -1):

@@ -34,11 +34,26 @@ CONTENT_KINDS: Final = frozenset({"open", "write", "truncate", "fsync", "fdatasy
 REAL: Final = {
     name: getattr(os, name)
     for name in (
-        "open", "write", "pwrite", "truncate", "ftruncate", "fsync", "fdatasync", "close",
-        "replace", "rename", "remove", "unlink", "mkdir", "rmdir", "pread", "fstat", "stat",
+        "open",
+        "write",
+        "pwrite",
+        "truncate",
+        "ftruncate",
+        "fsync",
+        "fdatasync",
+        "close",
+        "replace",
+        "rename",
+        "remove",
+        "unlink",
+        "mkdir",
+        "rmdir",
+        "pread",
+        "fstat",
+        "stat",
     )
     if hasattr(os, name)
-}  # fmt: skip
+}
 
 _LOCAL = threading.local()
 T = TypeVar("T")
@@ -74,12 +89,18 @@ class FaultPlan:
     :ivar times: how many operations fail, or None for all from then on.
     :ivar kinds: only operations of these kinds count (e.g. ``("replace",)`` to imitate a
         Windows sharing violation on ``os.replace``); empty means any kind.
+    :ivar winerror: set as the error's ``winerror`` attribute, as Windows would (32 is
+        ERROR_SHARING_VIOLATION), so code that checks it takes its Windows path on any OS.
+
+    A failed ``close`` still releases the descriptor, as Linux does when close reports an error;
+    every other failed operation is not performed at all.
     """
 
     at: int = 0
     error: int = errno.EIO
     times: int | None = 1
     kinds: tuple[OpKind, ...] = ()
+    winerror: int | None = None
 
     def describe(self) -> str:
         """One line for failure details: ``EIO at op >= 3 (replace), once``."""
@@ -179,7 +200,10 @@ class Tracer:
             return None
         self.fired += 1
         message = f"{os.strerror(plan.error)} (injected by the stress interposer at op {op.index})"
-        return OSError(plan.error, message, op.path)
+        error = OSError(plan.error, message, op.path)
+        if plan.winerror is not None:
+            error.winerror = plan.winerror  # type: ignore[attr-defined]
+        return error
 
     def run(
         self,
@@ -230,6 +254,8 @@ class Tracer:
     def _perform(self, op: TraceOp, perform: Callable[[], T]) -> T:
         fault = self._fault(op)
         if fault is not None:
+            if op.kind == "close":
+                perform()
             raise fault
         return perform()
 

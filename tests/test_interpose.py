@@ -43,8 +43,15 @@ def test_os_level_save_is_recorded_in_order_with_contents(tmp_path: pathlib.Path
     with traced(tmp_path) as trace:
         _save_like_a_store(tmp_path, b"42\n")
     assert _kinds(trace) == [
-        "open", "write", "fsync", "close", "replace", "open", "fsync", "close",
-    ]  # fmt: skip
+        "open",
+        "write",
+        "fsync",
+        "close",
+        "replace",
+        "open",
+        "fsync",
+        "close",
+    ]
     assert [op.index for op in trace] == list(range(8))
     tmp, final = os.path.join(root, "k.offset.tmp"), os.path.join(root, "k.offset")
     assert trace[0].path == tmp
@@ -72,11 +79,20 @@ def test_file_objects_are_recorded_when_bytes_reach_the_os(tmp_path: pathlib.Pat
         with os.fdopen(fd, "r+b") as f:
             f.write(b"fdopen")
     assert [(op.kind, os.path.basename(op.path), op.content) for op in trace] == [
-        ("open", "a", b""), ("write", "a", b"12"), ("fsync", "a", b"12"), ("close", "a", b"12"),
-        ("open", "b", b""), ("write", "b", b"pathlib"), ("close", "b", b"pathlib"),
-        ("open", "c", b""), ("write", "c", b"io"), ("close", "c", b"io"),
-        ("open", "d", b""), ("write", "d", b"fdopen"), ("close", "d", b"fdopen"),
-    ]  # fmt: skip
+        ("open", "a", b""),
+        ("write", "a", b"12"),
+        ("fsync", "a", b"12"),
+        ("close", "a", b"12"),
+        ("open", "b", b""),
+        ("write", "b", b"pathlib"),
+        ("close", "b", b"pathlib"),
+        ("open", "c", b""),
+        ("write", "c", b"io"),
+        ("close", "c", b"io"),
+        ("open", "d", b""),
+        ("write", "d", b"fdopen"),
+        ("close", "d", b"fdopen"),
+    ]
 
 
 def test_paths_outside_root_are_not_recorded_and_patches_are_restored(
@@ -90,8 +106,10 @@ def test_paths_outside_root_are_not_recorded_and_patches_are_restored(
         os.makedirs(inside / "p" / "q")
         os.rename(inside / "p", inside / "r")
     assert [(op.kind, op.path[len(str(inside)) :]) for op in trace] == [
-        ("mkdir", "/p"), ("mkdir", "/p/q"), ("rename", "/p"),
-    ]  # fmt: skip
+        ("mkdir", "/p"),
+        ("mkdir", "/p/q"),
+        ("rename", "/p"),
+    ]
     assert trace[2].target == os.path.join(os.path.realpath(inside), "r")
     assert os.open is REAL["open"]
     assert os.fsync is REAL["fsync"]
@@ -111,8 +129,11 @@ def test_on_op_sees_each_operation_before_and_after(tmp_path: pathlib.Path) -> N
         assert after == recorded
     # "After fsync, before rename" is a point: after op 2 (fsync), then close, then replace.
     assert [(phase, op.kind) for phase, op in calls[5:9]] == [
-        ("after", "fsync"), ("before", "close"), ("after", "close"), ("before", "replace"),
-    ]  # fmt: skip
+        ("after", "fsync"),
+        ("before", "close"),
+        ("after", "close"),
+        ("before", "replace"),
+    ]
 
 
 def test_stopping_before_an_operation_keeps_it_from_happening(tmp_path: pathlib.Path) -> None:
@@ -163,6 +184,31 @@ def test_a_persistent_fault_lasts_until_cleared(tmp_path: pathlib.Path) -> None:
     assert [op.error for op in trace if op.kind == "replace"] == ["EACCES"] * 3 + [None]
     assert (tmp_path / "k.offset").read_bytes() == b"6\n"
     assert "EACCES at op >= 0 (replace), from then on" in plan.describe()
+
+
+def test_a_failed_close_still_releases_the_descriptor(tmp_path: pathlib.Path) -> None:
+    plan = FaultPlan(error=errno.EIO, kinds=("close",), winerror=32)
+    with traced(tmp_path, fail=plan) as trace:
+        fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+        with pytest.raises(OSError, match="injected") as raised:
+            os.close(fd)
+    assert getattr(raised.value, "winerror", None) == 32
+    assert trace[-1].error == "EIO"
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)
+
+
+def test_sharing_violations_drive_the_bounded_retry(tmp_path: pathlib.Path) -> None:
+    """The reference store's Windows retry, on any OS: fail os.replace 3 times, then let go."""
+    from zoo.stress_crash_zoo import windows_retry  # tests/ is on sys.path under pytest
+
+    store = windows_retry(str(tmp_path))
+    store.save(1, 2, 3)
+    plan = FaultPlan(error=errno.EACCES, times=3, kinds=("replace",), winerror=32)
+    with traced(tmp_path, fail=plan) as trace:
+        store.save(1, 2, 4)
+    assert [op.error for op in trace if op.kind == "replace"] == ["EACCES"] * 3 + [None]
+    assert store.load(1, 2) == 4
 
 
 def test_marks_threads_and_renamed_descriptors(tmp_path: pathlib.Path) -> None:

@@ -16,6 +16,11 @@ factory changes one step, and the stress checks must catch it on the named prope
 - ``swallows_errors`` (F2): catches ``OSError`` in ``save`` and returns as if it had saved.
 - ``truncates_first`` (F2): truncates the offset file before writing the temp, so an error
   mid-save destroys the old value.
+- ``retries_forever`` (F2): retries ``os.replace`` on ``PermissionError`` with no limit (the
+  Windows sharing-violation dance done wrong): a file held open for good hangs the save.
+
+``windows_retry`` is correct: it replaces through the reference store's bounded
+``retry_sharing_violations``, so the F2 check drives that function on any OS.
 
 Use them as ``zoo.stress_crash_zoo:<name>`` with the ``tests`` folder on ``PYTHONPATH``.
 """
@@ -28,6 +33,8 @@ import time
 from collections.abc import Iterator
 
 import portalocker
+
+from lance_offsets import _platform
 
 Key = tuple[int, int]
 _SUFFIX = ".offset"
@@ -194,6 +201,41 @@ class TruncatesFirstStore(CarefulStore):
         super().write(key, data)
 
 
+class WindowsRetryStore(CarefulStore):
+    def write(self, key: Key, data: bytes) -> None:
+        temp = self.name(key, self.temp_suffix)
+        fd = os.open(temp, self.temp_flags, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            _platform.retry_sharing_violations(lambda: os.replace(temp, self.name(key)))
+        except OSError:
+            os.remove(temp)
+            raise
+        _fsync_dir(self.dir)
+
+
+class RetriesForeverStore(CarefulStore):
+    def write(self, key: Key, data: bytes) -> None:
+        temp = self.name(key, self.temp_suffix)
+        fd = os.open(temp, self.temp_flags, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        while True:
+            try:
+                os.replace(temp, self.name(key))
+                break
+            except PermissionError:  # "the virus scanner will let go eventually"
+                time.sleep(0.01)
+        _fsync_dir(self.dir)
+
+
 def careful(path: str) -> CarefulStore:
     """The correct control store."""
     return CarefulStore(path)
@@ -232,3 +274,13 @@ def swallows_errors(path: str) -> CarefulStore:
 def truncates_first(path: str) -> CarefulStore:
     """F2: an error mid-save destroys the old value."""
     return TruncatesFirstStore(path)
+
+
+def windows_retry(path: str) -> CarefulStore:
+    """Correct: a bounded retry of sharing violations (the reference store's function)."""
+    return WindowsRetryStore(path)
+
+
+def retries_forever(path: str) -> CarefulStore:
+    """F2: an unbounded retry of os.replace on PermissionError."""
+    return RetriesForeverStore(path)

@@ -1,0 +1,238 @@
+"""I/O faults (F2): the k-th operation of a save fails; the old value survives, the handle works.
+
+A worker counts the operations of one save over an old value. Then, for every operation ``k`` and
+each of ENOSPC, EIO and EACCES, once and from then on, a worker (A) sets up the old value, saves a
+new one under a :class:`~lance_offsets.stress._tracer.FaultPlan`, and reports what happened; a
+second worker (B, with its own fresh handle) reads the key. The rules:
+
+- a save that raised left the old value; the new one only when the fault hit after the commit
+  (after the last rename/replace of the save, say a failed directory fsync), never anything else;
+- a save that returned stored the new value (a swallowed error is a lie to the caller);
+- once the fault clears, a later save on A's same handle succeeds and B reads it back.
+
+Windows semantics on any OS: ``os.replace``/``os.rename`` failing with a sharing violation
+(``PermissionError`` with ``winerror`` 32) once, three times, or for good must end, within
+:data:`FAULT_BOUND` seconds, in a stored new value or a raised error with the old value intact.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any, Final
+
+from lance_offsets.conformance._results import PropertyResult
+
+from ._fleet import Fleet, WorkerGone
+from ._judge import listing
+from ._options import StressOptions
+from ._trace import TraceOp
+from ._tracer import FaultPlan
+
+__all__ = ["FAULT_BOUND", "check_f2"]
+
+#: The errors every operation of a save is made to fail with.
+ERRORS: Final = (errno.ENOSPC, errno.EIO, errno.EACCES)
+#: Seconds a faulted save may take (a retry loop must be bounded).
+FAULT_BOUND: Final = 10.0
+#: Windows' ERROR_SHARING_VIOLATION, carried by the injected PermissionError.
+SHARING_VIOLATION: Final = 32
+
+
+def _plans(save_ops: list[TraceOp]) -> Iterator[tuple[FaultPlan, str]]:
+    for op in save_ops:
+        for code in ERRORS:
+            for times in (1, None):
+                plan = FaultPlan(at=op.index, error=code, times=times)
+                yield (
+                    plan,
+                    f"{plan.describe()}: op #{op.index} {op.kind} {os.path.basename(op.path)}",
+                )
+    for times in (1, 3, None):
+        plan = FaultPlan(
+            error=errno.EACCES, times=times, kinds=("replace", "rename"), winerror=SHARING_VIOLATION
+        )
+        yield plan, f"Windows sharing violation on rename/replace, {plan.describe()}"
+
+
+class _Faults:
+    def __init__(self, spec: str, options: StressOptions, bound: float) -> None:
+        self.spec = spec
+        self.bound = bound
+        self.options = options
+        self.rng = random.Random(options.seed)
+        self.fleet = Fleet(spec)
+        self.root = tempfile.mkdtemp(prefix="lance-faults-", dir=options.workdir)
+        self.count = 0
+        self.a = self.fleet.take()
+        self.b = self.fleet.take()
+        self.key = (self.rng.randrange(2**32), self.rng.randrange(2**64))
+        self.other = (self.key[0], self.key[1] ^ 1)
+        self.violations: list[str] = []
+        self.cycles = 0
+        self.max_seconds = 0.0
+
+    def directory(self) -> str:
+        self.count += 1
+        path = os.path.join(self.root, f"fault-{self.count}")
+        os.mkdir(path)
+        return path
+
+    def values(self) -> tuple[int, int, int, int]:
+        drawn: set[int] = set()
+        while len(drawn) < 4:
+            drawn.add(self.rng.choice((self.rng.randrange(10), self.rng.randrange(10**12))))
+        old, new, later, other = drawn
+        return old, new, later, other
+
+    def save_ops(self) -> list[TraceOp]:
+        """The operations of one save over an old value (a counting run, no fault)."""
+        old, new, _, other = self.values()
+        job = {
+            "job": "crash",
+            "path": self.directory(),
+            "setup": {self.other: other, self.key: old},
+            "key": self.key,
+            "new": new,
+            "stop": None,
+            "linger": 0.0,
+        }
+        self.a.send(job)
+        while True:
+            tag, payload = self.a.recv(self.bound + 5.0)
+            if tag == "done":
+                break
+            if tag == "raised":
+                raise WorkerGone(f"a save with no fault raised: {payload[0]}")
+        ops: list[TraceOp] = []
+        for op in payload:
+            if op.kind == "mark":
+                break  # the save returned here; what follows is close()
+            ops.append(op)
+        return ops
+
+    def read(self, path: str) -> dict[str, Any]:
+        self.b.send({"job": "verify", "path": path, "keys": [self.key, self.other], "later": None})
+        _, found = self.b.recv(self.bound + 5.0)
+        self.b.recv(self.bound + 5.0)
+        read: dict[str, Any] = found
+        return read
+
+    def cycle(self, plan: FaultPlan, what: str, commit: int) -> None:
+        path = self.directory()
+        old, new, later, other = self.values()
+        self.a.send(
+            {
+                "job": "fault",
+                "path": path,
+                "setup": {self.other: other, self.key: old},
+                "key": self.key,
+                "new": new,
+                "later": later,
+                "plan": plan,
+            }
+        )
+        story = [f"seed {self.options.seed}; fault {what}; key {self.key} old {old} new {new}"]
+        try:
+            _, outcome = self.a.recv(self.bound)
+        except WorkerGone:
+            self.a.kill()
+            self.a = self.fleet.take()
+            self.violations.append(
+                "\n".join(
+                    [*story, f"the save did not end within {self.bound:g} s (an unbounded retry?)"]
+                )
+            )
+            return
+        self.cycles += 1
+        self.max_seconds = max(self.max_seconds, outcome["seconds"])
+        raised = outcome["raised"]
+        story.append(f"the save {'raised ' + raised if raised else 'returned'}")
+        found = self.read(path)
+        files = listing(path)
+        value = found.get(f"load{self.key}")
+        allowed: tuple[object, ...] = (new,) if raised is None else (old,)
+        if raised is not None and plan.at > commit:
+            allowed = (old, new)  # the fault came after the new value was in place
+        problems = []
+        if value not in allowed:
+            shown = " or ".join(map(str, allowed))
+            problems.append(f"a fresh handle then found {value}, expected {shown}")
+        if found.get(f"load{self.other}") != other:
+            problems.append(f"untouched key {self.other} now {found.get(f'load{self.other}')}")
+        self.a.send("continue")
+        _, result = self.a.recv(self.bound + 5.0)
+        if result["raised"] is not None or result.get("load") != later:
+            problems.append(
+                f"once the fault cleared, a later save of {later} on the same handle: {result}"
+            )
+        elif (again := self.read(path).get(f"load{self.key}")) != later:
+            problems.append(f"the later save of {later} returned, a fresh handle found {again}")
+        if problems:
+            trace = "; ".join(str(op) for op in outcome["trace"][-4:])
+            self.violations.append(
+                "\n".join(
+                    [
+                        *story,
+                        *problems,
+                        f"files after the failed save: {files}",
+                        f"last operations: {trace}",
+                    ]
+                )
+            )
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def close(self) -> None:
+        for worker in (self.a, self.b):
+            worker.kill()
+        self.fleet.close()
+        if not self.violations:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _commit_index(ops: list[TraceOp]) -> int:
+    """The last rename/replace of the save: faults after it may leave the new value."""
+    renames = [op.index for op in ops if op.kind in ("rename", "replace")]
+    return renames[-1] if renames else -1
+
+
+def check_f2(spec: str, options: StressOptions, *, bound: float = FAULT_BOUND) -> PropertyResult:
+    """F2: ENOSPC/EIO/EACCES during a save raise, leave the old value, and the handle works.
+
+    :param bound: seconds a faulted save may take before it counts as an unbounded retry.
+    """
+    started = time.monotonic()
+    run = _Faults(spec, options, bound)
+    try:
+        ops = run.save_ops()
+        if not ops:
+            reason = "the interposer saw no file operations in a save (C extension or remote?)"
+            return PropertyResult("F2", "not-applicable", time.monotonic() - started, reason)
+        commit = _commit_index(ops)
+        for plan, what in _plans(ops):
+            run.cycle(plan, what, commit if commit >= 0 else len(ops))
+            if len(run.violations) >= 3 and not options.long:
+                break  # enough to show; a long run keeps counting
+    except WorkerGone as exc:
+        run.violations.append(f"seed {options.seed}: harness: {exc}")
+    finally:
+        run.close()
+    seconds = time.monotonic() - started
+    head = (
+        f"seed {options.seed}: {run.cycles} faulted saves in {seconds:.1f} s; slowest "
+        f"faulted save {run.max_seconds:.3f} s (bound {bound:g} s)"
+    )
+    if not run.violations:
+        return PropertyResult("F2", "passed", seconds, head)
+    text = [head, f"{len(run.violations)} violation(s); replay with --stress-seed {options.seed}"]
+    for violation in run.violations[:3]:
+        text += ["---", violation]
+    if run.violations:
+        text.append(f"directories kept under {run.root}")
+    return PropertyResult("F2", "failed", seconds, "\n".join(text))

@@ -1,0 +1,62 @@
+"""I/O faults (F2): the reference stores pass; stores that lie, destroy or hang on errors fail.
+
+Every test prints its seed (``stress seed: N``); replay with ``--stress-seed N``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+from lance_offsets.stress._faults import check_f2
+from lance_offsets.stress._options import StressOptions
+
+pytestmark = pytest.mark.slow
+
+TESTS = str(pathlib.Path(__file__).resolve().parent.parent)
+ZOO = "zoo.stress_crash_zoo"
+
+
+@pytest.fixture
+def zoo_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let worker processes import ``zoo.*``: they inherit sys.path and the environment."""
+    monkeypatch.syspath_prepend(TESTS)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
+
+
+def test_store_under_test_keeps_its_old_value_on_io_errors(
+    store_spec: str, stress_options: StressOptions
+) -> None:
+    result = check_f2(store_spec, stress_options)
+    print(result.details)
+    assert result.outcome == "passed", result.details
+    assert "faulted saves" in result.details
+
+
+@pytest.mark.usefixtures("zoo_importable")
+@pytest.mark.parametrize("factory", ["careful", "windows_retry"])
+def test_correct_zoo_stores_pass(stress_options: StressOptions, factory: str) -> None:
+    result = check_f2(f"{ZOO}:{factory}", stress_options)
+    print(result.details)
+    assert result.outcome == "passed", result.details
+    # 10 operations x 3 errors x (once, for good) + 3 sharing-violation runs
+    assert f"seed {stress_options.seed}: 63 faulted saves" in result.details
+
+
+@pytest.mark.usefixtures("zoo_importable")
+@pytest.mark.parametrize(
+    ("factory", "finding"),
+    [
+        ("swallows_errors", "the save returned\na fresh handle then found"),
+        ("truncates_first", "a fresh handle then found raised ValueError: corrupt offset file"),
+        ("retries_forever", "the save did not end within 1 s (an unbounded retry?)"),
+    ],
+)
+def test_zoo_store_fails_f2(stress_options: StressOptions, factory: str, finding: str) -> None:
+    result = check_f2(f"{ZOO}:{factory}", stress_options, bound=1.0)
+    print(result.details)
+    assert result.outcome == "failed"
+    assert finding in result.details
+    assert f"replay with --stress-seed {stress_options.seed}" in result.details
+    assert "fault " in result.details
