@@ -107,12 +107,17 @@ def check_property(
     return PropertyResult(pid, "passed", time.monotonic() - start, details)
 
 
-def _run_stress(spec: str, ids: list[str], stress: bool, options: Any) -> list[PropertyResult]:
+def _default_stress_options(stress: bool) -> Any:
     from lance_offsets.stress._options import StressOptions
+
+    return StressOptions.for_long_run() if stress else StressOptions(seconds=2.0, workers=2)
+
+
+def _run_stress(spec: str, ids: list[str], stress: bool, options: Any) -> list[PropertyResult]:
     from lance_offsets.stress._runner import run_properties
 
     if options is None:
-        options = StressOptions.for_long_run() if stress else StressOptions(seconds=2.0, workers=2)
+        options = _default_stress_options(stress)
     results = []
     for pid in ids:
         start = time.monotonic()
@@ -156,6 +161,10 @@ def run_checks(
         raise ValueError(f"unknown property IDs {sorted(unknown)}; known: {', '.join(PROPERTIES)}")
     profile_settings(profile)  # an unknown profile fails before any work
     load_factory(spec)
+    if stress_options is None and any(PROPERTIES[p].suite != "conformance" for p in ids):
+        # One options object (one seed) for the whole run: D1, D2, D4 and D5 then share one
+        # crash campaign (stress/_crash.py caches it by spec and seed) instead of running four.
+        stress_options = _default_stress_options(stress)
     if workers <= 1:
         results = []
         for pid in ids:
