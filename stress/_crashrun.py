@@ -39,6 +39,7 @@ class Campaign:
     """What one crash campaign did and found."""
 
     seed: int
+    bound: float = LOCK_WAIT_BOUND
     cycles: int = 0
     kills: int = 0
     points: int = 0
