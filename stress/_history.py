@@ -17,10 +17,11 @@ the kernel ever left one, is ignored). The events of one operation:
 An ``invoke`` with no completion (the worker was killed) is indeterminate too. Indeterminate
 operations may have taken effect at any time after their invocation, or never.
 
-Times come from :func:`time.monotonic`, which is one clock for all processes of the machine:
-``CLOCK_MONOTONIC`` on Linux, ``mach_absolute_time``/``CLOCK_UPTIME_RAW`` on macOS, and on Windows
-``GetTickCount64`` before Python 3.13 and ``QueryPerformanceCounter`` since; both count from boot
-for the whole system. A coarse clock (15.6 ms ticks on Windows before 3.13) only makes more
+Times come from :func:`time.monotonic`, which is one clock for all processes of the machine on
+every Python we support (3.10+): ``CLOCK_MONOTONIC`` on Linux; ``mach_absolute_time`` on macOS
+(system-wide since 3.10, bpo-37205: before, each process subtracted its own start-up offset); on
+Windows ``GetTickCount64`` before 3.13 and ``QueryPerformanceCounter`` since (gh-88494), both
+system-wide. A coarse clock (15.6 ms ticks on Windows before 3.13) only makes more
 operations look concurrent, which makes the checker more permissive, never wrong: an operation is
 ordered before another only if its completion time is strictly less than the other's invocation.
 """

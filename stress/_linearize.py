@@ -278,6 +278,7 @@ def format_violations(violations: Sequence[Violation], *, seed: int, origin: flo
         if len(of_kind) > SHOWN_PER_KIND:
             lines.append(f"  ... and {len(of_kind) - SHOWN_PER_KIND} more {kind} violation(s)")
     lines.append(
-        f"  seed {seed}: replay with --stress-seed {seed} (the same schedule of operations)"
+        f"  seed {seed}: the same seed replays the same schedule of operations "
+        f"(pytest --stress-seed {seed})"
     )
     return "\n".join(lines)
