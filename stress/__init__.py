@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-# The history checker is light (no multiprocess), so it is re-exported for anyone checking their
-# own recorded histories; the process-starting checks stay behind stress._runner's lazy lookup.
+# The history checker and the file-system interposer are light (no multiprocess), so they are
+# re-exported for anyone checking their own histories or tracing their own store's I/O; the
+# process-starting checks stay behind stress._runner's lazy lookup.
 from ._history import Op as Op
+from ._interpose import FaultPlan as FaultPlan
+from ._interpose import mark as mark
+from ._interpose import set_fault as set_fault
+from ._interpose import traced as traced
 from ._linearize import Violation as Violation
 from ._linearize import check_history as check_history
 from ._linearize import format_violations as format_violations
 
-__all__: list[str] = ["Op", "Violation", "check_history", "format_violations"]
+__all__: list[str] = [
+    "FaultPlan",
+    "Op",
+    "Violation",
+    "check_history",
+    "format_violations",
+    "mark",
+    "set_fault",
+    "traced",
+]
