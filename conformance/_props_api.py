@@ -45,38 +45,45 @@ def check_c7(ctx: CheckContext) -> str:
         store = ctx.workspace.open(path)
         try:
             _fill(store, committed)
-            op = data.draw(st.sampled_from(["save", "load", "delete"]), label="operation")
             target = data.draw(
                 st.sampled_from(sorted(committed)) if committed else keys(ctx.caps), label="key"
             )
-            args: list[object] = [*target, data.draw(offsets(ctx.caps), label="offset")]
-            args = args if op == "save" else args[:2]
-            where = data.draw(st.integers(0, len(args) - 1), label="bad argument")
-            kind = data.draw(st.sampled_from(["type", "range"]), label="kind")
-            if kind == "type":
-                args[where] = data.draw(wrong_types(), label="wrong type")
-                expected: type[Exception] = TypeError
-            else:
-                args[where] = data.draw(bad_values(CONTRACT_MAX[_ARG_NAMES[where]]), label="value")
-                expected = ValueError
-            call = f"{op}({', '.join(map(repr, args))})"
-            note(call)
-            try:
-                getattr(store, op)(*args)
-            except expected:
-                pass
-            except Exception as exc:  # noqa: BLE001 - the wrong error is the finding
-                raise ContractViolation(
-                    "C7", f"{call} raised {type(exc).__name__}: {exc}; expected {expected.__name__}"
-                ) from exc
-            else:
-                raise ContractViolation("C7", f"{call} returned; expected {expected.__name__}")
-            _unchanged(ctx, store, path, committed, call)
+            valid = [*target, data.draw(offsets(ctx.caps), label="offset")]
+            # Every operation, every argument, both kinds of badness: 14 calls per example.
+            for op, arity in (("save", 3), ("load", 2), ("delete", 2)):
+                for where in range(arity):
+                    for kind in ("type", "range"):
+                        args: list[object] = valid[:arity]
+                        if kind == "type":
+                            args[where] = data.draw(wrong_types(), label="wrong type")
+                            expected: type[Exception] = TypeError
+                        else:
+                            limit = CONTRACT_MAX[_ARG_NAMES[where]]
+                            args[where] = data.draw(bad_values(limit), label="out of range")
+                            expected = ValueError
+                        _refused(ctx, store, path, committed, op, args, expected)
         finally:
             ctx.workspace.close_all()
 
     domain()
     return ""
+
+
+def _refused(ctx: CheckContext, store: Any, path: str, committed: dict[Key, int], op: str,
+             args: list[object], expected: type[Exception]) -> None:
+    call = f"{op}({', '.join(map(repr, args))})"
+    note(call)
+    try:
+        getattr(store, op)(*args)
+    except expected:
+        pass
+    except Exception as exc:  # noqa: BLE001 - the wrong error is the finding
+        raise ContractViolation(
+            "C7", f"{call} raised {type(exc).__name__}: {exc}; expected {expected.__name__}"
+        ) from exc
+    else:
+        raise ContractViolation("C7", f"{call} returned; expected {expected.__name__}")
+    _unchanged(ctx, store, path, committed, call)
 
 
 def _unchanged(ctx: CheckContext, store: Any, path: str, committed: dict[Key, int], call: str) -> None:
@@ -88,9 +95,8 @@ def _unchanged(ctx: CheckContext, store: Any, path: str, committed: dict[Key, in
     if listing != committed:
         raise ContractViolation("C7", f"after {call} raised, list_all() = {listing!r}, was {committed!r}")
     if ctx.caps.persistent:
-        store.close()
-        reopened = ctx.workspace.open(path)
-        listing = reopened.list_all()
+        with ctx.factory(path) as other:  # a second handle: the first stays open for more calls
+            listing = other.list_all()
         if listing != committed:
             raise ContractViolation(
                 "C7", f"after {call} raised, a new handle lists {listing!r}, was {committed!r}"
