@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -57,6 +60,21 @@ def assert_caught(result: PropertyResult, seed: int, *evidence: str) -> None:
     assert any(e in result.details for e in evidence), result.details
     # A readable excerpt: operations with their times and outcomes, one per line.
     assert " ms  " in result.details
+
+
+def test_monotonic_clock_is_one_clock_across_processes() -> None:
+    # The checker compares times read in different processes. A per-process clock (macOS before
+    # Python 3.10 subtracted each process's start-up offset) would put the child's reading before
+    # the parent's, and every cross-worker ordering would be wrong.
+    before = time.monotonic()
+    child = subprocess.run(
+        [sys.executable, "-c", "import time; print(repr(time.monotonic()))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    after = time.monotonic()
+    assert before <= float(child.stdout) <= after
 
 
 # -- correct stores pass ------------------------------------------------------------------------
