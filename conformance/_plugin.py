@@ -28,6 +28,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "lock-file store)",
     )
     group.addoption(
+        "--conformance-profile",
+        default="quick",
+        metavar="NAME",
+        help="Hypothesis profile of the conformance suite: quick, ci, thorough (default quick)",
+    )
+    group.addoption(
         "--stress",
         action="store_true",
         default=False,
@@ -76,6 +82,13 @@ def store_spec(request: pytest.FixtureRequest) -> str:
 
     spec: str | None = request.config.getoption("store")
     return spec or DEFAULT_SPEC
+
+
+@pytest.fixture
+def conformance_profile(request: pytest.FixtureRequest) -> str:
+    """The Hypothesis profile name given with ``--conformance-profile``."""
+    profile: str = request.config.getoption("conformance_profile")
+    return profile
 
 
 @pytest.fixture

@@ -1,0 +1,32 @@
+"""The conformance suite as pytest tests, one per property, on the store ``--store`` names.
+
+Run it on your store without writing a test::
+
+    pytest --pyargs lance_offsets.conformance.suite --store mypkg.store:factory
+
+or from your own test folder, with a one-line module (pytest collects imported tests)::
+
+    from lance_offsets.conformance.suite import test_property  # noqa: F401
+
+Single-process properties only; the multi-process ones run with ``lance-offsets check``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ._catalog import property_ids
+
+__all__ = ["test_property"]
+
+
+@pytest.mark.parametrize("property_id", property_ids("conformance"))
+def test_property(property_id: str, store_spec: str, conformance_profile: str) -> None:
+    """One property of DESIGN.md section 3 on the store under test."""
+    from ._run import check_property
+
+    result = check_property(store_spec, property_id, profile=conformance_profile)
+    if result.outcome == "not-applicable":
+        pytest.skip(f"{property_id} not applicable: {result.details}")
+    if result.outcome == "failed":
+        pytest.fail(result.details, pytrace=False)

@@ -1,0 +1,58 @@
+"""The suite itself: reference verdicts, capabilities, the CLI's JSON, a light plugin."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from lance_offsets.conformance import PROPERTIES, check_property, run_checks
+from lance_offsets.conformance._catalog import property_ids
+from lance_offsets.conformance._check import report_json
+
+MEMORY = "lance_offsets.conformance.reference:memory"
+
+
+def test_memory_store_passes_or_is_not_applicable() -> None:
+    results = run_checks(MEMORY, profile="smoke", only=property_ids("conformance"))
+    verdict = {r.id: r.outcome for r in results}
+    assert {p for p, o in verdict.items() if o == "failed"} == set(), results
+    # Missing capabilities are reported, never passed.
+    for pid in ("P1", "P2", "F1", "S1"):
+        assert verdict[pid] == "not-applicable"
+
+
+def test_lockfile_store_passes_the_machine_properties() -> None:
+    for pid in ("C5", "P1", "F1"):
+        result = check_property("lance_offsets.conformance.reference:lockfile", pid, profile="smoke")
+        assert result.outcome == "passed", result
+
+
+def test_json_lists_every_property_of_the_catalog() -> None:
+    results = run_checks(MEMORY, profile="smoke", only=["C1", "P1"])
+    document = report_json(MEMORY, results, 1.0)
+    assert document["store"] == MEMORY
+    assert document["properties"] == {"C1": "passed", "P1": "not-applicable"}
+    assert set(document["details"]) == {"C1", "P1"}
+    assert set(PROPERTIES) >= set(document["properties"])
+
+
+def test_check_command_exit_status_and_json(tmp_path: Path) -> None:
+    out = tmp_path / "verdict.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "lance_offsets", "check", MEMORY, "--only", "C1,C2,P1",
+         "--profile", "smoke", "--json", str(out)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "C2   absent keys load as None" in done.stdout
+    assert json.loads(out.read_text())["properties"]["P1"] == "not-applicable"
+
+
+def test_plugin_import_is_light() -> None:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import lance_offsets.conformance._plugin"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    assert "hypothesis" not in done.stderr

@@ -1,0 +1,25 @@
+"""Each broken store of the zoo fails on the property it breaks, with a readable counterexample."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the zoo is importable by spec string
+
+from zoo.defects import EXPECTED  # noqa: E402
+
+from lance_offsets.conformance import check_property  # noqa: E402
+
+# P2 defects need a second process: they run in tests/slow/test_conformance_zoo_p2.py.
+FAST = {name: pid for name, pid in EXPECTED.items() if pid != "P2"}
+
+
+@pytest.mark.parametrize(("name", "pid"), sorted(FAST.items()))
+def test_broken_store_fails_its_property(name: str, pid: str) -> None:
+    result = check_property(f"zoo.defects:{name}", pid, profile="smoke")
+    assert result.outcome == "failed", f"{name} should fail {pid}: {result}"
+    assert f"[{pid} " in result.details
+    assert "Falsifying example" in result.details  # the shrunk steps a person reads
