@@ -32,6 +32,10 @@ from lance_offsets.stress._options import StressOptions
 
 pytestmark = pytest.mark.slow
 
+#: The zoo's stores model POSIX semantics: Windows refuses to replace or unlink a file another
+#: process has open, so there they fail for other reasons than their defect.
+posix_zoo = pytest.mark.skipif(sys.platform == "win32", reason="zoo stores assume POSIX rename")
+
 TESTS_DIR = str(Path(__file__).resolve().parent.parent)
 REFERENCE = "lance_offsets.conformance.reference:lockfile"
 ZOO = "zoo.stress_concurrency_zoo"
@@ -80,17 +84,18 @@ def test_monotonic_clock_is_one_clock_across_processes() -> None:
 # -- correct stores pass ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("check", [check_m1, check_m2], ids=["M1", "M2"])
-def test_reference_store_passes(check: object, stress_options: StressOptions) -> None:
-    assert callable(check)
-    assert_passed(check(REFERENCE, short(stress_options, 1.5)))
+def test_reference_store_passes_m2(stress_options: StressOptions) -> None:
+    assert_passed(check_m2(REFERENCE, short(stress_options, 1.5)))
 
 
-def test_same_seed_same_schedule_and_killed_histories_kept(stress_options: StressOptions) -> None:
-    # Two runs of the careful store with one seed: both pass, and every worker ran a prefix of
-    # the one schedule the seed defines. Timing (so interleaving and length) differs; choices don't.
+def test_reference_store_passes_m1_and_same_seed_replays_same_schedule(
+    stress_options: StressOptions,
+) -> None:
+    # M1 on the reference store, twice with one seed: both pass, and every worker ran a prefix
+    # of the one schedule the seed defines. Timing (so interleaving and length) differs; choices
+    # don't.
     options = short(stress_options, 1.0)
-    runs = [run_workload(f"{ZOO}:careful", options, M1_WORKLOAD) for _ in range(2)]
+    runs = [run_workload(REFERENCE, options, M1_WORKLOAD) for _ in range(2)]
     kills = kill_schedule(options, M1_WORKLOAD)
     assert kills, "the run is long enough for one kill"
     for run in runs:
@@ -110,6 +115,8 @@ def test_same_seed_same_schedule_and_killed_histories_kept(stress_options: Stres
             assert ops == [next(expected) for _ in ops]
         # A killed worker's history survives up to its last record; its last call, if it was
         # inside one, is indeterminate (no completion) and every earlier one completed.
+        first_victim = kills[0][1]  # the slot's original worker has the slot's number
+        assert by_worker[first_victim], "the killed worker's operations were kept"
         for worker in range(options.workers + len(kills)):
             mine = [op for op in run.ops if op.worker == worker]
             assert all(op.complete is not None for op in mine[:-1])
@@ -118,11 +125,13 @@ def test_same_seed_same_schedule_and_killed_histories_kept(stress_options: Stres
 # -- the zoo: each defect caught on its property --------------------------------------------------
 
 
+@posix_zoo
 def test_shared_temp_file_fails_m1(stress_options: StressOptions) -> None:
     result = check_m1(f"{ZOO}:shared_tmp", short(stress_options, 1.0))
     assert_caught(result, stress_options.seed, "FileNotFoundError", "ValueError", "ever saved")
 
 
+@posix_zoo
 def test_unlinked_held_lock_fails_m2(stress_options: StressOptions) -> None:
     result = check_m2(f"{ZOO}:unlinking_delete", short(stress_options, 1.0))
     assert_caught(
@@ -130,17 +139,20 @@ def test_unlinked_held_lock_fails_m2(stress_options: StressOptions) -> None:
     )
 
 
+@posix_zoo
 def test_careful_store_with_the_same_workload_passes_m2(stress_options: StressOptions) -> None:
     # The control for the test above: the same lock and the same races, but delete takes the
     # lock and leaves the lock file alone.
     assert_passed(check_m2(f"{ZOO}:careful", short(stress_options, 1.0)))
 
 
+@posix_zoo
 def test_stale_cache_fails_m1(stress_options: StressOptions) -> None:
     result = check_m1(f"{ZOO}:stale_cache", short(stress_options, 1.0))
     assert_caught(result, stress_options.seed, "not linearizable")
 
 
+@posix_zoo
 def test_read_modify_write_of_one_file_fails_m1(stress_options: StressOptions) -> None:
     result = check_m1(f"{ZOO}:rmw_json", short(stress_options, 1.0))
     assert_caught(result, stress_options.seed, "not linearizable")
