@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._capabilities import Capabilities as Capabilities
 from ._capabilities import capabilities_of as capabilities_of
 from ._catalog import PROPERTIES as PROPERTIES
@@ -10,8 +12,6 @@ from ._results import PropertyResult as PropertyResult
 from ._spec import DEFAULT_SPEC as DEFAULT_SPEC
 from ._spec import SpecError as SpecError
 from ._spec import load_factory as load_factory
-
-from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._machine import ContractViolation as ContractViolation
@@ -48,8 +48,8 @@ __all__ = [
     "PropertyResult",
     "SpecError",
     "StoreMachine",
-    "check_property",
     "capabilities_of",
+    "check_property",
     "load_factory",
     "run_checks",
     "store_machine",

@@ -43,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="comma-separated property IDs to check, e.g. C1,C5,P2 (default: all)",
     )
-    parser.add_argument("--json", metavar="FILE", default=None, help="also write the verdict as JSON")
+    parser.add_argument(
+        "--json", metavar="FILE", default=None, help="also write the verdict as JSON"
+    )
     parser.add_argument(
         "--stress",
         action="store_true",
@@ -70,7 +72,11 @@ def report_json(spec: str, results: list[PropertyResult], seconds: float) -> dic
         "store": spec,
         "properties": {r.id: r.outcome for r in results},
         "details": {
-            r.id: {"title": PROPERTIES[r.id].title, "seconds": round(r.seconds, 3), "details": r.details}
+            r.id: {
+                "title": PROPERTIES[r.id].title,
+                "seconds": round(r.seconds, 3),
+                "details": r.details,
+            }
             for r in results
         },
         "seconds": round(seconds, 3),
@@ -85,15 +91,21 @@ def run(args: argparse.Namespace) -> int:
         only = [p.strip().upper() for p in args.only.split(",") if p.strip()]
         unknown = [p for p in only if p not in PROPERTIES]
         if unknown:
-            print(f"lance-offsets check: unknown property IDs {unknown}; known: "
-                  f"{', '.join(PROPERTIES)}", file=sys.stderr)
+            print(
+                f"lance-offsets check: unknown property IDs {unknown}; known: "
+                f"{', '.join(PROPERTIES)}",
+                file=sys.stderr,
+            )
             return 2
     if args.workers < 1:
         print("lance-offsets check: --workers must be at least 1", file=sys.stderr)
         return 2
     _cwd_importable()
-    print(f"checking {args.spec} (profile {args.profile}"
-          f"{', long stress runs' if args.stress else ''}, {args.workers} worker(s))", file=out)
+    print(
+        f"checking {args.spec} (profile {args.profile}"
+        f"{', long stress runs' if args.stress else ''}, {args.workers} worker(s))",
+        file=out,
+    )
     start = time.monotonic()
     try:
         results = run_checks(
@@ -119,8 +131,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n=== {result.id} {PROPERTIES[result.id].title}: FAILED ===", file=out)
         print(result.details, file=out)
     passed = sum(r.outcome == "passed" for r in results)
-    print(f"\n{passed} passed, {len(failed)} failed, "
-          f"{len(results) - passed - len(failed)} not applicable in {seconds:.1f}s", file=out)
+    print(
+        f"\n{passed} passed, {len(failed)} failed, "
+        f"{len(results) - passed - len(failed)} not applicable in {seconds:.1f}s",
+        file=out,
+    )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(report_json(args.spec, results, seconds), file, indent=2)

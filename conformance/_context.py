@@ -12,7 +12,7 @@ from ._workspace import Workspace
 __all__ = ["CheckContext", "NotApplicable"]
 
 
-class NotApplicable(Exception):  # noqa: N818 - a verdict, not an error
+class NotApplicable(Exception):
     """Raised by a check that finds, at run time, that its property cannot be checked here."""
 
 

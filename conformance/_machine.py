@@ -113,7 +113,7 @@ class StoreMachine(RuleBasedStateMachine):
     def _open(self, slot: str) -> None:
         self.generation += 1
         name = f"{slot}{self.generation}"
-        self.handles[slot] = self.factory(self.path)
+        self.handles[slot] = self.workspace.factory(self.path)
         self.names[slot] = name
         self.opened_at[name] = self.step
 
@@ -142,7 +142,7 @@ class StoreMachine(RuleBasedStateMachine):
     def _call(self, pid: str, what: str, fn: Callable[..., Any], *args: object) -> Any:
         try:
             return fn(*args)
-        except Exception as exc:  # noqa: BLE001 - any exception here is the finding
+        except Exception as exc:
             self._violate(pid, f"{what} raised {type(exc).__name__}: {exc}")
             raise  # unreachable: _violate raises
 
@@ -269,7 +269,9 @@ class StoreMachine(RuleBasedStateMachine):
         got = self._call(pid, f"load{key}", self.handles[slot].load, *key)
         note(f"{self._name(slot)}.load{key} -> {got!r}")
         if got != expected:
-            self._violate(pid, f"load{key} on {self._name(slot)} gave {got!r}, expected {expected!r}")
+            self._violate(
+                pid, f"load{key} on {self._name(slot)} gave {got!r}, expected {expected!r}"
+            )
 
     @precondition(lambda self: "list_all" in self.families)
     @rule(which=st.integers(0, 1))
@@ -393,7 +395,9 @@ def store_machine(
     ids = frozenset(MACHINE_PLANS) if focus is None else frozenset(focus)
     unknown = ids - set(MACHINE_PLANS)
     if unknown:
-        raise ValueError(f"the machine does not check {sorted(unknown)}; it checks {list(MACHINE_PLANS)}")
+        raise ValueError(
+            f"the machine does not check {sorted(unknown)}; it checks {list(MACHINE_PLANS)}"
+        )
     families = _families(caps, (f for pid in ids for f in MACHINE_PLANS[pid]), spec)
     workspace = Workspace(factory, workdir)
     atexit.register(workspace.cleanup)

@@ -28,7 +28,8 @@ PROFILES: Final[dict[str, settings]] = {
         stateful_step_count=20,
         deadline=None,
         suppress_health_check=_SUPPRESSED,
-        phases=_PHASES, report_multiple_bugs=False,
+        phases=_PHASES,
+        report_multiple_bugs=False,
     ),
     "ci": settings(
         max_examples=50,
@@ -37,14 +38,16 @@ PROFILES: Final[dict[str, settings]] = {
         derandomize=True,
         print_blob=True,
         suppress_health_check=_SUPPRESSED,
-        phases=_PHASES, report_multiple_bugs=False,
+        phases=_PHASES,
+        report_multiple_bugs=False,
     ),
     "thorough": settings(
         max_examples=400,
         stateful_step_count=60,
         deadline=None,
         suppress_health_check=_SUPPRESSED,
-        phases=_PHASES, report_multiple_bugs=False,
+        phases=_PHASES,
+        report_multiple_bugs=False,
     ),
     # Few examples: enough for a broken store to fail fast in the project's own default tests.
     "smoke": settings(
@@ -53,7 +56,8 @@ PROFILES: Final[dict[str, settings]] = {
         deadline=None,
         derandomize=True,
         suppress_health_check=_SUPPRESSED,
-        phases=_PHASES, report_multiple_bugs=False,
+        phases=_PHASES,
+        report_multiple_bugs=False,
     ),
 }
 

@@ -48,7 +48,7 @@ def check_c7(ctx: CheckContext) -> str:
             target = data.draw(
                 st.sampled_from(sorted(committed)) if committed else keys(ctx.caps), label="key"
             )
-            valid = [*target, data.draw(offsets(ctx.caps), label="offset")]
+            valid: list[object] = [*target, data.draw(offsets(ctx.caps), label="offset")]
             # Every operation, every argument, both kinds of badness: 14 calls per example.
             for op, arity in (("save", 3), ("load", 2), ("delete", 2)):
                 for where in range(arity):
@@ -61,7 +61,7 @@ def check_c7(ctx: CheckContext) -> str:
                             limit = CONTRACT_MAX[_ARG_NAMES[where]]
                             args[where] = data.draw(bad_values(limit), label="out of range")
                             expected = ValueError
-                        _refused(ctx, store, path, committed, op, args, expected)
+                        _refused(ctx, store, path, committed, op=op, args=args, expected=expected)
         finally:
             ctx.workspace.close_all()
 
@@ -69,15 +69,23 @@ def check_c7(ctx: CheckContext) -> str:
     return ""
 
 
-def _refused(ctx: CheckContext, store: Any, path: str, committed: dict[Key, int], op: str,
-             args: list[object], expected: type[Exception]) -> None:
+def _refused(
+    ctx: CheckContext,
+    store: Any,
+    path: str,
+    committed: dict[Key, int],
+    *,
+    op: str,
+    args: list[object],
+    expected: type[Exception],
+) -> None:
     call = f"{op}({', '.join(map(repr, args))})"
     note(call)
     try:
         getattr(store, op)(*args)
     except expected:
         pass
-    except Exception as exc:  # noqa: BLE001 - the wrong error is the finding
+    except Exception as exc:
         raise ContractViolation(
             "C7", f"{call} raised {type(exc).__name__}: {exc}; expected {expected.__name__}"
         ) from exc
@@ -86,14 +94,20 @@ def _refused(ctx: CheckContext, store: Any, path: str, committed: dict[Key, int]
     _unchanged(ctx, store, path, committed, call)
 
 
-def _unchanged(ctx: CheckContext, store: Any, path: str, committed: dict[Key, int], call: str) -> None:
+def _unchanged(
+    ctx: CheckContext, store: Any, path: str, committed: dict[Key, int], call: str
+) -> None:
     for key, offset in committed.items():
         got = store.load(*key)
         if got != offset:
-            raise ContractViolation("C7", f"after {call} raised, load{key} gave {got!r}, was {offset}")
+            raise ContractViolation(
+                "C7", f"after {call} raised, load{key} gave {got!r}, was {offset}"
+            )
     listing = store.list_all()
     if listing != committed:
-        raise ContractViolation("C7", f"after {call} raised, list_all() = {listing!r}, was {committed!r}")
+        raise ContractViolation(
+            "C7", f"after {call} raised, list_all() = {listing!r}, was {committed!r}"
+        )
     if ctx.caps.persistent:
         with ctx.factory(path) as other:  # a second handle: the first stays open for more calls
             listing = other.list_all()
@@ -106,7 +120,7 @@ def _unchanged(ctx: CheckContext, store: Any, path: str, committed: dict[Key, in
 def _must_raise(what: str, fn: Any, *args: object) -> None:
     try:
         fn(*args)
-    except Exception:  # noqa: BLE001 - any exception is a refusal, which is all C8 asks
+    except Exception:
         return
     raise ContractViolation("C8", f"{what} after close() returned instead of raising")
 
@@ -128,16 +142,12 @@ def check_c8(ctx: CheckContext) -> str:
             other = ctx.workspace.open(path) if ctx.caps.persistent else None
             if other is not None and other.list_all() != committed:
                 raise ContractViolation(
-                    "C8", f"after the with block, a new handle lists {other.list_all()!r}, "
-                    f"saved {committed!r} inside it"
+                    "C8",
+                    f"after the with block, a new handle lists {other.list_all()!r}, "
+                    f"saved {committed!r} inside it",
                 )
             failing = ctx.workspace.open(path)
-            try:
-                with failing:
-                    raise _Marker
-            except _Marker:
-                pass
-            else:
+            if not _exit_propagates(failing):
                 raise ContractViolation("C8", "__exit__ swallowed an exception raised in the block")
             _must_raise("list_all() (after a with block that raised)", failing.list_all)
             if other is not None:
@@ -159,10 +169,23 @@ class _Marker(Exception):
     pass
 
 
+def _raise_marker() -> None:
+    raise _Marker
+
+
+def _exit_propagates(store: Any) -> bool:
+    try:
+        with store:
+            _raise_marker()
+    except _Marker:
+        return True
+    return False
+
+
 def _closed_refuses(store: Any, committed: dict[Key, int], late: tuple[Key, int]) -> None:
     try:
         store.close()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ContractViolation(
             "C8", f"close() after the with block raised {type(exc).__name__}: {exc}"
         ) from exc

@@ -22,8 +22,30 @@ __all__ = ["UNSAFE_NAMES", "check_s1", "is_unsafe"]
 
 #: Names every store with names must reject (DESIGN.md section 3, S1).
 UNSAFE_NAMES: Final = (
-    "", ".", "..", "../x", "..\\x", "a/b", "a\\b", "/abs", "\\abs", "x/../..", "a\x00b", "a:b",
-    "C:x", "CON", "con", "Con.txt", "NUL", "nul.log", "PRN", "AUX", "COM1", "com9", "LPT1", "lpt9.x",
+    "",
+    ".",
+    "..",
+    "../x",
+    "..\\x",
+    "a/b",
+    "a\\b",
+    "/abs",
+    "\\abs",
+    "x/../..",
+    "a\x00b",
+    "a:b",
+    "C:x",
+    "CON",
+    "con",
+    "Con.txt",
+    "NUL",
+    "nul.log",
+    "PRN",
+    "AUX",
+    "COM1",
+    "com9",
+    "LPT1",
+    "lpt9.x",
 )
 
 _RESERVED: Final = re.compile(r"(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?", re.IGNORECASE)
@@ -73,11 +95,12 @@ def check_s1(ctx: CheckContext) -> str:
             store.save(1, 2, 3)
         except ValueError as exc:
             note(f"raised ValueError: {exc}")
-        except Exception as exc:  # noqa: BLE001 - the wrong error is a finding for unsafe names
+        except Exception as exc:
             if unsafe:
                 raise ContractViolation(
-                    "S1", f"open_named(base, {name!r}) raised {type(exc).__name__}: {exc}; "
-                    "expected ValueError"
+                    "S1",
+                    f"open_named(base, {name!r}) raised {type(exc).__name__}: {exc}; "
+                    "expected ValueError",
                 ) from exc
             note(f"safe name refused with {type(exc).__name__}: allowed")
         else:

@@ -43,7 +43,7 @@ def _serve(spec: str, conn: Any) -> None:
             else:
                 reply = getattr(store, op)(*args)
             conn.send(("ok", reply))
-        except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent, named
+        except Exception as exc:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
     if store is not None:
         with contextlib.suppress(Exception):

@@ -57,7 +57,8 @@ def _run_machine(ctx: CheckContext, pid: str) -> str:
 
     machine = store_machine(ctx.factory, focus=[pid], spec=ctx.spec, workdir=ctx.workspace.root)
     try:
-        run_state_machine_as_test(machine, settings=ctx.settings)
+        # Hypothesis leaves this function unannotated; its signature is (class, *, settings).
+        run_state_machine_as_test(machine, settings=ctx.settings)  # type: ignore[no-untyped-call]
     finally:
         if machine.remote is not None:
             machine.remote.stop()
@@ -69,7 +70,9 @@ def _run_machine(ctx: CheckContext, pid: str) -> str:
     return "; ".join(notes)
 
 
-def _check_function(pid: str) -> Callable[[CheckContext], str]:
+def _checker(pid: str) -> Callable[[CheckContext], str]:
+    if pid in MACHINE_PLANS:
+        return lambda ctx: _run_machine(ctx, pid)
     module_name, _, func = CHECKS[pid].partition(":")
     module = importlib.import_module(module_name, __package__)
     return getattr(module, func)  # type: ignore[no-any-return]
@@ -91,18 +94,17 @@ def check_property(
     caps = capabilities_of(factory)
     missing = caps.missing(PROPERTIES[pid].needs)
     if missing:
-        return PropertyResult(pid, "not-applicable", 0.0, f"store does not claim {', '.join(missing)}")
+        return PropertyResult(
+            pid, "not-applicable", 0.0, f"store does not claim {', '.join(missing)}"
+        )
     settings = profile_settings(profile)
     with Workspace(factory, workdir) as workspace:
         ctx = CheckContext(factory, caps, spec, settings, workspace)
         try:
-            if pid in MACHINE_PLANS:
-                details = _run_machine(ctx, pid)
-            else:
-                details = _check_function(pid)(ctx)
+            details = _checker(pid)(ctx)
         except NotApplicable as why:
             return PropertyResult(pid, "not-applicable", time.monotonic() - start, str(why))
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a readable verdict
+        except Exception as exc:
             return PropertyResult(pid, "failed", time.monotonic() - start, failure_text(exc))
     return PropertyResult(pid, "passed", time.monotonic() - start, details)
 
@@ -126,8 +128,10 @@ def _run_stress(spec: str, ids: list[str], stress: bool, options: Any) -> list[P
         except (ModuleNotFoundError, AttributeError) as exc:
             why = f"{NOT_IMPLEMENTED} ({type(exc).__name__}: {exc})"
             results.append(PropertyResult(pid, "failed", time.monotonic() - start, why))
-        except Exception as exc:  # noqa: BLE001 - a crashing check is a failed property
-            results.append(PropertyResult(pid, "failed", time.monotonic() - start, failure_text(exc)))
+        except Exception as exc:
+            results.append(
+                PropertyResult(pid, "failed", time.monotonic() - start, failure_text(exc))
+            )
     return results
 
 
@@ -173,11 +177,27 @@ def run_checks(
                 progress(result)
             results.append(result)
         return results
-    return _parallel(spec, ids, profile, stress, stress_options, workers, progress)
+    return _parallel(
+        spec,
+        ids,
+        profile=profile,
+        stress=stress,
+        options=stress_options,
+        workers=workers,
+        progress=progress,
+    )
 
 
-def _parallel(spec: str, ids: list[str], profile: str, stress: bool, options: Any, workers: int,
-              progress: Callable[[PropertyResult], None] | None) -> list[PropertyResult]:
+def _parallel(
+    spec: str,
+    ids: list[str],
+    *,
+    profile: str,
+    stress: bool,
+    options: Any,
+    workers: int,
+    progress: Callable[[PropertyResult], None] | None,
+) -> list[PropertyResult]:
     # Properties are independent (each makes its own directories), so a pool of spawned workers
     # gives the verdict of a serial run; tests/slow/test_conformance_check.py compares the two.
     from concurrent.futures import ProcessPoolExecutor, as_completed

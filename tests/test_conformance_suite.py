@@ -25,7 +25,9 @@ def test_memory_store_passes_or_is_not_applicable() -> None:
 
 def test_lockfile_store_passes_the_machine_properties() -> None:
     for pid in ("C5", "P1", "F1"):
-        result = check_property("lance_offsets.conformance.reference:lockfile", pid, profile="smoke")
+        result = check_property(
+            "lance_offsets.conformance.reference:lockfile", pid, profile="smoke"
+        )
         assert result.outcome == "passed", result
 
 
@@ -41,9 +43,23 @@ def test_json_lists_every_property_of_the_catalog() -> None:
 def test_check_command_exit_status_and_json(tmp_path: Path) -> None:
     out = tmp_path / "verdict.json"
     done = subprocess.run(
-        [sys.executable, "-m", "lance_offsets", "check", MEMORY, "--only", "C1,C2,P1",
-         "--profile", "smoke", "--json", str(out)],
-        capture_output=True, text=True, check=False, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "lance_offsets",
+            "check",
+            MEMORY,
+            "--only",
+            "C1,C2,P1",
+            "--profile",
+            "smoke",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "C2   absent keys load as None" in done.stdout
@@ -53,6 +69,9 @@ def test_check_command_exit_status_and_json(tmp_path: Path) -> None:
 def test_plugin_import_is_light() -> None:
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import lance_offsets.conformance._plugin"],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     assert "hypothesis" not in done.stderr

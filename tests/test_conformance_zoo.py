@@ -9,9 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the zoo is importable by spec string
 
-from zoo.defects import EXPECTED  # noqa: E402
-
-from lance_offsets.conformance import check_property  # noqa: E402
+from lance_offsets.conformance import check_property
+from zoo.defects import EXPECTED
 
 # P2 defects need a second process: they run in tests/slow/test_conformance_zoo_p2.py.
 FAST = {name: pid for name, pid in EXPECTED.items() if pid != "P2"}

@@ -9,9 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from zoo.defects import EXPECTED  # noqa: E402
-
-from lance_offsets.conformance import check_property  # noqa: E402
+from lance_offsets.conformance import check_property
+from zoo.defects import EXPECTED
 
 P2 = sorted(name for name, pid in EXPECTED.items() if pid == "P2")
 

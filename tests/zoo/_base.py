@@ -7,6 +7,7 @@ renamed over; no cache, so every handle and process sees every write at once. Ea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -70,10 +71,8 @@ class DirStore:
     def delete(self, topic_id: int, consumer_id: int) -> None:
         key = check_key(topic_id, consumer_id)
         self._open_check()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(self.file_of(key))
-        except FileNotFoundError:
-            pass
 
     def list_all(self) -> dict[tuple[int, int], int]:
         self._open_check()

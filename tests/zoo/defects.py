@@ -29,7 +29,7 @@ class ZeroForAbsent(DirStore):
 
 
 class ConcatenatedNames(DirStore):
-    """C5: file names built as ``f"{topic}{consumer}"``, so keys (1, 23) and (12, 3) share a file."""
+    """C5: file names built as ``f"{topic}{consumer}"``: keys (1, 23) and (12, 3) share a file."""
 
     def file_of(self, key: Key) -> str:
         return os.path.join(self.path, f"{key[0]}{key[1]}.off")
@@ -40,7 +40,7 @@ class ConcatenatedNames(DirStore):
 
 
 class InternalDict(DirStore):
-    """C6: ``list_all`` hands out the store's own cache dict; the caller's edits change the store."""
+    """C6: ``list_all`` hands out the store's own cache dict: the caller's edits change it."""
 
     persistent = False
 
@@ -219,7 +219,7 @@ class HookedDir(DirStore):
         for hook in self.hooks:
             try:
                 hook.on_commit(info)
-            except Exception as exc:  # noqa: BLE001 - collected, raised together below
+            except Exception as exc:
                 errors.append(exc)
         if errors:
             raise HookFailed(info, errors)
@@ -250,8 +250,15 @@ class HookOnFailedSave(HookedDir):
         try:
             DirStore.save(self, topic_id, consumer_id, offset)
         finally:
-            self.run_hooks(CommitInfo(topic_id, consumer_id, offset, None,
-                                      datetime.datetime.now(datetime.timezone.utc)))
+            self.run_hooks(
+                CommitInfo(
+                    topic_id,
+                    consumer_id,
+                    offset,
+                    None,
+                    datetime.datetime.now(datetime.timezone.utc),
+                )
+            )
 
 
 class PreviousFromHandle(HookedDir):
