@@ -106,6 +106,14 @@ def points(trace: list[TraceOp]) -> list[tuple[TraceOp, str]]:
     return points
 
 
+def _acked(message: tuple[str, Any]) -> int:
+    """The acknowledged value a save loop's message carries, or why the loop stopped."""
+    tag, value = message
+    if tag != "acked":
+        raise WorkerGone(f"the save loop stopped: {tag} {value}")
+    return int(value)
+
+
 def _shown(value: int | None) -> str:
     return "absent" if value is None else str(value)
 
@@ -166,15 +174,23 @@ class Run:
             "later": None if later is None else (crash.key, later),
         }
         worker.send(job)
-        _, read = worker.recv(STEP_SECONDS)
         blocked = saved = None
         try:
-            _, saved = worker.recv(self.bound + 2.0)
+            _, read = worker.recv(self.bound + 2.0)
         except WorkerGone:
+            read = {}
             blocked = (
-                f"a later save in another process did not return within {self.bound:g} s "
-                "(a lock the killed worker held is still taken)"
+                f"reading the store in another process did not finish within {self.bound:g} s "
+                "(a lock the killed worker held is still taken?)"
             )
+        if blocked is None:
+            try:
+                _, saved = worker.recv(self.bound + 2.0)
+            except WorkerGone:
+                blocked = (
+                    f"a later save in another process did not return within {self.bound:g} s "
+                    "(a lock the killed worker held is still taken)"
+                )
         found, wait = judge(crash, read, saved, later=later, blocked=blocked, bound=self.bound)
         if wait is not None:
             self.result.max_wait = max(self.result.max_wait, wait)
@@ -276,12 +292,15 @@ class Run:
         delay = self.rng.uniform(0.0, MAX_KILL_DELAY)
         began = time.monotonic()
         last: int | None = None
-        while (left := began + delay - time.monotonic()) > 0:
-            if worker.conn.poll(left):
-                last = worker.conn.recv()[1]
-        for tag, value in worker.kill():
-            if tag == "acked":
-                last = value
+        try:
+            while (left := began + delay - time.monotonic()) > 0:
+                last = _acked(worker.recv(left))
+        except WorkerGone as exc:
+            if "sent nothing" not in str(exc):  # only a quiet pipe is normal here
+                worker.kill()
+                raise
+        for message in worker.kill():
+            last = _acked(message)
         self.result.kills += 1
         self.result.random_kills += 1
         acked = last is not None

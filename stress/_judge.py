@@ -127,6 +127,8 @@ def judge(
     :returns: the violations and the time the later save took.
     """
     out: list[Violation] = []
+    if blocked is not None and not read:  # even reading waited on the killed worker's lock
+        return [Violation("D5", _story(crash, blocked))], None
     if "open" in read:
         out.append(Violation("D4", _story(crash, f"reopening the store {read['open']}")))
         return out, None

@@ -34,6 +34,7 @@ def zoo_importable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
 
 
+@pytest.mark.timeout(3600)  # with --stress: 2,000 kill cycles, several minutes
 def test_store_under_test_passes_every_crash_property(
     store_spec: str, stress_options: StressOptions
 ) -> None:
