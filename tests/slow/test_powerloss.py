@@ -97,13 +97,13 @@ def test_the_runner_reports_not_applicable_with_a_reason(short: StressOptions) -
     ],
 )
 def test_long_workload_passes_on_correct_stores(spec: str, stress_options: StressOptions) -> None:
-    run = run_powerloss(spec, stress_options)
+    run = run_powerloss(spec, dataclasses.replace(stress_options, workdir=None))
     assert passed(run), run.result.details
 
 
 @pytest.mark.stress
 @pytest.mark.parametrize("name", DEFECTIVE)
 def test_long_workload_fails_each_defect(name: str, stress_options: StressOptions) -> None:
-    result = check_d3(f"{ZOO}:{name}", stress_options)
+    result = check_d3(f"{ZOO}:{name}", dataclasses.replace(stress_options, workdir=None))
     print(result.details[:4000])
     assert result.outcome == "failed"
