@@ -31,10 +31,27 @@ from typing import Final, Literal
 
 from ._history import Key, Op, format_ops
 
-__all__ = ["Violation", "check_history", "first_unexplained", "format_violations", "shrink"]
+__all__ = [
+    "UndecidedError",
+    "Violation",
+    "check_history",
+    "first_unexplained",
+    "format_violations",
+    "shrink",
+]
 
 #: Violations of each kind shown in a report; the rest are counted.
 SHOWN_PER_KIND: Final = 3
+#: Configurations explored at one return before the checker gives up on a key. Correct stores
+#: stay in the tens (operations in flight x a few values); only a flood of indeterminate
+#: operations (a store raising on most calls) comes near, and giving up is then reported as a
+#: failure to decide, never as a pass.
+MAX_CONFIGS: Final = 200_000
+
+
+class UndecidedError(Exception):
+    """The search for a linearization grew past :data:`MAX_CONFIGS`."""
+
 
 #: A configuration: the register's value, the pending operations already linearized, and how
 #: many indeterminate deletes were used.
@@ -52,7 +69,7 @@ class Violation:
     :ivar excerpt: the operations that show it (shrunk to a minimal set for ``not-linearizable``).
     """
 
-    kind: Literal["exception", "unknown-value", "not-linearizable"]
+    kind: Literal["exception", "unknown-value", "not-linearizable", "undecided"]
     key: Key
     summary: str
     excerpt: tuple[Op, ...]
@@ -162,6 +179,8 @@ def _linearize_through(
         for nxt in successors:
             if nxt not in seen:
                 seen.add(nxt)
+                if len(seen) > MAX_CONFIGS:
+                    raise UndecidedError(f"over {MAX_CONFIGS} configurations at one return")
                 stack.append(nxt)
     return {(state, done, used) for (state, done), used in best.items()}
 
@@ -177,7 +196,10 @@ def _reads_written(ops: Sequence[Op]) -> bool:
 
 def _fails(ops: Sequence[Op]) -> bool:
     # A candidate that lost the save a read returned fails for a dull reason: reject it.
-    return _reads_written(ops) and first_unexplained(ops) is not None
+    try:
+        return _reads_written(ops) and first_unexplained(ops) is not None
+    except UndecidedError:
+        return False
 
 
 def shrink(ops: Sequence[Op], *, budget_seconds: float = 5.0) -> list[Op]:
@@ -251,7 +273,12 @@ def check_history(ops: Sequence[Op], *, shrink_seconds: float = 5.0) -> list[Vio
         unknown.add((op.worker, op.seq))
     for key in sorted({op.key for op in ops}):
         mine = [op for op in ops if op.key == key and (op.worker, op.seq) not in unknown]
-        culprit = first_unexplained(mine)
+        try:
+            culprit = first_unexplained(mine)
+        except UndecidedError as exc:
+            summary = f"could not decide whether key {key} is linearizable ({exc}): not a pass"
+            violations.append(Violation("undecided", key, summary, ()))
+            continue
         if culprit is None:
             continue
         excerpt = shrink(mine, budget_seconds=shrink_seconds)
@@ -270,7 +297,7 @@ def format_violations(violations: Sequence[Violation], *, seed: int, origin: flo
     Times are printed in milliseconds after ``origin`` (the run's start signal).
     """
     lines: list[str] = []
-    for kind in ("unknown-value", "not-linearizable", "exception"):
+    for kind in ("unknown-value", "not-linearizable", "exception", "undecided"):
         of_kind = [v for v in violations if v.kind == kind]
         for v in of_kind[:SHOWN_PER_KIND]:
             lines.append(f"  {v.summary}")

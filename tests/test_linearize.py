@@ -9,6 +9,7 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lance_offsets.stress import _linearize as linearize
 from lance_offsets.stress._history import Op, OpKind, Outcome
 from lance_offsets.stress._linearize import (
     check_history,
@@ -186,6 +187,23 @@ def test_keys_are_checked_independently() -> None:
     [v] = check_history(h)
     assert v.kind == "not-linearizable"
     assert v.key == OTHER
+
+
+def test_flood_of_indeterminate_saves_is_undecided_not_passed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 12 saves in flight for ever, each read later: 2**12 orders to consider at the first return.
+    monkeypatch.setattr(linearize, "MAX_CONFIGS", 1000)
+    h = [op(w, "save", w + 1, w, None) for w in range(12)]
+    h.append(op(20, "load", None, 50, 51))
+    h.extend(op(21, "load", w + 1, 60 + 2 * w, 61 + 2 * w) for w in range(12))
+    with pytest.raises(linearize.UndecidedError):
+        first_unexplained(h)
+    [v] = check_history(h)
+    assert v.kind == "undecided"
+    assert "not a pass" in v.summary
+    monkeypatch.setattr(linearize, "MAX_CONFIGS", 200_000)
+    assert check_history(h) == []
 
 
 # -- shrinking and the report -------------------------------------------------------------------
