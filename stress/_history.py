@@ -103,7 +103,8 @@ class Op:
             how = f"fail ({self.error})"
         else:  # the report's summary line carries the whole message
             how = f"info: raised {(self.error or '').split(':')[0]}"
-        return f"w{self.worker:<3} #{self.seq:<6} [{start:10.3f} .. {end:>10}] ms  {what:<28} {how}"
+        who = f"w{self.worker:<3} #{self.seq:<6}"
+        return f"{who} [{start:10.3f} .. {end:>10}] ms  {self.key!s:<9} {what:<27} {how}"
 
 
 def format_ops(ops: list[Op], origin: float = 0.0) -> str:
