@@ -227,7 +227,11 @@ class _Run:
                     del waiting[worker]
                 elif not proc.is_alive():
                     why = read.crash or "see its stderr"
-                    return [f"worker {worker} exited ({proc.exitcode}) before it was ready: {why}"]
+                    return [
+                        f"worker {worker} exited ({proc.exitcode}) before it was ready: {why} "
+                        "(each worker calls factory(path) in its own process, all on one path; "
+                        "a store that cannot be shared should set shared = False on its factory)"
+                    ]
             time.sleep(0.01)
         return [f"workers {sorted(waiting)} not ready after {READY_SECONDS:g} s"] if waiting else []
 

@@ -158,6 +158,15 @@ def test_read_modify_write_of_one_file_fails_m1(stress_options: StressOptions) -
     assert_caught(result, stress_options.seed, "not linearizable")
 
 
+def test_store_that_one_process_cannot_share_fails_m1(stress_options: StressOptions) -> None:
+    options = dataclasses.replace(short(stress_options, 0.5), workers=2)
+    result = check_m1(f"{ZOO}:exclusive_open", options)
+    print(result.details)
+    assert result.outcome == "failed"
+    assert "before it was ready" in result.details
+    assert "AlreadyLocked" in result.details
+
+
 # -- long runs (pytest --stress) ----------------------------------------------------------------
 
 

@@ -16,6 +16,9 @@ reference store; every other factory is one defect seen in the wild:
   so it never notices another process's save or delete.
 - ``rmw_json`` (M1): one JSON file for all keys, read, modified and rewritten (atomically, by
   replace) without a lock: concurrent saves to *different* keys lose each other's updates.
+- ``exclusive_open`` (M1): locks the whole directory for as long as a handle is open (a
+  single-process design, like a database's ``LOCK`` file), so a second process cannot even open
+  it; the workers report it instead of a history.
 
 Use them as ``zoo.stress_concurrency_zoo:<name>`` with the ``tests`` folder on ``PYTHONPATH``.
 """
@@ -185,6 +188,20 @@ class _RmwJson(_FileStore):
         }
 
 
+class _ExclusiveOpen(_FileStore):
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.lock = open(os.path.join(path, "LOCK"), "a")  # noqa: SIM115 (held until close)
+        try:
+            portalocker.lock(self.lock, portalocker.LOCK_EX | portalocker.LOCK_NB)
+        except Exception:
+            self.lock.close()
+            raise
+
+    def close(self) -> None:
+        self.lock.close()
+
+
 def careful(path: str) -> _FileStore:
     """Correct: per-key lock never deleted, unique temp, replace (not durable: no fsync)."""
     return _FileStore(path)
@@ -210,6 +227,11 @@ def rmw_json(path: str) -> _FileStore:
     return _RmwJson(path)
 
 
+def exclusive_open(path: str) -> _FileStore:
+    """Only one handle, in one process, at a time (M1: workers cannot open it)."""
+    return _ExclusiveOpen(path)
+
+
 # None of them fsyncs: they are here for M1/M2, not for the durability properties.
-for _factory in (careful, shared_tmp, unlinking_delete, stale_cache, rmw_json):
+for _factory in (careful, shared_tmp, unlinking_delete, stale_cache, rmw_json, exclusive_open):
     _factory.durable = False  # type: ignore[attr-defined]
