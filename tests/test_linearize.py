@@ -316,7 +316,12 @@ def small_histories(draw: st.DrawFn) -> list[Op]:
         outcome = draw(st.sampled_from(outcomes))
         # Saves write unique values; loads may return any of them, None, or one nobody wrote.
         arg = i + 1 if kind == "save" else draw(st.sampled_from([None, 1, 2, 3, 4, 99]))
-        ops.append(op(i, kind, arg, start, None if outcome == "info" else end, outcome=outcome))
+        # An indeterminate operation either never completed (killed) or raised something
+        # undocumented (completion time known, effect unknown).
+        raised = outcome == "info" and draw(st.booleans())
+        finished = end if outcome != "info" or raised else None
+        error = "OSError: injected" if raised else None
+        ops.append(op(i, kind, arg, start, finished, outcome=outcome, error=error))
     return ops
 
 
