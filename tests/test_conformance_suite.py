@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lance_offsets.conformance import PROPERTIES, check_property, run_checks
+from lance_offsets.conformance import PROPERTIES, check_property, run_checks, store_machine
 from lance_offsets.conformance._catalog import property_ids
 from lance_offsets.conformance._check import report_json
+from lance_offsets.conformance._profiles import PROFILES
+from lance_offsets.conformance.reference import memory
 
 MEMORY = "lance_offsets.conformance.reference:memory"
 
@@ -75,3 +77,9 @@ def test_plugin_import_is_light() -> None:
         timeout=60,
     )
     assert "hypothesis" not in done.stderr
+
+
+# The one line a third party writes to get the machine into their suite (settings: few examples).
+MemoryMachine = store_machine(memory)
+MemoryMachine.TestCase.settings = PROFILES["smoke"]
+TestMemoryMachine = MemoryMachine.TestCase

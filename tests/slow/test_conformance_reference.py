@@ -1,0 +1,113 @@
+"""Our stores and the example third-party store pass every applicable conformance property.
+
+Run as a third party would run the suite: by spec string, through ``run_checks``, the CLI, the
+pytest plugin and the one-line machine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lance_offsets.conformance import run_checks, store_machine
+from lance_offsets.conformance._catalog import property_ids
+from lance_offsets.conformance._profiles import PROFILES
+from lance_offsets.conformance.reference import lockfile
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = ROOT / "tests"
+EXAMPLES = ROOT / "examples"
+for folder in (TESTS, EXAMPLES):  # the zoo and the example are importable by spec string
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+CONFORMANCE = property_ids("conformance")
+STORES = {
+    "lance_offsets.conformance.reference:lockfile": set(),
+    "lance_offsets.conformance.reference:hooked_lockfile": set(),
+    "lance_offsets.conformance.reference:memory": {"P1", "P2", "F1", "S1"},
+    "jsonfile_store:factory": {"S1"},
+}
+
+
+@pytest.mark.parametrize(("spec", "not_applicable"), sorted(STORES.items()))
+def test_store_passes_every_applicable_property(spec: str, not_applicable: set[str]) -> None:
+    results = run_checks(spec, profile="quick", only=CONFORMANCE)
+    verdict = {r.id: r.outcome for r in results}
+    failures = "\n\n".join(r.details for r in results if r.outcome == "failed")
+    assert not failures, failures
+    assert {p for p, o in verdict.items() if o == "not-applicable"} == not_applicable
+
+
+def test_parallel_verdict_equals_serial() -> None:
+    spec = "zoo.defects:ConcatenatedNames"
+    ids = ["C1", "C2", "C4", "C5", "C6", "C7", "P1", "S1"]
+    serial = run_checks(spec, profile="smoke", only=ids)
+    parallel = run_checks(spec, profile="smoke", only=ids, workers=2)
+    assert [(r.id, r.outcome) for r in parallel] == [(r.id, r.outcome) for r in serial]
+    assert {r.id for r in serial if r.outcome == "failed"} >= {"C5"}
+
+
+def test_check_command_fails_a_zoo_store_with_its_steps(tmp_path: Path) -> None:
+    out = tmp_path / "verdict.json"
+    done = subprocess.run(
+        [
+            "lance-offsets",
+            "check",
+            "zoo.defects:ConcatenatedNames",
+            "--only",
+            "C1,C5",
+            "--profile",
+            "smoke",
+            "--json",
+            str(out),
+        ],
+        cwd=TESTS,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "=== C5 key isolation: FAILED ===" in done.stdout
+    assert "Falsifying example" in done.stdout
+    document = json.loads(out.read_text())
+    assert document["properties"] == {"C1": "passed", "C5": "failed"}
+    assert "save(" in document["details"]["C5"]["details"]
+
+
+def test_pytest_plugin_runs_the_suite_on_a_store(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--pyargs",
+            "lance_offsets.conformance.suite",
+            "--store",
+            "lance_offsets.conformance.reference:memory",
+            "--conformance-profile",
+            "smoke",
+            "--rootdir",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "11 passed, 4 skipped" in done.stdout, done.stdout
+
+
+LockFileMachine = store_machine(lockfile)
+LockFileMachine.TestCase.settings = PROFILES["smoke"]
+TestLockFileMachine = LockFileMachine.TestCase  # the one line a third party writes
