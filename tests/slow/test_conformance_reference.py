@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from lance_offsets.conformance import run_checks, store_machine
 from lance_offsets.conformance._catalog import property_ids
 from lance_offsets.conformance._profiles import PROFILES
