@@ -138,6 +138,19 @@ def test_indeterminate_delete_may_or_may_not_happen() -> None:
     assert not linearizable([*base, op(2, "load", None, 5, 6), op(2, "load", 1, 7, 8)])
 
 
+def test_indeterminate_delete_takes_effect_at_most_once() -> None:
+    h = [
+        op(0, "save", 1, 0, 1),
+        op(1, "delete", None, 2, None),
+        op(2, "load", None, 5, 6),
+        op(0, "save", 2, 7, 8),
+    ]
+    assert linearizable(h)
+    assert not linearizable([*h, op(2, "load", None, 9, 10)])
+    # Two killed deletes may clear it twice.
+    assert linearizable([*h, op(3, "delete", None, 3, None), op(2, "load", None, 9, 10)])
+
+
 def test_undocumented_exception_is_reported_and_its_effect_is_unknown() -> None:
     h = [
         op(0, "save", 1, 0, 1),
