@@ -108,15 +108,14 @@ def test_reference_store_passes_m1_and_same_seed_replays_same_schedule(
             by_worker.setdefault(op.worker, []).append((op.seq, op.kind, op.key, op.value))
         # The original workers plus one replacement per kill, numbered the same way (on a loaded
         # machine a replacement may start too late to record anything).
-        assert set(range(options.workers)) <= set(by_worker)
+        victims = {slot for _, slot in kills}
+        assert set(range(options.workers)) - victims <= set(by_worker)
         assert set(by_worker) <= set(range(options.workers + len(kills)))
         for worker, ops in by_worker.items():
             expected = plan(options.seed, M1_WORKLOAD, worker)
             assert ops == [next(expected) for _ in ops]
-        # A killed worker's history survives up to its last record; its last call, if it was
-        # inside one, is indeterminate (no completion) and every earlier one completed.
-        first_victim = kills[0][1]  # the slot's original worker has the slot's number
-        assert by_worker[first_victim], "the killed worker's operations were kept"
+        # A killed worker's last call, if it was inside one, is indeterminate (no completion);
+        # every earlier one completed. (test_concurrency_history.py kills a writer directly.)
         for worker in range(options.workers + len(kills)):
             mine = [op for op in run.ops if op.worker == worker]
             assert all(op.complete is not None for op in mine[:-1])
