@@ -110,7 +110,11 @@ class CrashState:
         lines += [f"  {op}: persisted" for op in self.persisted]
         lines += [f"  {op}: UNDONE" for op in self.undone]
         lines += [f"  {d}" for d in self.data]
-        files = ", ".join(f"{p}={c!r}" for p, c in self.tree if c is not None and len(c) < 48)
+        files = ", ".join(
+            f"{p}={c!r}" if len(c) < 48 else f"{p}=<{len(c)} bytes>"
+            for p, c in self.tree
+            if c is not None
+        )
         lines.append(f"  files left: {files or '(none)'}")
         return "\n".join(lines)
 
@@ -254,14 +258,37 @@ class _Model:
             node.versions.clear()
 
 
-def _cuts(size: int) -> list[int]:
-    if size <= _EVERY_BYTE:
-        return list(range(size))
-    return sorted({0, 1, size // 2, size - 1} | {c for c in (512, 4096) if c < size})
+def _changed(old: bytes, new: bytes) -> tuple[int, int]:
+    """Return the byte range ``[start, end)`` where ``new`` differs from ``old``."""
+    start = 0
+    limit = min(len(old), len(new))
+    while start < limit and old[start] == new[start]:
+        start += 1
+    end = len(new)
+    if len(new) <= len(old):
+        while end > start and old[end - 1] == new[end - 1]:
+            end -= 1
+    return start, end
+
+
+def _cuts(start: int, end: int) -> list[int]:
+    """Cut points strictly inside ``[start, end)``: every byte if short, else a few."""
+    if end - start <= _EVERY_BYTE:
+        return list(range(start + 1, end))
+    blocks = range(start - start % 4096 + 4096, end, 4096)[:4]  # page boundaries first written
+    inner = {start + 1, start + 512, (start + end) // 2, end - 1, *blocks}
+    return sorted(c for c in inner if start < c < end)
 
 
 def _content_choices(node: _Inode) -> list[tuple[bytes, str]]:
-    """List what a cut may leave of a dirty file: ``(content, how)`` pairs, first the extremes."""
+    """List what a cut may leave of a dirty file: ``(content, how)`` pairs, first the extremes.
+
+    Each write since the last sync either happened, or not, in order (the intermediate contents
+    the trace saw), or was torn: its changed bytes written up to a cut point, the old bytes after
+    it (an append torn to a prefix; an overwrite half new, half old; never shorter than before,
+    because a write cannot shrink a file). And the file may keep its new size with zeros for the
+    data it gained (the size reached the journal, the blocks did not).
+    """
     first = node.versions[0][0]
     last = node.versions[-1][0]
     span = f"#{first}" if first == last else f"#{first}..#{last}"
@@ -271,11 +298,17 @@ def _content_choices(node: _Inode) -> list[tuple[bytes, str]]:
     }
     for index, content in node.versions[:-1]:
         choices.setdefault(content, f"unsynced data ({span}) kept as after #{index}")
-    for cut in _cuts(len(node.current)):
-        choices.setdefault(node.current[:cut], f"unsynced data ({span}) torn to {cut} bytes")
+    previous = node.synced
+    for index, content in node.versions:
+        if len(content) >= len(previous):  # a write; a truncation is one atomic size change
+            start, end = _changed(previous, content)
+            for cut in _cuts(start, end):
+                torn = content[:cut] + previous[cut:]
+                choices.setdefault(torn, f"unsynced data ({span}) with #{index} torn at byte {cut}")
+        previous = content
     if len(node.current) > len(node.synced):
-        zeros = b"\0" * len(node.current)
-        choices.setdefault(zeros, f"unsynced data ({span}): size kept, data zeros")
+        zeros = node.synced + b"\0" * (len(node.current) - len(node.synced))
+        choices.setdefault(zeros, f"unsynced data ({span}): new size kept, data zeros")
     return list(choices.items())
 
 

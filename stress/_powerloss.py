@@ -19,6 +19,7 @@ import os
 import pickle
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from lance_offsets.conformance._results import PropertyResult
+from lance_offsets.conformance._results import Outcome, PropertyResult
 
 from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
@@ -157,6 +158,52 @@ def _record_trace(spec: str, root: str, steps: list[Step], scratch: str) -> dict
     return recorded
 
 
+def _record_strace(spec: str, root: str, steps: list[Step], scratch: str) -> dict[str, Any]:
+    """Run the workload under strace in a fresh interpreter; return tree and parsed trace."""
+    from ._strace import StraceError, parse, strace_command
+
+    out, log = os.path.join(scratch, "strace.pickle"), os.path.join(scratch, "strace.log")
+    args = os.path.join(scratch, "strace-args.pickle")
+    with open(args, "wb") as fh:
+        pickle.dump((spec, root, steps, out), fh)
+    try:
+        command = strace_command(log)
+    except StraceError as exc:
+        return {"unavailable": str(exc)}
+    worker = [sys.executable, "-m", "lance_offsets.stress._powerloss_workers", args]
+    try:
+        done = subprocess.run(
+            [*command, *worker],
+            cwd=scratch,
+            capture_output=True,
+            timeout=PROCESS_SECONDS,
+            check=False,
+            env=_child_env(),
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"the strace'd worker ran longer than {PROCESS_SECONDS} s"}
+    if not os.path.exists(out):
+        tail = done.stderr.decode(errors="replace")[-600:]
+        return {"unavailable": f"strace exited with code {done.returncode}: {tail}"}
+    with open(out, "rb") as fh:
+        recorded: dict[str, Any] = pickle.load(fh)
+    if "error" not in recorded:
+        try:
+            with open(log, encoding="latin-1") as fh:
+                recorded["trace"] = parse(fh, root, recorded["initial"], cwd=scratch)
+        except StraceError as exc:
+            return {"unavailable": str(exc)}
+    return recorded
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of the strace'd worker: it imports the store as spawned workers do,
+    from this process's ``sys.path`` (the CLI puts the working directory there).
+    """
+    paths = [os.path.abspath(p or os.curdir) for p in sys.path]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
 def _observe(spec: str, trees: list[Tree], keys: list[Key], scratch: str) -> list[Observation]:
     dirs = []
     for number, tree in enumerate(trees):
@@ -177,23 +224,50 @@ class _VerifierError(RuntimeError):
     pass
 
 
-def _run(spec: str, options: StressOptions, scratch: str, clock: _Clock) -> PowerLossRun:
+@dataclass(frozen=True)
+class _Recording:
+    root: str
+    initial: Tree
+    trace: list[TraceOp]
+    tracer: str
+
+
+def _recording(
+    spec: str, steps: list[Step], scratch: str, seed: int
+) -> _Recording | tuple[Outcome, str]:
+    """Trace the workload (interposer first, strace when it sees nothing), or say why not."""
     root = os.path.realpath(os.path.join(scratch, "store"))
     os.mkdir(root)
-    steps = workload(options)
     recorded = _record_trace(spec, root, steps, scratch)
     if "error" in recorded:
-        why = recorded["error"]
-        return _failed(clock, f"the power-loss worker failed (seed {options.seed}):\n{why}")
+        return "failed", f"the power-loss worker failed (seed {seed}):\n{recorded['error']}"
+    reason = _untraceable(recorded["trace"], root)
+    if not reason:
+        return _Recording(root, recorded["initial"], recorded["trace"], "the Python interposer")
+    # The store's I/O is out of the interposer's sight: follow its system calls instead.
+    root = os.path.realpath(os.path.join(scratch, "store-strace"))
+    os.mkdir(root)
+    recorded = _record_strace(spec, root, steps, scratch)
+    if "unavailable" in recorded:
+        return "not-applicable", f"{reason}; strace cannot help: {recorded['unavailable']}"
+    if "error" in recorded:
+        return "failed", f"the strace'd worker failed (seed {seed}):\n{recorded['error']}"
+    if not any(op.kind in _WRITING and op.error is None for op in recorded["trace"]):
+        return "not-applicable", f"{reason}; strace saw no write under {root} either"
+    return _Recording(root, recorded["initial"], recorded["trace"], "strace")
+
+
+def _run(spec: str, options: StressOptions, scratch: str, clock: _Clock) -> PowerLossRun:
+    steps = workload(options)
+    recording = _recording(spec, steps, scratch, options.seed)
+    if isinstance(recording, tuple):
+        outcome, details = recording
+        return PowerLossRun(PropertyResult("D3", outcome, time.monotonic() - clock.start, details))
     clock.phase("record")
-    trace: list[TraceOp] = recorded["trace"]
-    reason = _untraceable(trace, root)
-    if reason:
-        return _not_applicable(clock, reason)
+    root, trace, tracer = recording.root, recording.trace, recording.tracer
     try:
-        found = explore(
-            trace, root, recorded["initial"], seed=options.seed, budget=128 if options.long else 48
-        )
+        budget = 128 if options.long else 48
+        found = explore(trace, root, recording.initial, seed=options.seed, budget=budget)
     except ModelError as exc:
         return _not_applicable(clock, f"the trace cannot be modelled: {exc}")
     clock.phase("explore")
@@ -221,7 +295,8 @@ def _run(spec: str, options: StressOptions, scratch: str, clock: _Clock) -> Powe
     summary = (
         f"{_counted(states, found)} ({len(trees)} distinct directories) at "
         f"{found.points} crash points ({found.exhaustive_points} exhaustive, "
-        f"{found.sampled_points} sampled), {len(steps)} store calls, seed {options.seed}, "
+        f"{found.sampled_points} sampled), {len(steps)} store calls traced by {tracer}, "
+        f"seed {options.seed}, "
         f"{seconds:.1f} s ({len(states) / seconds:.0f} states/s)"
     )
     options.progress(f"D3: {summary}")

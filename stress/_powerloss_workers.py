@@ -7,18 +7,38 @@ back as pickle files in the check's scratch directory: plain data (trees, trace 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
+import sys
 import traceback
+from collections.abc import Callable
 from typing import Any, Final
 
 from ._fsmodel import snapshot
 from ._powerloss_oracle import Key, Observation, Step
+from ._strace import mark_path
 
-__all__ = ["FRESH_KEY", "FRESH_VALUE", "record", "verify"]
+__all__ = ["FRESH_KEY", "FRESH_VALUE", "record", "record_for_strace", "verify"]
 
 #: A key and value no workload uses, for the "can save again" probe.
 FRESH_KEY: Final[Key] = (4242, 4242)
 FRESH_VALUE: Final = 424242
+
+
+def _run_steps(store: Any, steps: list[Step], mark: Callable[[str], None]) -> None:
+    for step in steps:
+        mark(step.note("begin"))
+        try:
+            if step.kind == "save":
+                assert step.value is not None
+                store.save(*step.key, step.value)
+            else:
+                store.delete(*step.key)
+        except Exception as exc:  # any failure leaves the call in flight
+            mark(step.note("fail") + f": {exc!r}")
+        else:
+            mark(step.note("ack"))
 
 
 def record(spec: str, root: str, steps: list[Step], out: str) -> None:
@@ -33,20 +53,34 @@ def record(spec: str, root: str, steps: list[Step], out: str) -> None:
         initial = snapshot(root)
         with traced(root) as trace:
             store = factory(root)
-            for step in steps:
-                mark(step.note("begin"))
-                try:
-                    if step.kind == "save":
-                        assert step.value is not None
-                        store.save(*step.key, step.value)
-                    else:
-                        store.delete(*step.key)
-                except Exception as exc:
-                    mark(step.note("fail") + f": {exc!r}")
-                else:
-                    mark(step.note("ack"))
+            _run_steps(store, steps, mark)
             store.close()
         result: dict[str, Any] = {"initial": initial, "trace": list(trace)}
+    except Exception:
+        result = {"error": traceback.format_exc()}
+    with open(out, "wb") as fh:
+        pickle.dump(result, fh)
+
+
+def _strace_mark(note: str) -> None:
+    # A failed open of a path that cannot exist: strace records it, nothing else happens.
+    with contextlib.suppress(OSError):
+        os.close(os.open(mark_path(note), os.O_RDONLY))
+
+
+def record_for_strace(spec: str, root: str, steps: list[Step], out: str) -> None:
+    """Worker run under strace: marks are failed opens (``_strace.py``); pickles the tree."""
+    from lance_offsets.conformance._spec import load_factory
+
+    try:
+        factory = load_factory(spec)
+        factory(root).close()
+        result: dict[str, Any] = {"initial": snapshot(root)}
+        _strace_mark("trace start")
+        store = factory(root)
+        _run_steps(store, steps, _strace_mark)
+        store.close()
+        _strace_mark("trace end")
     except Exception:
         result = {"error": traceback.format_exc()}
     with open(out, "wb") as fh:
@@ -98,3 +132,9 @@ def _resave(store: Any, keys: list[Key]) -> str | None:
         if got != FRESH_VALUE:
             return f"save{key} = {FRESH_VALUE} returned, then load{key} gave {got}"
     return None
+
+
+if __name__ == "__main__":
+    # ``python -m lance_offsets.stress._powerloss_workers ARGS.pickle``: the strace'd worker.
+    with open(sys.argv[1], "rb") as _fh:
+        record_for_strace(*pickle.load(_fh))

@@ -10,6 +10,7 @@ Use them as ``zoo.powerloss_zoo:<name>`` with the ``tests`` folder on ``PYTHONPA
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable
 
 from lance_offsets import MemoryOffsetStore
@@ -166,3 +167,66 @@ def in_memory_claiming_durable(path: str) -> MemoryOffsetStore:
     """Keeps offsets in memory yet claims durability: its I/O (none) cannot be traced."""
     del path
     return MemoryOffsetStore()
+
+
+class ZooSqliteStore:
+    """Offsets in one SQLite table (rollback journal): its I/O happens in C, out of the
+    interposer's sight, so D3 follows it with strace. ``synchronous`` decides its durability."""
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        os.makedirs(path, exist_ok=True)
+        self._db = sqlite3.connect(os.path.join(path, "offsets.sqlite"), isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=DELETE")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS offsets (topic INTEGER, consumer TEXT, offset TEXT,"
+            " PRIMARY KEY (topic, consumer))"
+        )
+
+    def load(self, topic_id: int, consumer_id: int) -> int | None:
+        row = self._db.execute(
+            "SELECT offset FROM offsets WHERE topic = ? AND consumer = ?",
+            (topic_id, str(consumer_id)),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO offsets VALUES (?, ?, ?)",
+            (topic_id, str(consumer_id), str(offset)),
+        )
+
+    def delete(self, topic_id: int, consumer_id: int) -> None:
+        self._db.execute(
+            "DELETE FROM offsets WHERE topic = ? AND consumer = ?", (topic_id, str(consumer_id))
+        )
+
+    def list_all(self) -> dict[Key, int]:
+        rows = self._db.execute("SELECT topic, consumer, offset FROM offsets").fetchall()
+        return {(int(t), int(c)): int(o) for t, c, o in rows}
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ZooSqliteStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def sqlite_full(path: str) -> ZooSqliteStore:
+    """SQLite, rollback journal, ``synchronous=FULL``: the commit (the journal's unlink) is not
+    followed by a directory fsync, so a cut may bring the journal back and roll the save back
+    (SQLite's documentation says as much; ``EXTRA`` exists for this)."""
+    return ZooSqliteStore(path, "FULL")
+
+
+def sqlite_extra(path: str) -> ZooSqliteStore:
+    """SQLite, rollback journal, ``synchronous=EXTRA``: the directory is synced after the unlink."""
+    return ZooSqliteStore(path, "EXTRA")
+
+
+def sqlite_off(path: str) -> ZooSqliteStore:
+    """SQLite with ``synchronous=OFF``: nothing is fsynced."""
+    return ZooSqliteStore(path, "OFF")
