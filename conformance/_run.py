@@ -125,14 +125,25 @@ def _run_stress(spec: str, ids: list[str], stress: bool, options: Any) -> list[P
         start = time.monotonic()
         try:
             results.extend(run_properties(spec, [pid], options))
-        except (ModuleNotFoundError, AttributeError) as exc:
-            why = f"{NOT_IMPLEMENTED} ({type(exc).__name__}: {exc})"
+        except Exception as exc:  # a crashing check is a failed property, shown whole
+            missing = _stress_check_missing(pid)
+            why = f"{NOT_IMPLEMENTED} ({missing})" if missing else failure_text(exc)
             results.append(PropertyResult(pid, "failed", time.monotonic() - start, why))
-        except Exception as exc:
-            results.append(
-                PropertyResult(pid, "failed", time.monotonic() - start, failure_text(exc))
-            )
     return results
+
+
+def _stress_check_missing(pid: str) -> str:
+    """Why the stress check of ``pid`` cannot be found, or "" when it exists."""
+    from lance_offsets.stress._runner import CHECKS as STRESS_CHECKS
+
+    module_name, _, func = STRESS_CHECKS[pid].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return f"no module {module_name}"
+        return ""
+    return "" if hasattr(module, func) else f"{module_name} has no {func}"
 
 
 def _one(spec: str, pid: str, profile: str, stress: bool, options: Any) -> PropertyResult:
