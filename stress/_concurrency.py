@@ -45,7 +45,19 @@ from ._linearize import check_history, format_violations
 from ._options import StressOptions
 from ._procs import context, kill, reap
 
-__all__ = ["M1_WORKLOAD", "M2_WORKLOAD", "RunResult", "Workload", "check_m1", "check_m2", "plan"]
+__all__ = [
+    "M1_WORKLOAD",
+    "M2_WORKLOAD",
+    "RunResult",
+    "WorkerJob",
+    "Workload",
+    "check_m1",
+    "check_m2",
+    "kill_schedule",
+    "plan",
+    "run_workload",
+    "worker_main",
+]
 
 #: How long workers may take to build their store before the run is abandoned.
 READY_SECONDS: Final = 120.0
