@@ -1,0 +1,64 @@
+"""D3 through strace: SQLite's I/O happens in C, out of the Python interposer's sight.
+
+SQLite with a rollback journal commits by unlinking the journal. With ``synchronous=FULL`` the
+directory is not synced after that unlink, so a power cut can bring the journal back and roll an
+acknowledged transaction back (SQLite's documentation says so, and offers ``EXTRA``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from lance_offsets.stress._options import StressOptions
+from lance_offsets.stress._powerloss import run_powerloss
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="strace is Linux only"),
+    pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed"),
+]
+
+TESTS = str(Path(__file__).resolve().parents[1])
+ZOO = "zoo.powerloss_zoo"
+
+
+@pytest.fixture(autouse=True)
+def zoo_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(TESTS)
+    paths = [TESTS, *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+
+
+@pytest.fixture
+def short(stress_options: StressOptions) -> StressOptions:
+    return dataclasses.replace(stress_options, long=False, workdir=None)
+
+
+def test_sqlite_extra_passes_through_strace(short: StressOptions) -> None:
+    run = run_powerloss(f"{ZOO}:sqlite_extra", short)
+    print(run.result.details)
+    assert run.result.outcome == "passed", run.result.details
+    assert "traced by strace" in run.result.details
+    assert run.states > 100
+
+
+def test_sqlite_full_loses_a_commit_when_the_journal_unlink_is_undone(
+    short: StressOptions,
+) -> None:
+    run = run_powerloss(f"{ZOO}:sqlite_full", short)
+    print(run.result.details)
+    assert run.result.outcome == "failed"
+    assert "unlink offsets.sqlite-journal: UNDONE" in run.result.details
+    assert "expected 5 (acknowledged)" in run.result.details
+
+
+@pytest.mark.stress  # thousands of crash states: slower than the two above, and less telling
+def test_sqlite_without_fsync_fails(short: StressOptions) -> None:
+    run = run_powerloss(f"{ZOO}:sqlite_off", short)
+    assert run.result.outcome == "failed"
+    assert "VIOLATION" in run.result.details

@@ -1,0 +1,127 @@
+"""The strace output parser on handcrafted lines (``strace -f -y -xx`` format; no strace run)."""
+
+from __future__ import annotations
+
+import pytest
+from lance_offsets.stress._fsmodel import explore
+from lance_offsets.stress._strace import StraceError, mark_path, parse
+
+ROOT = "/data/store"
+
+
+def hx(text: str | bytes) -> str:
+    """Hex-escape like ``strace -xx``."""
+    raw = text.encode() if isinstance(text, str) else text
+    return "".join(f"\\x{b:02x}" for b in raw)
+
+
+def fd(number: int, path: str) -> str:
+    return f"{number}<{hx(path)}>"
+
+
+CWD = f"AT_FDCWD<{hx('/data')}>"
+TAIL = "3\n"
+
+
+def mark(note: str, pid: int = 100) -> str:
+    return (
+        f'{pid} openat({CWD}, "{hx(mark_path(note))}", O_RDONLY|O_CLOEXEC) = -1 ENOENT '
+        "(No such file or directory)"
+    )
+
+
+def test_a_save_protocol_becomes_trace_records_with_whole_contents() -> None:
+    tmp, target = f"{ROOT}/k.tmp", f"{ROOT}/k"
+    lines = [
+        f'100 openat({CWD}, "{hx(target)}", O_RDWR|O_CREAT, 0644) = 3{fd(3, target)[1:]}',  # before
+        mark("trace start"),
+        f'100 openat({CWD}, "{hx(tmp)}", O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, 0644) = 4<{hx(tmp)}>',
+        f'100 write({fd(4, tmp)}, "{hx("12")}", 2) = 2',
+        f'100 write({fd(4, tmp)}, "{hx(TAIL)}", 2) = 2',
+        f"100 fsync({fd(4, tmp)}) = 0",
+        f"100 close({fd(4, tmp)}) = 0",
+        f'100 rename("{hx(tmp)}", "{hx(target)}") = 0',
+        f'100 openat({CWD}, "{hx(ROOT)}", O_RDONLY|O_CLOEXEC) = 5<{hx(ROOT)}>',
+        f"100 fsync({fd(5, ROOT)}) = 0",
+        f"100 close({fd(5, ROOT)}) = 0",
+        mark("ack save 1 2 123"),
+        "100 +++ exited with 0 +++",
+    ]
+    trace = parse(lines, ROOT, (("k", b"9\n"),))
+    kinds = [op.kind for op in trace]
+    assert kinds == ["mark", "open", "write", "write", "fsync", "close", "rename", "open",
+                     "fsync", "close", "mark"]  # fmt: skip
+    assert trace[0].note == "trace start"
+    assert trace[3].content == b"123\n"
+    assert trace[4].content == b"123\n"
+    assert trace[6].target == target
+    assert trace[8].is_dir
+    assert trace[10].note == "ack save 1 2 123"
+    found = explore(trace, ROOT, (("k", b"9\n"),), seed=1)
+    assert {dict(s.tree).get("k") for s in found.states if s.point == 10} == {b"123\n"}
+    before_fsync = {dict(s.tree).get("k.tmp") for s in found.states if s.point == 3}
+    assert {None, b"", b"1", b"12", b"123", b"123\n"} <= before_fsync  # lost, torn, or whole
+
+
+def test_pwrite_append_lseek_and_writev_follow_positions() -> None:
+    db = f"{ROOT}/db"
+    lines = [
+        mark("trace start"),
+        f'100 openat({CWD}, "{hx(db)}", O_RDWR|O_CLOEXEC) = 3<{hx(db)}>',
+        f'100 pwrite64({fd(3, db)}, "{hx("XY")}", 2, 1) = 2',
+        f"100 lseek({fd(3, db)}, 5, SEEK_SET) = 5",
+        f'100 write({fd(3, db)}, "{hx("Z")}", 1) = 1',
+        f'100 writev({fd(3, db)}, [{{iov_base="{hx("a")}", iov_len=1}}, '
+        f'{{iov_base="{hx("b")}", iov_len=1}}], 2) = 2',
+        f"100 ftruncate({fd(3, db)}, 9) = 0",
+        f'100 openat({CWD}, "{hx(db)}", O_WRONLY|O_APPEND) = 4<{hx(db)}>',
+        f'100 write({fd(4, db)}, "{hx("!")}", 1) = 1',
+    ]
+    trace = parse(lines, ROOT, (("db", b"0123456789"),))
+    contents = [op.content for op in trace if op.kind in ("write", "truncate")]
+    assert contents == [b"0XY3456789", b"0XY34Z6789", b"0XY34Zab89", b"0XY34Zab8", b"0XY34Zab8!"]
+
+
+def test_unfinished_and_resumed_lines_are_joined() -> None:
+    f = f"{ROOT}/f"
+    lines = [
+        mark("trace start"),
+        f'100 openat({CWD}, "{hx(f)}", O_WRONLY|O_CREAT, 0644) = 3<{hx(f)}>',
+        f'100 write({fd(3, f)}, "{hx("ab")}", 2 <unfinished ...>',
+        f"101 fsync({fd(9, '/elsewhere')}) = 0",
+        "100 <... write resumed>) = 2",
+    ]
+    trace = parse(lines, ROOT, ())
+    assert [op.kind for op in trace] == ["mark", "open", "write"]
+    assert trace[-1].content == b"ab"
+
+
+def test_relative_paths_unlinkat_mkdirat_and_failures() -> None:
+    lines = [
+        mark("trace start"),
+        f'100 mkdirat({fd(3, ROOT)}, "{hx("sub")}", 0777) = 0',
+        f'100 unlinkat({CWD}, "{hx("store/gone")}", 0) = 0',
+        f'100 unlinkat({fd(3, ROOT)}, "{hx("sub")}", AT_REMOVEDIR) = 0',
+        f'100 renameat2({CWD}, "{hx("store/a")}", {CWD}, "{hx("store/b")}", RENAME_NOREPLACE) '
+        "= -1 EEXIST (File exists)",
+        f'100 unlink("{hx("/elsewhere/x")}") = 0',
+    ]
+    trace = parse(lines, ROOT, (("gone", b"x"), ("a", b"1"), ("b", b"2")))
+    assert [(op.kind, op.path) for op in trace[1:]] == [
+        ("mkdir", f"{ROOT}/sub"),
+        ("unlink", f"{ROOT}/gone"),
+        ("rmdir", f"{ROOT}/sub"),
+        ("rename", f"{ROOT}/a"),
+    ]
+    assert trace[-1].error == "EEXIST"
+
+
+def test_a_buffer_strace_cut_short_is_an_error() -> None:
+    f = f"{ROOT}/f"
+    lines = [
+        mark("trace start"),
+        f'100 openat({CWD}, "{hx(f)}", O_WRONLY|O_CREAT, 0644) = 3<{hx(f)}>',
+        f'100 write({fd(3, f)}, "{hx("ab")}"..., 4096) = 4096',
+    ]
+    with pytest.raises(StraceError, match="cut a written buffer short"):
+        parse(lines, ROOT, ())
