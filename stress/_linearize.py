@@ -63,7 +63,8 @@ class Violation:
     """One thing the history proves wrong.
 
     :ivar kind: ``exception`` (undocumented), ``unknown-value`` (a load returned a value nobody
-        saved to that key) or ``not-linearizable``.
+        saved to that key), ``not-linearizable``, or ``undecided`` (the search gave up: see
+        :data:`MAX_CONFIGS`; reported as a failure, never a pass).
     :ivar key: the key concerned.
     :ivar summary: one line saying what is wrong.
     :ivar excerpt: the operations that show it (shrunk to a minimal set for ``not-linearizable``).
@@ -214,15 +215,17 @@ def shrink(ops: Sequence[Op], *, budget_seconds: float = 5.0) -> list[Op]:
     if culprit is None or culprit.complete is None:
         return list(ops)
     cut = culprit.complete
+    # Pairs of (operation as recorded, as checked): the check sees operations still running at
+    # the cut as indeterminate, the report shows them as recorded. Showing a completion can only
+    # add constraints, so the excerpt as shown fails too.
     current = [
-        op
-        if op.outcome != "ok" or (op.complete is not None and op.complete <= cut)
-        else op.indeterminate()
+        (op, op.indeterminate() if op.outcome == "ok" and (op.complete or 0) > cut else op)
         for op in sorted(ops, key=lambda o: o.invoke)
         if op.invoke <= cut
     ]
-    if not _fails(current):  # equal timestamps can reorder returns; keep the whole history
-        current = sorted(ops, key=lambda o: o.invoke)
+    if not _fails([checked for _, checked in current]):
+        # Equal timestamps can reorder returns; fall back to the whole history.
+        current = [(op, op) for op in sorted(ops, key=lambda o: o.invoke)]
     deadline = time.monotonic() + budget_seconds
     size = max(1, len(current) // 2)
     while time.monotonic() < deadline:
@@ -230,7 +233,7 @@ def shrink(ops: Sequence[Op], *, budget_seconds: float = 5.0) -> list[Op]:
         i = 0
         while i < len(current) and time.monotonic() < deadline:
             candidate = current[:i] + current[i + size :]
-            if candidate and _fails(candidate):
+            if candidate and _fails([checked for _, checked in candidate]):
                 current = candidate
                 changed = True
             else:
@@ -238,7 +241,7 @@ def shrink(ops: Sequence[Op], *, budget_seconds: float = 5.0) -> list[Op]:
         if size == 1 and not changed:
             break
         size = max(1, size // 2)
-    return current
+    return [recorded for recorded, _ in current]
 
 
 def check_history(ops: Sequence[Op], *, shrink_seconds: float = 5.0) -> list[Violation]:

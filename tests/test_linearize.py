@@ -252,6 +252,16 @@ def test_shrink_finds_the_few_operations_that_matter() -> None:
         )
 
 
+def test_excerpt_shows_operations_as_recorded() -> None:
+    # The long save is still running when the stale read returns: the check treats it as
+    # indeterminate, but the excerpt must show what was recorded (ok, completed at 10).
+    old, new = op(0, "save", 1, 0, 1), op(1, "save", 2, 2, 10)
+    seen_new, stale = op(2, "load", 2, 3, 4), op(2, "load", 1, 5, 6)
+    excerpt = shrink([old, new, seen_new, stale, op(0, "load", 2, 11, 12)])
+    assert sorted(excerpt, key=lambda o: o.invoke) == [old, new, seen_new, stale]
+    assert not linearizable(excerpt)
+
+
 def test_report_shows_seed_excerpt_and_counts() -> None:
     h, _ = _long_history_with_stale_read(20)
     errors = [
