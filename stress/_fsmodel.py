@@ -6,8 +6,9 @@ a worker did under it. At each crash point (after op ``k``, for every ``k``) a p
 
 * **data**: a file's data written since its last ``fsync``/``fdatasync`` dropped back to the last
   synced content (empty for a file never synced), kept, kept as any intermediate content the trace
-  saw, torn to a prefix, or with its new size but zeros for data (the size reached the journal,
-  the blocks did not). Synced content belongs to the inode, so it follows the inode across renames.
+  saw, with one write torn (new bytes up to a cut, old ones after: a write never shrinks a file),
+  or with its new size but zeros for data (the size reached the journal, the blocks did not); see
+  :mod:`._fsdata`. Synced content belongs to the inode, so it follows the inode across renames.
 * **names**: an entry operation (create, mkdir, rename/replace, unlink, rmdir) made since the
   last ``fsync`` of its directory may be undone. Undoing a rename restores the target's old inode
   and the source name. Each pending operation persists or not independently of the others (ALICE's
@@ -36,6 +37,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from ._fsdata import content_choices
+from ._fstree import Tree, materialise, snapshot
 from ._trace import TraceOp
 
 __all__ = [
@@ -49,14 +52,8 @@ __all__ = [
     "snapshot",
 ]
 
-#: A directory tree: sorted ``(relative path, content)`` pairs; content None for a directory.
-Tree = tuple[tuple[str, "bytes | None"], ...]
-
 #: A crash point with at most this many states is enumerated exhaustively.
 EXHAUSTIVE_LIMIT: Final = 1024
-
-#: Files up to this size are torn at every byte; longer ones at a few cut points.
-_EVERY_BYTE: Final = 64
 
 _ROOT: Final = 0
 
@@ -258,60 +255,6 @@ class _Model:
             node.versions.clear()
 
 
-def _changed(old: bytes, new: bytes) -> tuple[int, int]:
-    """Return the byte range ``[start, end)`` where ``new`` differs from ``old``."""
-    start = 0
-    limit = min(len(old), len(new))
-    while start < limit and old[start] == new[start]:
-        start += 1
-    end = len(new)
-    if len(new) <= len(old):
-        while end > start and old[end - 1] == new[end - 1]:
-            end -= 1
-    return start, end
-
-
-def _cuts(start: int, end: int) -> list[int]:
-    """Cut points strictly inside ``[start, end)``: every byte if short, else a few."""
-    if end - start <= _EVERY_BYTE:
-        return list(range(start + 1, end))
-    blocks = range(start - start % 4096 + 4096, end, 4096)[:4]  # page boundaries first written
-    inner = {start + 1, start + 512, (start + end) // 2, end - 1, *blocks}
-    return sorted(c for c in inner if start < c < end)
-
-
-def _content_choices(node: _Inode) -> list[tuple[bytes, str]]:
-    """List what a cut may leave of a dirty file: ``(content, how)`` pairs, first the extremes.
-
-    Each write since the last sync either happened, or not, in order (the intermediate contents
-    the trace saw), or was torn: its changed bytes written up to a cut point, the old bytes after
-    it (an append torn to a prefix; an overwrite half new, half old; never shorter than before,
-    because a write cannot shrink a file). And the file may keep its new size with zeros for the
-    data it gained (the size reached the journal, the blocks did not).
-    """
-    first = node.versions[0][0]
-    last = node.versions[-1][0]
-    span = f"#{first}" if first == last else f"#{first}..#{last}"
-    choices: dict[bytes, str] = {
-        node.current: f"unsynced data ({span}) kept",
-        node.synced: f"unsynced data ({span}) dropped to last synced",
-    }
-    for index, content in node.versions[:-1]:
-        choices.setdefault(content, f"unsynced data ({span}) kept as after #{index}")
-    previous = node.synced
-    for index, content in node.versions:
-        if len(content) >= len(previous):  # a write; a truncation is one atomic size change
-            start, end = _changed(previous, content)
-            for cut in _cuts(start, end):
-                torn = content[:cut] + previous[cut:]
-                choices.setdefault(torn, f"unsynced data ({span}) with #{index} torn at byte {cut}")
-        previous = content
-    if len(node.current) > len(node.synced):
-        zeros = node.synced + b"\0" * (len(node.current) - len(node.synced))
-        choices.setdefault(zeros, f"unsynced data ({span}): new size kept, data zeros")
-    return list(choices.items())
-
-
 class _Frontier:
     """A frozen copy of the model at one crash point, from which states are drawn."""
 
@@ -320,7 +263,9 @@ class _Frontier:
         self.durable = copy.deepcopy(model.durable)
         self.pending = list(model.pending)
         self.synced = {i: n.current for i, n in model.inodes.items() if not n.dirty}
-        self.dirty = {i: _content_choices(n) for i, n in model.inodes.items() if n.dirty}
+        self.dirty = {
+            i: content_choices(n.synced, n.versions) for i, n in model.inodes.items() if n.dirty
+        }
 
     def names(self, keep: Sequence[bool]) -> dict[int, dict[str, int]]:
         names = {d: dict(e) for d, e in self.durable.items()}
@@ -447,27 +392,3 @@ def _at(state: CrashState, point: int) -> CrashState:
     if state.point == point:
         return state
     return CrashState(point, state.tree, state.persisted, state.undone, state.data)
-
-
-def materialise(tree: Tree, where: str) -> None:
-    """Write ``tree`` under the existing directory ``where``, in order (parents come first)."""
-    for rel, content in tree:
-        path = os.path.join(where, rel)
-        if content is None:
-            os.mkdir(path)
-        else:
-            with open(path, "wb") as fh:
-                fh.write(content)
-
-
-def snapshot(root: str) -> Tree:
-    """Read the tree under ``root``: the inverse of :func:`materialise` (symlinks not followed)."""
-    found: list[tuple[str, bytes | None]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
-        found.extend((prefix + name, None) for name in dirnames)
-        for name in filenames:
-            with open(os.path.join(dirpath, name), "rb") as fh:
-                found.append((prefix + name, fh.read()))
-    return tuple(sorted(found))

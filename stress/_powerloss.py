@@ -33,7 +33,7 @@ from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
 from ._fsmodel import CrashState, Exploration, ModelError, Tree, explore, materialise
 from ._options import StressOptions
-from ._powerloss_oracle import Expectation, Key, Observation, Step, expectations, judge
+from ._powerloss_oracle import Key, Observation, Step, expectations, judge, report
 from ._powerloss_workers import record, verify
 from ._procs import running
 from ._trace import TraceOp
@@ -46,9 +46,6 @@ PROCESS_SECONDS: Final = 120.0
 #: Crash states checked at most, short and long (``MAX_STATES[options.long]``): a store that
 #: never fsyncs piles up pending operations, and a few thousand of its states tell enough.
 MAX_STATES: Final = (4000, 20000)
-
-#: Failing crash states printed in full in a failure report.
-SHOWN_FAILURES: Final = 3
 
 #: Operations that change what a power cut can leave; a trace with none saw no store I/O.
 _WRITING: Final = frozenset({"write", "truncate", "rename", "replace", "unlink", "mkdir"})
@@ -197,8 +194,10 @@ def _record_strace(spec: str, root: str, steps: list[Step], scratch: str) -> dic
 
 
 def _child_env() -> dict[str, str]:
-    """The environment of the strace'd worker: it imports the store as spawned workers do,
-    from this process's ``sys.path`` (the CLI puts the working directory there).
+    """Return the strace'd worker's environment: this process's ``sys.path`` as PYTHONPATH.
+
+    Spawned workers inherit ``sys.path``; a plain subprocess needs it spelled out (the CLI puts
+    the working directory there, which is where a user's store module usually is).
     """
     paths = [os.path.abspath(p or os.curdir) for p in sys.path]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
@@ -301,7 +300,7 @@ def _run(spec: str, options: StressOptions, scratch: str, clock: _Clock) -> Powe
     )
     options.progress(f"D3: {summary}")
     if failures:
-        details = _report(failures, trace, expected, seen_by=by_tree, keys=keys, summary=summary)
+        details = report(failures, trace, expected, seen_by=by_tree, keys=keys, summary=summary)
         # Scratch paths are gone once we return: print paths relative to the store's root.
         states_dir = os.path.join(scratch, "states")
         details = details.replace(root + os.sep, "").replace(states_dir + os.sep, "state ")
@@ -347,44 +346,6 @@ def _untraceable(trace: Sequence[TraceOp], root: str) -> str | None:
             "(a C extension or a server?), so D3 was not checked"
         )
     return None
-
-
-def _shown(failures: list[tuple[CrashState, list[str]]]) -> list[tuple[CrashState, list[str]]]:
-    """Pick failures at distinct crash points, each the simplest state (fewest losses) there."""
-    best: dict[int, tuple[CrashState, list[str]]] = {}
-    for state, problems in failures:
-        weight = len(state.undone) + len(state.data)
-        held = best.get(state.point)
-        if held is None or weight < len(held[0].undone) + len(held[0].data):
-            best[state.point] = (state, problems)
-    return [best[p] for p in sorted(best)][:SHOWN_FAILURES]
-
-
-def _report(
-    failures: list[tuple[CrashState, list[str]]],
-    trace: Sequence[TraceOp],
-    expected: list[Expectation],
-    *,
-    seen_by: dict[Tree, Observation],
-    keys: list[Key],
-    summary: str,
-) -> str:
-    lines = [f"{len(failures)} of the crash states lose or invent offsets; checked {summary}"]
-    shown = _shown(failures)
-    for state, problems in shown:
-        lines.append("")
-        at = trace[state.point] if state.point >= 0 else None
-        lines.append(f"crash state after {at if at else 'nothing'}:")
-        lines.append(state.describe())
-        want = "; ".join(f"{k}: {expected[state.point + 1].describe(k)}" for k in keys)
-        lines.append(f"  expected: {want}")
-        lines.append(f"  found: {seen_by[state.tree].describe(keys)}")
-        lines += [f"  VIOLATION: {p}" for p in problems]
-    lines.append("")
-    lines.append("trace (the worker's file-system operations and marks, numbered):")
-    last = max(s.point for s, _ in shown)
-    lines += [f"  {op}" for op in trace[: last + 1]]
-    return "\n".join(lines)
 
 
 def _failed(clock: _Clock, details: str) -> PowerLossRun:

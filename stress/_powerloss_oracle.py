@@ -23,11 +23,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
+from ._fsmodel import CrashState, Tree
 from ._trace import TraceOp
 
-__all__ = ["Expectation", "Key", "Observation", "Step", "expectations", "judge", "parse_mark"]
+__all__ = [
+    "Expectation",
+    "Key",
+    "Observation",
+    "Step",
+    "expectations",
+    "judge",
+    "parse_mark",
+    "report",
+]
 
 Key = tuple[int, int]
 Phase = Literal["begin", "ack", "fail"]
@@ -208,3 +218,46 @@ def _wrong(
     if value in saved.get(key, set()):
         return [f"{what} went back in time for {key}: found {value}, expected {want}"]
     return [f"{what} invented {key} = {value}, a value nobody saved; expected {want}"]
+
+
+#: Failing crash states printed in full in a failure report.
+SHOWN_FAILURES: Final = 3
+
+
+def _shown(failures: list[tuple[CrashState, list[str]]]) -> list[tuple[CrashState, list[str]]]:
+    """Pick failures at distinct crash points, each the simplest state (fewest losses) there."""
+    best: dict[int, tuple[CrashState, list[str]]] = {}
+    for state, problems in failures:
+        weight = len(state.undone) + len(state.data)
+        held = best.get(state.point)
+        if held is None or weight < len(held[0].undone) + len(held[0].data):
+            best[state.point] = (state, problems)
+    return [best[p] for p in sorted(best)][:SHOWN_FAILURES]
+
+
+def report(
+    failures: list[tuple[CrashState, list[str]]],
+    trace: Sequence[TraceOp],
+    expected: list[Expectation],
+    *,
+    seen_by: dict[Tree, Observation],
+    keys: list[Key],
+    summary: str,
+) -> str:
+    """Return the failure report: the simplest failing state at a few crash points, the trace."""
+    lines = [f"{len(failures)} of the crash states lose or invent offsets; checked {summary}"]
+    shown = _shown(failures)
+    for state, problems in shown:
+        lines.append("")
+        at = trace[state.point] if state.point >= 0 else None
+        lines.append(f"crash state after {at if at else 'nothing'}:")
+        lines.append(state.describe())
+        want = "; ".join(f"{k}: {expected[state.point + 1].describe(k)}" for k in keys)
+        lines.append(f"  expected: {want}")
+        lines.append(f"  found: {seen_by[state.tree].describe(keys)}")
+        lines += [f"  VIOLATION: {p}" for p in problems]
+    lines.append("")
+    lines.append("trace (the worker's file-system operations and marks, numbered):")
+    last = max(s.point for s, _ in shown)
+    lines += [f"  {op}" for op in trace[: last + 1]]
+    return "\n".join(lines)
