@@ -106,7 +106,8 @@ def _value(crash: Crash, read: dict[str, Any], out: list[Violation]) -> Any:
     if crash.lost(found):
         out.append(Violation("D2", _story(crash, f"{found} (the acknowledged change was lost)")))
     else:
-        out.append(Violation("D1", _story(crash, f"{found} (a value nobody wrote)")))
+        what = "absent (neither value)" if found is None else f"{found} (a value nobody wrote)"
+        out.append(Violation("D1", _story(crash, what)))
     return found
 
 
