@@ -49,6 +49,7 @@ __all__ = [
     "Tree",
     "explore",
     "materialise",
+    "replay",
     "snapshot",
 ]
 
@@ -344,6 +345,30 @@ class _Frontier:
             keep = [rng.random() < 0.5 for _ in range(n)]
             inos = self.reachable_dirty(self.names(keep))
             yield self.state(keep, {i: rng.randrange(len(self.dirty[i])) for i in inos})
+
+
+def replay(trace: Sequence[TraceOp], root: str, initial: Tree) -> Tree:
+    """Return the tree the trace leaves with no power cut (every name and byte as the OS has it).
+
+    Comparing it with the directory on disk after the run tells whether the trace saw all the I/O:
+    a difference means writes the tracer missed (C code, functions bound at import, mmap).
+
+    :raises ModelError: the trace does not fit the tree.
+    """
+    model = _Model(root, initial)
+    for op in trace:
+        model.apply(op)
+    files: list[tuple[str, bytes | None]] = []
+
+    def walk(dir_ino: int, prefix: str) -> None:
+        for name, ino in sorted(model.live[dir_ino].items()):
+            node = model.inodes[ino]
+            files.append((prefix + name, None if node.is_dir else node.current))
+            if node.is_dir:
+                walk(ino, f"{prefix}{name}/")
+
+    walk(_ROOT, "")
+    return tuple(sorted(files))
 
 
 def explore(

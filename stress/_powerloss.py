@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -31,7 +30,7 @@ from lance_offsets.conformance._results import Outcome, PropertyResult
 
 from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
-from ._fsmodel import CrashState, Exploration, ModelError, Tree, explore, materialise
+from ._fsmodel import CrashState, Exploration, ModelError, Tree, explore, materialise, replay
 from ._options import StressOptions
 from ._powerloss_oracle import Key, Observation, Step, expectations, judge, report
 from ._powerloss_workers import record, verify
@@ -240,7 +239,7 @@ def _recording(
     recorded = _record_trace(spec, root, steps, scratch)
     if "error" in recorded:
         return "failed", f"the power-loss worker failed (seed {seed}):\n{recorded['error']}"
-    reason = _untraceable(recorded["trace"], root)
+    reason = _untraceable(recorded, root)
     if not reason:
         return _Recording(root, recorded["initial"], recorded["trace"], "the Python interposer")
     # The store's I/O is out of the interposer's sight: follow its system calls instead.
@@ -251,8 +250,9 @@ def _recording(
         return "not-applicable", f"{reason}; strace cannot help: {recorded['unavailable']}"
     if "error" in recorded:
         return "failed", f"the strace'd worker failed (seed {seed}):\n{recorded['error']}"
-    if not any(op.kind in _WRITING and op.error is None for op in recorded["trace"]):
-        return "not-applicable", f"{reason}; strace saw no write under {root} either"
+    incomplete = _untraceable(recorded, root)
+    if incomplete:
+        return "not-applicable", f"{reason}; under strace too: {incomplete}"
     return _Recording(root, recorded["initial"], recorded["trace"], "strace")
 
 
@@ -333,7 +333,9 @@ def _fast_scratch() -> str | None:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
-def _untraceable(trace: Sequence[TraceOp], root: str) -> str | None:
+def _untraceable(recorded: dict[str, Any], root: str) -> str | None:
+    """Return why the recorded trace cannot be trusted to hold all the store's I/O, if it cannot."""
+    trace: list[TraceOp] = recorded["trace"]
     audit = [op for op in trace if op.note == "audit"]
     if audit:
         return (
@@ -343,9 +345,35 @@ def _untraceable(trace: Sequence[TraceOp], root: str) -> str | None:
     if not any(op.kind in _WRITING and op.error is None for op in trace):
         return (
             f"the trace shows no file-system write under {root}: the store's I/O cannot be traced "
-            "(a C extension or a server?), so D3 was not checked"
+            "(a C extension or a server?)"
         )
+    # Replaying the trace must rebuild the directory the worker left, byte for byte; otherwise
+    # some I/O went unseen (C code, mmap) and the model would judge a store it cannot see.
+    try:
+        replayed = dict(replay(trace, root, recorded["initial"]))
+    except ModelError as exc:
+        return f"the trace cannot be replayed on the directory it started from: {exc}"
+    final = dict(recorded["final"])
+    for path in sorted(set(replayed) | set(final)):
+        on_disk, traced = final.get(path, _ABSENT), replayed.get(path, _ABSENT)
+        if on_disk != traced:
+            return (
+                f"the trace does not explain the directory the store left: {path} holds "
+                f"{_short(on_disk)} on disk, {_short(traced)} by the trace (I/O the tracer "
+                "cannot see)"
+            )
     return None
+
+
+_ABSENT: Final = b"<absent>"
+
+
+def _short(content: bytes | None) -> str:
+    if content == _ABSENT:
+        return "nothing"
+    if content is None:
+        return "a directory"
+    return repr(content) if len(content) < 40 else f"{len(content)} bytes"
 
 
 def _failed(clock: _Clock, details: str) -> PowerLossRun:

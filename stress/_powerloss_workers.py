@@ -55,7 +55,7 @@ def record(spec: str, root: str, steps: list[Step], out: str) -> None:
             store = factory(root)
             _run_steps(store, steps, mark)
             store.close()
-        result: dict[str, Any] = {"initial": initial, "trace": list(trace)}
+        result: dict[str, Any] = {"initial": initial, "trace": list(trace), "final": snapshot(root)}
     except Exception:
         result = {"error": traceback.format_exc()}
     with open(out, "wb") as fh:
@@ -81,6 +81,7 @@ def record_for_strace(spec: str, root: str, steps: list[Step], out: str) -> None
         _run_steps(store, steps, _strace_mark)
         store.close()
         _strace_mark("trace end")
+        result["final"] = snapshot(root)
     except Exception:
         result = {"error": traceback.format_exc()}
     with open(out, "wb") as fh:
