@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lance_offsets.stress._fsdata import content_choices
 from lance_offsets.stress._fsmodel import (
     CrashState,
     ModelError,
     Tree,
     explore,
     materialise,
+    replay,
 )
 from lance_offsets.stress._trace import OpKind, TraceOp
 
@@ -209,3 +211,31 @@ def test_materialise_writes_the_tree(tmp_path: Path) -> None:
     materialise(tree, str(tmp_path))
     assert (tmp_path / "d" / "f").read_bytes() == b"x\n"
     assert (tmp_path / "g").read_bytes() == b""
+
+
+def test_a_torn_overwrite_mixes_new_and_old_bytes_and_never_shrinks_the_file() -> None:
+    old = b"A" * 100
+    new = b"A" * 10 + b"B" * 80 + b"A" * 10  # a pwrite over bytes 10..89
+    contents = {c for c, _ in content_choices(old, [(7, new)])}
+    assert old in contents
+    assert new in contents
+    assert all(len(c) == 100 for c in contents)  # an overwrite cannot cut the file short
+    assert b"A" * 10 + b"B" * 40 + b"A" * 50 in contents  # torn half way through the write
+
+
+def test_an_append_tears_to_prefixes_or_zeros_beyond_the_synced_length() -> None:
+    contents = {c for c, _ in content_choices(b"12", [(3, b"12345")])}
+    assert {b"12", b"123", b"1234", b"12345", b"12\0\0\0"} == contents
+
+
+def test_every_write_since_the_sync_may_be_the_last_to_land() -> None:
+    choices = content_choices(b"", [(1, b"a"), (2, b"ab"), (3, b"abc")])
+    hows = dict(choices)
+    assert hows[b"abc"].endswith("kept")
+    assert "as after #2" in hows[b"ab"]
+    assert "dropped" in hows[b""]
+
+
+def test_replay_rebuilds_the_directory_the_trace_leaves() -> None:
+    trace = save(Trace(), b"2\n", dir_sync=False).add("mkdir", "d").create("d/x")
+    assert replay(trace.ops, ROOT, INITIAL) == (("d", None), ("d/x", b""), ("k", b"2\n"))
