@@ -74,7 +74,8 @@ def _crash_points(run: Run, key: Key, other: Key, only: Collection[str], total: 
     if not any(points(trace) for _, trace, _ in plans.values()):
         return  # nothing traced: only random kills can test this store
     passes = 0
-    while passes == 0 or run.result.cycles < total // 2:
+    # A long run stops repeating once a pass found violations: the verdict cannot improve.
+    while passes == 0 or (run.result.cycles < total // 2 and not run.result.violations):
         fresh = {s.name: s for s in _scenarios(run, key, other)} if passes else {}
         for name, (counted_with, trace, where) in plans.items():
             scenario = fresh.get(name, counted_with)
@@ -99,7 +100,8 @@ def run_campaign(
 
     A short run (``options.long`` False) makes one pass and a few random kills; a long one makes
     passes with fresh values and random kills, half each, until ``options.cycles`` (default
-    2,000) kill-verify cycles are done.
+    2,000) kill-verify cycles are done, or stops after the first pass and a few random kills
+    if that pass found violations (a failed verdict cannot get better).
 
     :param only: run only the scenarios with these names (all when empty), for quick tests.
     :param random_kills: how many random-time kills instead of the default for the length.
@@ -114,7 +116,9 @@ def run_campaign(
         other = (key[0], key[1] ^ 1)
         total = (options.cycles or LONG_CYCLES) if options.long else 0
         _crash_points(run, key, other, only, total)
-        kills = SHORT_RANDOM_KILLS if not options.long else max(total - result.cycles, 0)
+        kills = SHORT_RANDOM_KILLS
+        if options.long and not result.violations:
+            kills = max(total - result.cycles, SHORT_RANDOM_KILLS)
         if random_kills is not None:
             kills = random_kills
         for _ in range(kills):

@@ -211,6 +211,45 @@ def test_sharing_violations_drive_the_bounded_retry(tmp_path: pathlib.Path) -> N
     assert store.load(1, 2) == 4
 
 
+def test_a_store_with_early_bound_functions_is_seen_through_audit_events(
+    tmp_path: pathlib.Path,
+) -> None:
+    from zoo.stress_crash_zoo import early_bound
+
+    store = early_bound(str(tmp_path))
+    store.save(1, 2, 3)
+    with traced(tmp_path) as trace:
+        store.save(1, 2, 4)
+    seen = [(op.kind, op.note, os.path.basename(op.path)) for op in trace]
+    assert ("open", "audit", "1-2.offset.tmp") in seen  # the temp file, opened by _open
+    assert ("rename", "audit", "1-2.offset.tmp") in seen  # os.replace raises "os.rename"
+    assert not [op for op in trace if op.kind in ("write", "fsync") and op.path.endswith(".tmp")]
+
+
+def test_f_fullfsync_is_recorded_and_its_refusal_falls_back_to_fsync(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The macOS path on any POSIX system: a command number Linux refuses stands in for it."""
+    fcntl = pytest.importorskip("fcntl")
+    from lance_offsets import _platform
+
+    monkeypatch.setattr(fcntl, "F_FULLFSYNC", 0x7FFF, raising=False)
+    with traced(tmp_path) as trace:
+        fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+        os.write(fd, b"1")
+        _platform.full_fsync(
+            fd, fcntl_call=fcntl.fcntl, full_fsync_op=fcntl.F_FULLFSYNC, fsync=os.fsync
+        )
+        os.close(fd)
+    assert [(op.kind, op.error) for op in trace] == [
+        ("open", None),
+        ("write", None),
+        ("fsync", "EINVAL"),
+        ("fsync", None),
+        ("close", None),
+    ]
+
+
 def test_marks_threads_and_renamed_descriptors(tmp_path: pathlib.Path) -> None:
     with traced(tmp_path) as trace:
         fd = os.open(tmp_path / "old", os.O_WRONLY | os.O_CREAT)

@@ -19,6 +19,10 @@ factory changes one step, and the stress checks must catch it on the named prope
 - ``retries_forever`` (F2): retries ``os.replace`` on ``PermissionError`` with no limit (the
   Windows sharing-violation dance done wrong): a file held open for good hangs the save.
 
+``early_bound`` is correct too, but calls ``os`` functions it bound at import (``from os import
+replace``), which the interposer's wrappers cannot see: only the audit hook notices its opens and
+renames, and random-time kills cover the rest.
+
 ``windows_retry`` is correct: it replaces through the reference store's bounded
 ``retry_sharing_violations``, so the F2 check drives that function on any OS.
 
@@ -31,6 +35,11 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from os import close as _close
+from os import fsync as _fsync
+from os import open as _open
+from os import replace as _replace
+from os import write as _write
 
 import portalocker
 
@@ -201,6 +210,19 @@ class TruncatesFirstStore(CarefulStore):
         super().write(key, data)
 
 
+class EarlyBoundStore(CarefulStore):
+    def write(self, key: Key, data: bytes) -> None:
+        temp = self.name(key, self.temp_suffix)
+        fd = _open(temp, self.temp_flags, 0o644)
+        try:
+            _write(fd, data)
+            _fsync(fd)
+        finally:
+            _close(fd)
+        _replace(temp, self.name(key))
+        _fsync_dir(self.dir)
+
+
 class WindowsRetryStore(CarefulStore):
     def write(self, key: Key, data: bytes) -> None:
         temp = self.name(key, self.temp_suffix)
@@ -274,6 +296,11 @@ def swallows_errors(path: str) -> CarefulStore:
 def truncates_first(path: str) -> CarefulStore:
     """F2: an error mid-save destroys the old value."""
     return TruncatesFirstStore(path)
+
+
+def early_bound(path: str) -> CarefulStore:
+    """Correct, with functions bound at import: seen only through audit events."""
+    return EarlyBoundStore(path)
 
 
 def windows_retry(path: str) -> CarefulStore:
