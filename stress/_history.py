@@ -116,7 +116,9 @@ class HistoryWriter:
     """Appends one worker's events to its history file, each event in one ``os.write``."""
 
     def __init__(self, path: str | os.PathLike[str], worker: int) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # O_BINARY (Windows only): no newline translation in the records.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
+        self._fd = os.open(path, flags, 0o644)
         self._worker = worker
 
     def _emit(self, record: dict[str, object]) -> None:
