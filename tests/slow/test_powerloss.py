@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,18 @@ def test_each_defect_fails_d3_with_the_crash_state_printed(name: str, short: Str
     assert "(acknowledged)" in result.details
     assert f"seed {short.seed}" in result.details
     assert LOST_STEP[name] in result.details
+    if shutil.which("strace"):  # the interposer's verdict is confirmed at the system-call level
+        assert "confirmed with strace: " in result.details
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to see the fsyncs")
+def test_fsyncs_hidden_from_the_interposer_are_not_blamed(short: StressOptions) -> None:
+    # The store calls fsync through a name bound at import: the interposer's trace shows no
+    # sync at all, so its crash states lose data; strace's trace shows every sync, and wins.
+    run = run_powerloss(f"{ZOO}:correct_bound_fsync", short)
+    assert passed(run), run.result.details
+    assert "missed some of the store's I/O" in run.result.details
+    assert "traced by strace" in run.result.details
 
 
 def test_the_runner_reports_not_applicable_with_a_reason(short: StressOptions) -> None:
