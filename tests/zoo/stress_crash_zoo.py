@@ -57,6 +57,8 @@ def _parse(data: bytes, path: str) -> int:
 
 
 def _fsync_dir(path: str) -> None:
+    if os.name == "nt":  # Windows cannot open a directory with os.open; its renames are durable
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
