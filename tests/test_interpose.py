@@ -7,12 +7,16 @@ import errno
 import io
 import os
 import pathlib
+import sys
 import threading
 
 import pytest
 from lance_offsets.stress._interpose import FaultPlan, mark, set_fault, traced
 from lance_offsets.stress._trace import TraceOp
 from lance_offsets.stress._tracer import REAL
+
+#: Opening a directory to fsync it, or renaming an open file, is POSIX only.
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file semantics")
 
 _early_replace = os.replace  # bound at import, like `from os import replace`: bypasses the patch
 
@@ -38,6 +42,7 @@ def _kinds(trace: list[TraceOp]) -> list[str]:
     return [op.kind for op in trace]
 
 
+@posix_only
 def test_os_level_save_is_recorded_in_order_with_contents(tmp_path: pathlib.Path) -> None:
     root = os.path.realpath(tmp_path)
     with traced(tmp_path) as trace:
@@ -118,6 +123,7 @@ def test_paths_outside_root_are_not_recorded_and_patches_are_restored(
         assert type(f.raw) is io.FileIO
 
 
+@posix_only
 def test_on_op_sees_each_operation_before_and_after(tmp_path: pathlib.Path) -> None:
     calls: list[tuple[str, TraceOp]] = []
     with traced(tmp_path, on_op=lambda op, phase: calls.append((phase, op))) as trace:
@@ -136,6 +142,7 @@ def test_on_op_sees_each_operation_before_and_after(tmp_path: pathlib.Path) -> N
     ]
 
 
+@posix_only
 def test_stopping_before_an_operation_keeps_it_from_happening(tmp_path: pathlib.Path) -> None:
     class Stop(BaseException):
         pass
@@ -158,6 +165,7 @@ def test_early_bound_functions_are_seen_by_the_audit_hook(tmp_path: pathlib.Path
     ]
 
 
+@posix_only
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO, errno.EACCES])
 def test_a_planned_fault_fails_the_operation_and_changes_nothing(
     tmp_path: pathlib.Path, code: int
@@ -173,6 +181,7 @@ def test_a_planned_fault_fails_the_operation_and_changes_nothing(
     assert (tmp_path / "k.offset").read_bytes() == b"3\n"
 
 
+@posix_only
 def test_a_persistent_fault_lasts_until_cleared(tmp_path: pathlib.Path) -> None:
     plan = FaultPlan(error=errno.EACCES, times=None, kinds=("replace",))
     with traced(tmp_path, fail=plan) as trace:
@@ -250,6 +259,7 @@ def test_f_fullfsync_is_recorded_and_its_refusal_falls_back_to_fsync(
     ]
 
 
+@posix_only
 def test_marks_threads_and_renamed_descriptors(tmp_path: pathlib.Path) -> None:
     with traced(tmp_path) as trace:
         fd = os.open(tmp_path / "old", os.O_WRONLY | os.O_CREAT)
