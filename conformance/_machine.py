@@ -157,13 +157,17 @@ class StoreMachine(RuleBasedStateMachine):
         if "C5" not in self.focus:
             return {}
         store = self.handles[slot]
-        others = [k for k in self.seen if k != key][-_ISOLATION_SAMPLE:]
+        known = dict.fromkeys(self.seen)
+        # The keys a naive encoding confuses with this one first, then the most recent others.
+        colliding = [k for k in near_collisions(key, self.caps) if k in known]
+        recent = [k for k in reversed(known) if k != key and k not in colliding]
+        others = (colliding + recent)[:_ISOLATION_SAMPLE]
         return {k: self._call("C5", f"load{k}", store.load, *k) for k in others}
 
     def _check_isolation(self, slot: str, key: Key, before: dict[Key, int | None], op: str) -> None:
         store = self.handles[slot]
         for other, was in before.items():
-            now = store.load(*other)
+            now = self._call("C5", f"load{other}", store.load, *other)
             if now != was:
                 self._violate(
                     "C5",
