@@ -138,7 +138,7 @@ def check_c8(ctx: CheckContext) -> str:
                     raise ContractViolation("C8", f"__enter__ returned {store!r}, not a store")
                 _fill(store, committed)
             note("with block left")
-            _closed_refuses(store, committed, late)
+            _closed_refuses(store, late)
             other = ctx.workspace.open(path) if ctx.caps.persistent else None
             if other is not None and other.list_all() != committed:
                 raise ContractViolation(
@@ -182,7 +182,7 @@ def _exit_propagates(store: Any) -> bool:
     return False
 
 
-def _closed_refuses(store: Any, committed: dict[Key, int], late: tuple[Key, int]) -> None:
+def _closed_refuses(store: Any, late: tuple[Key, int]) -> None:
     try:
         store.close()
     except Exception as exc:
@@ -194,4 +194,3 @@ def _closed_refuses(store: Any, committed: dict[Key, int], late: tuple[Key, int]
     _must_raise(f"save{(*key, offset)}", store.save, *key, offset)
     _must_raise(f"delete{key}", store.delete, *key)
     _must_raise("list_all()", store.list_all)
-    del committed

@@ -18,6 +18,7 @@ from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 from ._capabilities import Capabilities
 
 __all__ = [
+    "CONTRACT_MAX",
     "Key",
     "bad_values",
     "keys",
