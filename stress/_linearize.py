@@ -244,6 +244,19 @@ def shrink(ops: Sequence[Op], *, budget_seconds: float = 5.0) -> list[Op]:
     return [recorded for recorded, _ in current]
 
 
+def _overlapping(target: Op, ops: Sequence[Op], limit: int = 6) -> list[Op]:
+    """Return up to ``limit`` other operations on ``target``'s key in flight during it."""
+    end = target.complete if target.complete is not None else float("inf")
+    return [
+        op
+        for op in ops
+        if op is not target
+        and op.key == target.key
+        and op.invoke <= end
+        and (op.complete is None or op.complete >= target.invoke)
+    ][:limit]
+
+
 def check_history(ops: Sequence[Op], *, shrink_seconds: float = 5.0) -> list[Violation]:
     """Return everything wrong: undocumented exceptions, unknown values, unlinearizable keys.
 
@@ -255,7 +268,11 @@ def check_history(ops: Sequence[Op], *, shrink_seconds: float = 5.0) -> list[Vio
             summary = (
                 f"{op.kind} of key {op.key} raised {op.error} (not documented by the contract)"
             )
-            violations.append(Violation("exception", op.key, summary, (op,)))
+            # The first few (those a report shows) come with their rivals: the other
+            # operations on the key in flight at the same time, which usually explain it.
+            # Only exceptions are in ``violations`` yet: the first few get their rivals.
+            rivals = _overlapping(op, ops) if len(violations) < SHOWN_PER_KIND else []
+            violations.append(Violation("exception", op.key, summary, (op, *rivals)))
     saves = {op.value: op for op in ops if op.kind == "save"}
     unknown: set[tuple[int, int]] = set()  # (worker, seq) of reads already reported
     for op in ops:
@@ -271,8 +288,8 @@ def check_history(ops: Sequence[Op], *, shrink_seconds: float = 5.0) -> list[Vio
         else:
             why = f"whose save failed with {source.error} (a failed save took effect)"
         summary = f"load of key {op.key} returned {op.result}, {why}"
-        shown = (op,) if source is None else (source, op)
-        violations.append(Violation("unknown-value", op.key, summary, shown))
+        evidence = (op,) if source is None else (source, op)
+        violations.append(Violation("unknown-value", op.key, summary, evidence))
         unknown.add((op.worker, op.seq))
     for key in sorted({op.key for op in ops}):
         mine = [op for op in ops if op.key == key and (op.worker, op.seq) not in unknown]
@@ -284,13 +301,13 @@ def check_history(ops: Sequence[Op], *, shrink_seconds: float = 5.0) -> list[Vio
             continue
         if culprit is None:
             continue
-        excerpt = shrink(mine, budget_seconds=shrink_seconds)
+        minimal = shrink(mine, budget_seconds=shrink_seconds)
         summary = (
             f"history of key {key} is not linearizable: no order of the operations below, each "
             "taking effect between its invocation and completion, explains every result "
             f"(first unexplained: w{culprit.worker} #{culprit.seq} {culprit.kind})"
         )
-        violations.append(Violation("not-linearizable", key, summary, tuple(excerpt)))
+        violations.append(Violation("not-linearizable", key, summary, tuple(minimal)))
     return violations
 
 

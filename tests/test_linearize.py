@@ -163,6 +163,14 @@ def test_undocumented_exception_is_reported_and_its_effect_is_unknown() -> None:
     assert linearizable(h)
 
 
+def test_exception_report_shows_the_operations_racing_it() -> None:
+    rival = op(1, "save", 1, 0, 4)
+    failed = op(2, "save", 2, 1, 3, outcome="info", error="FileNotFoundError: t.offset.tmp")
+    unrelated = [op(3, "save", 3, 1, 3, key=OTHER), op(1, "load", 1, 5, 6)]
+    [v] = check_history([rival, failed, *unrelated])
+    assert v.excerpt == (failed, rival)
+
+
 def test_documented_failure_must_have_no_effect() -> None:
     failed = op(1, "save", 2, 2, 3, outcome="fail", error="LockTimeoutError: busy")
     assert check_history([op(0, "save", 1, 0, 1), failed, op(2, "load", 1, 4, 5)]) == []
