@@ -212,11 +212,11 @@ def test_keys_are_checked_independently() -> None:
 def test_flood_of_indeterminate_saves_is_undecided_not_passed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # 12 saves in flight for ever, each read later: 2**12 orders to consider at the first return.
-    monkeypatch.setattr(linearize, "MAX_CONFIGS", 1000)
-    h = [op(w, "save", w + 1, w, None) for w in range(12)]
+    # 10 saves in flight for ever, each read later: 2**10 sets to consider at the first return.
+    monkeypatch.setattr(linearize, "MAX_CONFIGS", 300)
+    h = [op(w, "save", w + 1, w, None) for w in range(10)]
     h.append(op(20, "load", None, 50, 51))
-    h.extend(op(21, "load", w + 1, 60 + 2 * w, 61 + 2 * w) for w in range(12))
+    h.extend(op(21, "load", w + 1, 60 + 2 * w, 61 + 2 * w) for w in range(10))
     with pytest.raises(linearize.UndecidedError):
         first_unexplained(h)
     [v] = check_history(h)
