@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lance_offsets.stress._fsdata import content_choices
 from lance_offsets.stress._fsmodel import (
     CrashState,
@@ -239,3 +241,55 @@ def test_every_write_since_the_sync_may_be_the_last_to_land() -> None:
 def test_replay_rebuilds_the_directory_the_trace_leaves() -> None:
     trace = save(Trace(), b"2\n", dir_sync=False).add("mkdir", "d").create("d/x")
     assert replay(trace.ops, ROOT, INITIAL) == (("d", None), ("d/x", b""), ("k", b"2\n"))
+
+
+NAMES = ("a", "b", "c")
+
+
+@st.composite
+def random_traces(draw: st.DrawFn) -> tuple[Trace, dict[str, bytes]]:
+    """Random create/write/fsync/rename/unlink/dir-fsync sequences a real process could make."""
+    trace, live = Trace(), {"k": b"1\n"}
+    for _ in range(draw(st.integers(0, 8))):
+        name = draw(st.sampled_from(NAMES))
+        action = draw(st.sampled_from(["write", "fsync", "rename", "unlink", "dirsync"]))
+        if action == "dirsync":
+            trace.dirsync()
+        elif action == "write":
+            if name not in live:
+                trace.create(name)
+            live[name] = live.get(name, b"") + draw(st.binary(min_size=1, max_size=3))
+            trace.write(name, live[name])
+        elif name not in live:
+            continue
+        elif action == "fsync":
+            trace.fsync(name, live[name])
+        elif action == "rename":
+            target = draw(st.sampled_from([*NAMES, "k"]))
+            if target != name:
+                trace.add("rename", name, target=target)
+                live[target] = live.pop(name)
+        else:
+            trace.add("unlink", name)
+            del live[name]
+    return trace, live
+
+
+@settings(deadline=None, max_examples=60)
+@given(random_traces())
+def test_the_uncut_tree_and_the_synced_tree_are_always_crash_states(
+    case: tuple[Trace, dict[str, bytes]],
+) -> None:
+    trace, live = case
+    found = explore(trace.ops, ROOT, INITIAL, seed=1, budget=500)
+    last = len(trace.ops) - 1
+    trees = [dict(s.tree) for s in found.states if s.point == last]
+    assert dict(replay(trace.ops, ROOT, INITIAL)) == live
+    if found.sampled_points == 0:
+        assert live in trees  # nothing lost is always one outcome
+    # Syncing every file, then the directory, leaves exactly one state: the uncut tree.
+    for name, content in sorted(live.items()):
+        trace.fsync(name, content)
+    trace.dirsync()
+    synced = explore(trace.ops, ROOT, INITIAL, seed=1)
+    assert [dict(s.tree) for s in synced.states if s.point == len(trace.ops) - 1] == [live]
