@@ -120,7 +120,10 @@ def _open(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None
     tracer = _tracing()
     full = tracer.normalize(path, dir_fd) if tracer is not None else None
     if tracer is None or full is None:
-        return REAL["open"](path, flags, mode, dir_fd=dir_fd)  # type: ignore[no-any-return]
+        fd: int = REAL["open"](path, flags, mode, dir_fd=dir_fd)
+        if tracer is not None:
+            tracer.forget(fd)
+        return fd
 
     def perform() -> int:
         fd: int = REAL["open"](path, flags, mode, dir_fd=dir_fd)

@@ -132,7 +132,10 @@ def traced_open(  # noqa: PLR0917 - io.open's own signature
         or ("b" in chars and (encoding or errors or newline is not None))
         or (buffering == 0 and "b" not in chars)
     ):
-        return REAL_OPEN(file, mode, buffering, encoding, errors, newline, closefd, opener)
+        opened = REAL_OPEN(file, mode, buffering, encoding, errors, newline, closefd, opener)
+        if tracer is not None and not isinstance(file, int):
+            tracer.forget(opened.fileno())
+        return opened
     raw_mode = next(iter(chars & set("rwxa"))) + ("+" if "+" in chars else "")
     raw = TracedFileIO(
         tracer, file if isinstance(file, int) else os.fspath(file), path, raw_mode, closefd, opener

@@ -277,6 +277,15 @@ class Tracer:
             if fault is not None:
                 raise fault
 
+    def forget(self, fd: int) -> None:
+        """Drop ``fd`` from the table: it was just reopened outside the root.
+
+        An untraced close (C code, a function bound before patching) leaves a stale entry, and
+        the OS reuses the lowest free number: without this, writes to the new file would be
+        recorded against the old path.
+        """
+        self.fds.pop(fd, None)
+
     def moved(self, src: str, dst: str) -> None:
         """Follow a rename in the fd table (a descriptor keeps its file, which has a new name)."""
         prefix = src + os.sep

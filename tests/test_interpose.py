@@ -277,6 +277,23 @@ def test_marks_threads_and_renamed_descriptors(tmp_path: pathlib.Path) -> None:
     assert [op.content for op in trace[5:]] == [b"", b"thread", b"thread"]
 
 
+def test_a_descriptor_closed_behind_the_tracers_back_is_not_misattributed(
+    tmp_path: pathlib.Path,
+) -> None:
+    inside, outside = tmp_path / "in", tmp_path / "out"
+    inside.mkdir()
+    outside.mkdir()
+    early_close = REAL["close"]  # a close the wrappers cannot see
+    with traced(inside) as trace:
+        fd = os.open(inside / "a", os.O_WRONLY | os.O_CREAT)
+        early_close(fd)
+        reused = os.open(outside / "b", os.O_WRONLY | os.O_CREAT)
+        assert reused == fd  # the OS hands out the lowest free number again
+        os.write(reused, b"not inside")
+        os.close(reused)
+    assert [op.kind for op in trace] == ["open"]
+
+
 def test_blocks_do_not_nest(tmp_path: pathlib.Path) -> None:
     with traced(tmp_path), pytest.raises(RuntimeError, match="nest"), traced(tmp_path):
         pass  # pragma: no cover
