@@ -3,14 +3,19 @@
 1. A worker process opens the store once (untraced: what it creates on open is taken as durable),
    snapshots the directory, then runs a workload of saves and deletes under the interposer
    (:func:`~._interpose.traced`), bracketing each call with ``begin``/``ack`` marks.
-2. The parent replays the trace in the file-system model (:mod:`._fsmodel`) and collects every
+2. The trace must explain the directory the worker left (replayed from the snapshot, it rebuilds
+   every name and byte); otherwise the store's I/O is out of the interposer's sight (C code) and
+   the workload runs again under strace (:mod:`._strace`), whose trace must pass the same test.
+3. The parent replays the trace in the file-system model (:mod:`._fsmodel`) and collects every
    crash state: exhaustively where a crash point has few, sampled with the seed where it has many.
-3. Each distinct directory is written out, and one fresh verifier process (spawned: nothing cached
+4. Each distinct directory is written out, and one fresh verifier process (spawned: nothing cached
    from the worker) opens the store on each, loads every key, lists, and saves again.
-4. The oracle (:mod:`._powerloss_oracle`) judges each crash state against the marks before it.
+5. The oracle (:mod:`._powerloss_oracle`) judges each crash state against the marks before it.
+   A failure found through the interposer is confirmed with strace when it is installed (an
+   ``fsync`` bound at import is invisible to the interposer, and must not be blamed).
 
-A store whose writes the interposer cannot see (a C extension, a server) gets "not applicable"
-with the reason, never a pass.
+A store whose I/O neither tracer can see (a server, mmap'ed writes) gets "not applicable" with the
+reason, never a pass.
 """
 
 from __future__ import annotations
@@ -106,7 +111,8 @@ class PowerLossRun:
     directories: int = 0
     exploration: Exploration | None = None
     failures: tuple[tuple[CrashState, list[str]], ...] = ()
-    #: Wall seconds of each phase: record, explore, materialise, verify, judge.
+    #: Wall seconds of each phase: record, explore, verify (write the states out, open each),
+    #: judge; a confirmation with strace adds its own explore, verify and judge.
     phases: tuple[tuple[str, float], ...] = ()
 
 
