@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from lance_offsets.stress._fsmodel import explore
 from lance_offsets.stress._strace import StraceError, mark_path, parse
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="strace output is Linux only"
+)
 
 ROOT = "/data/store"
 

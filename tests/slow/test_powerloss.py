@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,12 @@ from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress._powerloss import PowerLossRun, check_d3, run_powerloss
 from lance_offsets.stress._runner import run_properties
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="D3 is modelled on Linux only so far"
+    ),
+]
 
 TESTS = str(Path(__file__).resolve().parents[1])
 ZOO = "zoo.powerloss_zoo"
