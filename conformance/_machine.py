@@ -332,11 +332,13 @@ class StoreMachine(RuleBasedStateMachine):
         self.handles["A"].load(*key)  # warm A's cache first
         if offset is None:
             note(f"other process: delete{key}")
-            self.remote.call("delete", *key)
+            self._call("C4", f"delete{key} in another process", self.remote.call, "delete", *key)
             self.model.pop(key, None)
         else:
             note(f"other process: save{(*key, offset)}")
-            self.remote.call("save", *key, offset)
+            pid = "C1" if key not in self.model else "C3"
+            what = f"save{(*key, offset)} in another process"
+            self._call(pid, what, self.remote.call, "save", *key, offset)
             self.model[key] = offset
         self._wrote(key, _REMOTE)
         got = self._call("P2", f"load{key}", self.handles["A"].load, *key)

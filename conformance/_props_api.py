@@ -80,6 +80,7 @@ def _refused(
     expected: type[Exception],
 ) -> None:
     call = f"{op}({', '.join(map(repr, args))})"
+    before = _observe(ctx, store, path, committed)
     note(call)
     try:
         getattr(store, op)(*args)
@@ -91,29 +92,43 @@ def _refused(
         ) from exc
     else:
         raise ContractViolation("C7", f"{call} returned; expected {expected.__name__}")
-    _unchanged(ctx, store, path, committed, call)
-
-
-def _unchanged(
-    ctx: CheckContext, store: Any, path: str, committed: dict[Key, int], call: str
-) -> None:
-    for key, offset in committed.items():
-        got = store.load(*key)
-        if got != offset:
+    after = _observe(ctx, store, path, committed)
+    for what, was in before.items():
+        if after[what] != was:
             raise ContractViolation(
-                "C7", f"after {call} raised, load{key} gave {got!r}, was {offset}"
+                "C7", f"after {call} raised, {what} gave {after[what]!r}; before it: {was!r}"
             )
-    listing = store.list_all()
-    if listing != committed:
-        raise ContractViolation(
-            "C7", f"after {call} raised, list_all() = {listing!r}, was {committed!r}"
-        )
+
+
+def _attempt(fn: Any, *args: object) -> object:
+    try:
+        return fn(*args)
+    except Exception as exc:  # an error is an observation too; it must not change either
+        return f"<raised {type(exc).__name__}>"
+
+
+def _observe(ctx: CheckContext, store: Any, path: str, committed: dict[Key, int]) -> dict[str, Any]:
+    """What the store shows, on this handle and (persistent) on a new one.
+
+    C7 compares this before and after a refused call: the call must change nothing, whatever the
+    store showed before (so a store broken elsewhere is not blamed here).
+    """
+    seen: dict[str, Any] = {f"load{k}": _attempt(store.load, *k) for k in sorted(committed)}
+    seen["list_all()"] = _attempt(store.list_all)
     if ctx.caps.persistent:
         with ctx.factory(path) as other:  # a second handle: the first stays open for more calls
-            listing = other.list_all()
-        if listing != committed:
+            seen["list_all() on a new handle"] = _attempt(other.list_all)
+    return seen
+
+
+def _saved_in_block_survives(other: Any, committed: dict[Key, int]) -> None:
+    for key, offset in sorted(committed.items()):
+        got = other.load(*key)
+        if got != offset:
             raise ContractViolation(
-                "C7", f"after {call} raised, a new handle lists {listing!r}, was {committed!r}"
+                "C8",
+                f"save{(*key, offset)} inside a with block; after it, a new handle loads "
+                f"{got!r}: close() lost the commit",
             )
 
 
@@ -140,12 +155,8 @@ def check_c8(ctx: CheckContext) -> str:
             note("with block left")
             _closed_refuses(store, late)
             other = ctx.workspace.open(path) if ctx.caps.persistent else None
-            if other is not None and other.list_all() != committed:
-                raise ContractViolation(
-                    "C8",
-                    f"after the with block, a new handle lists {other.list_all()!r}, "
-                    f"saved {committed!r} inside it",
-                )
+            if other is not None:
+                _saved_in_block_survives(other, committed)
             failing = ctx.workspace.open(path)
             if not _exit_propagates(failing):
                 raise ContractViolation("C8", "__exit__ swallowed an exception raised in the block")
