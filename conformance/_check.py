@@ -16,7 +16,7 @@ from ._catalog import PROPERTIES
 from ._profiles import DEFAULT_PROFILE, PROFILES
 from ._results import PropertyResult
 from ._run import _cwd_importable, run_checks
-from ._spec import DEFAULT_SPEC, SpecError
+from ._spec import DEFAULT_SPEC, SpecError, load_factory
 
 __all__ = ["add_arguments", "report_json", "run"]
 
@@ -101,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
         print("lance-offsets check: --workers must be at least 1", file=sys.stderr)
         return 2
     _cwd_importable()
+    try:
+        load_factory(args.spec)
+    except SpecError as exc:
+        print(f"lance-offsets check: {exc}", file=sys.stderr)
+        return 2
     print(
         f"checking {args.spec} (profile {args.profile}"
         f"{', long stress runs' if args.stress else ''}, {args.workers} worker(s))",
