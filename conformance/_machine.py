@@ -200,6 +200,7 @@ class StoreMachine(RuleBasedStateMachine):
         # The classic collision of f"{t}{c}" file names, present from the first step.
         extremes += [k for k in [(1, 23), (12, 3)] if k[0] <= top_t and k[1] <= top_c]
         self.seen.extend(extremes)
+        note(f"keys_0.. = {extremes}")
         return multiple(*extremes)
 
     @rule(target=keys, key=_runner_draw(key_strategy))

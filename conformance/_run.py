@@ -17,6 +17,8 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from hypothesis.errors import Unsatisfiable
+
 from ._capabilities import Factory, capabilities_of
 from ._catalog import PROPERTIES, property_ids
 from ._context import CheckContext, NotApplicable
@@ -102,6 +104,12 @@ def check_property(
         ctx = CheckContext(factory, caps, spec, settings, workspace)
         try:
             details = _checker(pid)(ctx)
+        except Unsatisfiable as exc:
+            why = (
+                f"could not be checked: every example broke another property first ({exc}); "
+                "fix the other failures, then check again"
+            )
+            return PropertyResult(pid, "failed", time.monotonic() - start, why)
         except NotApplicable as why:
             return PropertyResult(pid, "not-applicable", time.monotonic() - start, str(why))
         except Exception as exc:
