@@ -160,11 +160,12 @@ class Run:
         """A fresh worker, which first judges the pending crash (it never had that store open)."""
         while True:
             worker = self.fleet.take()
-            if self.pending is None or self._verify(worker, self.pending):
-                self.pending = None
+            crash, self.pending = self.pending, None  # judged once, whatever happens
+            if crash is None or self._verify(worker, crash):
                 return worker
 
     def _verify(self, worker: Worker, crash: Crash) -> bool:
+        """Judge ``crash`` in ``worker``; return False if the worker was blocked (and killed)."""
         later = None if self.skip_later else self.value()
         keys = [crash.key, *(k for k in crash.setup if k != crash.key)]
         job = {
