@@ -129,8 +129,10 @@ def read_content(fd: int | None, path: str) -> bytes | None:
                 info = REAL["fstat"](fd)
                 if not stat.S_ISREG(info.st_mode):
                     return None
+                pread = REAL.get("pread")  # Windows has none: read by path there
                 try:
-                    return bytes(REAL["pread"](fd, info.st_size, 0))
+                    if pread is not None:
+                        return bytes(pread(fd, info.st_size, 0))
                 except OSError:  # write-only descriptor: fall back to the path
                     pass
             by_path = REAL["open"](path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
