@@ -294,6 +294,17 @@ def test_a_descriptor_closed_behind_the_tracers_back_is_not_misattributed(
     assert [op.kind for op in trace] == ["open"]
 
 
+def test_contents_are_read_by_path_where_there_is_no_pread(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delitem(REAL, "pread")  # as on Windows
+    with traced(tmp_path) as trace:
+        fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+        os.write(fd, b"by path")
+        os.close(fd)
+    assert [op.content for op in trace] == [b"", b"by path", b"by path"]
+
+
 def test_blocks_do_not_nest(tmp_path: pathlib.Path) -> None:
     with traced(tmp_path), pytest.raises(RuntimeError, match="nest"), traced(tmp_path):
         pass  # pragma: no cover
