@@ -13,6 +13,8 @@ from lance_offsets.conformance._check import report_json
 from lance_offsets.conformance._profiles import PROFILES
 from lance_offsets.conformance.reference import memory
 
+from lance_offsets import MemoryOffsetStore
+
 MEMORY = "lance_offsets.conformance.reference:memory"
 
 
@@ -83,3 +85,43 @@ def test_plugin_import_is_light() -> None:
 MemoryMachine = store_machine(memory)
 MemoryMachine.TestCase.settings = PROFILES["smoke"]
 TestMemoryMachine = MemoryMachine.TestCase
+
+
+def undeclared_memory(path: str) -> MemoryOffsetStore:
+    """The memory store, claiming nothing: held to everything, so P1 must fail."""
+    del path
+    return MemoryOffsetStore()
+
+
+class NarrowStore(MemoryOffsetStore):
+    """A correct store with a narrower domain than the contract, which it declares."""
+
+    def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
+        if isinstance(offset, int) and not isinstance(offset, bool) and 2**63 <= offset < 2**64:
+            raise ValueError("this store keeps offsets in a signed 64-bit column")
+        super().save(topic_id, consumer_id, offset)
+
+
+def narrow(path: str) -> NarrowStore:
+    del path
+    return NarrowStore()
+
+
+narrow.persistent = False  # type: ignore[attr-defined]
+narrow.offset_max = 2**63 - 1  # type: ignore[attr-defined]
+
+
+def test_a_store_that_declares_nothing_is_held_to_everything() -> None:
+    result = check_property(undeclared_memory, "P1", profile="smoke")
+    assert result.outcome == "failed", result
+    assert "[P1 " in result.details
+
+
+def test_declared_ranges_narrow_the_strategies() -> None:
+    for pid in ("C1", "C3", "C7"):
+        assert check_property(narrow, pid, profile="smoke").outcome == "passed"
+    narrow.offset_max = 2**64 - 1  # type: ignore[attr-defined]
+    try:
+        assert check_property(narrow, "C3", profile="smoke").outcome == "failed"
+    finally:
+        narrow.offset_max = 2**63 - 1  # type: ignore[attr-defined]
