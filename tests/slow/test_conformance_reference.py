@@ -36,7 +36,7 @@ STORES = {
 @pytest.mark.parametrize("pid", CONFORMANCE)
 @pytest.mark.parametrize("spec", sorted(STORES))
 def test_store_keeps_property(spec: str, pid: str) -> None:
-    """One test per store and property ID, e.g. ``test_store_keeps_property[C5-...:lockfile]``."""
+    """One test per store and property ID, e.g. ``test_store_keeps_property[...:lockfile-C5]``."""
     result = check_property(spec, pid, profile="quick")
     expected = "not-applicable" if pid in STORES[spec] else "passed"
     assert result.outcome == expected, result.details
