@@ -185,6 +185,18 @@ class NameEscapes(DirStore):
         return NameEscapes(os.path.join(path, name))
 
 
+class NameCheckedAfterMkdir(DirStore):
+    """S1: the directory is created first (the Rust client's ``create_dir_all``) and the name is
+    refused after: '../x' is rejected with ValueError, but ``x`` already exists outside the base."""
+
+    @staticmethod
+    def open_named(path: str, name: str) -> NameCheckedAfterMkdir:
+        os.makedirs(os.path.join(path, name), exist_ok=True)
+        if name in ("", ".", "..") or any(c in name for c in "/\\\x00:"):
+            raise ValueError(f"invalid consumer name {name!r}")
+        return NameCheckedAfterMkdir(os.path.join(path, name))
+
+
 # -- hooks ------------------------------------------------------------------------------------
 
 
@@ -305,6 +317,7 @@ EXPECTED: Final[dict[str, str]] = {
     "CacheOnlyListing": "P2",
     "CloseDoesNothing": "C8",
     "NameEscapes": "S1",
+    "NameCheckedAfterMkdir": "S1",
     "HookBeforeSave": "H3",
     "HookOnFailedSave": "H3",
     "PreviousFromHandle": "H2",
