@@ -28,6 +28,14 @@ class ZeroForAbsent(DirStore):
         return 0 if value is None else value
 
 
+class FloatOffsets(DirStore):
+    """C1: offsets pass through a float (a JSON library, a REAL column): above 2**53 they round,
+    so the offset read back is one nobody saved."""
+
+    def write(self, file: str, offset: int) -> None:
+        super().write(file, int(float(offset)) % 2**64)
+
+
 class ConcatenatedNames(DirStore):
     """C5: file names built as ``f"{topic}{consumer}"``: keys (1, 23) and (12, 3) share a file."""
 
@@ -293,6 +301,17 @@ class PreviousFromHandle(HookedDir):
         self.seen.pop((topic_id, consumer_id), None)
 
 
+class HookOnDelete(HookedDir):
+    """H1: "notify on every change": a delete calls the post-commit hooks too, with offset 0, so a
+    downstream system records a commit that never happened."""
+
+    def delete(self, topic_id: int, consumer_id: int) -> None:
+        key = check_key(topic_id, consumer_id)
+        info = self.info(key, 0)
+        super().delete(topic_id, consumer_id)
+        self.run_hooks(info)
+
+
 class HookFailureAborts(HookedDir):
     """H3: the first failing hook's exception escapes as is: later hooks never run, and the
     caller sees a plain error for an offset that WAS committed (the Rust ``?`` in invoke_hooks)."""
@@ -304,6 +323,7 @@ class HookFailureAborts(HookedDir):
 
 #: Factory name -> the property the suite must fail it on.
 EXPECTED: Final[dict[str, str]] = {
+    "FloatOffsets": "C1",
     "ZeroForAbsent": "C2",
     "ConcatenatedNames": "C5",
     "InternalDict": "C6",
@@ -322,4 +342,5 @@ EXPECTED: Final[dict[str, str]] = {
     "HookOnFailedSave": "H3",
     "PreviousFromHandle": "H2",
     "HookFailureAborts": "H3",
+    "HookOnDelete": "H1",
 }
