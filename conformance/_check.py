@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from lance_offsets.stress._options import choose_seed
+
 from ._catalog import PROPERTIES
 from ._profiles import DEFAULT_PROFILE, PROFILES
 from ._results import PropertyResult
@@ -50,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stress",
         action="store_true",
         help="run the long versions of the multi-process properties (minutes)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="seed of the multi-process runs, to replay a failure (default: fresh, printed)",
     )
     parser.add_argument(
         "--workers",
@@ -106,9 +115,11 @@ def run(args: argparse.Namespace) -> int:
     except SpecError as exc:
         print(f"lance-offsets check: {exc}", file=sys.stderr)
         return 2
+    seed = choose_seed() if args.seed is None else args.seed
     print(
         f"checking {args.spec} (profile {args.profile}"
-        f"{', long stress runs' if args.stress else ''}, {args.workers} worker(s))",
+        f"{', long stress runs' if args.stress else ''}, {args.workers} worker(s), "
+        f"stress seed {seed}: replay with --seed {seed})",
         file=out,
     )
     start = time.monotonic()
@@ -119,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
             only=only,
             stress=args.stress,
             workers=args.workers,
+            seed=seed,
             progress=(lambda r: _row(r, out)) if args.workers == 1 else None,
         )
     except SpecError as exc:

@@ -117,10 +117,20 @@ def check_property(
     return PropertyResult(pid, "passed", time.monotonic() - start, details)
 
 
-def _default_stress_options(stress: bool) -> Any:
-    from lance_offsets.stress._options import StressOptions
+def _default_stress_options(stress: bool, seed: int | None = None) -> Any:
+    import sys
 
-    return StressOptions.for_long_run() if stress else StressOptions(seconds=2.0, workers=2)
+    from lance_offsets.stress._options import StressOptions, choose_seed
+
+    chosen = choose_seed() if seed is None else seed
+    if not stress:
+        return StressOptions(seconds=2.0, workers=2, seed=chosen)
+
+    def progress(line: str) -> None:
+        # Long runs take minutes: say what is happening on stderr, away from the verdict table.
+        print(f"  .. {line}", file=sys.stderr, flush=True)
+
+    return StressOptions.for_long_run(seed=chosen, progress=progress)
 
 
 def _run_stress(spec: str, ids: list[str], stress: bool, options: Any) -> list[PropertyResult]:
@@ -168,6 +178,7 @@ def run_checks(
     stress: bool = False,
     workers: int = 1,
     stress_options: Any = None,
+    seed: int | None = None,
     progress: Callable[[PropertyResult], None] | None = None,
 ) -> list[PropertyResult]:
     """Check every property of the catalog (or ``only`` those) on the store ``spec`` names.
@@ -175,6 +186,8 @@ def run_checks(
     :param profile: Hypothesis profile: ``quick``, ``ci``, ``thorough`` (or ``smoke``).
     :param stress: run the long versions of the multi-process properties.
     :param workers: properties checked at once, each in its own process (1: in this process).
+    :param seed: seed of the multi-process runs (default: fresh); their failures print it, and
+        passing it back replays the same choices.
     :param progress: called with each result as it is known.
     :returns: results in catalog order, whatever order they finished in.
     """
@@ -187,7 +200,7 @@ def run_checks(
     if stress_options is None and any(PROPERTIES[p].suite != "conformance" for p in ids):
         # One options object (one seed) for the whole run: D1, D2, D4 and D5 then share one
         # crash campaign (stress/_crash.py caches it by spec and seed) instead of running four.
-        stress_options = _default_stress_options(stress)
+        stress_options = _default_stress_options(stress, seed)
     if workers <= 1:
         results = []
         for pid in ids:
