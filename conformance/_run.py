@@ -248,8 +248,10 @@ def _parallel(
 
 def _cwd_importable() -> None:
     # `lance-offsets check mystore:factory` run from the project folder should find mystore, as
-    # `python -m` would; spawned workers inherit sys.path.
+    # `python -m` would; spawned workers inherit sys.path. Appended, not prepended: run from a
+    # checkout of this repository, a prepended cwd would make the workers import the source
+    # folder lance_offsets/ (which does not hold conformance/ and stress/) instead of the install.
     import sys
 
     if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+        sys.path.append(os.getcwd())
