@@ -38,7 +38,27 @@ def _context() -> Any:
         # otherwise import again. Not the store's module: it could start threads in the server,
         # and forking a process with threads is unsafe. Each worker imports the store itself.
         ctx.set_forkserver_preload(["__main__", "lance_offsets.stress._worker"])
+        _start_forkserver_outside_checkouts()
     return ctx
+
+
+def _start_forkserver_outside_checkouts() -> None:
+    # The server runs `python -c`, whose sys.path starts with its working directory, and the
+    # preload imports happen there (multiprocess does not apply the parent's sys.path first). Run
+    # from a checkout of this repository with the package installed as a wheel, the source
+    # folder lance_offsets/ (which lacks conformance/ and stress/) would shadow the install in
+    # the server and in every worker forked from it. Started from the temp directory, it cannot.
+    import os
+    import tempfile
+
+    from multiprocess import forkserver
+
+    here = os.getcwd()
+    os.chdir(tempfile.gettempdir())
+    try:
+        forkserver.ensure_running()
+    finally:
+        os.chdir(here)
 
 
 class Worker:
