@@ -17,8 +17,8 @@ from lance_offsets.stress._options import choose_seed
 from ._catalog import PROPERTIES
 from ._profiles import DEFAULT_PROFILE, PROFILES
 from ._results import PropertyResult
-from ._run import _cwd_importable, run_checks
-from ._spec import DEFAULT_SPEC, SpecError, load_factory
+from ._run import run_checks
+from ._spec import DEFAULT_SPEC, SpecError, cwd_importable, load_factory
 
 __all__ = ["add_arguments", "report_json", "run"]
 
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("lance-offsets check: --workers must be at least 1", file=sys.stderr)
         return 2
-    _cwd_importable()
+    cwd_importable()
     try:
         load_factory(args.spec)
     except SpecError as exc:

@@ -78,9 +78,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def store_spec(request: pytest.FixtureRequest) -> str:
     """The factory spec under test: ``--store`` or the reference lock-file store."""
-    from ._spec import DEFAULT_SPEC
+    from ._spec import DEFAULT_SPEC, cwd_importable
 
     spec: str | None = request.config.getoption("store")
+    if spec:
+        cwd_importable()  # `pytest --store mystore:factory` from the folder holding mystore.py
     return spec or DEFAULT_SPEC
 
 

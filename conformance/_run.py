@@ -11,7 +11,6 @@ pytest::
 from __future__ import annotations
 
 import importlib
-import os
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -244,14 +243,3 @@ def _parallel(
             if progress:
                 progress(result)
     return [done[pid] for pid in ids]
-
-
-def _cwd_importable() -> None:
-    # `lance-offsets check mystore:factory` run from the project folder should find mystore, as
-    # `python -m` would; spawned workers inherit sys.path. Appended, not prepended: run from a
-    # checkout of this repository, a prepended cwd would make the workers import the source
-    # folder lance_offsets/ (which does not hold conformance/ and stress/) instead of the install.
-    import sys
-
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())

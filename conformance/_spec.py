@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Final
 
 from ._capabilities import Factory
 
-__all__ = ["DEFAULT_SPEC", "SpecError", "load_factory"]
+__all__ = ["DEFAULT_SPEC", "SpecError", "cwd_importable", "load_factory"]
 
 #: The store ``lance-offsets check`` tests when given no SPEC: the reference lock-file store.
 DEFAULT_SPEC: Final = "lance_offsets.conformance.reference:lockfile"
@@ -34,3 +36,16 @@ def load_factory(spec: str) -> Factory:
     if not callable(target):
         raise SpecError(f"store spec {spec!r} names {type(target).__name__}, not a callable")
     return target
+
+
+def cwd_importable() -> None:
+    """Let specs name modules in the working directory, as ``python -m`` would.
+
+    ``lance-offsets check mystore:factory`` and ``pytest --store mystore:factory`` run from the
+    folder that holds ``mystore.py`` should find it; spawned workers inherit ``sys.path``.
+    Appended, not prepended: run from a checkout of this repository, a prepended working
+    directory would make workers import the source folder ``lance_offsets/`` (which does not hold
+    ``conformance/`` and ``stress/``) instead of the installed package.
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
