@@ -346,7 +346,6 @@ EXPECTED: Final[dict[str, str]] = {
 }
 
 
-
 def has_readable_steps(text: str) -> bool:
     """Whether a failure report holds Hypothesis' shrunk counterexample, not just a message.
 
