@@ -30,6 +30,7 @@ import builtins
 import contextlib
 import io
 import os
+import pathlib
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Final
@@ -238,6 +239,20 @@ def _patches() -> list[tuple[Any, str, Any]]:
     patches += [(os, name, _fd_op(kind, REAL[name])) for name, kind in fd_kinds if name in REAL]
     if fcntl is not None:
         patches.append((fcntl, "fcntl", _fcntl))
+    # Python 3.10's pathlib binds io.open and these os functions into its accessor class at
+    # import, so Path.write_text, Path.rename, ... would bypass the patches above (3.11 and later
+    # call os.* at call time). Guarded by tests/test_interpose.py's pathlib cases on 3.10.
+    accessor = getattr(pathlib, "_NormalAccessor", None)
+    if accessor is not None:  # pragma: no cover - Python 3.10 only
+        ours = {name: fn for owner, name, fn in patches if owner is os}
+        # staticmethod: the accessor's attributes are called through an instance, and a plain
+        # function would receive that instance as its first argument.
+        patches.append((accessor, "open", staticmethod(_tracedio.traced_open)))
+        patches += [
+            (accessor, name, staticmethod(ours[name]))
+            for name in ("mkdir", "unlink", "rmdir", "rename", "replace")
+            if name in ours
+        ]
     return patches
 
 

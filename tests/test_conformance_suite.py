@@ -64,19 +64,21 @@ def test_check_command_exit_status_and_json(tmp_path: Path) -> None:
         text=True,
         check=False,
         timeout=120,
+        cwd=tmp_path,  # not the checkout: `-m` would import the source folder over the install
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "C2   absent keys load as None" in done.stdout
     assert json.loads(out.read_text())["properties"]["P1"] == "not-applicable"
 
 
-def test_plugin_import_is_light() -> None:
+def test_plugin_import_is_light(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import lance_offsets.conformance._plugin"],
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
+        cwd=tmp_path,  # not the checkout: `-c` would import the source folder over the install
     )
     assert "hypothesis" not in done.stderr
 
