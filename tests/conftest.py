@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 
@@ -14,3 +17,19 @@ def _outside_the_checkout(
     # the source folder lance_offsets/ (which does not hold conformance/ and stress/) over the
     # installed wheel tox tests; and a test that writes a relative path cannot litter the checkout.
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+#: The tests folder: the bug zoo is importable from here as ``zoo.*``.
+TESTS = str(Path(__file__).resolve().parent)
+
+
+@pytest.fixture
+def zoo_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``zoo.*`` importable by spec string here and in worker processes.
+
+    Spawned workers inherit ``sys.path``; plain subprocesses (the strace'd power-loss worker)
+    inherit the environment, hence both.
+    """
+    monkeypatch.syspath_prepend(TESTS)
+    paths = [TESTS, *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))

@@ -11,11 +11,9 @@ Every test prints its seed; pass ``--stress-seed N`` to replay a failure's sched
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from lance_offsets.conformance._results import PropertyResult
@@ -30,23 +28,14 @@ from lance_offsets.stress._concurrency import (
 from lance_offsets.stress._linearize import check_history
 from lance_offsets.stress._options import StressOptions
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("zoo_importable")]
 
 #: The zoo's stores model POSIX semantics: Windows refuses to replace or unlink a file another
 #: process has open, so there they fail for other reasons than their defect.
 posix_zoo = pytest.mark.skipif(sys.platform == "win32", reason="zoo stores assume POSIX rename")
 
-TESTS_DIR = str(Path(__file__).resolve().parent.parent)
 REFERENCE = "lance_offsets.conformance.reference:lockfile"
 ZOO = "zoo.stress_concurrency_zoo"
-
-
-@pytest.fixture(autouse=True)
-def zoo_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let this process and spawned workers import ``zoo.*`` by spec string."""
-    existing = os.environ.get("PYTHONPATH")
-    monkeypatch.setenv("PYTHONPATH", TESTS_DIR + (os.pathsep + existing if existing else ""))
-    monkeypatch.syspath_prepend(TESTS_DIR)
 
 
 def short(options: StressOptions, seconds: float = 2.0) -> StressOptions:

@@ -6,8 +6,6 @@ Every test prints its seed (``stress seed: N``); replay with ``--stress-seed N``
 from __future__ import annotations
 
 import dataclasses
-import os
-import pathlib
 
 import pytest
 from lance_offsets.conformance._spec import DEFAULT_SPEC
@@ -25,15 +23,7 @@ from lance_offsets.stress._runner import run_properties
 
 pytestmark = pytest.mark.slow
 
-TESTS = str(pathlib.Path(__file__).resolve().parent.parent)
 ZOO = "zoo.stress_crash_zoo"
-
-
-@pytest.fixture
-def zoo_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let worker processes import ``zoo.*``: they inherit sys.path and the environment."""
-    monkeypatch.syspath_prepend(TESTS)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
 
 
 @pytest.mark.timeout(3600)  # with --stress: 2,000 kill cycles, several minutes

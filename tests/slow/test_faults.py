@@ -5,8 +5,6 @@ Every test prints its seed (``stress seed: N``); replay with ``--stress-seed N``
 
 from __future__ import annotations
 
-import os
-import pathlib
 import re
 
 import pytest
@@ -17,15 +15,7 @@ from lance_offsets.stress._runner import run_properties
 
 pytestmark = pytest.mark.slow
 
-TESTS = str(pathlib.Path(__file__).resolve().parent.parent)
 ZOO = "zoo.stress_crash_zoo"
-
-
-@pytest.fixture
-def zoo_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let worker processes import ``zoo.*``: they inherit sys.path and the environment."""
-    monkeypatch.syspath_prepend(TESTS)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
 
 
 def test_store_under_test_keeps_its_old_value_on_io_errors(

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from lance_offsets.stress._options import StressOptions
@@ -30,23 +29,15 @@ def strace_works() -> bool:
 STRACE = strace_works()
 
 pytestmark = [
+    pytest.mark.usefixtures("zoo_importable"),
     pytest.mark.slow,
     pytest.mark.skipif(
         not sys.platform.startswith("linux"), reason="D3 is modelled on Linux only so far"
     ),
 ]
 
-TESTS = str(Path(__file__).resolve().parents[1])
 ZOO = "zoo.powerloss_zoo"
 DEFECTIVE = ("no_file_fsync", "no_dir_fsync", "fsync_target_after_rename", "rename_before_sync")
-
-
-@pytest.fixture(autouse=True)
-def zoo_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make ``zoo.*`` importable here and in spawned workers (they inherit the environment)."""
-    monkeypatch.syspath_prepend(TESTS)
-    paths = [TESTS, *filter(None, [os.environ.get("PYTHONPATH")])]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
 
 
 @pytest.fixture

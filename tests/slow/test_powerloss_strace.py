@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from lance_offsets.stress._options import StressOptions
@@ -29,20 +28,13 @@ def strace_works() -> bool:
 
 
 pytestmark = [
+    pytest.mark.usefixtures("zoo_importable"),
     pytest.mark.slow,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="strace is Linux only"),
     pytest.mark.skipif(not strace_works(), reason="strace is not installed or may not trace"),
 ]
 
-TESTS = str(Path(__file__).resolve().parents[1])
 ZOO = "zoo.powerloss_zoo"
-
-
-@pytest.fixture(autouse=True)
-def zoo_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(TESTS)
-    paths = [TESTS, *filter(None, [os.environ.get("PYTHONPATH")])]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
 
 
 @pytest.fixture
