@@ -20,45 +20,30 @@ _SUPPRESSED: Final = (HealthCheck.too_slow, HealthCheck.filter_too_much, HealthC
 # No "explain" phase: its coverage lines point into the suite, not at the store's defect.
 _PHASES: Final = (Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink)
 
+
+def _profile(
+    examples: int, steps: int, *, derandomize: bool = False, print_blob: bool = False
+) -> settings:
+    return settings(
+        max_examples=examples,
+        stateful_step_count=steps,
+        deadline=None,
+        derandomize=derandomize,
+        suppress_health_check=_SUPPRESSED,
+        phases=_PHASES,
+        report_multiple_bugs=False,
+        print_blob=print_blob,
+    )
+
+
 #: Name -> settings. ``ci`` is derandomized so a CI verdict is reproducible run to run.
 PROFILES: Final[dict[str, settings]] = {
     # The reference store passes every property in well under 60 s on 2 cores.
-    "quick": settings(
-        max_examples=20,
-        stateful_step_count=20,
-        deadline=None,
-        suppress_health_check=_SUPPRESSED,
-        phases=_PHASES,
-        report_multiple_bugs=False,
-    ),
-    "ci": settings(
-        max_examples=50,
-        stateful_step_count=30,
-        deadline=None,
-        derandomize=True,
-        print_blob=True,
-        suppress_health_check=_SUPPRESSED,
-        phases=_PHASES,
-        report_multiple_bugs=False,
-    ),
-    "thorough": settings(
-        max_examples=400,
-        stateful_step_count=60,
-        deadline=None,
-        suppress_health_check=_SUPPRESSED,
-        phases=_PHASES,
-        report_multiple_bugs=False,
-    ),
+    "quick": _profile(20, 20),
+    "ci": _profile(50, 30, derandomize=True, print_blob=True),
+    "thorough": _profile(400, 60),
     # Few examples: enough for a broken store to fail fast in the project's own default tests.
-    "smoke": settings(
-        max_examples=15,
-        stateful_step_count=15,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=_SUPPRESSED,
-        phases=_PHASES,
-        report_multiple_bugs=False,
-    ),
+    "smoke": _profile(15, 15, derandomize=True),
 }
 
 for _name, _settings in PROFILES.items():
