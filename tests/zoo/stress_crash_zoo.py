@@ -88,7 +88,8 @@ class CarefulStore:
             finally:
                 portalocker.unlock(fh)
 
-    def write(self, key: Key, data: bytes) -> None:
+    def synced_temp(self, key: Key, data: bytes) -> str:
+        """Write ``data`` to the key's temp file and fsync it; return the temp file's path."""
         temp = self.name(key, self.temp_suffix)
         fd = os.open(temp, self.temp_flags, 0o644)
         try:
@@ -96,6 +97,10 @@ class CarefulStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+        return temp
+
+    def write(self, key: Key, data: bytes) -> None:
+        temp = self.synced_temp(key, data)
         os.replace(temp, self.name(key))
         _fsync_dir(self.dir)
 
@@ -227,13 +232,7 @@ class EarlyBoundStore(CarefulStore):
 
 class WindowsRetryStore(CarefulStore):
     def write(self, key: Key, data: bytes) -> None:
-        temp = self.name(key, self.temp_suffix)
-        fd = os.open(temp, self.temp_flags, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        temp = self.synced_temp(key, data)
         try:
             _platform.retry_sharing_violations(lambda: os.replace(temp, self.name(key)))
         except OSError:
@@ -244,13 +243,7 @@ class WindowsRetryStore(CarefulStore):
 
 class RetriesForeverStore(CarefulStore):
     def write(self, key: Key, data: bytes) -> None:
-        temp = self.name(key, self.temp_suffix)
-        fd = os.open(temp, self.temp_flags, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        temp = self.synced_temp(key, data)
         while True:
             try:
                 os.replace(temp, self.name(key))
