@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal
 
-__all__ = ["Outcome", "PropertyResult"]
+__all__ = ["OUTCOMES", "Evidence", "Outcome", "PropertyResult"]
 
-Outcome = Literal["passed", "failed", "not-applicable"]
+Outcome = Literal["passed", "failed", "unverified", "not-applicable"]
+
+#: Every outcome, most serious first (the order reports list them in).
+OUTCOMES: Final[tuple[Outcome, ...]] = ("failed", "unverified", "passed", "not-applicable")
+
+#: What a check exercised, by name: counts ("crash points killed": 42), or a short word.
+Evidence = Mapping[str, int | float | str]
 
 
 @dataclass(frozen=True)
@@ -15,13 +22,18 @@ class PropertyResult:
     """What checking one property found.
 
     :ivar id: the property ID (``"C1"``...).
-    :ivar outcome: passed, failed, or not-applicable (never "passed" for a property not checked).
+    :ivar outcome: ``passed``; ``failed``; ``unverified`` (the store claims the property, but the
+        suite could not exercise it here: ``details`` says why); or ``not-applicable`` (the store
+        does not claim what the property needs). Never "passed" for a property not exercised.
     :ivar seconds: wall time spent on it.
     :ivar details: for a failure, the readable counterexample (shrunk steps, seed, history
-        excerpt); for not-applicable, the reason.
+        excerpt); for unverified and not-applicable, the reason.
+    :ivar evidence: what the check exercised, so a pass can be weighed: examples run and
+        discarded, crash points killed, random kills, states explored, operations checked.
     """
 
     id: str
     outcome: Outcome
     seconds: float
     details: str = ""
+    evidence: Evidence = field(default_factory=dict)

@@ -9,6 +9,7 @@ not-applicable with a reason (D3 on a store whose I/O cannot be traced).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
 from typing import Final
@@ -50,8 +51,6 @@ def run_properties(spec: str, ids: list[str], options: StressOptions) -> list[Pr
         check = getattr(importlib.import_module(module_name), func_name)
         result: PropertyResult = check(spec, options)
         if not result.seconds:
-            result = PropertyResult(
-                result.id, result.outcome, time.monotonic() - start, result.details
-            )
+            result = dataclasses.replace(result, seconds=time.monotonic() - start)
         results.append(result)
     return results
