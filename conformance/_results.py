@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-__all__ = ["OUTCOMES", "Evidence", "Outcome", "PropertyResult"]
+__all__ = ["OUTCOMES", "Evidence", "Outcome", "PropertyResult", "evidence_text"]
 
 Outcome = Literal["passed", "failed", "unverified", "not-applicable"]
 
@@ -37,3 +37,13 @@ class PropertyResult:
     seconds: float
     details: str = ""
     evidence: Evidence = field(default_factory=dict)
+
+
+def evidence_text(evidence: Evidence) -> str:
+    """One line a person reads beside a verdict: ``"crash points killed 42, random kills 6"``."""
+    parts = []
+    for name, value in evidence.items():
+        shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
+        shown = f"{value:.3g}" if isinstance(value, float) else shown
+        parts.append(f"{name} {shown}")
+    return ", ".join(parts)
