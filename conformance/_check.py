@@ -17,6 +17,8 @@ from typing import Any, TextIO
 
 from lance_offsets.stress._options import choose_seed
 
+from lance_offsets._cli_common import print_error
+
 from ._catalog import PROPERTIES
 from ._profiles import DEFAULT_PROFILE, PROFILES
 from ._results import OUTCOMES, PropertyResult, evidence_text
@@ -203,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         only = _validate(args)
     except _UsageError as exc:
-        print(f"lance-offsets check: error: {exc}", file=sys.stderr)
+        print_error(f"check: {exc}")
         return 2
     seed = choose_seed() if args.seed is None else args.seed
     print(
@@ -224,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
             progress=(lambda r: _row(r, out)) if args.workers == 1 else None,
         )
     except SpecError as exc:
-        print(f"lance-offsets check: error: {exc}", file=sys.stderr)
+        print_error(f"check: {exc}")
         return 2
     seconds = time.monotonic() - start
     if args.workers > 1:

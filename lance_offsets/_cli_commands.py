@@ -171,10 +171,12 @@ def _rm(args: argparse.Namespace) -> int:
     require_base_dir(args.base_dir)
     store = open_existing(args.base_dir, args.consumer, args.lock_timeout)
     if args.all:
+        if store is None:
+            # As `ls --consumer` does: a typo in the name must not look like a successful wipe.
+            raise CliError(f"no consumer {args.consumer!r} under {args.base_dir!r}")
         # Keys from the file names, not list_all(): a corrupt value must not stop a wipe.
-        keys = [] if store is None else stored_keys(store.directory)
+        keys = stored_keys(store.directory)
         for topic_id, consumer_id in keys:
-            assert store is not None  # keys is empty otherwise
             store.delete(topic_id, consumer_id)
         sys.stdout.write(f"removed {len(keys)} offset(s) of consumer {args.consumer!r}\n")
         return EXIT_OK

@@ -11,6 +11,7 @@ import argparse
 import math
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from typing import Final
@@ -25,6 +26,7 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_OK",
     "EXIT_USAGE",
+    "FOREVER",
     "CliError",
     "add_lock_timeout",
     "consumer_id_arg",
@@ -93,14 +95,20 @@ def consumer_name_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _lock_timeout_arg(text: str) -> float:
+#: What ``--lock-timeout`` takes for "wait as long as the holder keeps the lock".
+FOREVER: Final = "forever"
+
+
+def _lock_timeout_arg(text: str) -> float | None:
+    if text == FOREVER:
+        return None  # what the store's own lock_timeout=None means
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(
-            f"lock timeout must be a number of seconds >= 0, got {text!r}"
+            f"lock timeout must be a number of seconds >= 0 or {FOREVER!r}, got {text!r}"
         )
     return value
 
@@ -112,7 +120,8 @@ def add_lock_timeout(parser: argparse.ArgumentParser) -> None:
         type=_lock_timeout_arg,
         default=DEFAULT_LOCK_TIMEOUT,
         metavar="SECONDS",
-        help=f"how long to wait for a key's lock before failing (default {DEFAULT_LOCK_TIMEOUT:g})",
+        help=f"how long to wait for a key's lock before failing, or {FOREVER!r} "
+        f"(default {DEFAULT_LOCK_TIMEOUT:g})",
     )
 
 
@@ -132,18 +141,32 @@ def require_base_dir(base_dir: str) -> None:
 
 
 def is_consumer_dir(base_dir: str, name: str) -> bool:
-    """Return whether ``base_dir/name`` exists as a directory (``name`` already validated)."""
-    return os.path.isdir(os.path.join(base_dir, name))
+    """Return whether ``base_dir/name`` exists as a directory (``name`` already validated).
+
+    A base directory the user may not enter is an error, not "no such consumer": answering
+    "missing" there would let ``rm`` report success having deleted nothing.
+    """
+    path = os.path.join(base_dir, name)
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except PermissionError:
+        raise CliError(
+            f"cannot look for consumer {name!r} in base directory {base_dir!r}: permission denied"
+        ) from None
 
 
-def open_existing(base_dir: str, name: str, lock_timeout: float) -> LockFileOffsetStore | None:
+def open_existing(
+    base_dir: str, name: str, lock_timeout: float | None
+) -> LockFileOffsetStore | None:
     """Open consumer ``name`` if its directory exists; None otherwise, creating nothing."""
     if not is_consumer_dir(base_dir, name):
         return None
     return LockFileOffsetStore.open(base_dir, name, lock_timeout=lock_timeout)
 
 
-def open_or_create(base_dir: str, name: str, lock_timeout: float) -> LockFileOffsetStore:
+def open_or_create(base_dir: str, name: str, lock_timeout: float | None) -> LockFileOffsetStore:
     """Open consumer ``name``, creating its directory (never the base directory)."""
     require_base_dir(base_dir)
     return LockFileOffsetStore.open(base_dir, name, lock_timeout=lock_timeout)

@@ -112,7 +112,13 @@ def _export(args: argparse.Namespace) -> int:
 
 def _write_atomically(path: str, text: str) -> None:
     # Temp file beside the target, then replace: an interrupted export never leaves half a file
-    # where a good backup used to be.
+    # where a good backup used to be. The folder is checked first, so an error names what the
+    # user typed, not our temp file.
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CliError(f"cannot write {path}: no such directory {folder}")
+    if os.path.isdir(path):
+        raise CliError(f"cannot write {path}: it is a directory")
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with open(tmp, "w", encoding="utf-8", newline="\n") as out:
@@ -203,7 +209,7 @@ class _Change:
         return f"set {what}: {self.old} -> {self.new}"
 
 
-def _read_current(base: str, name: str, keys: set[Key], timeout: float) -> dict[Key, str]:
+def _read_current(base: str, name: str, keys: set[Key], timeout: float | None) -> dict[Key, str]:
     store = open_existing(base, name, timeout)
     if store is None:
         return {}
@@ -220,7 +226,9 @@ def _read_current(base: str, name: str, keys: set[Key], timeout: float) -> dict[
     return current
 
 
-def _plan(base: str, wanted: Offsets, replace: bool, timeout: float) -> tuple[list[_Change], int]:
+def _plan(
+    base: str, wanted: Offsets, replace: bool, timeout: float | None
+) -> tuple[list[_Change], int]:
     changes: list[_Change] = []
     unchanged = 0
     for name in sorted(wanted):
@@ -258,10 +266,11 @@ def _import(args: argparse.Namespace) -> int:
     except CliError as exc:
         raise CliError(f"{source}: {exc.message}; nothing was changed", exc.code) from None
     changes, unchanged = _plan(base, wanted, args.replace, args.lock_timeout)
-    prefix = "would " if args.dry_run else ""
-    for change in changes:
-        sys.stdout.write(f"{prefix}{change.describe()}\n")
-    if not args.dry_run:
+    if args.dry_run:
+        for change in changes:
+            sys.stdout.write(f"would {change.describe()}\n")
+    else:
+        # Each line once its change is durable: a failed import lists what it really did.
         _apply(base, sorted(wanted), changes, args.lock_timeout)
     sets = sum(1 for c in changes if c.new is not None)
     summary = (
@@ -276,7 +285,7 @@ def _import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _apply(base: str, names: list[str], changes: list[_Change], timeout: float) -> None:
+def _apply(base: str, names: list[str], changes: list[_Change], timeout: float | None) -> None:
     done = 0
     stores: dict[str, LockFileOffsetStore] = {}
     try:
@@ -291,6 +300,7 @@ def _apply(base: str, names: list[str], changes: list[_Change], timeout: float) 
             else:
                 store.save(*change.key, change.new)
             done += 1
+            sys.stdout.write(f"{change.describe()}\n")
     except (OffsetStoreError, OSError) as exc:
         raise CliError(
             f"import stopped after {done} of {len(changes)} change(s): {exc}; "

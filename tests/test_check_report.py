@@ -62,7 +62,7 @@ def test_evidence_reads_as_one_line() -> None:
 def test_bad_arguments_fail_before_any_work(tmp_path: Path, args: list[str], said: str) -> None:
     done = _check(tmp_path, MEMORY, *args)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert done.stderr.startswith("lance-offsets check: error: "), done.stderr
+    assert done.stderr.startswith("lance-offsets: error: check: "), done.stderr
     assert said in done.stderr
     assert "checking" not in done.stdout  # nothing ran
     assert list(tmp_path.iterdir()) == []  # and nothing was written

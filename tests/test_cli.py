@@ -624,3 +624,74 @@ def test_export_import_round_trip_property(
             assert store.list_all() == offsets
     assert sorted(os.listdir(target)) == sorted(wanted)
     assert run(capsys, "export", str(target)).out == exported.out
+
+
+def test_rm_all_of_an_unknown_consumer_exits_1_like_ls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_offsets(tmp_path)
+    before = tree(tmp_path)
+    result = run(capsys, "rm", str(tmp_path), "nosuch", "--all")
+    assert result.code == 1
+    assert result.err == f"lance-offsets: error: no consumer 'nosuch' under {str(tmp_path)!r}\n"
+    assert run(capsys, "ls", str(tmp_path), "--consumer", "nosuch").code == 1
+    assert tree(tmp_path) == before
+
+
+def test_lock_timeout_forever_waits_and_other_words_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_offsets(tmp_path)
+    result = run(
+        capsys, "set", str(tmp_path), "billing", "1", "2", "43", "--lock-timeout", "forever"
+    )
+    assert result.code == 0, result.err
+    assert run(capsys, "get", str(tmp_path), "billing", "1", "2").out == "43\n"
+    for word in ("inf", "-1", "never"):
+        bad = run(capsys, "get", str(tmp_path), "billing", "1", "2", "--lock-timeout", word)
+        assert bad.code == 2
+        assert f"or 'forever', got {word!r}" in bad.err
+
+
+def test_export_into_a_missing_directory_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_offsets(tmp_path)
+    target = tmp_path / "no" / "such" / "offsets.json"
+    result = run(capsys, "export", str(tmp_path), "-o", str(target))
+    assert result.code == 1
+    assert result.err == (
+        f"lance-offsets: error: cannot write {target}: no such directory {target.parent}\n"
+    )
+    assert ".tmp" not in result.err
+
+
+def test_failed_import_lists_only_the_changes_it_applied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_offsets(tmp_path)
+    document = {
+        "format": "lance-offsets/1",
+        "consumers": {
+            "billing": [
+                {"topic_id": 1, "consumer_id": 2, "offset": 50},
+                {"topic_id": 1, "consumer_id": 10, "offset": 60},
+            ]
+        },
+    }
+    source = tmp_path / "in.json"
+    source.write_text(json.dumps(document))
+    base = tmp_path / "base"
+    base.mkdir()
+    seed_offsets(base)
+    # Hold the second key's lock: the import applies the first change, then times out.
+    with open(base / "billing" / "topic-1-consumer-10.lock", "a+b") as held:
+        portalocker.lock(held, portalocker.LOCK_EX)
+        result = run(capsys, "import", str(base), str(source), "--merge", "--lock-timeout", "0.2")
+        portalocker.unlock(held)
+    assert result.code == 1
+    assert "consumer id 10" not in result.out  # never applied, so never announced
+    assert result.out == "set consumer 'billing' topic 1 consumer id 2: 42 -> 50\n"
+    assert "import stopped after 1 of 2 change(s)" in result.err
+    with LockFileOffsetStore.open(base, "billing") as store:
+        assert (store.load(1, 2), store.load(1, 10)) == (50, 7)

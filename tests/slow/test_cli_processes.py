@@ -153,3 +153,52 @@ def test_check_runs_through_the_cli(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     verdict = json.loads(report.read_text())
     assert verdict["properties"] == {"H1": "passed", "H2": "passed", "H3": "passed"}
+
+
+def _without_permission_override(argv: list[str]) -> list[str]:
+    """Run ``argv`` so that file permissions apply: root bypasses them unless the override goes."""
+    if os.geteuid() != 0:
+        return argv
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: permissions cannot be made to apply")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", *argv]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["get", "billing", "7", "1"],
+        ["rm", "billing", "7", "1"],
+        ["rm", "billing", "--all"],
+        ["import", "IMPORT", "--merge", "--dry-run"],
+    ],
+)
+def test_a_base_directory_the_user_cannot_enter_is_an_error(
+    tmp_path: Path, command: list[str]
+) -> None:
+    base = tmp_path / "offsets"
+    with LockFileOffsetStore.open(base, "billing") as store:
+        store.save(7, 1, 100)
+    source = tmp_path / "in.json"
+    entry = {"topic_id": 7, "consumer_id": 1, "offset": 5}
+    source.write_text(json.dumps({"format": "lance-offsets/1", "consumers": {"billing": [entry]}}))
+    argv = [str(source) if word == "IMPORT" else word for word in command]
+    argv.insert(1, str(base))
+    base.chmod(0)
+    try:
+        done = subprocess.run(
+            _without_permission_override([sys.executable, "-m", "lance_offsets", *argv]),
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+            check=False,
+        )
+    finally:
+        base.chmod(0o755)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "permission denied" in done.stderr
+    assert "nothing removed" not in done.stdout
+    with LockFileOffsetStore.open(base, "billing") as store:
+        assert store.load(7, 1) == 100
