@@ -63,11 +63,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     rm.add_argument("base_dir", metavar="BASE_DIR")
     rm.add_argument("consumer", type=consumer_name_arg, metavar="CONSUMER")
-    rm.add_argument("topic_id", type=topic_id_arg, metavar="TOPIC", nargs="?")
+    rm.add_argument("topic_id", type=_rm_topic_arg, metavar="TOPIC", nargs="?")
     rm.add_argument("consumer_id", type=consumer_id_arg, metavar="CONSUMER_ID", nargs="?")
     rm.add_argument("--all", action="store_true", help="delete every offset of CONSUMER")
     add_lock_timeout(rm)
     rm.set_defaults(handler=_rm, parser=rm)
+
+
+def _rm_topic_arg(text: str) -> int:
+    if text == "--all":
+        # After "--" every word is a name or a number (POSIX); a consumer named like an option
+        # is reached with the option first.
+        raise argparse.ArgumentTypeError(
+            "'--all' after '--' reads as a topic; put it first: rm BASE_DIR --all -- CONSUMER"
+        )
+    return topic_id_arg(text)
 
 
 def _add_key_arguments(parser: argparse.ArgumentParser) -> None:

@@ -695,3 +695,14 @@ def test_failed_import_lists_only_the_changes_it_applied(
     assert "import stopped after 1 of 2 change(s)" in result.err
     with LockFileOffsetStore.open(base, "billing") as store:
         assert (store.load(1, 2), store.load(1, 10)) == (50, 7)
+
+
+def test_rm_all_after_double_dash_says_where_it_belongs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "set", str(tmp_path), "--", "-x", "1", "1", "5").code == 0
+    wrong = run(capsys, "rm", str(tmp_path), "--", "-x", "--all")
+    assert wrong.code == 2
+    assert "put it first: rm BASE_DIR --all -- CONSUMER" in wrong.err
+    right = run(capsys, "rm", str(tmp_path), "--all", "--", "-x")
+    assert (right.code, right.out) == (0, "removed 1 offset(s) of consumer '-x'\n")
