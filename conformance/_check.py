@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from typing import Any, TextIO
+from typing import Final, TextIO
 
 from lance_offsets.stress._options import choose_seed
 
@@ -21,7 +22,8 @@ from lance_offsets._cli_common import print_error
 
 from ._catalog import PROPERTIES
 from ._profiles import DEFAULT_PROFILE, PROFILES
-from ._results import OUTCOMES, PropertyResult, evidence_text
+from ._report import Verdict, json_document, report_json, report_junit, report_markdown
+from ._results import PropertyResult, evidence_text
 from ._run import run_checks
 from ._spec import DEFAULT_SPEC, SpecError, cwd_importable, load_factory
 
@@ -52,6 +54,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--json", metavar="FILE", default=None, help="also write the verdict as JSON"
+    )
+    parser.add_argument(
+        "--markdown",
+        metavar="FILE",
+        default=None,
+        help="also append the verdict as Markdown (e.g. to $GITHUB_STEP_SUMMARY)",
+    )
+    parser.add_argument(
+        "--junit",
+        metavar="FILE",
+        default=None,
+        help="also write the verdict as JUnit XML, one test case per property",
     )
     parser.add_argument(
         "--stress",
@@ -89,51 +103,61 @@ def _row(result: PropertyResult, out: TextIO) -> None:
     out.flush()
 
 
-def _counts(results: list[PropertyResult]) -> dict[str, int]:
-    return {o: sum(r.outcome == o for r in results) for o in OUTCOMES}
+class _Progress:
+    """``[n/N] ID outcome, elapsed, about T left`` on stderr, away from the verdict on stdout.
+
+    On a terminal one line is rewritten in place; otherwise (CI logs, pipes) each is a line.
+    """
+
+    def __init__(self, total: int, err: TextIO) -> None:
+        self.total = total
+        self.done = 0
+        self.err = err
+        self.start = time.monotonic()
+        self.live = err.isatty()
+
+    def __call__(self, result: PropertyResult) -> None:
+        self.done += 1
+        elapsed = time.monotonic() - self.start
+        left = elapsed / self.done * (self.total - self.done)
+        text = (
+            f"[{self.done}/{self.total}] {result.id} {result.outcome}, {elapsed:.0f} s elapsed"
+            + (f", about {left:.0f} s left" if self.done < self.total else "")
+        )
+        if self.live:
+            end = "\n" if self.done == self.total else ""
+            print(f"\r{text:<70}", end=end, file=self.err, flush=True)
+        else:
+            print(text, file=self.err, flush=True)
 
 
-def report_json(
-    spec: str,
-    results: list[PropertyResult],
-    seconds: float,
-    *,
-    seed: int | None = None,
-    profile: str | None = None,
-) -> dict[str, Any]:
-    """The JSON verdict: store, outcome per property, details and evidence per property."""
-    return {
-        "store": spec,
-        "profile": profile,
-        "seed": seed,
-        "properties": {r.id: r.outcome for r in results},
-        "counts": _counts(results),
-        "details": {
-            r.id: {
-                "title": PROPERTIES[r.id].title,
-                "outcome": r.outcome,
-                "seconds": round(r.seconds, 3),
-                "details": r.details,
-                "evidence": dict(r.evidence),
-            }
-            for r in results
-        },
-        "seconds": round(seconds, 3),
-    }
+_OUTPUTS: Final = ("json", "markdown", "junit")
 
 
-def _writable(path: str) -> str | None:
-    """Why the report cannot be written to ``path``, checked before minutes of work; or None."""
-    import os
-
+def _unwritable(option: str, path: str) -> str | None:
+    """Why a report cannot be written to ``path``, found before minutes of work; or None."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        return f"--json {path}: is a directory"
+        return f"--{option} {path}: is a directory"
     if not os.path.isdir(folder):
-        return f"--json {path}: no such directory {folder}"
+        return f"--{option} {path}: no such directory {folder}"
     if not os.access(folder, os.W_OK):
-        return f"--json {path}: directory {folder} is not writable"
+        return f"--{option} {path}: directory {folder} is not writable"
     return None
+
+
+def _write_reports(args: argparse.Namespace, verdict: Verdict) -> None:
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as file:
+            json.dump(json_document(verdict), file, indent=2)
+            file.write("\n")
+    if args.markdown:
+        # Appended: $GITHUB_STEP_SUMMARY collects every step's summary in one file.
+        with open(args.markdown, "a", encoding="utf-8") as file:
+            file.write(report_markdown(verdict))
+    if args.junit:
+        with open(args.junit, "wb") as file:
+            file.write(report_junit(verdict))
 
 
 class _UsageError(Exception):
@@ -158,9 +182,11 @@ def _validate(args: argparse.Namespace) -> list[str] | None:
     only = _selected(args.only)
     if args.workers < 1:
         raise _UsageError("--workers must be at least 1")
-    unwritable = _writable(args.json) if args.json else None
-    if unwritable:
-        raise _UsageError(unwritable)
+    for option in _OUTPUTS:
+        path = getattr(args, option)
+        unwritable = _unwritable(option, path) if path else None
+        if unwritable:
+            raise _UsageError(unwritable)
     cwd_importable()
     try:
         load_factory(args.spec)
@@ -169,34 +195,31 @@ def _validate(args: argparse.Namespace) -> list[str] | None:
     return only
 
 
-def _report(
-    args: argparse.Namespace, results: list[PropertyResult], seconds: float, seed: int
-) -> dict[str, int]:
-    """Print what follows the table (reasons, counterexamples, the closing line); the counts."""
-    out = sys.stdout
-    for result in results:
+def _report(verdict: Verdict, out: TextIO) -> None:
+    """Print what follows the table: reasons, counterexamples, the closing line."""
+    for result in verdict.results:
         if result.outcome in ("unverified", "not-applicable"):
             word = result.outcome.replace("-", " ")
             print(f"  {result.id} {word}: {result.details}", file=out)
-    for result in results:
+    for result in verdict.results:
         if result.outcome == "failed":
             print(f"\n=== {result.id} {PROPERTIES[result.id].title}: FAILED ===", file=out)
             print(result.details, file=out)
-    counts = _counts(results)
-    if counts["unverified"]:
-        effect = "they fail it (--strict)" if args.strict else "they do not fail it (see --strict)"
+    unverified = verdict.counts()["unverified"]
+    if unverified:
+        effect = (
+            "they fail it (--strict)" if verdict.strict else "they do not fail it (see --strict)"
+        )
         print(
-            f"\n{counts['unverified']} unverified: claimed by the store, but this check could not "
+            f"\n{unverified} unverified: claimed by the store, but this check could not "
             f"exercise them here; {effect}",
             file=out,
         )
     print(
-        f"\n{counts['passed']} passed, {counts['failed']} failed, {counts['unverified']} "
-        f"unverified, {counts['not-applicable']} not applicable in {seconds:.1f}s "
-        f"(seed {seed}: replay with --seed {seed})",
+        f"\n{verdict.summary()} in {verdict.seconds:.1f}s (seed {verdict.seed}; replay: "
+        f"{verdict.replay()})",
         file=out,
     )
-    return counts
 
 
 def run(args: argparse.Namespace) -> int:
@@ -215,6 +238,13 @@ def run(args: argparse.Namespace) -> int:
         file=out,
     )
     start = time.monotonic()
+    progress = _Progress(len(only or PROPERTIES), sys.stderr)
+
+    def each(result: PropertyResult) -> None:
+        if args.workers == 1:
+            _row(result, out)
+        progress(result)
+
     try:
         results = run_checks(
             args.spec,
@@ -223,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
             stress=args.stress,
             workers=args.workers,
             seed=seed,
-            progress=(lambda r: _row(r, out)) if args.workers == 1 else None,
+            progress=each,
         )
     except SpecError as exc:
         print_error(f"check: {exc}")
@@ -232,10 +262,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         for result in results:
             _row(result, out)
-    counts = _report(args, results, seconds, seed)
-    if args.json:
-        document = report_json(args.spec, results, seconds, seed=seed, profile=args.profile)
-        with open(args.json, "w", encoding="utf-8") as file:
-            json.dump(document, file, indent=2)
-            file.write("\n")
-    return 1 if counts["failed"] or (args.strict and counts["unverified"]) else 0
+    verdict = Verdict(args.spec, results, seconds, seed, args.profile, args.stress, args.strict)
+    _report(verdict, out)
+    _write_reports(args, verdict)
+    return 1 if any(verdict.fails(r) for r in results) else 0

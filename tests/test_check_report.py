@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from lance_offsets.conformance._check import report_json
+from lance_offsets.conformance._report import Verdict, report_junit, report_markdown
 from lance_offsets.conformance._results import PropertyResult, evidence_text
 
 MEMORY = "lance_offsets.conformance.reference:memory"
@@ -36,6 +38,8 @@ def test_json_carries_outcome_and_evidence_per_property() -> None:
     document = report_json("x:y", results, 2.0, seed=7, profile="quick")
     assert document["seed"] == 7
     assert document["profile"] == "quick"
+    assert document["schema"] == "lance-offsets-check/1"
+    assert document["ended"] >= document["started"]
     assert document["properties"] == {"D1": "passed", "F2": "unverified", "S1": "not-applicable"}
     assert document["counts"] == {"failed": 0, "unverified": 1, "passed": 1, "not-applicable": 1}
     assert document["details"]["D1"]["evidence"] == {"crash points killed": 40, "random kills": 6}
@@ -82,3 +86,89 @@ def test_unverified_passes_a_plain_check_and_fails_a_strict_one(tmp_path: Path) 
     strict = _check(tmp_path, C_IO_STORE, "--only", "F2", "--seed", "3", "--strict")
     assert strict.returncode == 1, strict.stdout + strict.stderr
     assert "they fail it (--strict)" in strict.stdout
+    assert "they do not fail it" in plain.stdout
+
+
+def _verdict(strict: bool = False) -> Verdict:
+    results = [
+        PropertyResult("C1", "passed", 0.5, "", {"examples": 20, "discarded": 0}),
+        PropertyResult(
+            "C5", "failed", 1.25, "ContractViolation: [C5 key isolation] a|b\n```\nsteps"
+        ),
+        PropertyResult("F2", "unverified", 0.2, "the interposer saw no file operations"),
+        PropertyResult("S1", "not-applicable", 0.0, "store does not claim named"),
+    ]
+    return Verdict("pkg.mod:factory", results, 2.0, 9, "quick", strict=strict)
+
+
+def test_markdown_has_a_row_per_property_and_each_counterexample() -> None:
+    page = report_markdown(_verdict())
+    assert "**1 passed, 1 failed, 1 unverified, 1 not applicable**" in page
+    assert "lance-offsets check pkg.mod:factory --profile quick --seed 9" in page
+    rows = [line for line in page.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 4  # header, then one per property
+    assert "| C1 | round trip | passed | 0.50 | examples 20, discarded 0 |" in page
+    assert "a\\|b" not in page.split("<details>")[0]  # the failure is not in the table
+    # The counterexample is fenced by more backticks than it holds, so it cannot break out.
+    assert "````text\nContractViolation: [C5 key isolation] a|b\n```\nsteps\n````" in page
+    assert "- **F2** unverified: the interposer saw no file operations" in page
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_junit_has_a_case_per_property_failures_carry_the_counterexample(strict: bool) -> None:
+    root = ET.fromstring(report_junit(_verdict(strict)))
+    (suite,) = root.iter("testsuite")
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    assert list(cases) == [
+        "C1 round trip",
+        "C5 key isolation",
+        "F2 I/O errors leave the old value",
+        "S1 unsafe consumer names rejected",
+    ]
+    failure = cases["C5 key isolation"].find("failure")
+    assert failure is not None
+    assert failure.text is not None
+    assert "steps" in failure.text
+    assert "--seed 9" in failure.text
+    f2 = cases["F2 I/O errors leave the old value"]
+    assert (f2.find("failure") is not None) is strict
+    assert (f2.find("skipped") is not None) is not strict
+    assert suite.get("failures") == ("2" if strict else "1")
+    assert suite.get("skipped") == ("1" if strict else "2")
+    assert suite.get("tests") == "4"
+
+
+def test_check_writes_all_three_reports_and_progress(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    summary.write_text("# earlier step\n")
+    done = _check(
+        tmp_path,
+        MEMORY,
+        "--only",
+        "C1,P1",
+        "--profile",
+        "smoke",
+        "--seed",
+        "5",
+        "--json",
+        "v.json",
+        "--markdown",
+        str(summary),
+        "--junit",
+        "v.xml",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        line for line in done.stderr.splitlines() if line.startswith("[")
+    ]
+    assert done.stderr.splitlines()[-1].startswith("[2/2] P1 not-applicable")
+    document = json.loads((tmp_path / "v.json").read_text())
+    assert document["schema"] == "lance-offsets-check/1"
+    assert document["seed"] == 5
+    assert document["replay"].endswith("--profile smoke --seed 5")
+    assert summary.read_text().startswith("# earlier step\n## lance-offsets check: ")
+    root = ET.fromstring((tmp_path / "v.xml").read_bytes())
+    assert [c.get("name") for c in root.iter("testcase")] == [
+        "C1 round trip",
+        "P1 reopen sees every commit",
+    ]

@@ -1,0 +1,214 @@
+"""The verdict of ``lance-offsets check`` as files: JSON, Markdown and JUnit XML.
+
+JSON is for programs, Markdown for a CI page such as ``$GITHUB_STEP_SUMMARY``, JUnit XML for CI
+test tabs.
+
+Every writer takes one :class:`Verdict`, so the three files always tell the same story. The JSON
+layout is versioned (:data:`SCHEMA`); fields are only ever added under one version.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from lance_offsets._version import __version__
+
+from ._catalog import PROPERTIES
+from ._results import OUTCOMES, PropertyResult, evidence_text
+
+__all__ = ["SCHEMA", "Verdict", "report_json", "report_junit", "report_markdown"]
+
+#: Name and version of the JSON report's layout.
+SCHEMA: Final = "lance-offsets-check/1"
+
+_MARK: Final = {
+    "passed": "✅",
+    "failed": "❌",
+    "unverified": "⚠️",
+    "not-applicable": "\N{HEAVY MINUS SIGN}",
+}
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One run of the check: what was asked, and what each property got."""
+
+    store: str
+    results: list[PropertyResult]
+    seconds: float
+    seed: int | None = None
+    profile: str | None = None
+    stress: bool = False
+    strict: bool = False
+    ended: datetime.datetime = field(default_factory=_now)
+
+    @property
+    def started(self) -> datetime.datetime:
+        return self.ended - datetime.timedelta(seconds=self.seconds)
+
+    def counts(self) -> dict[str, int]:
+        """How many properties got each outcome, most serious first."""
+        return {o: sum(r.outcome == o for r in self.results) for o in OUTCOMES}
+
+    def summary(self) -> str:
+        """``"20 passed, 1 failed, 1 unverified, 1 not applicable"``."""
+        counts = self.counts()
+        return (
+            f"{counts['passed']} passed, {counts['failed']} failed, {counts['unverified']} "
+            f"unverified, {counts['not-applicable']} not applicable"
+        )
+
+    def replay(self) -> str:
+        """The command that replays this run."""
+        words = ["lance-offsets", "check", self.store]
+        if self.profile:
+            words += ["--profile", self.profile]
+        if self.stress:
+            words.append("--stress")
+        if self.seed is not None:
+            words += ["--seed", str(self.seed)]
+        return " ".join(words)
+
+    def fails(self, result: PropertyResult) -> bool:
+        """Whether ``result`` fails the run (unverified only under ``--strict``)."""
+        return result.outcome == "failed" or (self.strict and result.outcome == "unverified")
+
+
+def report_json(
+    store: str,
+    results: list[PropertyResult],
+    seconds: float,
+    *,
+    seed: int | None = None,
+    profile: str | None = None,
+    stress: bool = False,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """The JSON verdict (docs/conformance.md, "The JSON file"), built from its parts."""
+    return json_document(Verdict(store, results, seconds, seed, profile, stress, strict))
+
+
+def json_document(verdict: Verdict) -> dict[str, Any]:
+    """The JSON verdict of ``verdict``: run facts, outcome per property, details and evidence."""
+    return {
+        "schema": SCHEMA,
+        "package": {"name": "lance-offsets", "version": __version__},
+        "python": platform.python_version(),
+        "platform": f"{sys.platform} {platform.machine()} ({platform.platform()})",
+        "store": verdict.store,
+        "profile": verdict.profile,
+        "stress": verdict.stress,
+        "strict": verdict.strict,
+        "seed": verdict.seed,
+        "replay": verdict.replay(),
+        "started": verdict.started.isoformat(timespec="seconds"),
+        "ended": verdict.ended.isoformat(timespec="seconds"),
+        "seconds": round(verdict.seconds, 3),
+        "properties": {r.id: r.outcome for r in verdict.results},
+        "counts": verdict.counts(),
+        "details": {
+            r.id: {
+                "title": PROPERTIES[r.id].title,
+                "outcome": r.outcome,
+                "seconds": round(r.seconds, 3),
+                "details": r.details,
+                "evidence": dict(r.evidence),
+            }
+            for r in verdict.results
+        },
+    }
+
+
+def _cell(text: str) -> str:
+    # A table cell is one line, and a pipe would end it early.
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _fence(text: str) -> str:
+    # A counterexample may itself hold backticks; a longer fence than any run inside it is safe.
+    longest = max((len(run) for run in text.split("\n") if set(run) == {"`"}), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}text\n{text}\n{ticks}"
+
+
+def report_markdown(verdict: Verdict) -> str:
+    """A Markdown page: summary, one table row per property, each failure's counterexample."""
+    lines = [
+        f"## lance-offsets check: `{verdict.store}`",
+        "",
+        f"**{verdict.summary()}** in {verdict.seconds:.1f} s "
+        f"(profile {verdict.profile or 'default'}{', long stress runs' if verdict.stress else ''}"
+        f", seed {verdict.seed}). Replay: `{verdict.replay()}`",
+        "",
+        "| | ID | property | outcome | seconds | evidence |",
+        "|---|---|---|---|---:|---|",
+    ]
+    lines.extend(
+        f"| {_MARK[r.outcome]} | {r.id} | {_cell(PROPERTIES[r.id].title)} | {r.outcome} | "
+        f"{r.seconds:.2f} | {_cell(evidence_text(r.evidence))} |"
+        for r in verdict.results
+    )
+    reasons = [r for r in verdict.results if r.outcome in ("unverified", "not-applicable")]
+    if reasons:
+        lines += ["", "### Not exercised", ""]
+        lines += [f"- **{r.id}** {r.outcome}: {_cell(r.details)}" for r in reasons]
+    for r in verdict.results:
+        if r.outcome == "failed":
+            lines += [
+                "",
+                f"<details><summary><b>{r.id} {PROPERTIES[r.id].title}: failed</b></summary>",
+                "",
+                _fence(r.details),
+                "",
+                "</details>",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def report_junit(verdict: Verdict) -> bytes:
+    """JUnit XML: one test case per property; failures carry the counterexample."""
+    counts = verdict.counts()
+    failing = sum(verdict.fails(r) for r in verdict.results)
+    suite = ET.Element(
+        "testsuite",
+        name=f"lance-offsets check {verdict.store}",
+        tests=str(len(verdict.results)),
+        failures=str(failing),
+        errors="0",
+        skipped=str(counts["unverified"] + counts["not-applicable"] - (failing - counts["failed"])),
+        time=f"{verdict.seconds:.3f}",
+        timestamp=verdict.started.isoformat(timespec="seconds"),
+    )
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (("seed", verdict.seed), ("profile", verdict.profile)):
+        ET.SubElement(properties, "property", name=name, value=str(value))
+    for r in verdict.results:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"lance_offsets.check.{verdict.store}",
+            name=f"{r.id} {PROPERTIES[r.id].title}",
+            time=f"{r.seconds:.3f}",
+        )
+        first = r.details.split("\n", 1)[0][:500]
+        if verdict.fails(r):
+            failure = ET.SubElement(case, "failure", message=first, type=r.outcome)
+            failure.text = f"{r.details}\n\nreplay: {verdict.replay()}"
+        elif r.outcome in ("unverified", "not-applicable"):
+            ET.SubElement(case, "skipped", message=f"{r.outcome}: {first}")
+        if r.evidence:
+            ET.SubElement(case, "system-out").text = evidence_text(r.evidence)
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document
