@@ -20,12 +20,18 @@ Jobs (dicts with a ``"job"`` name):
     time the save took and what reads back (D4, D5).
 ``fault``
     Set up the old value, run one save under a fault plan, reply ``("faulted", outcome)``; on
-    ``"continue"`` save a later value on the same handle and reply ``("later", outcome)``.
+    ``"continue"`` save a later value on the same handle and reply ``("later", outcome)``. Each of
+    the two saves is watched: one still running after the job's ``bound`` seconds sends
+    ``("stuck", report)`` (where it is blocked, the last operations) and the parent kills it.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -129,29 +135,82 @@ def _verify(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Re
     return ("saved", report)
 
 
+def _blocked_at(thread: int) -> list[str]:
+    """The innermost frames of ``thread`` below this module's job function: where the store is."""
+    frame = sys._current_frames().get(thread)
+    if frame is None:
+        return []
+    stack = traceback.extract_stack(frame)
+    ours = [i for i, f in enumerate(stack) if f.filename == __file__]
+    frames = stack[ours[-1] + 1 :] if ours else list(stack)
+    return [
+        f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
+        for f in frames[-5:]
+    ]
+
+
+class _Watchdog:
+    """Sends ``("stuck", report)`` if the watched save is still running after ``seconds``.
+
+    A hung save cannot answer, and the parent that kills it learns nothing: this thread tells it
+    where the save is blocked (a lock never released on the error path names its own line).
+    Sends are serialised with the job's own reply by ``lock``: a pipe is not thread-safe.
+    """
+
+    def __init__(self, conn: Any, seconds: float, trace: list[TraceOp]) -> None:
+        self.conn = conn
+        self.trace = trace
+        self.thread = threading.get_ident()
+        self.lock = threading.Lock()
+        self.done = False
+        self.timer = threading.Timer(seconds, self._report)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _report(self) -> None:
+        with self.lock:
+            if not self.done:
+                trace = list(self.trace)
+                report = {"blocked at": _blocked_at(self.thread), "trace": trace[-6:]}
+                self.conn.send(("stuck", report))
+
+    def finish(self) -> None:
+        """The save ended: from now on the watchdog stays silent."""
+        self.timer.cancel()
+        with self.lock:
+            self.done = True
+
+
 def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
     store = factory(job["path"])
     _setup(store, job["setup"])
     key, new = job["key"], job["new"]
     plan: FaultPlan = job["plan"]
+    bound: float = job["bound"]
     with traced(job["path"], fail=plan) as trace:
+        watch = _Watchdog(conn, bound, trace)
         start = time.monotonic()
         try:
             store.save(*key, new)
             outcome: dict[str, Any] = {"raised": None}
         except Exception as exc:  # the expected path, reported
             outcome = {"raised": _describe(exc)}
+        finally:
+            watch.finish()
         outcome["seconds"] = time.monotonic() - start
         outcome["trace"] = list(trace)
     conn.send(("faulted", outcome))
     if conn.recv() != "continue":
         return ("later", None)
     later = job["later"]
+    watch = _Watchdog(conn, bound, [])
     try:
         store.save(*key, later)
         result: dict[str, Any] = {"raised": None, "load": store.load(*key)}
     except Exception as exc:  # reported
         result = {"raised": _describe(exc)}
+    finally:
+        watch.finish()
     store.close()
     return ("later", result)
 
