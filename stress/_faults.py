@@ -57,6 +57,10 @@ SHOWN: Final = 3
 SHARING_VIOLATION: Final = 32
 
 
+def _name(op: TraceOp) -> str:
+    return "of the directory" if op.is_dir else os.path.basename(op.path)
+
+
 def _plans(save_ops: list[TraceOp]) -> Iterator[tuple[FaultPlan, str]]:
     for op in save_ops:
         for code in ERRORS:
@@ -64,7 +68,7 @@ def _plans(save_ops: list[TraceOp]) -> Iterator[tuple[FaultPlan, str]]:
                 plan = FaultPlan(at=op.index, error=code, times=times)
                 yield (
                     plan,
-                    f"{plan.describe()}: op #{op.index} {op.kind} {os.path.basename(op.path)}",
+                    f"{plan.describe()}: op #{op.index} {op.kind} {_name(op)}",
                 )
     for times in (1, 3, None):
         plan = FaultPlan(
@@ -170,7 +174,10 @@ class _Faults:
                 "bound": self.bound,
             }
         )
-        story = [f"seed {self.options.seed}; fault {what}; key {self.key} old {old} new {new}"]
+        story = [
+            f"seed {self.options.seed}; fault {what}",
+            f"key {self.key}: old {old}, faulted save of {new}, later save of {later}",
+        ]
         tag, outcome = self.wait(self.a, f"the faulted save of {new} ({plan.describe()})")
         if tag != "faulted":
             self.hung(story, "the faulted save", outcome)
