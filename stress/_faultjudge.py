@@ -98,6 +98,8 @@ def hang_report(phase: str, bound: float, stuck: dict[str, Any]) -> list[str]:
         worker could not even report (it died, or its watchdog never ran).
     """
     lines = [f"{phase} did not return within {bound:g} s after the fault: {_LIKELY[phase]}"]
+    if stuck.get("failed"):
+        lines.append("injected into: " + "; ".join(str(op) for op in stuck["failed"]))
     if "harness" in stuck:
         lines.append(f"harness: {stuck['harness']}")
     if stuck.get("blocked at"):

@@ -171,7 +171,11 @@ class _Watchdog:
         with self.lock:
             if not self.done:
                 trace = list(self.trace)
-                report = {"blocked at": _blocked_at(self.thread), "trace": trace[-6:]}
+                report = {
+                    "blocked at": _blocked_at(self.thread),
+                    "failed": [op for op in trace if op.error][:3],
+                    "trace": trace[-6:],
+                }
                 self.conn.send(("stuck", report))
 
     def finish(self) -> None:
