@@ -150,39 +150,62 @@ def _blocked_at(thread: int) -> list[str]:
 
 
 class _Watchdog:
-    """Sends ``("stuck", report)`` if the watched save is still running after ``seconds``.
+    """Sends ``("stuck", report)`` if a watched save is still running at its deadline.
 
     A hung save cannot answer, and the parent that kills it learns nothing: this thread tells it
-    where the save is blocked (a lock never released on the error path names its own line).
-    Sends are serialised with the job's own reply by ``lock``: a pipe is not thread-safe.
+    where the save is blocked (a lock never released on the error path names its own line). One
+    thread per worker, armed and disarmed per save: starting a thread per save cost more than
+    the faulted saves themselves on a loaded machine. The report is sent while holding
+    ``cond``, and :meth:`disarm` takes it, so the job's own reply never interleaves with it on
+    the pipe (a pipe is not thread-safe).
     """
 
-    def __init__(self, conn: Any, seconds: float, trace: list[TraceOp]) -> None:
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
-        self.trace = trace
-        self.thread = threading.get_ident()
-        self.lock = threading.Lock()
-        self.done = False
-        self.timer = threading.Timer(seconds, self._report)
-        self.timer.daemon = True
-        self.timer.start()
+        self.cond = threading.Condition()
+        self.deadline: float | None = None
+        self.thread = 0
+        self.trace: list[TraceOp] = []
+        threading.Thread(target=self._run, name="stress-watchdog", daemon=True).start()
 
-    def _report(self) -> None:
-        with self.lock:
-            if not self.done:
-                trace = list(self.trace)
-                report = {
-                    "blocked at": _blocked_at(self.thread),
-                    "failed": [op for op in trace if op.error][:3],
-                    "trace": trace[-6:],
-                }
-                self.conn.send(("stuck", report))
+    def arm(self, seconds: float, trace: list[TraceOp]) -> None:
+        """Watch this thread's next ``seconds``; ``trace`` is what it records meanwhile."""
+        with self.cond:
+            self.deadline = time.monotonic() + seconds
+            self.thread = threading.get_ident()
+            self.trace = trace
+            self.cond.notify()
 
-    def finish(self) -> None:
-        """The save ended: from now on the watchdog stays silent."""
-        self.timer.cancel()
-        with self.lock:
-            self.done = True
+    def disarm(self) -> None:
+        """The save ended: stay silent (waits for a report being sent to be complete)."""
+        with self.cond:
+            self.deadline = None
+
+    def _run(self) -> None:
+        with self.cond:
+            while True:
+                if self.deadline is None:
+                    self.cond.wait()
+                elif (left := self.deadline - time.monotonic()) > 0:
+                    self.cond.wait(left)
+                else:
+                    self.deadline = None
+                    trace = list(self.trace)
+                    report = {
+                        "blocked at": _blocked_at(self.thread),
+                        "failed": [op for op in trace if op.error][:3],
+                        "trace": trace[-6:],
+                    }
+                    self.conn.send(("stuck", report))
+
+
+_WATCHDOG: list[_Watchdog] = []  # this worker's one watchdog, started by its first fault job
+
+
+def _watchdog(conn: Any) -> _Watchdog:
+    if not _WATCHDOG:
+        _WATCHDOG.append(_Watchdog(conn))
+    return _WATCHDOG[0]
 
 
 def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
@@ -191,8 +214,9 @@ def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
     key, new = job["key"], job["new"]
     plan: FaultPlan = job["plan"]
     bound: float = job["bound"]
+    watch = _watchdog(conn)
     with traced(job["path"], fail=plan) as trace:
-        watch = _Watchdog(conn, bound, trace)
+        watch.arm(bound, trace)
         start = time.monotonic()
         try:
             store.save(*key, new)
@@ -200,21 +224,21 @@ def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
         except Exception as exc:  # the expected path, reported
             outcome = {"raised": _describe(exc)}
         finally:
-            watch.finish()
+            watch.disarm()
         outcome["seconds"] = time.monotonic() - start
         outcome["trace"] = list(trace)
     conn.send(("faulted", outcome))
     if conn.recv() != "continue":
         return ("later", None)
     later = job["later"]
-    watch = _Watchdog(conn, bound, [])
+    watch.arm(bound, [])
     try:
         store.save(*key, later)
         result: dict[str, Any] = {"raised": None, "load": store.load(*key)}
     except Exception as exc:  # reported
         result = {"raised": _describe(exc)}
     finally:
-        watch.finish()
+        watch.disarm()
     store.close()
     return ("later", result)
 
