@@ -8,7 +8,10 @@ of something it wrote or renamed into place, or of the directory holding it, fai
 the offset durable, whatever a fresh handle reads (the new bytes are still in the page cache).
 A second sync that succeeds proves nothing: after a failed fsync Linux marks the dirty pages clean
 or drops them ("fsyncgate", PostgreSQL 2018), so the retry reports success for data that may
-never reach the disk. Syncs of files the save only opened (a lock file) do not count.
+never reach the disk. What does help is redoing the step from the store's own copy: writing the
+same bytes again (dirty pages again) and syncing them, or renaming into the directory again and
+syncing it; a save that did so is not faulted for the first failure. Syncs of files the save
+only opened (a lock file) do not count.
 """
 
 from __future__ import annotations
@@ -54,6 +57,35 @@ def _changed(trace: list[TraceOp]) -> set[str]:
     return paths
 
 
+def _redone(trace: list[TraceOp], failed: TraceOp) -> bool:
+    """Whether the save redid what ``failed`` should have made durable, and synced it after."""
+    after = [op for op in trace if op.index > failed.index and op.error is None]
+    if failed.is_dir:
+        renamed = [
+            i
+            for i, op in enumerate(after)
+            if op.kind in ("rename", "replace")
+            and os.path.dirname(op.target or op.path) == failed.path
+        ]
+        return bool(renamed) and any(
+            op.kind in SYNC_KINDS and op.is_dir and op.path == failed.path
+            for op in after[renamed[0] + 1 :]
+        )
+    before = [
+        op.content
+        for op in trace
+        if op.index < failed.index and op.path == failed.path and op.content is not None
+    ]
+    if not before:
+        return False
+    return any(
+        sync.kind in SYNC_KINDS and sync.path == write.path and sync.content == before[-1]
+        for i, write in enumerate(after)
+        if write.kind == "write"  # nothing written again: a retried sync alone proves nothing
+        for sync in after[i + 1 :]
+    )
+
+
 def swallowed_syncs(trace: list[TraceOp], failed: list[TraceOp]) -> list[str]:
     """For a save that returned: one line per failed sync of data it wrote (see the module doc).
 
@@ -67,6 +99,8 @@ def swallowed_syncs(trace: list[TraceOp], failed: list[TraceOp]) -> list[str]:
             continue
         if not (op.path in folders if op.is_dir else op.path in changed):
             continue  # a sync of something the save did not write (a lock file): not our rule
+        if _redone(trace, op):
+            continue  # the bytes were written again and that sync succeeded: durable
         what = f"directory {op.path}" if op.is_dir else op.path
         line = (
             f"{op.kind} of {what} failed with {op.error} and save() returned: the offset is not "

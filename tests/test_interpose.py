@@ -428,3 +428,17 @@ def test_a_failed_sync_of_what_the_save_did_not_write_is_not_its_concern(
         _save_like_a_store(tmp_path, b"3\n")
     assert injected(trace, plan)
     assert swallowed_syncs(trace, injected(trace, plan)) == []
+
+
+@posix_only
+def test_writing_the_data_again_after_a_failed_fsync_makes_it_durable(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Redone from the store's own copy, the second fsync flushes dirty pages: no violation."""
+    plan = FaultPlan(error=errno.EIO, kinds=("fsync",))
+    with traced(tmp_path, fail=plan) as trace:
+        with contextlib.suppress(OSError):
+            _save_like_a_store(tmp_path, b"8\n")
+        _save_like_a_store(tmp_path, b"8\n")  # the same bytes, written and synced again
+    assert injected(trace, plan)
+    assert swallowed_syncs(trace, injected(trace, plan)) == []

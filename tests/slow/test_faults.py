@@ -100,6 +100,17 @@ def test_reference_stores_raise_on_every_failed_sync(
 
 
 @pytest.mark.usefixtures("zoo_importable")
+def test_a_store_that_writes_again_after_a_failed_fsync_passes(
+    stress_options: StressOptions,
+) -> None:
+    """No false alarm: the rewrite makes the pages dirty again, so its fsync means something."""
+    result = check_f2(f"{FAULT_ZOO}:rewrites_after_failed_fsync", stress_options)
+    print(result.details)
+    assert result.outcome == "passed", result.details
+    assert _count(result, "sync faults") >= 2 * 3 * 2
+
+
+@pytest.mark.usefixtures("zoo_importable")
 @pytest.mark.parametrize(
     ("factory", "synced"),
     [

@@ -5,6 +5,8 @@ replace, fsync the directory), whose ``careful`` factory is their positive contr
 three return from a save after a failed sync: a fresh handle then reads the new value from the
 page cache, so only the sync rule of F2 (``stress/_faultjudge.py``) can catch them. The last
 hangs, and F2 must say where and why instead of printing a bare harness timeout.
+``rewrites_after_failed_fsync`` is correct: it answers a failed fsync by writing the bytes
+again, which F2 must accept.
 
 Use them as ``zoo.fault_zoo:<name>`` with the ``tests`` folder on ``PYTHONPATH``.
 """
@@ -84,6 +86,19 @@ class IgnoredFsyncResult(CarefulStore):
         return temp
 
 
+class RewritesAfterFailedFsync(CarefulStore):
+    """Correct (a positive control for the sync rule): when the temp file's fsync fails, it
+    writes the bytes again into a new temp file and syncs that, once; a second failure raises.
+    The rewrite makes the pages dirty again, so the successful fsync did flush them."""
+
+    def synced_temp(self, key: Key, data: bytes) -> str:
+        try:
+            return super().synced_temp(key, data)
+        except OSError:
+            os.remove(self.name(key, self.temp_suffix))
+            return super().synced_temp(key, data)
+
+
 class LeaksLockOnError(CarefulStore):
     """F2: the handle's thread lock is released only on the success path (``acquire(); work();
     release()`` without ``try/finally``): after one failed save, the next save on the same handle
@@ -114,6 +129,11 @@ def best_effort_dir_sync(path: str) -> CarefulStore:
 def ignored_fsync_result(path: str) -> CarefulStore:
     """F2: fsync failure logged by a helper returning False, which nobody checks."""
     return IgnoredFsyncResult(path)
+
+
+def rewrites_after_failed_fsync(path: str) -> CarefulStore:
+    """Correct: a failed fsync is answered by writing the data again and syncing it."""
+    return RewritesAfterFailedFsync(path)
 
 
 def leaks_lock_on_error(path: str) -> CarefulStore:
