@@ -131,11 +131,14 @@ def hang_report(phase: str, bound: float, stuck: dict[str, Any]) -> list[str]:
     :param stuck: the worker's ``("stuck", report)`` payload, or ``{"harness": text}`` when the
         worker could not even report (it died, or its watchdog never ran).
     """
+    harness = str(stuck.get("harness", ""))
+    if " died " in harness:  # not a hang: the worker process ended (os._exit, a crash in C)
+        return [f"{phase} ended the worker process: {harness}"]
     lines = [f"{phase} did not return within {bound:g} s after the fault: {_LIKELY[phase]}"]
     if stuck.get("failed"):
         lines.append("injected into: " + "; ".join(str(op) for op in stuck["failed"]))
-    if "harness" in stuck:
-        lines.append(f"harness: {stuck['harness']}")
+    if harness:
+        lines.append(f"harness: {harness}")
     if stuck.get("blocked at"):
         lines.append("blocked at (innermost last):")
         lines += [f"  {frame}" for frame in stuck["blocked at"]]
