@@ -7,8 +7,14 @@ second worker (B, with its own fresh handle) reads the key. The rules:
 
 - a save that raised left the old value; the new one only when the fault hit after the commit
   (after the last rename/replace of the save, say a failed directory fsync), never anything else;
-- a save that returned stored the new value (a swallowed error is a lie to the caller);
+- a save that returned stored the new value (a swallowed error is a lie to the caller), and no
+  sync of what it wrote failed on the way (see ``_faultjudge.py``: after a failed fsync the new
+  bytes may be only in the page cache, and a retried fsync proves nothing);
 - once the fault clears, a later save on A's same handle succeeds and B reads it back.
+
+A save, or a read, that does not return within the bound is reported with the plan, the
+operations and where the worker was blocked; the stuck workers are replaced and the remaining
+plans go on, up to :data:`MAX_HANGS` hangs.
 
 Windows semantics on any OS: ``os.replace``/``os.rename`` failing with a sharing violation
 (``PermissionError`` with ``winerror`` 32) once, three times, or for good must end, within
@@ -28,7 +34,8 @@ from typing import Any, Final
 
 from lance_offsets.conformance._results import PropertyResult
 
-from ._fleet import Fleet, WorkerGone
+from ._faultjudge import Tally, hang_report, injected, swallowed_syncs
+from ._fleet import Fleet, Worker, WorkerGone
 from ._judge import listing
 from ._options import StressOptions
 from ._trace import TraceOp
@@ -40,8 +47,18 @@ __all__ = ["FAULT_BOUND", "check_f2"]
 ERRORS: Final = (errno.ENOSPC, errno.EIO, errno.EACCES)
 #: Seconds a faulted save may take (a retry loop must be bounded).
 FAULT_BOUND: Final = 10.0
+#: Seconds past the bound the parent waits for a worker whose watchdog did not report.
+GRACE: Final = 5.0
+#: Hangs after which the remaining plans are skipped (each costs the bound in seconds).
+MAX_HANGS: Final = 2
+#: Violations a short run shows before it stops (a long run keeps counting).
+SHOWN: Final = 3
 #: Windows' ERROR_SHARING_VIOLATION, carried by the injected PermissionError.
 SHARING_VIOLATION: Final = 32
+
+
+def _name(op: TraceOp) -> str:
+    return "of the directory" if op.is_dir else os.path.basename(op.path)
 
 
 def _plans(save_ops: list[TraceOp]) -> Iterator[tuple[FaultPlan, str]]:
@@ -51,7 +68,7 @@ def _plans(save_ops: list[TraceOp]) -> Iterator[tuple[FaultPlan, str]]:
                 plan = FaultPlan(at=op.index, error=code, times=times)
                 yield (
                     plan,
-                    f"{plan.describe()}: op #{op.index} {op.kind} {os.path.basename(op.path)}",
+                    f"{plan.describe()}: op #{op.index} {op.kind} {_name(op)}",
                 )
     for times in (1, 3, None):
         plan = FaultPlan(
@@ -74,8 +91,7 @@ class _Faults:
         self.key = (self.rng.randrange(2**32), self.rng.randrange(2**64))
         self.other = (self.key[0], self.key[1] ^ 1)
         self.violations: list[str] = []
-        self.cycles = 0
-        self.max_seconds = 0.0
+        self.tally = Tally()
 
     def directory(self) -> str:
         self.count += 1
@@ -104,7 +120,7 @@ class _Faults:
         }
         self.a.send(job)
         while True:
-            tag, payload = self.a.recv(self.bound + 5.0)
+            tag, payload = self.a.recv(self.bound + GRACE, f"the counting save of {new}")
             if tag == "done":
                 break
             if tag == "raised":
@@ -118,10 +134,30 @@ class _Faults:
 
     def read(self, path: str) -> dict[str, Any]:
         self.b.send({"job": "verify", "path": path, "keys": [self.key, self.other], "later": None})
-        _, found = self.b.recv(self.bound + 5.0)
-        self.b.recv(self.bound + 5.0)
+        _, found = self.b.recv(self.bound + GRACE, "a fresh handle's read")
+        self.b.recv(self.bound + GRACE, "a fresh handle's close")
         read: dict[str, Any] = found
         return read
+
+    def wait(self, worker: Worker, doing: str) -> tuple[str, Any]:
+        """The worker's reply, its watchdog's ``("stuck", report)``, or ``("gone", ...)``."""
+        try:
+            return worker.recv(self.bound + GRACE, doing)
+        except WorkerGone as exc:
+            return "gone", {"harness": str(exc)}
+
+    def replace(self, *, both: bool = False) -> None:
+        """New workers for stuck ones (a hung save may hold a lock the next cycle would need)."""
+        self.a.kill()
+        self.a = self.fleet.take()
+        if both:
+            self.b.kill()
+            self.b = self.fleet.take()
+
+    def hung(self, story: list[str], phase: str, stuck: dict[str, Any]) -> None:
+        self.tally.hangs += 1
+        self.violations.append("\n".join([*story, *hang_report(phase, self.bound, stuck)]))
+        self.replace(both=phase == "a fresh handle's read")
 
     def cycle(self, plan: FaultPlan, what: str, commit: int) -> None:
         path = self.directory()
@@ -135,38 +171,44 @@ class _Faults:
                 "new": new,
                 "later": later,
                 "plan": plan,
+                "bound": self.bound,
             }
         )
-        story = [f"seed {self.options.seed}; fault {what}; key {self.key} old {old} new {new}"]
-        try:
-            _, outcome = self.a.recv(self.bound)
-        except WorkerGone:
-            self.a.kill()
-            self.a = self.fleet.take()
-            self.violations.append(
-                "\n".join(
-                    [*story, f"the save did not end within {self.bound:g} s (an unbounded retry?)"]
-                )
-            )
+        story = [
+            f"seed {self.options.seed}; fault {what}",
+            f"key {self.key}: old {old}, faulted save of {new}, later save of {later}",
+        ]
+        tag, outcome = self.wait(self.a, f"the faulted save of {new} ({plan.describe()})")
+        if tag != "faulted":
+            self.hung(story, "the faulted save", outcome)
             return
-        self.cycles += 1
-        self.max_seconds = max(self.max_seconds, outcome["seconds"])
+        failed = injected(outcome["trace"], plan)
+        self.tally.count(outcome["seconds"], failed)
         raised = outcome["raised"]
+        if failed:
+            story.append("injected into: " + "; ".join(str(op) for op in failed[:3]))
         story.append(f"the save {'raised ' + raised if raised else 'returned'}")
-        found = self.read(path)
+        problems = [] if raised else swallowed_syncs(outcome["trace"], failed)
+        try:
+            found = self.read(path)
+        except WorkerGone as exc:
+            self.hung(story, "a fresh handle's read", {"harness": str(exc)})
+            return
         files = listing(path)
         value = found.get(f"load{self.key}")
         allowed: tuple[object, ...] = (new,) if raised is None else (old,)
-        if raised is not None and plan.at > commit:
+        if raised is not None and (failed[0].index if failed else plan.at) > commit:
             allowed = (old, new)  # the fault came after the new value was in place
-        problems = []
         if value not in allowed:
             shown = " or ".join(map(str, allowed))
             problems.append(f"a fresh handle then found {value}, expected {shown}")
         if found.get(f"load{self.other}") != other:
             problems.append(f"untouched key {self.other} now {found.get(f'load{self.other}')}")
         self.a.send("continue")
-        _, result = self.a.recv(self.bound + 5.0)
+        tag, result = self.wait(self.a, f"the later save of {later} on the same handle")
+        if tag != "later":
+            self.hung([*story, *problems], "the later save", result)
+            return
         if result["raised"] is not None or result.get("load") != later:
             problems.append(
                 f"once the fault cleared, a later save of {later} on the same handle: {result}"
@@ -202,6 +244,14 @@ def _commit_index(ops: list[TraceOp]) -> int:
     return renames[-1] if renames else -1
 
 
+def _stop_reason(run: _Faults, long: bool) -> str | None:
+    if run.tally.hangs >= MAX_HANGS:
+        return f"{run.tally.hangs} hangs"
+    if len(run.violations) >= SHOWN and not long:
+        return f"{len(run.violations)} violations"
+    return None
+
+
 def check_f2(spec: str, options: StressOptions, *, bound: float = FAULT_BOUND) -> PropertyResult:
     """F2: ENOSPC/EIO/EACCES during a save raise, leave the old value, and the handle works.
 
@@ -209,30 +259,42 @@ def check_f2(spec: str, options: StressOptions, *, bound: float = FAULT_BOUND) -
     """
     started = time.monotonic()
     run = _Faults(spec, options, bound)
+    not_run = 0
+    stopped: str | None = None
     try:
         ops = run.save_ops()
         if not ops:
-            reason = "the interposer saw no file operations in a save (C extension or remote?)"
-            return PropertyResult("F2", "not-applicable", time.monotonic() - started, reason)
+            reason = (
+                "the interposer saw no file operations in a save (C extension or remote?): "
+                "the store claims persistence, but no fault could be injected"
+            )
+            evidence = run.tally.evidence(0)
+            return PropertyResult("F2", "unverified", time.monotonic() - started, reason, evidence)
         commit = _commit_index(ops)
-        for plan, what in _plans(ops):
+        plans = list(_plans(ops))
+        for number, (plan, what) in enumerate(plans):
+            stopped = _stop_reason(run, options.long)
+            if stopped:
+                not_run = len(plans) - number
+                break
             run.cycle(plan, what, commit if commit >= 0 else len(ops))
-            if len(run.violations) >= 3 and not options.long:
-                break  # enough to show; a long run keeps counting
     except WorkerGone as exc:
-        run.violations.append(f"seed {options.seed}: harness: {exc}")
+        run.violations.append(f"seed {options.seed}: F2 harness: {exc}")
     finally:
         run.close()
     seconds = time.monotonic() - started
+    tally = run.tally
     head = (
-        f"seed {options.seed}: {run.cycles} faulted saves in {seconds:.1f} s; slowest "
-        f"faulted save {run.max_seconds:.3f} s (bound {bound:g} s)"
+        f"seed {options.seed}: {tally.saves} faulted saves in {seconds:.1f} s ({tally.sync_faults}"
+        f" with a failed sync); slowest faulted save {tally.slowest:.3f} s (bound {bound:g} s)"
     )
+    if not_run:
+        head += f"; stopped after {stopped}: {not_run} fault plan(s) not run"
+    evidence = tally.evidence(not_run)
     if not run.violations:
-        return PropertyResult("F2", "passed", seconds, head)
+        return PropertyResult("F2", "passed", seconds, head, evidence)
     text = [head, f"{len(run.violations)} violation(s); replay with --stress-seed {options.seed}"]
-    for violation in run.violations[:3]:
-        text += ["---", violation]
-    if run.violations:
-        text.append(f"directories kept under {run.root}")
-    return PropertyResult("F2", "failed", seconds, "\n".join(text))
+    for violation in run.violations[:SHOWN]:
+        text += ["--- F2 violation", violation]
+    text.append(f"directories kept under {run.root}")
+    return PropertyResult("F2", "failed", seconds, "\n".join(text), evidence)

@@ -76,16 +76,21 @@ class Worker:
     def send(self, message: object) -> None:
         self.conn.send(message)
 
-    def recv(self, timeout: float) -> tuple[str, Any]:
-        """The next message, or :class:`WorkerGone` if none came within ``timeout`` seconds."""
+    def recv(self, timeout: float, waiting_for: str = "") -> tuple[str, Any]:
+        """The next message, or :class:`WorkerGone` if none came within ``timeout`` seconds.
+
+        :param waiting_for: what the worker was asked to do ("the faulted save of 5"), named in
+            the error so a hang report says what hung, not only which process.
+        """
+        doing = f" while waiting for {waiting_for}" if waiting_for else ""
         try:
             if not self.conn.poll(timeout):
-                raise WorkerGone(f"worker {self.proc.pid} sent nothing for {timeout:g} s")
+                raise WorkerGone(f"worker {self.proc.pid} sent nothing for {timeout:g} s{doing}")
             message: tuple[str, Any] = self.conn.recv()
         except (EOFError, OSError) as exc:
-            raise WorkerGone(f"worker {self.proc.pid} died ({self.proc.exitcode})") from exc
+            raise WorkerGone(f"worker {self.proc.pid} died ({self.proc.exitcode}){doing}") from exc
         if message[0] == "error":
-            raise WorkerGone(f"worker {self.proc.pid} failed: {message[1]}")
+            raise WorkerGone(f"worker {self.proc.pid} failed{doing}: {message[1]}")
         return message
 
     def drain(self) -> list[tuple[str, Any]]:

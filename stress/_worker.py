@@ -20,12 +20,18 @@ Jobs (dicts with a ``"job"`` name):
     time the save took and what reads back (D4, D5).
 ``fault``
     Set up the old value, run one save under a fault plan, reply ``("faulted", outcome)``; on
-    ``"continue"`` save a later value on the same handle and reply ``("later", outcome)``.
+    ``"continue"`` save a later value on the same handle and reply ``("later", outcome)``. Each of
+    the two saves is watched: one still running after the job's ``bound`` seconds sends
+    ``("stuck", report)`` (where it is blocked, the last operations) and the parent kills it.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -129,29 +135,110 @@ def _verify(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Re
     return ("saved", report)
 
 
+def _blocked_at(thread: int) -> list[str]:
+    """The innermost frames of ``thread`` below this module's job function: where the store is."""
+    frame = sys._current_frames().get(thread)
+    if frame is None:
+        return []
+    stack = traceback.extract_stack(frame)
+    ours = [i for i, f in enumerate(stack) if f.filename == __file__]
+    frames = stack[ours[-1] + 1 :] if ours else list(stack)
+    return [
+        f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
+        for f in frames[-5:]
+    ]
+
+
+class _Watchdog:
+    """Sends ``("stuck", report)`` if a watched save is still running at its deadline.
+
+    A hung save cannot answer, and the parent that kills it learns nothing: this thread tells it
+    where the save is blocked (a lock never released on the error path names its own line). One
+    thread per worker, armed and disarmed per save: starting a thread per save cost more than
+    the faulted saves themselves on a loaded machine. The report is sent while holding
+    ``cond``, and :meth:`disarm` takes it, so the job's own reply never interleaves with it on
+    the pipe (a pipe is not thread-safe).
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.cond = threading.Condition()
+        self.deadline: float | None = None
+        self.thread = 0
+        self.trace: list[TraceOp] = []
+        threading.Thread(target=self._run, name="stress-watchdog", daemon=True).start()
+
+    def arm(self, seconds: float, trace: list[TraceOp]) -> None:
+        """Watch this thread's next ``seconds``; ``trace`` is what it records meanwhile."""
+        with self.cond:
+            self.deadline = time.monotonic() + seconds
+            self.thread = threading.get_ident()
+            self.trace = trace
+            self.cond.notify()
+
+    def disarm(self) -> None:
+        """The save ended: stay silent (waits for a report being sent to be complete)."""
+        with self.cond:
+            self.deadline = None
+
+    def _run(self) -> None:
+        with self.cond:
+            while True:
+                if self.deadline is None:
+                    self.cond.wait()
+                elif (left := self.deadline - time.monotonic()) > 0:
+                    self.cond.wait(left)
+                else:
+                    self.deadline = None
+                    trace = list(self.trace)
+                    report = {
+                        "blocked at": _blocked_at(self.thread),
+                        "failed": [op for op in trace if op.error][:3],
+                        "trace": trace[-6:],
+                    }
+                    self.conn.send(("stuck", report))
+
+
+_WATCHDOG: list[_Watchdog] = []  # this worker's one watchdog, started by its first fault job
+
+
+def _watchdog(conn: Any) -> _Watchdog:
+    if not _WATCHDOG:
+        _WATCHDOG.append(_Watchdog(conn))
+    return _WATCHDOG[0]
+
+
 def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
     store = factory(job["path"])
     _setup(store, job["setup"])
     key, new = job["key"], job["new"]
     plan: FaultPlan = job["plan"]
+    bound: float = job["bound"]
+    watch = _watchdog(conn)
     with traced(job["path"], fail=plan) as trace:
+        watch.arm(bound, trace)
         start = time.monotonic()
         try:
             store.save(*key, new)
             outcome: dict[str, Any] = {"raised": None}
         except Exception as exc:  # the expected path, reported
             outcome = {"raised": _describe(exc)}
+        finally:
+            watch.disarm()
         outcome["seconds"] = time.monotonic() - start
         outcome["trace"] = list(trace)
     conn.send(("faulted", outcome))
     if conn.recv() != "continue":
         return ("later", None)
     later = job["later"]
+    watch.arm(bound, [])
     try:
         store.save(*key, later)
         result: dict[str, Any] = {"raised": None, "load": store.load(*key)}
     except Exception as exc:  # reported
         result = {"raised": _describe(exc)}
+    finally:
+        watch.disarm()
     store.close()
     return ("later", result)
 

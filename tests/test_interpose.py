@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import errno
 import io
 import os
 import pathlib
 import sys
 import threading
+from collections.abc import Callable
 
 import pytest
+from lance_offsets.stress._faultjudge import SYNC_KINDS, injected, swallowed_syncs
 from lance_offsets.stress._interpose import FaultPlan, mark, set_fault, traced
 from lance_offsets.stress._trace import TraceOp
 from lance_offsets.stress._tracer import REAL
@@ -308,3 +311,134 @@ def test_contents_are_read_by_path_where_there_is_no_pread(
 def test_blocks_do_not_nest(tmp_path: pathlib.Path) -> None:
     with traced(tmp_path), pytest.raises(RuntimeError, match="nest"), traced(tmp_path):
         pass  # pragma: no cover
+
+
+# --- faults on syncs, and F2's rule for a save that returns after one (stress/_faultjudge.py) --
+
+
+def _sync_file_object(directory: pathlib.Path) -> None:
+    with open(directory / "k.offset.tmp", "wb") as f:
+        f.write(b"5\n")
+        f.flush()
+        os.fsync(f)  # the file object itself: os.fsync calls its fileno()
+
+
+def _sync_descriptor_of_file_object(directory: pathlib.Path) -> None:
+    with open(directory / "k.offset.tmp", "wb") as f:
+        f.write(b"5\n")
+        f.flush()
+        getattr(os, "fdatasync", os.fsync)(f.fileno())  # macOS has no fdatasync
+
+
+def _sync_directory_opened_read_only(directory: pathlib.Path) -> None:
+    (directory / "k.offset.tmp").write_bytes(b"5\n")
+    os.replace(directory / "k.offset.tmp", directory / "k.offset")
+    fd = os.open(directory, os.O_RDONLY)  # no O_DIRECTORY: the interposer still knows
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@posix_only
+@pytest.mark.parametrize(
+    ("sync", "is_dir"),
+    [
+        (_sync_file_object, False),
+        (_sync_descriptor_of_file_object, False),
+        (_sync_directory_opened_read_only, True),
+    ],
+)
+def test_every_way_to_sync_is_counted_and_can_be_failed(
+    tmp_path: pathlib.Path, sync: Callable[[pathlib.Path], None], is_dir: bool
+) -> None:
+    plan = FaultPlan(error=errno.EIO, kinds=("fsync", "fdatasync"))
+    with traced(tmp_path, fail=plan) as trace, pytest.raises(OSError, match="injected") as raised:
+        sync(tmp_path)
+    assert raised.value.errno == errno.EIO
+    (failed,) = injected(trace, plan)
+    assert failed.kind in SYNC_KINDS
+    assert failed.is_dir is is_dir
+    assert os.path.basename(failed.path) == (tmp_path.name if is_dir else "k.offset.tmp")
+
+
+@posix_only
+def test_a_failed_full_fsync_is_a_failed_sync(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    from lance_offsets import _platform
+
+    monkeypatch.setattr(fcntl, "F_FULLFSYNC", 0x7FFF, raising=False)
+    plan = FaultPlan(error=errno.EIO, kinds=("fsync",))
+    with traced(tmp_path, fail=plan) as trace:
+        fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+        os.write(fd, b"1")
+        with pytest.raises(OSError, match="injected"):  # EIO is not "unsupported": no fallback
+            _platform.full_fsync(
+                fd, fcntl_call=fcntl.fcntl, full_fsync_op=fcntl.F_FULLFSYNC, fsync=os.fsync
+            )
+        os.close(fd)
+    assert [(op.kind, op.error) for op in injected(trace, plan)] == [("fsync", "EIO")]
+
+
+def _swallowing_save(directory: pathlib.Path, value: bytes, *, retry: bool) -> None:
+    """The durable protocol with the fsync's error caught; ``retry``: fsync again, new fd."""
+    tmp = directory / "k.offset.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, value)
+        try:
+            os.fsync(fd)
+        except OSError:
+            if retry:
+                again = os.open(tmp, os.O_RDONLY)
+                os.fsync(again)
+                os.close(again)
+    finally:
+        os.close(fd)
+    os.replace(tmp, directory / "k.offset")
+
+
+@posix_only
+@pytest.mark.parametrize("retry", [False, True])
+def test_a_save_returning_after_a_failed_fsync_of_its_data_is_named(
+    tmp_path: pathlib.Path, retry: bool
+) -> None:
+    plan = FaultPlan(error=errno.EIO, kinds=("fsync",))  # once: a retry succeeds
+    with traced(tmp_path, fail=plan) as trace:
+        _swallowing_save(tmp_path, b"9\n", retry=retry)
+    (line,) = swallowed_syncs(trace, injected(trace, plan))
+    assert line.startswith(f"fsync of {os.path.realpath(tmp_path)}/k.offset.tmp failed with EIO")
+    assert "and save() returned: the offset is not durable (the error was swallowed)" in line
+    assert ("proves nothing" in line) is retry
+
+
+@posix_only
+def test_a_failed_sync_of_what_the_save_did_not_write_is_not_its_concern(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A lock file opened and fsynced (never written) is no offset: its error is not F2's."""
+    plan = FaultPlan(error=errno.EIO, kinds=("fsync",))
+    with traced(tmp_path, fail=plan) as trace:
+        lock = os.open(tmp_path / "k.lock", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            os.fsync(lock)
+        os.close(lock)
+        _save_like_a_store(tmp_path, b"3\n")
+    assert injected(trace, plan)
+    assert swallowed_syncs(trace, injected(trace, plan)) == []
+
+
+@posix_only
+def test_writing_the_data_again_after_a_failed_fsync_makes_it_durable(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Redone from the store's own copy, the second fsync flushes dirty pages: no violation."""
+    plan = FaultPlan(error=errno.EIO, kinds=("fsync",))
+    with traced(tmp_path, fail=plan) as trace:
+        with contextlib.suppress(OSError):
+            _save_like_a_store(tmp_path, b"8\n")
+        _save_like_a_store(tmp_path, b"8\n")  # the same bytes, written and synced again
+    assert injected(trace, plan)
+    assert swallowed_syncs(trace, injected(trace, plan)) == []

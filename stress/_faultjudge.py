@@ -1,0 +1,179 @@
+"""What F2 concludes from one faulted save: swallowed sync errors, hangs, and the tally.
+
+Kept apart from the harness (``_faults.py``, which drives the workers) so the rules read on their
+own and run on recorded traces without processes.
+
+The sync rule: a save that *returned* after a sync (``fsync``, ``fdatasync``, ``F_FULLFSYNC``)
+of something it wrote or renamed into place, or of the directory holding it, failed has not made
+the offset durable, whatever a fresh handle reads (the new bytes are still in the page cache).
+A second sync that succeeds proves nothing: after a failed fsync Linux marks the dirty pages clean
+or drops them ("fsyncgate", PostgreSQL 2018), so the retry reports success for data that may
+never reach the disk. What does help is redoing the step from the store's own copy: writing the
+same bytes again (dirty pages again) and syncing them, or renaming into the directory again and
+syncing it; a save that did so is not faulted for the first failure. Syncs of files the save
+only opened (a lock file) do not count.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ._trace import TraceOp
+from ._tracer import FaultPlan
+
+__all__ = ["SYNC_KINDS", "Tally", "hang_report", "injected", "swallowed_syncs"]
+
+#: Operation kinds that make data durable (F_FULLFSYNC is recorded as ``fsync``).
+SYNC_KINDS: Final = frozenset({"fsync", "fdatasync"})
+
+#: What a save that never returned most likely means, by the phase it hung in.
+_LIKELY: Final = {
+    "the faulted save": "an unbounded retry? a wait on something the error path left held?",
+    "the later save": "a lock leaked on the error path? an unbounded retry?",
+    "a fresh handle's read": "the faulted handle still holds a lock: leaked on the error path?",
+}
+
+
+def injected(trace: list[TraceOp], plan: FaultPlan) -> list[TraceOp]:
+    """The operations of ``trace`` the plan made fail (recorded with its errno)."""
+    name = errno.errorcode.get(plan.error, str(plan.error))
+    return [op for op in trace if op.error == name and op.kind != "mark"]
+
+
+def _changed(trace: list[TraceOp]) -> set[str]:
+    """Paths whose content or name the save changed: written, truncated, renamed from or to."""
+    paths: set[str] = set()
+    for op in trace:
+        if op.error is not None:
+            continue
+        if op.kind in ("write", "truncate"):
+            paths.add(op.path)
+        elif op.kind in ("rename", "replace"):
+            paths.add(op.path)
+            paths.add(op.target or op.path)
+    return paths
+
+
+def _redone(trace: list[TraceOp], failed: TraceOp) -> bool:
+    """Whether the save redid what ``failed`` should have made durable, and synced it after."""
+    after = [op for op in trace if op.index > failed.index and op.error is None]
+    if failed.is_dir:
+        renamed = [
+            i
+            for i, op in enumerate(after)
+            if op.kind in ("rename", "replace")
+            and os.path.dirname(op.target or op.path) == failed.path
+        ]
+        return bool(renamed) and any(
+            op.kind in SYNC_KINDS and op.is_dir and op.path == failed.path
+            for op in after[renamed[0] + 1 :]
+        )
+    before = [
+        op.content
+        for op in trace
+        if op.index < failed.index and op.path == failed.path and op.content is not None
+    ]
+    if not before:
+        return False
+    return any(
+        sync.kind in SYNC_KINDS and sync.path == write.path and sync.content == before[-1]
+        for i, write in enumerate(after)
+        if write.kind == "write"  # nothing written again: a retried sync alone proves nothing
+        for sync in after[i + 1 :]
+    )
+
+
+def swallowed_syncs(trace: list[TraceOp], failed: list[TraceOp]) -> list[str]:
+    """For a save that returned: one line per failed sync of data it wrote (see the module doc).
+
+    :param failed: the operations the fault plan made fail (:func:`injected`).
+    """
+    changed = _changed(trace)
+    folders = {os.path.dirname(path) for path in changed}
+    lines = []
+    for op in failed:
+        if op.kind not in SYNC_KINDS:
+            continue
+        if not (op.path in folders if op.is_dir else op.path in changed):
+            continue  # a sync of something the save did not write (a lock file): not our rule
+        if _redone(trace, op):
+            continue  # the bytes were written again and that sync succeeded: durable
+        what = f"directory {op.path}" if op.is_dir else op.path
+        line = (
+            f"{op.kind} of {what} failed with {op.error} and save() returned: the offset is not "
+            f"durable (the error was swallowed); the failed sync was op #{op.index}"
+        )
+        retried = [
+            later
+            for later in trace
+            if later.index > op.index
+            and later.kind in SYNC_KINDS
+            and later.error is None
+            and later.path == op.path
+        ]
+        if retried:
+            line += (
+                f"; the later successful {retried[0].kind} (op #{retried[0].index}) proves "
+                "nothing: after a failed fsync Linux marks the dirty pages clean or drops them "
+                "(fsyncgate)"
+            )
+        lines.append(line)
+    return lines
+
+
+def hang_report(phase: str, bound: float, stuck: dict[str, Any]) -> list[str]:
+    """Lines saying what hung, where, and what that likely means.
+
+    :param phase: a key of :data:`_LIKELY` ("the later save"...).
+    :param stuck: the worker's ``("stuck", report)`` payload, or ``{"harness": text}`` when the
+        worker could not even report (it died, or its watchdog never ran).
+    """
+    harness = str(stuck.get("harness", ""))
+    if " died " in harness:  # not a hang: the worker process ended (os._exit, a crash in C)
+        return [f"{phase} ended the worker process: {harness}"]
+    lines = [f"{phase} did not return within {bound:g} s after the fault: {_LIKELY[phase]}"]
+    if stuck.get("failed"):
+        lines.append("injected into: " + "; ".join(str(op) for op in stuck["failed"]))
+    if harness:
+        lines.append(f"harness: {harness}")
+    if stuck.get("blocked at"):
+        lines.append("blocked at (innermost last):")
+        lines += [f"  {frame}" for frame in stuck["blocked at"]]
+    if stuck.get("trace"):
+        lines.append("last operations: " + "; ".join(str(op) for op in stuck["trace"][-4:]))
+    lines.append(
+        f"time-dependent: judged by a {bound:g} s deadline (a slower machine may need more)"
+    )
+    return lines
+
+
+@dataclass
+class Tally:
+    """What the faulted saves exercised, for the result's evidence."""
+
+    saves: int = 0
+    operations: set[int] = field(default_factory=set)
+    sync_faults: int = 0
+    hangs: int = 0
+    slowest: float = 0.0
+
+    def count(self, seconds: float, failed: list[TraceOp]) -> None:
+        """One faulted save that ended in ``seconds``, with the operations the plan failed."""
+        self.saves += 1
+        self.slowest = max(self.slowest, seconds)
+        self.operations.update(op.index for op in failed)
+        if any(op.kind in SYNC_KINDS for op in failed):
+            self.sync_faults += 1
+
+    def evidence(self, not_run: int) -> dict[str, int | float | str]:
+        return {
+            "faulted saves": self.saves,
+            "operations faulted": len(self.operations),
+            "sync faults": self.sync_faults,
+            "hangs": self.hangs,
+            "plans not run": not_run,
+            "slowest faulted save (s)": round(self.slowest, 3),
+        }
