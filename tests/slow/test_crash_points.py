@@ -9,6 +9,7 @@ import dataclasses
 
 import pytest
 from lance_offsets.conformance._spec import DEFAULT_SPEC
+from lance_offsets.stress import _crashrun
 from lance_offsets.stress._crash import (
     SAVE_OVER,
     check_d1,
@@ -111,6 +112,23 @@ def test_zoo_store_fails_its_property(
     assert "killed" in text or "random kill" in text
     assert "expected " in text
     assert "files after the kill: " in text
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_a_store_that_hangs_is_reported_with_what_it_was_doing(
+    stress_options: StressOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_crashrun, "STEP_SECONDS", 2.0)  # the parent's wait for each answer
+    campaign = run_campaign(f"{ZOO}:leaked_lock", stress_options, only=(SAVE_OVER,), random_kills=0)
+    (error,) = campaign.errors
+    print(error)
+    assert error.startswith("harness: scenario save over an old value: setting up ")
+    assert "then the change (save " in error
+    assert "the store hung for 2 s (a lock held by a crashed process?" in error
+    assert ".lock (0 bytes: b'')" in error  # the files it left name the culprit
+    result = property_result("D1", campaign)
+    assert result.outcome == "failed"
+    assert error in result.details
 
 
 @pytest.mark.usefixtures("zoo_importable")
