@@ -159,7 +159,10 @@ def _summary(c: Campaign) -> str:
         f"{c.cycles} kill-verify cycles in {c.seconds:.1f} s ({rate:.1f}/s)"
     )
     if c.unreached:
-        text += f", {c.unreached} points not reached"
+        text += (
+            f", {c.unreached} points not reached (the store's operations differ from run to run:"
+            " its behaviour is timing-dependent)"
+        )
     return text
 
 

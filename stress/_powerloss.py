@@ -426,7 +426,7 @@ def _check(
     judged = [s for s in states if s.tree in by_tree]
     for state in judged:
         verdict = judge(by_tree[state.tree], expected[state.point + 1], keys, saved)
-        tolerated += bool(verdict.tolerated)
+        tolerated += bool(verdict.tolerated) and not verdict.problems
         if verdict.problems:
             failures.append((state, verdict))
     clock.phase("judge")

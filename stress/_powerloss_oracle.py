@@ -245,11 +245,13 @@ def judge(
         return Verdict((Problem("raised", f"{what}; acknowledged values unreadable: {lost}"),))
     problems: list[Problem] = []
     tolerated: list[str] = []
+    loud_at_stake = False
     for key in keys:
         if key in seen.load_errors:
             what = f"load{key} raised {seen.load_errors[key]}"
             if expected.at_stake(key):
                 problems.append(Problem("raised", f"{what}; expected {expected.describe(key)}"))
+                loud_at_stake = True
             else:
                 tolerated.append(what)
         else:
@@ -259,7 +261,7 @@ def judge(
         if at_stake and not seen.load_errors:
             hidden = ", ".join(f"{k}: {expected.describe(k)}" for k in at_stake)
             problems.append(Problem("raised", f"{what} though every load worked; hides {hidden}"))
-        else:
+        elif not loud_at_stake:  # else the failing load's complaint covers this one
             tolerated.append(what)
     problems += _listing(seen, expected, keys, saved)
     if seen.resave_error is not None:
@@ -352,7 +354,8 @@ def shown(failures: Sequence[Failure]) -> list[Failure]:
 def counts(failures: Sequence[Failure], tolerated: int) -> str:
     """Return how many states showed each kind of violation, and how many raised acceptably.
 
-    Most serious first: ``"lost or rewound an acknowledged offset in 2,606 states; ..."``.
+    ``tolerated`` counts states with no violation and a loud error the rule accepts. Most
+    serious first: ``"lost or rewound an acknowledged offset in 2,606 states; ..."``.
     """
     parts = []
     for kind, words in KINDS.items():
