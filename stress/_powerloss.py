@@ -169,9 +169,10 @@ def _record_trace(spec: str, root: str, steps: list[Step], scratch: str) -> dict
     out = os.path.join(scratch, "trace.pickle")
     complaint = _in_process(record, spec, root, steps, out)
     if complaint and "still running" in complaint:
+        calls = ", ".join(str(step) for step in steps)
         complaint += (
-            " (the store hung during the traced workload, before any crash state: see "
-            "the workload's calls in the D3 docs; a lock never released? an unbounded retry?)"
+            f" (the store hung during the traced workload ({calls}), before any crash state "
+            "existed: a lock never released? an unbounded retry?)"
         )
     recorded: dict[str, Any] = {}
     if os.path.exists(out):
@@ -260,7 +261,9 @@ def _observe(
             break
         if doing is None or seen[start + doing[0]] is not None:
             # It stopped outside any store call: the verifier itself failed (an import?).
-            raise _VerifierError(stopped)
+            if stopped == "hung":
+                stopped = f"no progress for {PROCESS_SECONDS:g} s before opening any state"
+            raise _VerifierError(f"{stopped} (importing the store?)")
         index, what = doing
         if stopped == "hung":
             seen[start + index] = Observation(hung=what)
@@ -279,9 +282,12 @@ def _verify_some(spec: str, dirs: list[str], keys: list[Key], out: str) -> str |
             if not proc.is_alive():
                 break
             now_size = os.path.getsize(out) if os.path.exists(out) else 0
+            # Starting a process and importing the store is not the store hanging on a state:
+            # that gets the worker's allowance, each state after it STATE_SECONDS.
+            allowed = STATE_SECONDS if now_size else PROCESS_SECONDS
             if now_size != size:
                 size, moved = now_size, time.monotonic()
-            elif time.monotonic() - moved > STATE_SECONDS:
+            elif time.monotonic() - moved > allowed:
                 return "hung"  # ``running`` kills it on the way out
         if proc.exitcode != 0:
             return f"the verifier process exited with code {proc.exitcode}"
