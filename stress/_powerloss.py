@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from lance_offsets.conformance._results import Outcome, PropertyResult
+from lance_offsets.conformance._results import Evidence, Outcome, PropertyResult
 
 from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
@@ -361,7 +361,8 @@ def _run(spec: str, options: StressOptions, scratch: str, clock: _Clock) -> Powe
     recording = _recording(spec, steps, scratch, options.seed)
     if isinstance(recording, tuple):
         outcome, details = recording
-        return PowerLossRun(PropertyResult("D3", outcome, time.monotonic() - clock.start, details))
+        seconds = time.monotonic() - clock.start
+        return PowerLossRun(PropertyResult("D3", outcome, seconds, details, _NOTHING_EXPLORED))
     clock.phase("record")
     run = _check(spec, options, steps, recording, clock)
     if run.result.outcome != "failed" or not run.failures or recording.tracer == "strace":
@@ -450,12 +451,12 @@ def _check(
             f"{MAX_HANGS} states first"
         )
     options.progress(f"D3: {summary}")
-    evidence = {
+    # Exhaustive: every crash point enumerated, and no state dropped by the cap.
+    exhaustive = found.sampled_points == 0 and len(states) == len(found.states)
+    evidence: Evidence = {
         "crash points": found.points,
         "states explored": len(judged),
-        "exhaustive": "yes"
-        if found.sampled_points == 0 and len(states) == len(found.states)
-        else "no",
+        "exhaustive": "yes" if exhaustive else "no",
         "tracer": "strace" if tracer == "strace" else "interposer",
     }
     if failures:
@@ -552,7 +553,16 @@ def _failed(clock: _Clock, details: str) -> PowerLossRun:
     return PowerLossRun(PropertyResult("D3", "failed", seconds, details))
 
 
+#: The evidence of a run that explored no crash state (no trace to explore).
+_NOTHING_EXPLORED: Final[Evidence] = {
+    "crash points": 0,
+    "states explored": 0,
+    "exhaustive": "no",
+    "tracer": "none",
+}
+
+
 def _unverified(clock: _Clock, reason: str) -> PowerLossRun:
     """D3 is claimed (the runner checked) but cannot be exercised here: say why, never pass."""
     seconds = time.monotonic() - clock.start
-    return PowerLossRun(PropertyResult("D3", "unverified", seconds, reason))
+    return PowerLossRun(PropertyResult("D3", "unverified", seconds, reason, _NOTHING_EXPLORED))

@@ -137,6 +137,7 @@ def test_not_applicable_when_not_claimed_unverified_when_not_traceable(
     # strace: claimed, and not exercised.
     (claimed,) = run_properties(f"{ZOO}:in_memory_claiming_durable", ["D3"], short)
     assert claimed.outcome == "unverified"
+    assert claimed.evidence["states explored"] == 0
     assert "no file-system write" in claimed.details
     assert claimed.seconds > 0
 
