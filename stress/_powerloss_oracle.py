@@ -22,8 +22,8 @@ The rule (D3, with F1 for damage). A crash state is a VIOLATION when, most serio
 A loud error where NOTHING acknowledged is at stake is acceptable, and counted, not failed:
 opening or ``load(key)`` raising when no key it covers has an acknowledged value (the damage can
 only come from calls never acknowledged); ``list_all`` raising when no key has an acknowledged
-value, or when a ``load`` raised on the same damage (the load's verdict then covers it, and
-every acknowledged value stays readable through ``load``).
+value. When a ``load`` raised too, ``list_all`` raising is judged with it (the same damage): it
+is acceptable if every failing load was, and adds nothing to a failing load's violation.
 """
 
 from __future__ import annotations
