@@ -339,19 +339,24 @@ def _check(pid: str, spec: str, options: StressOptions, workload: Workload) -> P
         f"{pid}: {completed} ops in {result.seconds:.1f} s ({rate:.0f} ops/s) by "
         f"{options.workers} workers, {result.kills} kills; history checked in {check_seconds:.2f} s"
     )
+    evidence = {"operations checked": completed, "workers": options.workers, "kills": result.kills}
     problems = list(result.problems)
     if not problems and completed < options.workers:
         problems.append(f"only {completed} operations completed: nothing was tested")
     if not problems and not violations:
         shutil.rmtree(result.workdir, ignore_errors=True)
-        return PropertyResult(pid, "passed", time.monotonic() - began)
+        text = (
+            f"{completed} operations by {options.workers} workers ({workload.name} workload, "
+            f"{result.kills} kills, seed {options.seed}): every key's history linearizable"
+        )
+        return PropertyResult(pid, "passed", time.monotonic() - began, text, evidence)
     lines = [
         f"{pid} ({workload.name} workload, {options.workers} workers, {result.kills} kills, "
         f"{completed} operations; store and histories kept in {result.workdir}):"
     ]
     lines += [f"  {p}" for p in problems]
     lines.append(format_violations(violations, seed=options.seed, origin=result.origin))
-    return PropertyResult(pid, "failed", time.monotonic() - began, "\n".join(lines))
+    return PropertyResult(pid, "failed", time.monotonic() - began, "\n".join(lines), evidence)
 
 
 def check_m1(spec: str, options: StressOptions) -> PropertyResult:

@@ -118,6 +118,16 @@ def _shown(value: int | None) -> str:
     return "absent" if value is None else str(value)
 
 
+def _state(setup: dict[Key, int]) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in setup.items()) or "nothing"
+
+
+def _change(scenario: Scenario) -> str:
+    if scenario.new is None:
+        return f"delete {scenario.key}"
+    return f"save {scenario.key} = {scenario.new} over {_shown(scenario.old)}"
+
+
 class Found(Exception):
     """The violation a caller waited for (``run_campaign(until=...)``) was found."""
 
@@ -178,7 +188,13 @@ class Run:
         blocked = saved = None
         try:
             _, read = worker.recv(self.bound + 2.0)
-        except WorkerGone:
+        except WorkerGone as exc:
+            if "sent nothing" not in str(exc):  # it died: not a wait on a lock (D5)
+                worker.kill()
+                raise WorkerGone(
+                    f"judging the crash ({crash.scenario}: key {crash.key}, {crash.where}): the "
+                    f"fresh worker died reading the store [{exc}]; files: {crash.files}"
+                ) from exc
             read = {}
             blocked = (
                 f"reading the store in another process did not finish within {self.bound:g} s "
@@ -227,19 +243,40 @@ class Run:
         worker = self.worker()
         path = self.directory()
         worker.send(self._crash_job(scenario, path, None))
+        doing = (
+            f"scenario {scenario.name}: setting up {_state(scenario.setup)}, then the change "
+            f"({_change(scenario)}) once, with no crash, to count its operations"
+        )
+        while True:
+            tag, payload = self._recv(worker, doing, path)  # kills the worker if none comes
+            if tag == "done":
+                worker.kill()
+                return list(payload), path
+            if tag == "raised":
+                worker.kill()
+                self.result.errors.append(
+                    f"scenario {scenario.name}: the change raised with no crash or fault: "
+                    f"{payload[0]}"
+                )
+                return None
+
+    def _recv(self, worker: Worker, doing: str, path: str) -> tuple[str, Any]:
+        """The worker's next message, or an error naming what it was doing.
+
+        The error says whether the store hung or the process died, and lists the files left.
+        """
         try:
-            while True:
-                tag, payload = worker.recv(STEP_SECONDS)
-                if tag == "done":
-                    return list(payload), path
-                if tag == "raised":
-                    self.result.errors.append(
-                        f"scenario {scenario.name}: the change raised with no crash or fault: "
-                        f"{payload[0]}"
-                    )
-                    return None
-        finally:
+            return worker.recv(STEP_SECONDS)
+        except WorkerGone as exc:
             worker.kill()
+            if "sent nothing" in str(exc):
+                why = (
+                    f"the store hung for {STEP_SECONDS:g} s (a lock held by a crashed process? "
+                    "a lock never released? an unbounded retry?)"
+                )
+            else:
+                why = "the worker process died"
+            raise WorkerGone(f"{doing}: {why} [{exc}]; files: {listing(path)}") from exc
 
     def crash_point(
         self, scenario: Scenario, op: TraceOp, phase: str, label: str, trace: list[TraceOp]
@@ -248,8 +285,12 @@ class Run:
         worker = self.worker()
         worker.send(self._crash_job(scenario, path, (op.index, phase)))
         acked = False
+        doing = (
+            f"scenario {scenario.name}: setting up {_state(scenario.setup)}, then the change "
+            f"({_change(scenario)}), to be {label}"
+        )
         while True:
-            tag, _ = worker.recv(STEP_SECONDS)
+            tag, _ = self._recv(worker, doing, path)
             if tag == "acked":
                 acked = True
             elif tag == "stopped":
@@ -289,7 +330,8 @@ class Run:
         start = self.value()
         start = min(start, 2**64 - 10**6)
         worker.send({"job": "loop", "path": path, "key": key, "start": start})
-        worker.recv(STEP_SECONDS)  # "looping": the store is open, saves begin
+        doing = f"random kill: opening the store for a save loop on {key} from {start}"
+        self._recv(worker, doing, path)  # "looping": the store is open, saves begin
         delay = self.rng.uniform(0.0, MAX_KILL_DELAY)
         began = time.monotonic()
         last: int | None = None

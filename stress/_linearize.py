@@ -326,6 +326,7 @@ def format_violations(violations: Sequence[Violation], *, seed: int, origin: flo
             lines.append(f"  ... and {len(of_kind) - SHOWN_PER_KIND} more {kind} violation(s)")
     lines.append(
         f"  seed {seed}: the same seed replays the same schedule of operations "
-        f"(pytest --stress-seed {seed})"
+        f"(pytest --stress-seed {seed}), but not their timing: this verdict depends on how the "
+        "workers interleaved, so a rerun may need a few tries (or --stress) to see it again"
     )
     return "\n".join(lines)

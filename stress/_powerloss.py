@@ -14,8 +14,8 @@
    A failure found through the interposer is confirmed with strace when it is installed (an
    ``fsync`` bound at import is invisible to the interposer, and must not be blamed).
 
-A store whose I/O neither tracer can see (a server, mmap'ed writes) gets "not applicable" with the
-reason, never a pass.
+A store whose I/O neither tracer can see (a server, mmap'ed writes) gets "unverified" with the
+reason, never a pass ("not applicable" is the runner's answer for a store not claiming ``durable``).
 """
 
 from __future__ import annotations
@@ -33,21 +33,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from lance_offsets.conformance._results import Outcome, PropertyResult
+from lance_offsets.conformance._results import Evidence, Outcome, PropertyResult
 
 from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
 from ._fsmodel import CrashState, Exploration, ModelError, Tree, explore, materialise, replay
 from ._options import StressOptions
-from ._powerloss_oracle import Key, Observation, Step, expectations, judge, report
+from ._powerloss_oracle import (
+    Failure,
+    Key,
+    Observation,
+    Step,
+    counts,
+    expectations,
+    judge,
+    report,
+)
 from ._powerloss_workers import record, verify
 from ._procs import running
 from ._trace import TraceOp
 
 __all__ = ["PowerLossRun", "check_d3", "run_powerloss", "workload"]
 
-#: Seconds a worker or verifier may take before the check gives up on it (a hung store).
+#: Seconds the traced worker may take before the check gives up on it (a hung store).
 PROCESS_SECONDS: Final = 120.0
+#: Seconds the verifier may spend on one crash state (open, read, save again) without progress
+#: before the store counts as hung on it.
+STATE_SECONDS: Final = 30.0
+#: States the store may hang or die on before the verifier stops trying the rest (each hang
+#: costs :data:`STATE_SECONDS`).
+MAX_HANGS: Final = 3
 
 #: Crash states checked at most, short and long (``MAX_STATES[options.long]``): a store that
 #: never fsyncs piles up pending operations, and a few thousand of its states tell enough.
@@ -110,7 +125,7 @@ class PowerLossRun:
     states: int = 0
     directories: int = 0
     exploration: Exploration | None = None
-    failures: tuple[tuple[CrashState, list[str]], ...] = ()
+    failures: tuple[Failure, ...] = ()
     #: Wall seconds of each phase: record, explore, verify (write the states out, open each),
     #: judge; a confirmation with strace adds its own explore, verify and judge.
     phases: tuple[tuple[str, float], ...] = ()
@@ -125,10 +140,10 @@ def run_powerloss(spec: str, options: StressOptions) -> PowerLossRun:
     """Record, explore and verify; see the module docstring. Scratch files are removed after."""
     clock = _Clock()
     if not sys.platform.startswith("linux"):
-        return _not_applicable(
+        return _unverified(
             clock,
-            f"D3 needs the file-system trace, modelled on Linux only so far ({sys.platform}: the "
-            "interposer cannot always map descriptors to paths or fsync directories there)",
+            f"power-loss model runs on Linux only ({sys.platform}: the interposer cannot always "
+            "map descriptors to paths or fsync directories there)",
         )
     scratch = tempfile.mkdtemp(prefix="lance-d3-", dir=options.workdir or _fast_scratch())
     try:
@@ -153,6 +168,12 @@ class _Clock:
 def _record_trace(spec: str, root: str, steps: list[Step], scratch: str) -> dict[str, Any]:
     out = os.path.join(scratch, "trace.pickle")
     complaint = _in_process(record, spec, root, steps, out)
+    if complaint and "still running" in complaint:
+        calls = ", ".join(str(step) for step in steps)
+        complaint += (
+            f" (the store hung during the traced workload ({calls}), before any crash state "
+            "existed: a lock never released? an unbounded retry?)"
+        )
     recorded: dict[str, Any] = {}
     if os.path.exists(out):
         with open(out, "rb") as fh:
@@ -210,20 +231,80 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
-def _observe(spec: str, trees: list[Tree], keys: list[Key], scratch: str) -> list[Observation]:
+def _observe(
+    spec: str, trees: list[Tree], keys: list[Key], scratch: str
+) -> list[Observation | None]:
+    """Write each tree out and open the store on it in a fresh verifier process.
+
+    A state the store hangs on (no progress for :data:`STATE_SECONDS`) or dies on gets an
+    observation saying so, and a new verifier carries on with the states after it, until
+    :data:`MAX_HANGS` such states; the states left after that stay None (not verified).
+    """
     dirs = []
     for number, tree in enumerate(trees):
         where = os.path.join(scratch, "states", str(number))
         os.makedirs(where)
         materialise(tree, where)
         dirs.append(where)
-    seen_out = os.path.join(scratch, "seen.pickle")
-    complaint = _in_process(verify, spec, dirs, keys, seen_out)
-    if complaint:
-        raise _VerifierError(complaint)
-    with open(seen_out, "rb") as fh:
-        seen: list[Observation] = pickle.load(fh)
+    seen: list[Observation | None] = [None] * len(dirs)
+    start, stops = 0, 0
+    while start < len(dirs) and stops < MAX_HANGS:
+        out = os.path.join(scratch, f"seen-{start}.pickle")
+        stopped = _verify_some(spec, dirs[start:], keys, out)
+        doing: tuple[int, str] | None = None
+        for tag, index, payload in _records(out):
+            if tag == "seen":
+                seen[start + index] = payload
+            else:
+                doing = index, payload
+        if stopped is None:
+            break
+        if doing is None or seen[start + doing[0]] is not None:
+            # It stopped outside any store call: the verifier itself failed (an import?).
+            if stopped == "hung":
+                stopped = f"no progress for {PROCESS_SECONDS:g} s before opening any state"
+            raise _VerifierError(f"{stopped} (importing the store?)")
+        index, what = doing
+        if stopped == "hung":
+            seen[start + index] = Observation(hung=what)
+        else:
+            seen[start + index] = Observation(died=f"{what}: {stopped}")
+        start, stops = start + index + 1, stops + 1
     return seen
+
+
+def _verify_some(spec: str, dirs: list[str], keys: list[Key], out: str) -> str | None:
+    """Run one verifier on ``dirs``; return None, "hung", or why it stopped on its own."""
+    with running(verify, spec, dirs, keys, out, name="verify") as proc:
+        size, moved = -1, time.monotonic()
+        while True:
+            proc.join(0.5)  # returns at once when the verifier exits: no cost on a quick store
+            if not proc.is_alive():
+                break
+            now_size = os.path.getsize(out) if os.path.exists(out) else 0
+            # Starting a process and importing the store is not the store hanging on a state:
+            # that gets the worker's allowance, each state after it STATE_SECONDS.
+            allowed = STATE_SECONDS if now_size else PROCESS_SECONDS
+            if now_size != size:
+                size, moved = now_size, time.monotonic()
+            elif time.monotonic() - moved > allowed:
+                return "hung"  # ``running`` kills it on the way out
+        if proc.exitcode != 0:
+            return f"the verifier process exited with code {proc.exitcode}"
+    return None
+
+
+def _records(path: str) -> list[Any]:
+    """Every record a verifier appended to ``path`` (the last may be cut short by a kill)."""
+    found: list[Any] = []
+    if not os.path.exists(path):
+        return found
+    with open(path, "rb") as fh:
+        while True:
+            try:
+                found.append(pickle.load(fh))
+            except Exception:  # the end, or a record cut short when the verifier was killed
+                return found
 
 
 class _VerifierError(RuntimeError):
@@ -266,12 +347,12 @@ def _strace_recording(
     os.mkdir(root)
     recorded = _record_strace(spec, root, steps, work)
     if "unavailable" in recorded:
-        return "not-applicable", f"{reason}; strace cannot help: {recorded['unavailable']}"
+        return "unverified", f"{reason}; strace cannot help: {recorded['unavailable']}"
     if "error" in recorded:
         return "failed", f"the strace'd worker failed (seed {seed}):\n{recorded['error']}"
     incomplete = _untraceable(recorded, root)
     if incomplete:
-        return "not-applicable", f"{reason}; under strace too: {incomplete}"
+        return "unverified", f"{reason}; under strace too: {incomplete}"
     return _Recording(root, recorded["initial"], recorded["trace"], "strace", work)
 
 
@@ -280,7 +361,8 @@ def _run(spec: str, options: StressOptions, scratch: str, clock: _Clock) -> Powe
     recording = _recording(spec, steps, scratch, options.seed)
     if isinstance(recording, tuple):
         outcome, details = recording
-        return PowerLossRun(PropertyResult("D3", outcome, time.monotonic() - clock.start, details))
+        seconds = time.monotonic() - clock.start
+        return PowerLossRun(PropertyResult("D3", outcome, seconds, details, _NOTHING_EXPLORED))
     clock.phase("record")
     run = _check(spec, options, steps, recording, clock)
     if run.result.outcome != "failed" or not run.failures or recording.tracer == "strace":
@@ -317,7 +399,8 @@ def _amended(
     result: PropertyResult, clock: _Clock, *, prefix: str = "", suffix: str = ""
 ) -> PropertyResult:
     seconds = time.monotonic() - clock.start
-    return PropertyResult("D3", result.outcome, seconds, prefix + result.details + suffix)
+    details = prefix + result.details + suffix
+    return dataclasses.replace(result, seconds=seconds, details=details)
 
 
 def _check(
@@ -329,7 +412,7 @@ def _check(
         budget = 128 if options.long else 48
         found = explore(trace, root, recording.initial, seed=options.seed, budget=budget)
     except ModelError as exc:
-        return _not_applicable(clock, f"the trace cannot be modelled: {exc}")
+        return _unverified(clock, f"the trace cannot be modelled: {exc}")
     clock.phase("explore")
     keys = sorted({s.key for s in steps})
     states = _capped(found.states, MAX_STATES[options.long], options.seed)
@@ -339,17 +422,20 @@ def _check(
     except _VerifierError as exc:
         return _failed(clock, f"the power-loss verifier failed (seed {options.seed}): {exc}")
     clock.phase("verify")
-    by_tree = dict(zip(trees, seen, strict=True))
+    by_tree = {t: o for t, o in zip(trees, seen, strict=True) if o is not None}
     expected = expectations(trace, keys)
     saved: dict[Key, set[int]] = {}
     for step in steps:
         if step.value is not None:
             saved.setdefault(step.key, set()).add(step.value)
-    failures = []
-    for state in states:
-        problems = judge(by_tree[state.tree], expected[state.point + 1], keys, saved)
-        if problems:
-            failures.append((state, problems))
+    failures: list[Failure] = []
+    tolerated = 0
+    judged = [s for s in states if s.tree in by_tree]
+    for state in judged:
+        verdict = judge(by_tree[state.tree], expected[state.point + 1], keys, saved)
+        tolerated += bool(verdict.tolerated) and not verdict.problems
+        if verdict.problems:
+            failures.append((state, verdict))
     clock.phase("judge")
     seconds = time.monotonic() - clock.start
     summary = (
@@ -359,16 +445,41 @@ def _check(
         f"seed {options.seed}, "
         f"{seconds:.1f} s ({len(states) / seconds:.0f} states/s)"
     )
+    if len(judged) < len(states):
+        summary += (
+            f"; {len(states) - len(judged)} states not verified: the store hung or died on "
+            f"{MAX_HANGS} states first"
+        )
     options.progress(f"D3: {summary}")
+    # Exhaustive: every crash point enumerated, and no state dropped by the cap.
+    exhaustive = found.sampled_points == 0 and len(states) == len(found.states)
+    evidence: Evidence = {
+        "crash points": found.points,
+        "states explored": len(judged),
+        "exhaustive": "yes" if exhaustive else "no",
+        "tracer": "strace" if tracer == "strace" else "interposer",
+    }
     if failures:
-        details = report(failures, trace, expected, seen_by=by_tree, keys=keys, summary=summary)
+        details = report(
+            failures,
+            trace,
+            expected,
+            seen_by=by_tree,
+            keys=keys,
+            checked=len(judged),
+            tolerated=tolerated,
+            summary=summary,
+        )
         # Scratch paths are gone once we return: print paths relative to the store's root.
         states_dir = os.path.join(scratch, "states")
         details = details.replace(root + os.sep, "").replace(states_dir + os.sep, "state ")
         details = details.replace(f"mark {root} ", "mark: ").replace(root, ".")
-        result = PropertyResult("D3", "failed", seconds, details)
+        result = PropertyResult("D3", "failed", seconds, details, evidence)
     else:
-        result = PropertyResult("D3", "passed", seconds, f"checked {summary}")
+        text = f"checked {summary}"
+        if tolerated:
+            text += f"; {counts([], tolerated)}"
+        result = PropertyResult("D3", "passed", seconds, text, evidence)
     return PowerLossRun(
         result, len(states), len(trees), found, tuple(failures), tuple(clock.phases)
     )
@@ -442,6 +553,16 @@ def _failed(clock: _Clock, details: str) -> PowerLossRun:
     return PowerLossRun(PropertyResult("D3", "failed", seconds, details))
 
 
-def _not_applicable(clock: _Clock, reason: str) -> PowerLossRun:
+#: The evidence of a run that explored no crash state (no trace to explore).
+_NOTHING_EXPLORED: Final[Evidence] = {
+    "crash points": 0,
+    "states explored": 0,
+    "exhaustive": "no",
+    "tracer": "none",
+}
+
+
+def _unverified(clock: _Clock, reason: str) -> PowerLossRun:
+    """D3 is claimed (the runner checked) but cannot be exercised here: say why, never pass."""
     seconds = time.monotonic() - clock.start
-    return PowerLossRun(PropertyResult("D3", "not-applicable", seconds, reason))
+    return PowerLossRun(PropertyResult("D3", "unverified", seconds, reason, _NOTHING_EXPLORED))

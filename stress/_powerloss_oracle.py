@@ -6,17 +6,24 @@ expectation for each key follows from the marks before it: the last acknowledged
 after an acknowledged delete, or for a key never saved) or the value of a call in flight (begun,
 not acknowledged; a call that raised stays in flight: its effect is unknown).
 
-The verdict on one recovered directory (D3, with F1 for damage):
+The rule (D3, with F1 for damage). A crash state is a VIOLATION when, most serious first:
 
-* every key loads as its acknowledged value or an in-flight one; a key holding ``None`` when a
-  value was acknowledged lost it, a key holding an older value went back in time, a key holding a
-  value never saved for it is invented;
-* a loud error (opening, ``load`` or ``list_all`` raising) is acceptable only where nothing
-  acknowledged is at stake: a key whose acknowledged state is "absent" and that had a save in
-  flight (F1: damage of an unacknowledged save may be loud). Raising instead of returning an
-  acknowledged value loses it as surely as returning None;
-* ``list_all`` agrees with the same rules and shows no other key;
-* the store can save again: a save and load on the recovered directory work.
+1. ``lost``: an acknowledged offset is lost or wrong: a key with an acknowledged value loads (or
+   lists) as None (the store silently rewound) or as an older value, or a deleted key comes back;
+2. ``invented``: a key holds a value nobody saved for it, or ``list_all`` shows a key nobody saved;
+3. ``raised``: opening the store, ``load`` or ``list_all`` raised while an acknowledged value was
+   at stake. A loud error beats a silent wrong answer (F1), but a store that cannot give back an
+   offset whose save was acknowledged has lost it for the consumer as surely as returning None;
+4. ``hung``: opening or reading the state did not finish (the verifier is killed after
+   ``STATE_SECONDS`` in ``_powerloss.py``: a lock left by the crashed process? a retry loop?),
+   or killed the verifier process (a crash in C code);
+5. ``stuck``: the recovered store cannot save (and load) again.
+
+A loud error where NOTHING acknowledged is at stake is acceptable, and counted, not failed:
+opening or ``load(key)`` raising when no key it covers has an acknowledged value (the damage can
+only come from calls never acknowledged); ``list_all`` raising when no key has an acknowledged
+value. When a ``load`` raised too, ``list_all`` raising is judged with it (the same damage): it
+is acceptable if every failing load was, and adds nothing to a failing load's violation.
 """
 
 from __future__ import annotations
@@ -29,14 +36,21 @@ from ._fsmodel import CrashState, Tree
 from ._trace import TraceOp
 
 __all__ = [
+    "KINDS",
     "Expectation",
+    "Failure",
     "Key",
+    "Kind",
     "Observation",
+    "Problem",
     "Step",
+    "Verdict",
+    "counts",
     "expectations",
     "judge",
     "parse_mark",
     "report",
+    "shown",
 ]
 
 Key = tuple[int, int]
@@ -91,9 +105,9 @@ class Expectation:
         values.update(dict(self.inflight).get(key, ()))
         return values
 
-    def may_be_loud(self, key: Key) -> bool:
-        """Return whether a loud error on ``key`` is acceptable (nothing acknowledged at stake)."""
-        return dict(self.acked).get(key) is None and bool(dict(self.inflight).get(key))
+    def at_stake(self, key: Key) -> bool:
+        """Return whether ``key`` has an acknowledged value (a loud error on it loses that)."""
+        return dict(self.acked).get(key) is not None
 
     def describe(self, key: Key) -> str:
         """Return the expectation for ``key`` in words."""
@@ -143,9 +157,17 @@ class Observation:
     listing: dict[Key, int] | None = None
     listing_error: str | None = None
     resave_error: str | None = None
+    #: What the store was doing when it stopped answering (the verifier was killed), if it hung.
+    hung: str | None = None
+    #: What the store was doing when the verifier process died on its own (exit code), if it did.
+    died: str | None = None
 
     def describe(self, keys: Sequence[Key]) -> str:
         """Return what was found, one clause per key."""
+        if self.hung is not None:
+            return f"the store hung in {self.hung}"
+        if self.died is not None:
+            return f"the verifier process died in {self.died}"
         if self.open_error is not None:
             return f"opening the store raised {self.open_error}"
         parts = []
@@ -161,103 +183,227 @@ class Observation:
         return "; ".join(parts)
 
 
+#: Kinds of violation, most serious first, with how a report counts them.
+Kind = Literal["lost", "invented", "raised", "hung", "stuck"]
+KINDS: Final[dict[Kind, str]] = {
+    "lost": "lost or rewound an acknowledged offset",
+    "invented": "showed a value or key nobody saved",
+    "raised": "raised where an acknowledged offset was at stake",
+    "hung": "hung or died opening or reading the state",
+    "stuck": "could not save again",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One violation in one crash state: its kind (see :data:`KINDS`) and the words for it."""
+
+    kind: Kind
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The oracle's verdict on one crash state.
+
+    :ivar problems: the violations, most serious first (none: the state passes).
+    :ivar tolerated: loud errors the rule accepts (nothing acknowledged was at stake).
+    """
+
+    problems: tuple[Problem, ...] = ()
+    tolerated: tuple[str, ...] = ()
+
+    @property
+    def worst(self) -> int:
+        """Rank of the most serious problem (0: ``lost``); ``len(KINDS)`` for none."""
+        order = list(KINDS)
+        return min((order.index(p.kind) for p in self.problems), default=len(order))
+
+
 def judge(
     seen: Observation,
     expected: Expectation,
     keys: Sequence[Key],
     saved: dict[Key, set[int]],
-) -> list[str]:
-    """Return the D3 violations in ``seen`` (empty when the state passes).
+) -> Verdict:
+    """Return the verdict on ``seen`` under the rule in the module docstring.
 
     :param saved: every value the workload tried to save, per key, to tell a value that went
         back in time from one nobody ever saved.
     """
+    if seen.hung is not None or seen.died is not None:
+        return Verdict((_stopped(seen),))
+    at_stake = [k for k in keys if expected.at_stake(k)]
     if seen.open_error is not None:
-        at_stake = [
-            k for k in keys if not expected.may_be_loud(k) and expected.allowed(k) != {None}
-        ]
+        what = f"opening the store raised {seen.open_error}"
         if not at_stake:
-            return []
+            return Verdict(tolerated=(what,))
         lost = ", ".join(f"{k}: {expected.describe(k)}" for k in at_stake)
-        return [f"opening the store raised {seen.open_error}; lost {lost}"]
-    problems: list[str] = []
-    loud = False
+        return Verdict((Problem("raised", f"{what}; acknowledged values unreadable: {lost}"),))
+    problems: list[Problem] = []
+    tolerated: list[str] = []
+    loud_at_stake = False
     for key in keys:
         if key in seen.load_errors:
-            loud = True
-            if not expected.may_be_loud(key):
-                problems.append(
-                    f"load{key} raised {seen.load_errors[key]}; expected {expected.describe(key)}"
-                )
-            continue
-        problems += _wrong(f"load{key}", seen.loads.get(key), key, expected, saved)
+            what = f"load{key} raised {seen.load_errors[key]}"
+            if expected.at_stake(key):
+                problems.append(Problem("raised", f"{what}; expected {expected.describe(key)}"))
+                loud_at_stake = True
+            else:
+                tolerated.append(what)
+        else:
+            problems += _wrong(f"load{key}", seen.loads.get(key), key, expected, saved)
     if seen.listing_error is not None:
-        if not loud:
-            problems.append(f"list_all() raised {seen.listing_error} though every load worked")
-    elif seen.listing is not None:
-        for key in sorted(set(seen.listing) - set(keys)):
-            problems.append(f"list_all() shows {key} = {seen.listing[key]}, a key nobody saved")
-        for key in keys:
-            listed = seen.listing.get(key)
-            # A listing that agrees with a wrong load adds nothing to the load's complaint.
-            if key not in seen.load_errors and listed != seen.loads.get(key):
-                problems += _wrong("list_all()", listed, key, expected, saved)
+        what = f"list_all() raised {seen.listing_error}"
+        if at_stake and not seen.load_errors:
+            hidden = ", ".join(f"{k}: {expected.describe(k)}" for k in at_stake)
+            problems.append(Problem("raised", f"{what} though every load worked; hides {hidden}"))
+        elif not loud_at_stake:  # else the failing load's complaint covers this one
+            tolerated.append(what)
+    problems += _listing(seen, expected, keys, saved)
     if seen.resave_error is not None:
-        problems.append(f"the recovered store cannot save again: {seen.resave_error}")
+        text = f"the recovered store cannot save again: {seen.resave_error}"
+        problems.append(Problem("stuck", text))
+    order = list(KINDS)
+    problems.sort(key=lambda p: order.index(p.kind))
+    return Verdict(tuple(problems), tuple(tolerated))
+
+
+def _stopped(seen: Observation) -> Problem:
+    if seen.hung is not None:
+        text = (
+            f"the store hung opening/reading this state, in {seen.hung} (a lock held by a "
+            "crashed process? an unbounded retry?)"
+        )
+        return Problem("hung", text)
+    return Problem("hung", f"the verifier process died in {seen.died}")
+
+
+def _listing(
+    seen: Observation, expected: Expectation, keys: Sequence[Key], saved: dict[Key, set[int]]
+) -> list[Problem]:
+    """Judge what ``list_all`` returned (nothing to judge if it raised)."""
+    if seen.listing is None:
+        return []
+    problems = []
+    for key in sorted(set(seen.listing) - set(keys)):
+        text = f"list_all() shows {key} = {seen.listing[key]}, a key nobody saved"
+        problems.append(Problem("invented", text))
+    for key in keys:
+        listed = seen.listing.get(key)
+        # A listing that agrees with a wrong load adds nothing to the load's complaint.
+        if key not in seen.load_errors and listed != seen.loads.get(key):
+            problems += _wrong("list_all()", listed, key, expected, saved)
     return problems
 
 
 def _wrong(
     what: str, value: int | None, key: Key, expected: Expectation, saved: dict[Key, set[int]]
-) -> list[str]:
+) -> list[Problem]:
     if value in expected.allowed(key):
         return []
     want = expected.describe(key)
     if value is None:
-        return [f"{what} lost {key}: found absent, expected {want}"]
+        return [Problem("lost", f"{what} lost {key}: found absent, expected {want}")]
     if value in saved.get(key, set()):
-        return [f"{what} went back in time for {key}: found {value}, expected {want}"]
-    return [f"{what} invented {key} = {value}, a value nobody saved; expected {want}"]
+        text = f"{what} went back in time for {key}: found {value}, expected {want}"
+        return [Problem("lost", text)]
+    text = f"{what} invented {key} = {value}, a value nobody saved; expected {want}"
+    return [Problem("invented", text)]
 
 
-#: Failing crash states printed in full in a failure report.
+#: Failing crash states of the most serious kind printed in full in a failure report (then one
+#: of each less serious kind).
 SHOWN_FAILURES: Final = 3
 
+Failure = tuple[CrashState, Verdict]
 
-def _shown(failures: list[tuple[CrashState, list[str]]]) -> list[tuple[CrashState, list[str]]]:
-    """Pick failures at distinct crash points, each the simplest state (fewest losses) there."""
-    best: dict[int, tuple[CrashState, list[str]]] = {}
-    for state, problems in failures:
-        weight = len(state.undone) + len(state.data)
-        held = best.get(state.point)
-        if held is None or weight < len(held[0].undone) + len(held[0].data):
-            best[state.point] = (state, problems)
-    return [best[p] for p in sorted(best)][:SHOWN_FAILURES]
+
+def _weight(state: CrashState) -> int:
+    """How much a state differs from "everything persisted": the simplest explains best."""
+    return len(state.undone) + len(state.data)
+
+
+def shown(failures: Sequence[Failure]) -> list[Failure]:
+    """Pick the failures a report prints, most serious first.
+
+    Up to :data:`SHOWN_FAILURES` states of the worst kind, at distinct crash points, each the
+    simplest state (fewest undone operations and dropped data) there; then the simplest state
+    of each less serious kind, so every kind found has one example.
+    """
+    ranked = sorted(failures, key=lambda f: (f[1].worst, _weight(f[0]), f[0].point))
+    picked: list[Failure] = []
+    points: set[int] = set()
+    kinds: set[int] = set()
+    for failure in ranked:
+        state, verdict = failure
+        if not picked or verdict.worst == picked[0][1].worst:
+            if state.point in points or len(picked) >= SHOWN_FAILURES:
+                continue
+        elif verdict.worst in kinds:
+            continue
+        picked.append(failure)
+        points.add(state.point)
+        kinds.add(verdict.worst)
+    return picked
+
+
+def counts(failures: Sequence[Failure], tolerated: int) -> str:
+    """Return how many states showed each kind of violation, and how many raised acceptably.
+
+    ``tolerated`` counts states with no violation and a loud error the rule accepts. Most
+    serious first: ``"lost or rewound an acknowledged offset in 2,606 states; ..."``.
+    """
+    parts = []
+    for kind, words in KINDS.items():
+        n = sum(1 for _, v in failures if any(p.kind == kind for p in v.problems))
+        if n:
+            parts.append(f"{words} in {n:,} state{'s' if n != 1 else ''}")
+    if tolerated:
+        s = "s" if tolerated != 1 else ""
+        parts.append(
+            f"raised in {tolerated:,} state{s} with nothing acknowledged at stake: acceptable"
+        )
+    return "; ".join(parts)
 
 
 def report(
-    failures: list[tuple[CrashState, list[str]]],
+    failures: Sequence[Failure],
     trace: Sequence[TraceOp],
     expected: list[Expectation],
     *,
     seen_by: dict[Tree, Observation],
     keys: list[Key],
+    checked: int,
+    tolerated: int,
     summary: str,
 ) -> str:
-    """Return the failure report: the simplest failing state at a few crash points, the trace."""
-    lines = [f"{len(failures)} of the crash states lose or invent offsets; checked {summary}"]
-    shown = _shown(failures)
-    for state, problems in shown:
+    """Return the failure report: counts per kind, the most serious states, the trace.
+
+    :param checked: crash states judged; :param tolerated: how many raised acceptably.
+    """
+    lines = [
+        f"{len(failures):,} of {checked:,} crash states violate D3: {counts(failures, tolerated)}",
+        f"checked {summary}",
+        "most serious first:",
+    ]
+    picked = shown(failures)
+    for state, verdict in picked:
         lines.append("")
         at = trace[state.point] if state.point >= 0 else None
-        lines.append(f"crash state after {at if at else 'nothing'}:")
+        kind = KINDS[verdict.problems[0].kind].upper()
+        lines.append(f"crash state after {at if at else 'nothing'} [{kind}]:")
         lines.append(state.describe())
         want = "; ".join(f"{k}: {expected[state.point + 1].describe(k)}" for k in keys)
         lines.append(f"  expected: {want}")
         lines.append(f"  found: {seen_by[state.tree].describe(keys)}")
-        lines += [f"  VIOLATION: {p}" for p in problems]
+        lines += [f"  VIOLATION ({p.kind}): {p}" for p in verdict.problems]
+        lines += [f"  acceptable: {t} (nothing acknowledged at stake)" for t in verdict.tolerated]
     lines.append("")
     lines.append("trace (the worker's file-system operations and marks, numbered):")
-    last = max(s.point for s, _ in shown)
+    last = max(s.point for s, _ in picked)
     lines += [f"  {op}" for op in trace[: last + 1]]
     return "\n".join(lines)

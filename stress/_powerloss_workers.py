@@ -8,6 +8,7 @@ back as pickle files in the check's scratch directory: plain data (trees, trace 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pickle
 import sys
@@ -19,14 +20,22 @@ from ._fsmodel import snapshot
 from ._powerloss_oracle import Key, Observation, Step
 from ._strace import mark_path
 
-__all__ = ["FRESH_KEY", "FRESH_VALUE", "record", "record_for_strace", "verify"]
+__all__ = [
+    "FRESH_KEY",
+    "FRESH_VALUE",
+    "observe",
+    "record",
+    "record_for_strace",
+    "run_steps",
+    "verify",
+]
 
 #: A key and value no workload uses, for the "can save again" probe.
 FRESH_KEY: Final[Key] = (4242, 4242)
 FRESH_VALUE: Final = 424242
 
 
-def _run_steps(store: Any, steps: list[Step], mark: Callable[[str], None]) -> None:
+def run_steps(store: Any, steps: list[Step], mark: Callable[[str], None]) -> None:
     for step in steps:
         mark(step.note("begin"))
         try:
@@ -53,7 +62,7 @@ def record(spec: str, root: str, steps: list[Step], out: str) -> None:
         initial = snapshot(root)
         with traced(root) as trace:
             store = factory(root)
-            _run_steps(store, steps, mark)
+            run_steps(store, steps, mark)
             store.close()
         result: dict[str, Any] = {"initial": initial, "trace": list(trace), "final": snapshot(root)}
     except Exception:
@@ -78,7 +87,7 @@ def record_for_strace(spec: str, root: str, steps: list[Step], out: str) -> None
         result: dict[str, Any] = {"initial": snapshot(root)}
         _strace_mark("trace start")
         store = factory(root)
-        _run_steps(store, steps, _strace_mark)
+        run_steps(store, steps, _strace_mark)
         store.close()
         _strace_mark("trace end")
         result["final"] = snapshot(root)
@@ -89,38 +98,56 @@ def record_for_strace(spec: str, root: str, steps: list[Step], out: str) -> None
 
 
 def verify(spec: str, dirs: list[str], keys: list[Key], out: str) -> None:
-    """Verifier: open the store on each directory; pickle one :class:`Observation` per directory."""
+    """Verifier: open the store on each directory; append one pickled :class:`Observation` each.
+
+    Each observation is appended (and flushed) as soon as it is made, after a pickled progress
+    note (``(index, "load(1, 2)")``) before every store call: if the store hangs on one state,
+    the parent kills this process and still knows every verdict so far and where it hung.
+    """
     from lance_offsets.conformance._spec import load_factory
 
     factory = load_factory(spec)
-    seen: list[Observation] = []
-    for where in dirs:
-        obs = Observation()
+    with open(out, "ab") as fh:
+
+        def doing(index: int, what: str) -> None:
+            pickle.dump(("doing", index, what), fh)
+            fh.flush()
+
+        for index, where in enumerate(dirs):
+            obs = observe(factory, where, keys, functools.partial(doing, index))
+            pickle.dump(("seen", index, obs), fh)
+            fh.flush()
+
+
+def observe(factory: Any, where: str, keys: list[Key], doing: Callable[[str], None]) -> Observation:
+    obs = Observation()
+    doing("opening the store")
+    try:
+        store = factory(where)
+    except Exception as exc:
+        obs.open_error = repr(exc)
+        return obs
+    try:
+        for key in keys:
+            doing(f"load{key}")
+            try:
+                obs.loads[key] = store.load(*key)
+            except Exception as exc:
+                obs.load_errors[key] = repr(exc)
+        doing("list_all()")
         try:
-            store = factory(where)
+            obs.listing = dict(store.list_all())
         except Exception as exc:
-            obs.open_error = repr(exc)
-            seen.append(obs)
-            continue
+            obs.listing_error = repr(exc)
+        doing("saving again")
+        obs.resave_error = _resave(store, [k for k in keys if k in obs.loads])
+    finally:
+        doing("close()")
         try:
-            for key in keys:
-                try:
-                    obs.loads[key] = store.load(*key)
-                except Exception as exc:
-                    obs.load_errors[key] = repr(exc)
-            try:
-                obs.listing = dict(store.list_all())
-            except Exception as exc:
-                obs.listing_error = repr(exc)
-            obs.resave_error = _resave(store, [k for k in keys if k in obs.loads])
-        finally:
-            try:
-                store.close()
-            except Exception as exc:
-                obs.resave_error = obs.resave_error or f"close() raised {exc!r}"
-        seen.append(obs)
-    with open(out, "wb") as fh:
-        pickle.dump(seen, fh)
+            store.close()
+        except Exception as exc:
+            obs.resave_error = obs.resave_error or f"close() raised {exc!r}"
+    return obs
 
 
 def _resave(store: Any, keys: list[Key]) -> str | None:

@@ -73,8 +73,14 @@ def test_monotonic_clock_is_one_clock_across_processes() -> None:
 # -- correct stores pass ------------------------------------------------------------------------
 
 
-def test_reference_store_passes_m2(stress_options: StressOptions) -> None:
-    assert_passed(check_m2(REFERENCE, short(stress_options, 1.0)))
+def test_reference_store_passes_m2_and_says_what_it_checked(stress_options: StressOptions) -> None:
+    options = short(stress_options, 1.0)
+    result = check_m2(REFERENCE, options)
+    assert_passed(result)
+    assert result.evidence["workers"] == options.workers
+    assert result.evidence["kills"] == 0  # M2 kills nobody
+    assert int(result.evidence["operations checked"]) >= options.workers
+    assert f"{result.evidence['operations checked']} operations by" in result.details
 
 
 def test_reference_store_passes_m1_and_same_seed_replays_same_schedule(

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from lance_offsets.stress import _powerloss
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress._powerloss import PowerLossRun, check_d3, run_powerloss
 from lance_offsets.stress._runner import run_properties
@@ -63,6 +64,12 @@ def test_correct_stores_pass_exhaustively(spec: str, short: StressOptions) -> No
     assert run.exploration.sampled_points == 0  # a correct save protocol is small: exhaustive
     assert run.states > 50
     assert run.directories > 10
+    assert run.result.evidence == {
+        "crash points": run.exploration.points,
+        "states explored": run.states,
+        "exhaustive": "yes",
+        "tracer": "interposer",
+    }
 
 
 #: What each defect's printed crash state must show: the step whose loss broke D3.
@@ -98,14 +105,39 @@ def test_fsyncs_hidden_from_the_interposer_are_not_blamed(short: StressOptions) 
     assert "traced by strace" in run.result.details
 
 
-def test_the_runner_reports_not_applicable_with_a_reason(short: StressOptions) -> None:
+def test_a_store_hanging_on_a_crash_state_is_reported_with_that_state(
+    short: StressOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store spins on open while a lock file exists; a power cut can bring one back. Each
+    # state it hangs on costs STATE_SECONDS (shortened here), then a new verifier goes on.
+    monkeypatch.setattr(_powerloss, "STATE_SECONDS", 1.0)
+    run = run_powerloss(f"{ZOO}:lock_file_spin", short)
+    details = run.result.details
+    print(details)
+    assert run.result.outcome == "failed"
+    hung = {s.tree for s, v in run.failures if v.problems[0].kind == "hung"}
+    assert len(hung) == _powerloss.MAX_HANGS  # bounded: then it stops trying
+    assert "hung or died opening or reading the state in " in details.splitlines()[0]
+    assert "the store hung opening/reading this state, in opening the store (a lock held" in details
+    assert "[HUNG OR DIED OPENING OR READING THE STATE]" in details
+    assert "files left: LOCK=b''" in details  # the state is named: its files, what was undone
+    assert "power cut after operation #" in details
+    assert "states not verified: the store hung or died on 3 states first" in details
+    assert "trace (the worker's file-system operations and marks, numbered):" in details
+
+
+def test_not_applicable_when_not_claimed_unverified_when_not_traceable(
+    short: StressOptions,
+) -> None:
     # By capability: the memory store claims no durability, so nothing is started.
     (memory,) = run_properties("lance_offsets.conformance.reference:memory", ["D3"], short)
     assert memory.outcome == "not-applicable"
     assert "durable" in memory.details
-    # By trace: this one claims durability but writes no file the interposer could see.
+    # By trace: this one claims durability but writes no file the interposer could see, nor
+    # strace: claimed, and not exercised.
     (claimed,) = run_properties(f"{ZOO}:in_memory_claiming_durable", ["D3"], short)
-    assert claimed.outcome == "not-applicable"
+    assert claimed.outcome == "unverified"
+    assert claimed.evidence["states explored"] == 0
     assert "no file-system write" in claimed.details
     assert claimed.seconds > 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 
 from lance_offsets import MemoryOffsetStore
@@ -182,6 +183,33 @@ def rename_before_sync(path: str) -> ZooFileStore:
 
 #: Every defective store, by name.
 DEFECTIVE = ("no_file_fsync", "no_dir_fsync", "fsync_target_after_rename", "rename_before_sync")
+
+
+class LockFileSpinStore(ZooFileStore):
+    """Correct saves, each inside a lock file that opening the store waits to see vanish.
+
+    The unlink of the lock file is never made durable (no directory fsync after it), so a power
+    cut can bring the lock back with no process alive to remove it, and the next open waits
+    forever: a hang D3's verifier must report with the state that caused it.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, _correct)
+        self._lock = os.path.join(self._dir, "LOCK")
+        while os.path.exists(self._lock):  # DEFECT: an unbounded retry on a lock nobody holds
+            time.sleep(0.01)
+
+    def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
+        os.close(os.open(self._lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        try:
+            super().save(topic_id, consumer_id, offset)
+        finally:
+            os.remove(self._lock)
+
+
+def lock_file_spin(path: str) -> LockFileSpinStore:
+    """Hangs on open after a power cut brings back its lock file (see the class)."""
+    return LockFileSpinStore(path)
 
 
 def in_memory_claiming_durable(path: str) -> MemoryOffsetStore:

@@ -13,6 +13,8 @@ factory changes one step, and the stress checks must catch it on the named prope
   a leftover from a kill makes every later save raise ``FileExistsError``.
 - ``stale_lock`` (D5): its lock is a file created with ``O_EXCL`` and removed on release; a
   killed holder never removes it, and everyone else waits for a minute.
+- ``leaked_lock`` (a hang): never removes its per-key lock file, and waits for it with no
+  deadline, so the second save of a key hangs; the campaign's report must say what it was doing.
 - ``swallows_errors`` (F2): catches ``OSError`` in ``save`` and returns as if it had saved.
 - ``truncates_first`` (F2): truncates the offset file before writing the temp, so an error
   mid-save destroys the old value.
@@ -204,6 +206,21 @@ class StaleLockStore(CarefulStore):
             os.remove(lock)
 
 
+class LeakedLockStore(CarefulStore):
+    """Takes a lock file per key and never removes it: the next save of that key waits forever."""
+
+    @contextlib.contextmanager
+    def locked(self, key: Key) -> Iterator[None]:
+        lock = self.name(key, ".lock")
+        while True:  # no deadline: "the holder will be done in a moment"
+            try:
+                os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                break
+            except FileExistsError:
+                time.sleep(0.01)
+        yield  # DEFECT: the lock file is never removed
+
+
 class SwallowsErrorsStore(CarefulStore):
     def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
         with contextlib.suppress(OSError):  # "a full disk must not crash the consumer"
@@ -281,6 +298,11 @@ def exclusive_temp(path: str) -> CarefulStore:
 def stale_lock(path: str) -> CarefulStore:
     """D5: a killed holder's lock file stops everyone."""
     return StaleLockStore(path)
+
+
+def leaked_lock(path: str) -> CarefulStore:
+    """Never releases its per-key lock file: the second save of a key hangs."""
+    return LeakedLockStore(path)
 
 
 def swallows_errors(path: str) -> CarefulStore:
