@@ -4,7 +4,8 @@ Each property's check lives in the module that owns it and is looked up lazily, 
 ``lance-offsets check`` pays for multiprocess only when it reaches these properties.
 A check is ``check_<id>(spec: str, options: StressOptions) -> PropertyResult``; the runner has
 already decided the property applies (the store claims what it needs). A check may still answer
-not-applicable with a reason (D3 on a store whose I/O cannot be traced).
+unverified with a reason (D3 on a store whose I/O cannot be traced, F2 on one whose I/O the
+interposer cannot see) and fills in the evidence behind its verdict.
 """
 
 from __future__ import annotations
