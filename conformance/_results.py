@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 __all__ = ["OUTCOMES", "Evidence", "Outcome", "PropertyResult", "evidence_text"]
 
@@ -30,6 +30,10 @@ class PropertyResult:
         excerpt); for unverified and not-applicable, the reason.
     :ivar evidence: what the check exercised, so a pass can be weighed: examples run and
         discarded, crash points killed, random kills, states explored, operations checked.
+    :ivar artifacts: structured, JSON-serialisable material behind a failure, for reports that
+        draw it: ``"history"`` (M1/M2: the operations of the failing excerpt, one lane per
+        process) and ``"crash_state"`` (D3: the state's files beside the trace). Empty when a
+        check has nothing to draw.
     """
 
     id: str
@@ -37,6 +41,7 @@ class PropertyResult:
     seconds: float
     details: str = ""
     evidence: Evidence = field(default_factory=dict)
+    artifacts: Mapping[str, Any] = field(default_factory=dict)
 
 
 def evidence_text(evidence: Evidence) -> str:
