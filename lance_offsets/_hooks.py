@@ -1,6 +1,6 @@
 """Post-commit hooks: a store wrapper that tells listeners about every durable save.
 
-Guarantees of :class:`HookedOffsetStore` (properties H1-H3 of DESIGN.md section 3):
+Guarantees of :class:`HookedOffsetStore` (properties H1-H3 of docs/contract.md):
 
 - H1: after each save that the inner store acknowledged, every hook runs exactly once, in
   registration order, with one :class:`CommitInfo`.

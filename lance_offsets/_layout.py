@@ -1,6 +1,6 @@
 r"""File names and file contents of the lock-file store, shared with the Rust client.
 
-Layout (DESIGN.md section 4)::
+Layout (docs/lockfile.md)::
 
     {base_dir}/{consumer_name}/topic-{topic_id}-consumer-{consumer_id}.offset      decimal + "\n"
     {base_dir}/{consumer_name}/topic-{topic_id}-consumer-{consumer_id}.lock        advisory lock

@@ -1,6 +1,6 @@
 r"""The lock-file store: one small file per key, on-disk compatible with the Rust client.
 
-On-disk protocol (DESIGN.md section 4; ``docs/lockfile.md`` is the long version)::
+On-disk protocol (``docs/lockfile.md`` is the long version)::
 
     {base_dir}/{consumer_name}/topic-{t}-consumer-{c}.offset      decimal + "\n", replaced whole
     {base_dir}/{consumer_name}/topic-{t}-consumer-{c}.lock        empty; flock'ed, never unlinked

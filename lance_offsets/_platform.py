@@ -13,7 +13,7 @@
   window with no offset file at all.
 
 Every step calls ``os.fsync``/``os.replace``/``os.remove`` through the ``os`` module at call time,
-not through names bound at import, so the stress suite's interposer (DESIGN.md section 5) sees
+not through names bound at import, so the stress suite's interposer (docs/stress.md) sees
 each call. Branches for other platforms carry ``pragma: no cover``; their failure handling is
 exercised on Linux by calling the underlying functions with injected faults
 (``tests/test_platform.py``).

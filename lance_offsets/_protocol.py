@@ -1,4 +1,4 @@
-"""The store protocol every offset store implements (DESIGN.md section 3)."""
+"""The store protocol every offset store implements (docs/contract.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The u32/u64 key and offset domain, checked before any effect (DESIGN.md section 3, C7)."""
+"""The u32/u64 key and offset domain, checked before any effect (docs/contract.md, C7)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The wheel holds only ``lance_offsets`` and imports the same way as the editable install.
 
-DESIGN.md section 2: the repository keeps ``conformance/`` and ``stress/`` at the top level, but
+The repository keeps ``conformance/`` and ``stress/`` at the top level, but
 installed they must live under ``lance_offsets`` so we squat no generic top-level names.
 """
 
