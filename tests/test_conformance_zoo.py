@@ -22,3 +22,50 @@ def test_broken_store_fails_its_property(name: str, pid: str) -> None:
     assert result.outcome == "failed", f"{name} should fail {pid}: {result}"
     assert f"[{pid} " in result.details
     assert has_readable_steps(result.details), result.details  # the shrunk steps
+
+
+def test_warm_handle_falling_back_to_its_stale_value_fails_f1() -> None:
+    # The cold variant cannot see it (a new handle has nothing to fall back to): only a handle
+    # kept open while another commits and the file is then damaged shows it. Quick profile, as
+    # `lance-offsets check` runs it.
+    result = check_property("zoo.defects:LastKnownGood", "F1", profile="quick")
+    assert result.outcome == "failed", result
+    assert "the warm handle's load" in result.details, result.details
+    assert "fell back to a stale value" in result.details, result.details
+    assert has_readable_steps(result.details), result.details
+
+
+@pytest.mark.parametrize("pid", ["C7", "C8", "F1", "H1", "H2", "H3"])
+def test_store_own_save_failure_is_blamed_on_c1(pid: str) -> None:
+    # SignedBigint's save raises OverflowError at 2**63 and above, before any hook runs: those
+    # examples are void here, the details say so and point at C1, and no hook is blamed. The ci
+    # profile: derandomized, and enough examples that every check reaches 2**63 (smoke's H1 does
+    # not).
+    result = check_property("zoo.defects:SignedBigint", pid, profile="ci")
+    assert "raised OverflowError" in result.details, result
+    assert "the store's own save failed; see C1" in result.details, result
+    assert "CommitInfo" not in result.details, result
+    assert result.outcome == "passed", result
+
+
+ONE_HANDLE = ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "P1", "F1", "H1", "H2", "H3"]
+
+
+@pytest.mark.parametrize("name", ["OneHandle", "OneHandleDeclared"])
+def test_one_handle_per_process_store_passes_all_but_p2(name: str) -> None:
+    # A correct store that refuses a second handle in one process (LMDB, RocksDB). The checks'
+    # helper handles go to another process, and the details say so; only the machine's second
+    # handle (P2's same-process part) may meet the refusal.
+    helped = set()
+    for pid in ONE_HANDLE:
+        result = check_property(f"zoo.one_handle:{name}", pid, profile="smoke")
+        assert result.outcome == "passed", result
+        if "observed through another process" in result.details:
+            helped.add(pid)
+    assert helped == {"C7", "C8", "H2", "H3"}
+
+
+def test_one_handle_refusal_is_p2s_finding() -> None:
+    result = check_property("zoo.one_handle:OneHandle", "P2", profile="smoke")
+    assert result.outcome == "failed", result
+    assert "already open in this process" in result.details, result
