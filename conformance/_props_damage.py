@@ -178,9 +178,17 @@ def _newer(ctx: CheckContext, committed: dict[Key, int], data: st.DataObject) ->
 def _warm(ctx: CheckContext, committed: dict[Key, int], data: st.DataObject, generic: bool) -> None:
     path = ctx.workspace.fresh_dir()
     remote = ctx.spec is not None
-    warm: Any = (
-        ctx.workspace.remote_handle(ctx.spec, path) if ctx.spec else ctx.workspace.open(path)
-    )
+    try:
+        warm: Any = (
+            ctx.workspace.remote_handle(ctx.spec, path) if ctx.spec else ctx.workspace.open(path)
+        )
+    except Exception as exc:  # our helper process, or an open that P1 and P2 judge
+        ctx.workspace.aside(
+            "warm open",
+            f"the warm handle could not be opened ({type(exc).__name__}: {exc}): "
+            "those warm examples were skipped",
+        )
+        reject()
     who = "the warm handle's "
     try:
         _save_all(ctx, warm, committed, who="warm handle A (stays open): ")

@@ -120,12 +120,21 @@ class Workspace:
         self.asides[message] = self.asides.get(message, 0) + 1
 
     def remote_handle(self, spec: str, path: str) -> RemoteHandle:
-        """A handle on ``path`` in the workspace's child process (started on first use)."""
+        """A handle on ``path`` in the workspace's child process (started on first use).
+
+        Raises whatever opening raised; a child that died or hangs is stopped first, so the next
+        call starts a new one.
+        """
         if self._remote is None:
             from ._remote import RemoteStore
 
             self._remote = RemoteStore(spec)
-        return RemoteHandle(self._remote, path)
+        try:
+            return RemoteHandle(self._remote, path)
+        except Exception as exc:
+            if " in the child process raised " not in str(exc):
+                self.stop_remote()
+            raise
 
     def stop_remote(self) -> None:
         """Stop the child process (a new one starts on next use), e.g. after it died."""
@@ -159,8 +168,17 @@ class Workspace:
         if spec is None:
             self.aside("helper", f"{why}, and it has no import spec: {part} was not checked")
             return None
+        try:
+            handle = self.remote_handle(spec, path)
+        except Exception as exc:
+            self.aside(
+                "remote helper",
+                f"{why}, and a handle in another process could not be opened either "
+                f"({type(exc).__name__}: {exc}): {part} was not checked",
+            )
+            return None
         self.aside("helper", f"{why}: {part} observed through another process")
-        return self.remote_handle(spec, path)
+        return handle
 
     def outside(self, call: str, exc: BaseException, see: str, *, when: str = "") -> NoReturn:
         """Void this example: the store's own ``call`` failed where the property did not expect.
