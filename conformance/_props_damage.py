@@ -15,7 +15,8 @@ value it remembers when the file stops parsing ("last known good") hands out an 
 what was committed: the consumer replays, silently. A lives in another process when the store has
 an import spec, so B never needs a second handle in this process (LMDB, RocksDB refuse one) and a
 store that crashes on bytes damaged under an open mapping (SIGBUS) takes down only that child:
-dying is loud. Without a spec, A is here and B is a helper handle (see ``_workspace``).
+dying is loud. Without a spec, A is here and B is a helper handle (see ``_workspace``). For the
+same reason the cold variant's new handle is opened in that child when there is a spec.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from hypothesis import strategies as st
 
 from ._context import CheckContext, NotApplicable
 from ._machine import ContractViolation
+from ._remote import RemoteError
 from ._strategies import Key, keys, offsets
+from ._workspace import RemoteHandle
 
 __all__ = ["GENERIC_DAMAGE", "check_f1", "stored_files"]
 
@@ -61,12 +64,28 @@ def _damage_file(path: str, how: str) -> None:
 
 
 def _judge(ctx: CheckContext, path: str, committed: dict[Key, int], what: str) -> None:
+    """Cold: a new handle reads the damaged store, in another process when there is a spec."""
     try:
-        store = ctx.workspace.open(path)
+        # A store that maps its file (LMDB) may die of SIGBUS on damaged bytes: in a child that
+        # is a loud failure, here it would end the whole run.
+        store: Any = (
+            ctx.workspace.remote_handle(ctx.spec, path) if ctx.spec else ctx.workspace.open(path)
+        )
     except Exception as exc:
         note(f"opening raised {type(exc).__name__}: loud, fine")
         return
-    _judge_handle(store, committed, what, who="")
+    try:
+        _judge_handle(store, committed, what, who="a new handle's ")
+    finally:
+        if ctx.spec:
+            _close_remote(ctx, store)
+
+
+def _close_remote(ctx: CheckContext, store: Any) -> None:
+    try:
+        store.close()
+    except Exception:  # the child died on the damage, or its close raised: start afresh
+        ctx.workspace.stop_remote()
 
 
 def _judge_handle(
@@ -82,8 +101,10 @@ def _judge_handle(
     for key, offset in sorted(committed.items()):
         try:
             got = store.load(*key)
-        except Exception as exc:  # in another process: its death (SIGBUS on damage) is loud too
+        except Exception as exc:
             note(f"{who}load{key} raised {type(exc).__name__}: loud, fine")
+            if isinstance(store, RemoteHandle) and not isinstance(exc, RemoteError):
+                return  # the process holding the handle died (on the damage): nothing to ask
             continue
         if got != offset:
             if key in stale and got == stale[key]:
@@ -224,10 +245,7 @@ def _warm(ctx: CheckContext, committed: dict[Key, int], data: st.DataObject, gen
         _judge_handle(warm, newest, what, who=who, stale=committed)
     finally:
         if remote:
-            try:
-                warm.close()
-            except Exception:  # the child died on the damage, or its close raised: start afresh
-                ctx.workspace.stop_remote()
+            _close_remote(ctx, warm)
 
 
 def check_f1(ctx: CheckContext) -> str:
