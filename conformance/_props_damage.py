@@ -273,6 +273,7 @@ def check_f1(ctx: CheckContext) -> str:
         data=st.data(),
     )
     def damaged(committed: dict[Key, int], warm: bool, data: st.DataObject) -> None:
+        ctx.workspace.count("examples")
         try:
             (_warm if warm else _cold)(ctx, committed, data, generic)
             ctx.workspace.count("damaged states")

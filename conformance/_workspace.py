@@ -178,6 +178,7 @@ class Workspace:
             )
             return None
         self.aside("helper", f"{why}: {part} observed through another process")
+        self.count("helper handles in another process")
         return handle
 
     def outside(self, call: str, exc: BaseException, see: str, *, when: str = "") -> NoReturn:
@@ -193,6 +194,7 @@ class Workspace:
         message = f"{call} raised {kind}{when}: the store's own {op} failed; see {see}"
         note(message)
         self.aside(f"outside {op} {kind}", message)
+        self.count("examples void: the store failed elsewhere")
         reject()
 
     def run(self, test: Callable[[], None], details: str = "") -> str:
