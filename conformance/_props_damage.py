@@ -231,6 +231,7 @@ def _warm(ctx: CheckContext, committed: dict[Key, int], data: st.DataObject, gen
         _save_all(ctx, other, newest, who="handle B: ")
         other.close()
         note("handle B closed")
+        snapshot = _snapshot(path)
         try:
             what = _damage(ctx, path, committed, data, generic)
         except Exception as exc:  # a format-aware damage that needs every handle closed
@@ -242,10 +243,50 @@ def _warm(ctx: CheckContext, committed: dict[Key, int], data: st.DataObject, gen
             reject()
         note(what)
         ctx.workspace.count("warm")
-        _judge_handle(warm, newest, what, who=who, stale=committed)
+        try:
+            _judge_handle(warm, newest, what, who=who, stale=committed)
+        except ContractViolation:
+            _unless_blind(ctx, warm, newest, snapshot)
+            raise
     finally:
         if remote:
             _close_remote(ctx, warm)
+
+
+def _snapshot(path: str) -> dict[str, bytes]:
+    found = {}
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(folder, name)
+            with open(full, "rb") as file:
+                found[full] = file.read()
+    return found
+
+
+def _unless_blind(
+    ctx: CheckContext, warm: Any, newest: dict[Key, int], snapshot: dict[str, bytes]
+) -> None:
+    """Void the example if the warm handle is wrong even with the bytes put back.
+
+    A handle that never rereads (a per-handle cache) gives its own old value whatever the bytes
+    hold: that is P2's finding, and damage had nothing to do with it.
+    """
+    for file, content in snapshot.items():
+        with open(file, "wb") as out:
+            out.write(content)
+    try:
+        wrong = {k: got for k, v in sorted(newest.items()) if (got := warm.load(*k)) != v}
+    except Exception:
+        return  # it raises with the bytes intact: whatever that is, the damage verdict stands
+    if wrong:
+        message = (
+            f"with the damaged bytes put back, the warm handle still gave {wrong!r} instead of "
+            f"{newest!r}: it does not see another handle's commits; see P2"
+        )
+        note(message)
+        ctx.workspace.aside("warm blind", message)
+        ctx.workspace.count("examples void: the store failed elsewhere")
+        reject()
 
 
 def check_f1(ctx: CheckContext) -> str:
