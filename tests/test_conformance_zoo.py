@@ -96,6 +96,6 @@ def test_f1_exercises_warm_handles_on_a_correct_store() -> None:
 def test_warm_f1_leaves_a_stale_per_handle_cache_to_p2() -> None:
     # StaleCache never rereads, so its warm handle gives its own old value with or without
     # damage: F1 puts the bytes back, sees the same answer and points at P2 instead of failing.
-    result = check_property("zoo.defects:StaleCache", "F1", profile="quick")
+    result = check_property("zoo.defects:StaleCache", "F1", profile="ci")
     assert result.outcome == "passed", result
     assert "does not see another handle's commits; see P2" in result.details, result
