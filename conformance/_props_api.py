@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from ._context import CheckContext
 from ._machine import ContractViolation
 from ._strategies import CONTRACT_MAX, Key, bad_values, keys, offsets, wrong_types
-from ._workspace import close_quietly
+from ._workspace import close_quietly, helper_handle
 
 __all__ = ["check_c7", "check_c8"]
 
@@ -122,9 +122,7 @@ def _observe(ctx: CheckContext, store: Any, path: str, committed: dict[Key, int]
     seen: dict[str, Any] = {f"load{k}": _attempt(store.load, *k) for k in sorted(committed)}
     seen["list_all()"] = _attempt(store.list_all)
     if ctx.caps.persistent:
-        other = ctx.workspace.second_handle(
-            path, spec=ctx.spec, one_handle=ctx.caps.one_handle, part="C7's view from a new handle"
-        )
+        other = helper_handle(ctx, path, "C7's view from a new handle")
         if other is not None:
             try:
                 seen["list_all() on a new handle"] = _attempt(other.list_all)
@@ -183,9 +181,7 @@ def check_c8(ctx: CheckContext) -> str:
 
 
 def _closing_another_keeps(ctx: CheckContext, path: str, other: Any, late: tuple[Key, int]) -> None:
-    first = ctx.workspace.second_handle(
-        path, spec=ctx.spec, one_handle=ctx.caps.one_handle, part="C8's close of a second handle"
-    )
+    first = helper_handle(ctx, path, "C8's close of a second handle")
     if first is None:
         return
     first.close()

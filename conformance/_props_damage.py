@@ -64,20 +64,19 @@ def _damage_file(path: str, how: str) -> None:
 
 
 def _judge(ctx: CheckContext, path: str, committed: dict[Key, int], what: str) -> None:
-    """Cold: a new handle reads the damaged store, in another process when there is a spec."""
+    """Cold: a new handle reads the damaged store, in another process when the store allows."""
+    # A store that maps its file (LMDB) may die of SIGBUS on damaged bytes: in a child that is a
+    # loud failure, here it would end the whole run.
+    spec = ctx.spec if ctx.caps.shared else None
     try:
-        # A store that maps its file (LMDB) may die of SIGBUS on damaged bytes: in a child that
-        # is a loud failure, here it would end the whole run.
-        store: Any = (
-            ctx.workspace.remote_handle(ctx.spec, path) if ctx.spec else ctx.workspace.open(path)
-        )
+        store: Any = ctx.workspace.remote_handle(spec, path) if spec else ctx.workspace.open(path)
     except Exception as exc:
         note(f"opening raised {type(exc).__name__}: loud, fine")
         return
     try:
         _judge_handle(store, committed, what, who="a new handle's ")
     finally:
-        if ctx.spec:
+        if spec:
             _close_remote(ctx, store)
 
 
@@ -198,11 +197,11 @@ def _newer(ctx: CheckContext, committed: dict[Key, int], data: st.DataObject) ->
 
 def _warm(ctx: CheckContext, committed: dict[Key, int], data: st.DataObject, generic: bool) -> None:
     path = ctx.workspace.fresh_dir()
-    remote = ctx.spec is not None
+    # Another process sees this one's commits only if the store claims shared.
+    spec = ctx.spec if ctx.caps.shared else None
+    remote = spec is not None
     try:
-        warm: Any = (
-            ctx.workspace.remote_handle(ctx.spec, path) if ctx.spec else ctx.workspace.open(path)
-        )
+        warm: Any = ctx.workspace.remote_handle(spec, path) if spec else ctx.workspace.open(path)
     except Exception as exc:  # our helper process, or an open that P1 and P2 judge
         ctx.workspace.aside(
             "warm open",
@@ -219,13 +218,7 @@ def _warm(ctx: CheckContext, committed: dict[Key, int], data: st.DataObject, gen
             except Exception as exc:
                 ctx.workspace.outside(f"load{key}", exc, "C1")
         newest = _newer(ctx, committed, data)
-        other = (
-            ctx.workspace.open(path)
-            if remote
-            else ctx.workspace.second_handle(
-                path, spec=None, one_handle=ctx.caps.one_handle, part="F1's warm variant"
-            )
-        )
+        other = _handle_b(ctx, path, remote)
         if other is None:
             reject()
         _save_all(ctx, other, newest, who="handle B: ")
@@ -251,6 +244,23 @@ def _warm(ctx: CheckContext, committed: dict[Key, int], data: st.DataObject, gen
     finally:
         if remote:
             _close_remote(ctx, warm)
+
+
+def _handle_b(ctx: CheckContext, path: str, remote: bool) -> Any | None:
+    """Handle B: here (A is in the child), or a helper beside A; None when there is none."""
+    if not remote:
+        return ctx.workspace.second_handle(
+            path, spec=None, one_handle=ctx.caps.one_handle, part="F1's warm variant"
+        )
+    try:
+        return ctx.workspace.open(path)
+    except Exception as exc:  # beside a handle in another process: P2 and M1 judge that
+        ctx.workspace.aside(
+            "warm B",
+            f"a handle here could not be opened while the warm handle was open in another "
+            f"process ({type(exc).__name__}: {exc}): F1's warm variant was not checked",
+        )
+        return None
 
 
 def _snapshot(path: str) -> dict[str, bytes]:
@@ -299,12 +309,12 @@ def check_f1(ctx: CheckContext) -> str:
             "mapping, so nothing can be damaged"
         )
     committed_st = st.dictionaries(keys(ctx.caps), offsets(ctx.caps), min_size=1, max_size=4)
-    warm_ok = ctx.spec is not None or not ctx.caps.one_handle
+    warm_ok = (ctx.spec is not None and ctx.caps.shared) or not ctx.caps.one_handle
     if not warm_ok:
         ctx.workspace.aside(
             "helper",
-            "the store declares one handle per process and has no import spec: "
-            "F1's warm variant was not checked",
+            "the store declares one handle per process, and it has no import spec or does not "
+            "claim shared: F1's warm variant was not checked",
         )
 
     @ctx.settings

@@ -25,7 +25,7 @@ from lance_offsets._domain import MAX_OFFSET
 from ._context import CheckContext
 from ._machine import ContractViolation
 from ._strategies import Key, keys, offsets
-from ._workspace import close_quietly
+from ._workspace import close_quietly, helper_handle
 
 __all__ = ["check_h1", "check_h2", "check_h3"]
 
@@ -186,9 +186,7 @@ def _run(ctx: CheckContext, pid: str, program: list[tuple[Any, ...]]) -> None:
 
 def _other_saves(ctx: CheckContext, path: str, key: Key, offset: int) -> bool:
     """Save through a helper handle; False when the store allows none."""
-    other = ctx.workspace.second_handle(
-        path, spec=ctx.spec, one_handle=ctx.caps.one_handle, part="H2's other handle"
-    )
+    other = helper_handle(ctx, path, "H2's other handle")
     if other is None:
         return False
     call = f"save{(*key, offset)}"
@@ -284,9 +282,7 @@ def check_h3(ctx: CheckContext) -> str:
             probe = _Recorder("first", log)
             store = _hooked(ctx, path, [probe, _FailingHook(), _Recorder("second", log)])
             if ctx.caps.persistent:  # opened after the store under test: it is the helper
-                probe.probe = ctx.workspace.second_handle(
-                    path, spec=ctx.spec, one_handle=ctx.caps.one_handle, part="H3's probe"
-                )
+                probe.probe = helper_handle(ctx, path, "H3's probe")
             note("hooks: first (reads the key from another handle), failing, second")
             call = f"save{(*key, first)}"
             note(call)

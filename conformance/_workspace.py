@@ -16,14 +16,17 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from hypothesis import note, reject
 from hypothesis.errors import Unsatisfiable
 
 from lance_offsets._protocol import OffsetStore
 
-__all__ = ["RemoteHandle", "Workspace", "close_quietly"]
+if TYPE_CHECKING:
+    from ._context import CheckContext
+
+__all__ = ["RemoteHandle", "Workspace", "close_quietly", "helper_handle"]
 
 
 def close_quietly(handle: Any) -> None:
@@ -143,14 +146,15 @@ class Workspace:
             self._remote = None
 
     def second_handle(
-        self, path: str, *, spec: str | None, one_handle: bool, part: str
+        self, path: str, *, spec: str | None, one_handle: bool, part: str, shared: bool = True
     ) -> Any | None:
         """A helper handle on ``path`` while another is open here, or None when none can be had.
 
         In this process unless the store declares one handle per process or refused one before;
         else in another process when the store has an import spec; else None, and ``part`` (what
         the helper was for) is recorded as not checked. A refusal is the store's right under
-        ``handles_per_process = 1`` and P2's finding otherwise, never the calling check's.
+        ``handles_per_process = 1`` and P2's finding otherwise, never the calling check's. Only a
+        store that claims ``shared`` promises that another process sees the same data.
         """
         if one_handle:
             why = "the store declares one handle per process (handles_per_process = 1)"
@@ -165,8 +169,9 @@ class Workspace:
                     f"({type(exc).__name__}: {exc}); P2 judges that"
                 )
                 self._refused = why
-        if spec is None:
-            self.aside("helper", f"{why}, and it has no import spec: {part} was not checked")
+        if spec is None or not shared:
+            lacks = "has no import spec" if spec is None else "does not claim shared"
+            self.aside("helper", f"{why}, and it {lacks}: {part} was not checked")
             return None
         try:
             handle = self.remote_handle(spec, path)
@@ -222,3 +227,14 @@ class Workspace:
 
     def __exit__(self, *exc_info: object) -> None:
         self.cleanup()
+
+
+def helper_handle(ctx: CheckContext, path: str, part: str) -> Any | None:
+    """:meth:`Workspace.second_handle` for the store of ``ctx``, as its capabilities allow."""
+    return ctx.workspace.second_handle(
+        path,
+        spec=ctx.spec,
+        one_handle=ctx.caps.one_handle,
+        shared=ctx.caps.shared,
+        part=part,
+    )
