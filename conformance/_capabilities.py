@@ -22,9 +22,10 @@ optional; a factory that declares nothing is held to everything, so nothing pass
 ``handles_per_process`` (int >= 1, default: no limit)
     ``1`` declares that, as documented for LMDB and RocksDB, the store refuses a second open handle
     on one location in one process. The checks then never open a helper handle in the process
-    that holds one: they observe through another process (when the factory has an import spec)
-    or say which part was not checked; P2's same-process part does not apply. Without the
-    declaration a refused helper handle is handled the same way, and never becomes a verdict.
+    that holds one: they observe through another process (when the factory has an import spec and
+    the store claims ``shared``) or say which part was not checked; P2's same-process part does
+    not apply. Without the declaration a refused helper handle is handled the same way, and never
+    becomes a verdict.
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ saves and loads every key and stays open; handle B commits a newer value of each
 bytes are damaged; A must raise or give B's values. A store whose open handle falls back to the
 value it remembers when the file stops parsing ("last known good") hands out an offset older than
 what was committed: the consumer replays, silently. A lives in another process when the store has
-an import spec, so B never needs a second handle in this process (LMDB, RocksDB refuse one) and a
-store that crashes on bytes damaged under an open mapping (SIGBUS) takes down only that child:
-dying is loud. Without a spec, A is here and B is a helper handle (see ``_workspace``). For the
-same reason the cold variant's new handle is opened in that child when there is a spec.
+an import spec and claims ``shared``, so B never needs a second handle in this process (LMDB,
+RocksDB refuse one), and a store that crashes on bytes damaged under an open mapping (SIGBUS)
+takes down only that child: dying is loud. Otherwise A is here and B is a helper handle (see
+``_workspace``). For the same reason the cold variant's new handle reads in that child too.
 """
 
 from __future__ import annotations
