@@ -17,7 +17,15 @@ optional; a factory that declares nothing is held to everything, so nothing pass
     For stores whose location includes a consumer name; enables S1.
 ``damage`` (mapping of name to callable ``(path, key) -> None``)
     Format-aware corruption the suite cannot invent on its own (F1); each damages the stored
-    offset of ``key`` under ``path`` with every handle closed.
+    offset of ``key`` under ``path``, with every handle closed (cold) or while one handle is open
+    in another process (warm). A callable that raises while a handle is open skips that example.
+``handles_per_process`` (int >= 1, default: no limit)
+    ``1`` declares that, as documented for LMDB and RocksDB, the store refuses a second open handle
+    on one location in one process. The checks then never open a helper handle in the process
+    that holds one: they observe through another process (when the factory has an import spec and
+    the store claims ``shared``) or say which part was not checked; P2's same-process part does
+    not apply. Without the declaration a refused helper handle is handled the same way, and never
+    becomes a verdict.
 """
 
 from __future__ import annotations
@@ -50,6 +58,12 @@ class Capabilities:
     offset_max: int = MAX_OFFSET
     open_named: Callable[[str, str], OffsetStore] | None = None
     damage: Mapping[str, Damage] = field(default_factory=dict)
+    handles_per_process: int | None = None
+
+    @property
+    def one_handle(self) -> bool:
+        """Whether the store declares it refuses a second handle on a location in one process."""
+        return self.handles_per_process == 1
 
     def has(self, name: str) -> bool:
         """Return whether the store claims capability ``name`` (``named`` means S1 applies)."""
@@ -76,6 +90,15 @@ def _limit(factory: object, name: str, default: int) -> int:
     return value
 
 
+def _handles(factory: object) -> int | None:
+    value: Any = getattr(factory, "handles_per_process", None)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(
+            f"capability 'handles_per_process' on {factory!r} must be an int >= 1, got {value!r}"
+        )
+    return value
+
+
 def capabilities_of(factory: object) -> Capabilities:
     """Read the capability attributes of ``factory``; bad values raise, naming the attribute."""
     open_named = getattr(factory, "open_named", None)
@@ -93,4 +116,5 @@ def capabilities_of(factory: object) -> Capabilities:
         offset_max=_limit(factory, "offset_max", MAX_OFFSET),
         open_named=open_named,
         damage=dict(damage),
+        handles_per_process=_handles(factory),
     )

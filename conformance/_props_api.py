@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from ._context import CheckContext
 from ._machine import ContractViolation
 from ._strategies import CONTRACT_MAX, Key, bad_values, keys, offsets, wrong_types
+from ._workspace import close_quietly, helper_handle
 
 __all__ = ["check_c7", "check_c8"]
 
@@ -29,10 +30,14 @@ def _committed(ctx: CheckContext) -> st.SearchStrategy[dict[Key, int]]:
     return st.dictionaries(keys(ctx.caps), offsets(ctx.caps), max_size=3)
 
 
-def _fill(store: Any, committed: dict[Key, int]) -> None:
+def _fill(ctx: CheckContext, store: Any, committed: dict[Key, int]) -> None:
     for key, offset in committed.items():
-        store.save(*key, offset)
-        note(f"save{(*key, offset)}")
+        call = f"save{(*key, offset)}"
+        note(call)
+        try:
+            store.save(*key, offset)
+        except Exception as exc:  # a valid save failing is C1's finding, not this property's
+            ctx.workspace.outside(call, exc, "C1")
 
 
 def check_c7(ctx: CheckContext) -> str:
@@ -41,10 +46,11 @@ def check_c7(ctx: CheckContext) -> str:
     @ctx.settings
     @given(committed=_committed(ctx), data=st.data())
     def domain(committed: dict[Key, int], data: st.DataObject) -> None:
+        ctx.workspace.count("examples")
         path = ctx.workspace.fresh_dir()
         store = ctx.workspace.open(path)
         try:
-            _fill(store, committed)
+            _fill(ctx, store, committed)
             target = data.draw(
                 st.sampled_from(sorted(committed)) if committed else keys(ctx.caps), label="key"
             )
@@ -65,8 +71,7 @@ def check_c7(ctx: CheckContext) -> str:
         finally:
             ctx.workspace.close_all()
 
-    domain()
-    return ""
+    return ctx.workspace.run(domain)
 
 
 def _refused(
@@ -111,13 +116,18 @@ def _observe(ctx: CheckContext, store: Any, path: str, committed: dict[Key, int]
     """What the store shows, on this handle and (persistent) on a new one.
 
     C7 compares this before and after a refused call: the call must change nothing, whatever the
-    store showed before (so a store broken elsewhere is not blamed here).
+    store showed before (so a store broken elsewhere is not blamed here). The new handle is a
+    helper: in another process, or skipped, when the store refuses a second one here.
     """
     seen: dict[str, Any] = {f"load{k}": _attempt(store.load, *k) for k in sorted(committed)}
     seen["list_all()"] = _attempt(store.list_all)
     if ctx.caps.persistent:
-        with ctx.factory(path) as other:  # a second handle: the first stays open for more calls
-            seen["list_all() on a new handle"] = _attempt(other.list_all)
+        other = helper_handle(ctx, path, "C7's view from a new handle")
+        if other is not None:
+            try:
+                seen["list_all() on a new handle"] = _attempt(other.list_all)
+            finally:
+                close_quietly(other)
     return seen
 
 
@@ -146,34 +156,44 @@ def check_c8(ctx: CheckContext) -> str:
     @ctx.settings
     @given(committed=_committed(ctx), late=st.tuples(keys(ctx.caps), offsets(ctx.caps)))
     def closing(committed: dict[Key, int], late: tuple[Key, int]) -> None:
+        ctx.workspace.count("examples")
         path = ctx.workspace.fresh_dir()
         try:
             with ctx.workspace.open(path) as store:
                 if not hasattr(store, "save"):
                     raise ContractViolation("C8", f"__enter__ returned {store!r}, not a store")
-                _fill(store, committed)
+                _fill(ctx, store, committed)
             note("with block left")
             _closed_refuses(store, late)
-            other = ctx.workspace.open(path) if ctx.caps.persistent else None
-            if other is not None:
-                _saved_in_block_survives(other, committed)
+            # One handle at a time up to the last part: a store may allow one per process.
             failing = ctx.workspace.open(path)
             if not _exit_propagates(failing):
                 raise ContractViolation("C8", "__exit__ swallowed an exception raised in the block")
             _must_raise("list_all() (after a with block that raised)", failing.list_all)
-            if other is not None:
-                first = ctx.workspace.open(path)
-                first.close()
-                note("a second handle closed; the first must still work")
-                key, offset = late
-                other.save(*key, offset)
-                if other.load(*key) != offset:
-                    raise ContractViolation("C8", "closing one handle broke another open handle")
+            if ctx.caps.persistent:
+                other = ctx.workspace.open(path)
+                _saved_in_block_survives(other, committed)
+                _closing_another_keeps(ctx, path, other, late)
         finally:
             ctx.workspace.close_all()
 
-    closing()
-    return ""
+    return ctx.workspace.run(closing)
+
+
+def _closing_another_keeps(ctx: CheckContext, path: str, other: Any, late: tuple[Key, int]) -> None:
+    first = helper_handle(ctx, path, "C8's close of a second handle")
+    if first is None:
+        return
+    first.close()
+    note("a second handle closed; the first must still work")
+    key, offset = late
+    call = f"save{(*key, offset)}"
+    try:
+        other.save(*key, offset)
+    except Exception as exc:
+        ctx.workspace.outside(call, exc, "C1", when=" on the handle left open")
+    if other.load(*key) != offset:
+        raise ContractViolation("C8", "closing one handle broke another open handle")
 
 
 class _Marker(Exception):

@@ -1,4 +1,13 @@
-"""Fresh directories and every handle opened in them, closed at the end whatever happened."""
+"""Fresh directories and every handle opened in them, closed at the end whatever happened.
+
+A check also needs handles of its own beside the one under test (C7's before/after observation,
+H3's probe, F1's warm handle). Those helpers go through :meth:`Workspace.second_handle`: in this
+process when the store allows it, else in another process, else not at all; a refusal of a helper
+never becomes the property's verdict (stores like LMDB refuse a second handle per process). And
+what a check set aside on the way (a helper it could not open, an example voided because the
+store's own operation failed outside the property) is kept in :attr:`Workspace.asides`, so the
+verdict's details say it.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +16,17 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from hypothesis import note, reject
+from hypothesis.errors import Unsatisfiable
 
 from lance_offsets._protocol import OffsetStore
 
-__all__ = ["Workspace", "close_quietly"]
+if TYPE_CHECKING:
+    from ._context import CheckContext
+
+__all__ = ["RemoteHandle", "Workspace", "close_quietly", "helper_handle"]
 
 
 def close_quietly(handle: Any) -> None:
@@ -20,11 +35,45 @@ def close_quietly(handle: Any) -> None:
         handle.close()
 
 
+class RemoteHandle:
+    """A handle held by the workspace's child process; the store's errors arrive as RemoteError.
+
+    The child holds one handle at a time: opening another closes this one.
+    """
+
+    def __init__(self, remote: Any, path: str) -> None:
+        self._remote = remote
+        remote.call("open", path)
+
+    def load(self, topic_id: int, consumer_id: int) -> int | None:
+        return self._remote.call("load", topic_id, consumer_id)  # type: ignore[no-any-return]
+
+    def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
+        self._remote.call("save", topic_id, consumer_id, offset)
+
+    def delete(self, topic_id: int, consumer_id: int) -> None:
+        self._remote.call("delete", topic_id, consumer_id)
+
+    def list_all(self) -> dict[tuple[int, int], int]:
+        return dict(self._remote.call("list_all"))
+
+    def close(self) -> None:
+        self._remote.call("close")
+
+    def __enter__(self) -> RemoteHandle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 class Workspace:
     """Owns a scratch root: hands out fresh directories and remembers every handle it opened.
 
     :param factory: the store factory, called as ``factory(path)``.
     :param root: where to make directories; None means the system temporary directory.
+    :ivar asides: what the check set aside, message -> how often (first message of each kind).
+    :ivar evidence: counts of what the check exercised, for the verdict's ``evidence``.
     """
 
     def __init__(self, factory: Callable[[str], OffsetStore], root: str | None = None) -> None:
@@ -32,6 +81,11 @@ class Workspace:
         self.root = tempfile.mkdtemp(prefix="lance-conformance-", dir=root)
         self._handles: list[Any] = []
         self._count = 0
+        self._remote: Any = None
+        self._refused = ""
+        self._aside_kinds: dict[str, str] = {}
+        self.asides: dict[str, int] = {}
+        self.evidence: dict[str, int] = {}
 
     def fresh_dir(self) -> str:
         """Return a new, empty directory that no earlier example used."""
@@ -57,9 +111,115 @@ class Workspace:
         for handle in reversed(handles):
             close_quietly(handle)
 
+    # -- helpers of the checks themselves ------------------------------------------------------
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the evidence counter ``name``."""
+        self.evidence[name] = self.evidence.get(name, 0) + n
+
+    def aside(self, kind: str, message: str) -> None:
+        """Record that the check set something aside; the first message of each kind is kept."""
+        message = self._aside_kinds.setdefault(kind, message)
+        self.asides[message] = self.asides.get(message, 0) + 1
+
+    def remote_handle(self, spec: str, path: str) -> RemoteHandle:
+        """A handle on ``path`` in the workspace's child process (started on first use).
+
+        Raises whatever opening raised; a child that died or hangs is stopped first, so the next
+        call starts a new one.
+        """
+        if self._remote is None:
+            from ._remote import RemoteStore
+
+            self._remote = RemoteStore(spec)
+        try:
+            return RemoteHandle(self._remote, path)
+        except Exception as exc:
+            if " in the child process raised " not in str(exc):
+                self.stop_remote()
+            raise
+
+    def stop_remote(self) -> None:
+        """Stop the child process (a new one starts on next use), e.g. after it died."""
+        if self._remote is not None:
+            self._remote.stop()
+            self._remote = None
+
+    def second_handle(
+        self, path: str, *, spec: str | None, one_handle: bool, part: str, shared: bool = True
+    ) -> Any | None:
+        """A helper handle on ``path`` while another is open here, or None when none can be had.
+
+        In this process unless the store declares one handle per process or refused one before;
+        else in another process when the store has an import spec; else None, and ``part`` (what
+        the helper was for) is recorded as not checked. A refusal is the store's right under
+        ``handles_per_process = 1`` and P2's finding otherwise, never the calling check's. Only a
+        store that claims ``shared`` promises that another process sees the same data.
+        """
+        if one_handle:
+            why = "the store declares one handle per process (handles_per_process = 1)"
+        elif self._refused:
+            why = self._refused
+        else:
+            try:
+                return self.open(path)
+            except Exception as exc:
+                why = (
+                    "the store refused a second handle in this process "
+                    f"({type(exc).__name__}: {exc}); P2 judges that"
+                )
+                self._refused = why
+        if spec is None or not shared:
+            lacks = "has no import spec" if spec is None else "does not claim shared"
+            self.aside("helper", f"{why}, and it {lacks}: {part} was not checked")
+            return None
+        try:
+            handle = self.remote_handle(spec, path)
+        except Exception as exc:
+            self.aside(
+                "remote helper",
+                f"{why}, and a handle in another process could not be opened either "
+                f"({type(exc).__name__}: {exc}): {part} was not checked",
+            )
+            return None
+        self.aside("helper", f"{why}: {part} observed through another process")
+        self.count("helper handles in another process")
+        return handle
+
+    def outside(self, call: str, exc: BaseException, see: str, *, when: str = "") -> NoReturn:
+        """Void this example: the store's own ``call`` failed where the property did not expect.
+
+        The property cannot be judged on it, and blaming it would hide the real defect, which
+        property ``see`` covers; the verdict's details say so (and an all-void run fails).
+        """
+        op = call.partition("(")[0]
+        kind = type(exc).__name__
+        if kind == "RemoteError":  # "save(...) in the child process raised OverflowError: ..."
+            kind = str(exc).rpartition(" raised ")[2].partition(":")[0] + " in another process"
+        message = f"{call} raised {kind}{when}: the store's own {op} failed; see {see}"
+        note(message)
+        self.aside(f"outside {op} {kind}", message)
+        self.count("examples void: the store failed elsewhere")
+        reject()
+
+    def run(self, test: Callable[[], None], details: str = "") -> str:
+        """Run the Hypothesis ``test``; return ``details`` joined with what was set aside."""
+        try:
+            test()
+        except Unsatisfiable as exc:
+            raise Unsatisfiable(f"{exc}; {self.aside_text()}") from exc
+        return "; ".join(filter(None, [details, self.aside_text()]))
+
+    def aside_text(self) -> str:
+        """The asides as one sentence each, with how often each happened."""
+        return "; ".join(
+            message if n == 1 else f"{message} ({n} times)" for message, n in self.asides.items()
+        )
+
     def cleanup(self) -> None:
-        """Close every handle and remove the scratch root."""
+        """Close every handle, stop the child process and remove the scratch root."""
         self.close_all()
+        self.stop_remote()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Workspace:
@@ -67,3 +227,14 @@ class Workspace:
 
     def __exit__(self, *exc_info: object) -> None:
         self.cleanup()
+
+
+def helper_handle(ctx: CheckContext, path: str, part: str) -> Any | None:
+    """:meth:`Workspace.second_handle` for the store of ``ctx``, as its capabilities allow."""
+    return ctx.workspace.second_handle(
+        path,
+        spec=ctx.spec,
+        one_handle=ctx.caps.one_handle,
+        shared=ctx.caps.shared,
+        part=part,
+    )

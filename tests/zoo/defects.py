@@ -343,6 +343,8 @@ EXPECTED: Final[dict[str, str]] = {
     "PreviousFromHandle": "H2",
     "HookFailureAborts": "H3",
     "HookOnDelete": "H1",
+    "LastKnownGood": "F1",
+    "SignedBigint": "C1",
 }
 
 
@@ -358,3 +360,43 @@ def has_readable_steps(text: str) -> bool:
             body = text.split(title, 1)[1].strip().splitlines()
             return len(body) >= 2
     return False
+
+
+# -- added later: below EXPECTED, so parallel additions stay apart ------------------------
+
+
+class LastKnownGood(DirStore):
+    """F1 (warm): remembers the last value of each file and, when the file no longer parses,
+    returns that ("fall back to last known good"). A new handle raises, so every cold check
+    passes; an open handle hands out the offset it saved itself, older than what another handle
+    committed since, and the consumer silently replays."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.known: dict[str, int] = {}
+
+    def read(self, file: str) -> int | None:
+        try:
+            value = super().read(file)
+        except ValueError:
+            if file in self.known:
+                return self.known[file]
+            raise
+        if value is not None:
+            self.known[file] = value
+        return value
+
+    def write(self, file: str, offset: int) -> None:
+        super().write(file, offset)
+        self.known[file] = offset
+
+
+class SignedBigint(HookedDir):
+    """C1: the offset goes through a signed 64-bit column (SQLite INTEGER, a Java long): saving
+    2**63 or more raises OverflowError, before any hook runs. Otherwise correct, hooks included,
+    so H1-H3 must not blame its hooks for it."""
+
+    def write(self, file: str, offset: int) -> None:
+        if offset >= 2**63:
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        super().write(file, offset)
