@@ -6,8 +6,9 @@ holds the property table (outcome, seconds, evidence), every failure's counterex
 a failure carries :attr:`~._results.PropertyResult.artifacts`:
 
 - ``history`` (M1/M2): a timeline, one lane per worker process, each operation a bar from call
-  to return; an operation that never returned (killed, or raised something undocumented) runs
-  to the end of the window, hatched. The minimal non-linearizable excerpt is outlined in red.
+  to return; one whose effect is unknown (it raised something undocumented) has a dashed
+  outline, and one that never returned (its worker was killed) also runs to the end of the
+  window, hatched. The minimal non-linearizable excerpt is outlined in red and numbered.
 - ``crash_state`` (D3): the files the power cut left beside the trace up to the cut, with the
   entry operations that persisted or were undone marked.
 
@@ -33,6 +34,7 @@ body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0; }
 th, td { border: 1px solid #ccc; padding: 2px 8px; text-align: left; vertical-align: top; }
 td.num { text-align: right; }
+table.excerpt td:not(:last-child) { white-space: nowrap; }
 tr.failed td.outcome { background: #fdd; font-weight: bold; }
 tr.unverified td.outcome { background: #ffe9b3; }
 tr.passed td.outcome { background: #dfd; }
@@ -44,12 +46,14 @@ svg .lane-bg { fill: #f4f4f4; }
 svg .lane:nth-child(odd) .lane-bg { fill: #e9edf2; }
 svg .lane-label, svg .axis text { font: 12px monospace; fill: #333; }
 svg .op-label { font: 10px monospace; fill: #000; }
+svg .excerpt-label { font: bold 10px monospace; fill: #d00; }
 rect.op { stroke: #555; stroke-width: 0.5; }
 rect.save { fill: #7fb3e6; }
 rect.load { fill: #9fd49f; }
 rect.delete { fill: #e6b07f; }
 rect.fail { opacity: 0.45; }
-rect.open { fill: url(#hatch); stroke-dasharray: 3 2; }
+rect.info { stroke: #000; stroke-width: 1.2; stroke-dasharray: 3 2; }
+rect.open { fill: url(#hatch); }
 rect.excerpt { stroke: #d00; stroke-width: 2.5; }
 .legend span { display: inline-block; margin-right: 1.2em; }
 .swatch { display: inline-block; width: 1.6em; height: 0.9em; vertical-align: middle;
@@ -190,6 +194,8 @@ def _timeline(history: Mapping[str, Any]) -> str:
         '<line x1="0" y1="0" x2="0" y2="6" stroke="#888" stroke-width="3"/></pattern></defs>',
         _axis(start, stop, x, height),
     ]
+    excerpt = sorted((op for op in ops if op["excerpt"]), key=lambda op: op["call"])
+    numbers = {(op["process"], op["seq"]): n for n, op in enumerate(excerpt, 1)}
     for row, process in enumerate(processes):
         top = _AXIS_HEIGHT + row * _LANE_HEIGHT
         mine = [op for op in ops if op["process"] == process]
@@ -203,12 +209,16 @@ def _timeline(history: Mapping[str, Any]) -> str:
             f"worker {int(process)}</text>"
         )
         svg += [
-            _bar(op, top, x(op["call"]), x(stop if op["return"] is None else op["return"]))
+            _bar(
+                op,
+                top,
+                (x(op["call"]), x(stop if op["return"] is None else op["return"])),
+                numbers.get((op["process"], op["seq"])),
+            )
             for op in mine
         ]
         svg.append("</g>")
     svg.append("</svg>")
-    excerpt = [op for op in ops if op["excerpt"]]
     total = history.get("operations in history", len(ops))
     caption = (
         f'<p class="history-caption">{escape(str(history.get("summary", "")))}</p>'
@@ -217,7 +227,13 @@ def _timeline(history: Mapping[str, Any]) -> str:
         "the workers' start signal; hover a bar for its details.</p>"
     )
     return "\n".join(
-        ["<h3>Timeline of the concurrent history</h3>", caption, _legend(), *svg, _excerpt(excerpt)]
+        [
+            "<h3>Timeline of the concurrent history</h3>",
+            caption,
+            _legend(str(history.get("violation", ""))),
+            *svg,
+            _excerpt(excerpt),
+        ]
     )
 
 
@@ -236,12 +252,14 @@ def _axis(start: float, stop: float, x: Callable[[float], float], height: int) -
     return "".join(ticks)
 
 
-def _bar(op: Mapping[str, Any], top: int, left: float, right: float) -> str:
+def _bar(op: Mapping[str, Any], top: int, span: tuple[float, float], number: int | None) -> str:
+    """One operation's bar in its lane; ``number``: its place in the excerpt (None: not in it)."""
+    left, right = span
     width = max(2.0, right - left)
     classes = ["op", op["kind"], op["outcome"]]
     if op["return"] is None:
         classes.append("open")
-    if op["excerpt"]:
+    if number is not None:
         classes.append("excerpt")
     words = _op_words(op)
     y = top + (_LANE_HEIGHT - _BAR_HEIGHT) / 2
@@ -249,13 +267,15 @@ def _bar(op: Mapping[str, Any], top: int, left: float, right: float) -> str:
         f'<rect class="{escape(" ".join(classes))}" x="{left:.2f}" y="{y:.1f}" '
         f'width="{width:.2f}" height="{_BAR_HEIGHT}" data-process="{int(op["process"])}" '
         f'data-seq="{int(op["seq"])}" data-kind="{escape(op["kind"])}" '
-        f'data-outcome="{escape(op["outcome"])}">'
-        f"<title>worker {int(op['process'])} #{int(op['seq'])}: {escape(words)} "
+        f'data-outcome="{escape(op["outcome"])}"'
+        + (f' data-excerpt="{number}">' if number is not None else ">")
+        + f"<title>worker {int(op['process'])} #{int(op['seq'])}: {escape(words)} "
         f"{escape(_op_when(op))}</title></rect>"
     )
-    if op["excerpt"]:
-        # Above the bar, whole: the excerpt must be readable however short its calls were.
-        bar += f'<text class="op-label" x="{left + 2:.2f}" y="{y - 2:.1f}">{escape(words)}</text>'
+    if number is not None:
+        # Above the bar, its number in the excerpt's table: readable however short the call
+        # was, and however close the excerpt's calls are to each other.
+        bar += f'<text class="excerpt-label" x="{left:.2f}" y="{y - 2:.1f}">{number}</text>'
     elif width >= _LABELLED_WIDTH:
         # Inside the bar, cut to fit (SVG text does not clip); the tooltip has it whole.
         room = int((width - 4) / _CHAR_WIDTH)
@@ -267,18 +287,24 @@ def _bar(op: Mapping[str, Any], top: int, left: float, right: float) -> str:
     return bar
 
 
-def _legend() -> str:
+def _legend(violation: str) -> str:
     items = [
         ("save", "background:#7fb3e6"),
         ("load", "background:#9fd49f"),
         ("delete", "background:#e6b07f"),
         ("fail (documented: no effect)", "background:#7fb3e6;opacity:0.45"),
+        ("effect unknown (raised something undocumented)", "border:1.5px dashed #000"),
         (
-            "never returned (killed or undocumented error)",
-            "background:repeating-linear-gradient("
-            "45deg,#ddd 0 3px,#888 3px 6px);border-style:dashed",
+            "never returned (worker killed): runs to the end",
+            "background:repeating-linear-gradient(45deg,#ddd 0 3px,#888 3px 6px);"
+            "border:1.5px dashed #000",
         ),
-        ("minimal non-linearizable excerpt", "background:#fff;border:2.5px solid #d00"),
+        (
+            "minimal non-linearizable excerpt"
+            if violation == "not-linearizable"
+            else f"the operations showing the violation ({violation})",
+            "background:#fff;border:2.5px solid #d00",
+        ),
     ]
     spans = "".join(
         f'<span><i class="swatch" style="{style}"></i>{escape(name)}</span>'
@@ -289,13 +315,15 @@ def _legend() -> str:
 
 def _excerpt(excerpt: Sequence[Mapping[str, Any]]) -> str:
     rows = "".join(
-        f'<tr class="excerpt-op"><td>worker {int(op["process"])}</td><td>#{int(op["seq"])}</td>'
-        f"<td>{escape(_op_words(op))}</td><td>{escape(_op_when(op))}</td></tr>"
-        for op in excerpt
+        f'<tr class="excerpt-op"><td class="num">{n}</td><td>worker {int(op["process"])}</td>'
+        f"<td>#{int(op['seq'])}</td><td>{escape(_op_words(op))}</td>"
+        f"<td>{escape(_op_when(op))}</td></tr>"
+        for n, op in enumerate(excerpt, 1)
     )
     return (
-        '<h4>The excerpt</h4><table class="excerpt"><thead><tr><th>process</th><th>op</th>'
-        f"<th>call</th><th>when, outcome</th></tr></thead><tbody>{rows}</tbody></table>"
+        '<h4>The excerpt</h4><table class="excerpt"><thead><tr><th></th><th>process</th>'
+        "<th>op</th><th>call</th><th>when, outcome</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
     )
 
 

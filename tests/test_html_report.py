@@ -152,6 +152,14 @@ def test_timeline_has_a_lane_per_process_and_a_bar_per_operation() -> None:
     assert all(attrs["data-process"] == lane for attrs, lane in bars)
     excerpt = {(a["data-process"], a["data-seq"]) for a, _ in page.having("rect", "op", "excerpt")}
     assert excerpt == {("0", "1"), ("0", "2"), ("1", "1")}
+    # Numbered in call order, as the excerpt's table below the timeline lists them.
+    numbered = {
+        a["data-excerpt"]: (a["data-process"], a["data-seq"])
+        for a, _ in bars
+        if a.get("data-excerpt")
+    }
+    assert numbered == {"1": ("0", "1"), "2": ("0", "2"), "3": ("1", "1")}
+    assert len(page.having("tr", "excerpt-op")) == 3
     (killed,) = page.having("rect", "op", "open")
     assert killed[0]["data-process"] == "2"
     # The killed call runs to the window's end: past every recorded return.
