@@ -368,7 +368,9 @@ def _trace_op(op: Mapping[str, Any]) -> str:
     fate = escape(op["fate"])
     mark = f" <b>[{fate}]</b>" if fate else ""
     index = int(op["index"])
+    # The list numbers the operations already: drop the text's own "#N ".
+    text = str(op["text"]).removeprefix(f"#{index} ")
     return (
         f'<li class="trace-op {fate}" value="{index}" data-index="{index}">'
-        f"{escape(op['text'])}{mark}</li>"
+        f"{escape(text)}{mark}</li>"
     )
