@@ -21,6 +21,7 @@ from lance_offsets.stress._options import choose_seed
 from lance_offsets._cli_common import print_error
 
 from ._catalog import PROPERTIES
+from ._html import report_html
 from ._profiles import DEFAULT_PROFILE, PROFILES
 from ._report import Verdict, json_document, report_json, report_junit, report_markdown
 from ._results import PropertyResult, evidence_text
@@ -66,6 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         default=None,
         help="also write the verdict as JUnit XML, one test case per property",
+    )
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        default=None,
+        help="also write one self-contained HTML page: the table, each counterexample, and "
+        "drawings of the failing history (M1/M2) or crash state (D3)",
     )
     parser.add_argument(
         "--stress",
@@ -131,7 +139,7 @@ class _Progress:
             print(text, file=self.err, flush=True)
 
 
-_OUTPUTS: Final = ("json", "markdown", "junit")
+_OUTPUTS: Final = ("json", "markdown", "junit", "html")
 
 
 def _unwritable(option: str, path: str) -> str | None:
@@ -158,6 +166,9 @@ def _write_reports(args: argparse.Namespace, verdict: Verdict) -> None:
     if args.junit:
         with open(args.junit, "wb") as file:
             file.write(report_junit(verdict))
+    if args.html:
+        with open(args.html, "w", encoding="utf-8") as file:
+            file.write(report_html(verdict))
 
 
 class _UsageError(Exception):

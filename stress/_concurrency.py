@@ -41,7 +41,7 @@ from lance_offsets.conformance._spec import load_factory
 from lance_offsets._errors import LockTimeoutError
 
 from ._history import HistoryWriter, Key, Op, OpKind, read_worker
-from ._linearize import check_history, format_violations
+from ._linearize import check_history, drawn_history, format_violations
 from ._options import StressOptions
 from ._procs import context, kill, reap
 
@@ -356,7 +356,15 @@ def _check(pid: str, spec: str, options: StressOptions, workload: Workload) -> P
     ]
     lines += [f"  {p}" for p in problems]
     lines.append(format_violations(violations, seed=options.seed, origin=result.origin))
-    return PropertyResult(pid, "failed", time.monotonic() - began, "\n".join(lines), evidence)
+    history = drawn_history(violations, result.ops, origin=result.origin)
+    return PropertyResult(
+        pid,
+        "failed",
+        time.monotonic() - began,
+        "\n".join(lines),
+        evidence,
+        {"history": history} if history else {},
+    )
 
 
 def check_m1(spec: str, options: StressOptions) -> PropertyResult:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from ._history import Key, Op, format_ops
 
@@ -35,6 +35,7 @@ __all__ = [
     "UndecidedError",
     "Violation",
     "check_history",
+    "drawn_history",
     "first_unexplained",
     "format_violations",
     "shrink",
@@ -330,3 +331,61 @@ def format_violations(violations: Sequence[Violation], *, seed: int, origin: flo
         "workers interleaved, so a rerun may need a few tries (or --stress) to see it again"
     )
     return "\n".join(lines)
+
+
+#: Operations a drawn history holds at most: the excerpt, then its neighbours in time.
+DRAWN_OPERATIONS: Final = 60
+#: Which violation a report draws, first found first: the one a timeline explains best.
+_DRAW_ORDER: Final = ("not-linearizable", "unknown-value", "exception", "undecided")
+
+
+def drawn_history(
+    violations: Sequence[Violation], ops: Sequence[Op], *, origin: float
+) -> dict[str, Any]:
+    """Return the failing excerpt as JSON-ready data for a report that draws it, or ``{}``.
+
+    One violation is drawn (the first non-linearizable key if any: its excerpt is the minimal
+    set of operations no order explains), with the operations of every worker in flight around
+    it, so a reader sees what ran concurrently. Each operation says who ran it (``process``: the
+    worker incarnation), what (``kind``, ``key``, ``value`` or ``result``), when (``call`` and
+    ``return``, seconds after ``origin``; ``return`` None when the worker was killed during it),
+    how it ended (``outcome``: ok, fail, info), and whether it is in the excerpt.
+    """
+    drawn = next((v for kind in _DRAW_ORDER for v in violations if v.kind == kind), None)
+    if drawn is None or not drawn.excerpt:
+        return {}
+    excerpt = {(op.worker, op.seq) for op in drawn.excerpt}
+    start = min(op.invoke for op in drawn.excerpt)
+    end = max(op.invoke if op.complete is None else op.complete for op in drawn.excerpt)
+
+    def distance(op: Op) -> float:
+        # 0 for operations overlapping the excerpt's span, else how far outside it they ran.
+        finish = op.complete if op.complete is not None else float("inf")
+        return max(0.0, start - finish, op.invoke - end)
+
+    neighbours = sorted((op for op in ops if (op.worker, op.seq) not in excerpt), key=distance)
+    room = max(0, DRAWN_OPERATIONS - len(drawn.excerpt))
+    chosen = sorted([*drawn.excerpt, *neighbours[:room]], key=lambda o: (o.invoke, o.worker))
+    return {
+        "violation": drawn.kind,
+        "key": list(drawn.key),
+        "summary": drawn.summary,
+        "operations in history": len(ops),
+        "operations": [_drawn(op, origin, (op.worker, op.seq) in excerpt) for op in chosen],
+    }
+
+
+def _drawn(op: Op, origin: float, in_excerpt: bool) -> dict[str, Any]:
+    return {
+        "process": op.worker,
+        "seq": op.seq,
+        "kind": op.kind,
+        "key": list(op.key),
+        "value": op.value,
+        "result": op.result if op.kind == "load" and op.outcome == "ok" else None,
+        "call": round(op.invoke - origin, 6),
+        "return": None if op.complete is None else round(op.complete - origin, 6),
+        "outcome": op.outcome,
+        "error": op.error,
+        "excerpt": in_excerpt,
+    }

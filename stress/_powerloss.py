@@ -45,9 +45,11 @@ from ._powerloss_oracle import (
     Observation,
     Step,
     counts,
+    drawn_crash_state,
     expectations,
     judge,
     report,
+    shown,
 )
 from ._powerloss_workers import record, verify
 from ._procs import running
@@ -470,11 +472,20 @@ def _check(
             tolerated=tolerated,
             summary=summary,
         )
-        # Scratch paths are gone once we return: print paths relative to the store's root.
         states_dir = os.path.join(scratch, "states")
-        details = details.replace(root + os.sep, "").replace(states_dir + os.sep, "state ")
-        details = details.replace(f"mark {root} ", "mark: ").replace(root, ".")
-        result = PropertyResult("D3", "failed", seconds, details, evidence)
+
+        def clean(text: str) -> str:
+            # Scratch paths are gone once we return: show paths relative to the store's root.
+            text = text.replace(root + os.sep, "").replace(states_dir + os.sep, "state ")
+            return text.replace(f"mark {root} ", "mark: ").replace(root, ".")
+
+        worst = shown(failures)[0]
+        drawn = drawn_crash_state(
+            worst, trace, expected[worst[0].point + 1], by_tree[worst[0].tree], keys, clean=clean
+        )
+        result = PropertyResult(
+            "D3", "failed", seconds, clean(details), evidence, {"crash_state": drawn}
+        )
     else:
         text = f"checked {summary}"
         if tolerated:

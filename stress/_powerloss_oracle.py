@@ -28,9 +28,10 @@ is acceptable if every failing load was, and adds nothing to a failing load's vi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from ._fsmodel import CrashState, Tree
 from ._trace import TraceOp
@@ -46,6 +47,7 @@ __all__ = [
     "Step",
     "Verdict",
     "counts",
+    "drawn_crash_state",
     "expectations",
     "judge",
     "parse_mark",
@@ -407,3 +409,60 @@ def report(
     last = max(s.point for s, _ in picked)
     lines += [f"  {op}" for op in trace[: last + 1]]
     return "\n".join(lines)
+
+
+#: Bytes of each file a drawn crash state shows; the size says how much there was.
+SHOWN_BYTES: Final = 512
+_INDEX: Final = re.compile(r"#(\d+) ")
+
+
+def _safe(content: bytes) -> str:
+    # The bytes as a Python literal's inside: printable ASCII as is, anything else escaped, so
+    # a report can show any file whatever it holds.
+    return repr(content[:SHOWN_BYTES])[2:-1]
+
+
+def drawn_crash_state(
+    failure: Failure,
+    trace: Sequence[TraceOp],
+    expected: Expectation,
+    seen: Observation,
+    keys: Sequence[Key],
+    *,
+    clean: Callable[[str], str] = str,
+) -> dict[str, Any]:
+    """Return one failing crash state as JSON-ready data for a report that draws it.
+
+    ``files``: what the cut left (path, ``dir`` or ``file``, size, the bytes shown safely and
+    truncated to :data:`SHOWN_BYTES`). ``trace``: the worker's operations up to the cut, each
+    marked ``persisted`` or ``undone`` when it was a pending entry operation at the cut.
+    ``clean`` rewrites text naming scratch paths (the caller's temporary directories).
+    """
+    state, verdict = failure
+    fate: dict[int, str] = {}
+    for mark, ops in (("persisted", state.persisted), ("undone", state.undone)):
+        for text in ops:
+            found = _INDEX.match(text)
+            if found:
+                fate[int(found.group(1))] = mark
+    files = []
+    for path, content in state.tree:
+        entry: dict[str, Any] = {"path": clean(path), "type": "dir" if content is None else "file"}
+        if content is not None:
+            entry.update(
+                size=len(content), content=_safe(content), truncated=len(content) > SHOWN_BYTES
+            )
+        files.append(entry)
+    return {
+        "point": state.point,
+        "violation": verdict.problems[0].kind if verdict.problems else "",
+        "problems": [f"{p.kind}: {clean(p.text)}" for p in verdict.problems],
+        "expected": {f"{k}": expected.describe(k) for k in keys},
+        "found": clean(seen.describe(keys)),
+        "data": [clean(d) for d in state.data],
+        "files": files,
+        "trace": [
+            {"index": op.index, "text": clean(str(op)), "fate": fate.get(op.index, "")}
+            for op in trace[: state.point + 1]
+        ],
+    }
