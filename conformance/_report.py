@@ -122,6 +122,7 @@ def json_document(verdict: Verdict) -> dict[str, Any]:
                 "seconds": round(r.seconds, 3),
                 "details": r.details,
                 "evidence": dict(r.evidence),
+                "artifacts": dict(r.artifacts),
             }
             for r in verdict.results
         },
