@@ -171,7 +171,10 @@ class StoreMachine(RuleBasedStateMachine):
         view of the key another writer changed since it last saw it, and that answers with its
         old view, or whose write did not take effect over the other's, demonstrates that it
         does not see other handles' writes (P2), whatever the wrong answer would say alone
-        (an ignored re-commit reads back like a lost write, C3). Anything else: ``default``.
+        (an ignored re-commit reads back like a lost write, C3) -- provided a handle opened now
+        gets the key right, which tells "this handle is stale" from "the store is wrong for
+        everyone" (a store that drops lower offsets drops them for a fresh handle too: C3).
+        Anything else: ``default``.
         """
         name = self._name(slot)
         seen = self.views[name].get(key)
@@ -179,24 +182,54 @@ class StoreMachine(RuleBasedStateMachine):
             written = self.written_at.get(key)
             if written is not None and self.opened_at[name] > written:
                 return "P1"
-            stale = seen != self.model.get(key)
-            return "P2" if stale and (got is _RAISED or got == seen) else default
-        stale = seen != before
-        return "P2" if stale and (got is _RAISED or got in (seen, before)) else default
+            suspect = seen != self.model.get(key) and (got is _RAISED or got == seen)
+        else:
+            suspect = seen != before and (got is _RAISED or got in (seen, before))
+        if suspect and self._fresh_handle_agrees(key, write=before is not _READ):
+            return "P2"
+        return default
+
+    def _fresh_handle_agrees(self, key: Key, *, write: bool) -> bool:
+        """Whether a handle opened now loads ``key`` as the model says.
+
+        With ``write``, it first writes the model's value itself. Runs only on a failure path.
+        """
+        expected = self.model.get(key)
+        try:
+            probe = self.workspace.factory(self.path)
+        except Exception:
+            return False
+        try:
+            if write and expected is None:
+                probe.delete(*key)
+            elif write and expected is not None:
+                probe.save(*key, expected)
+            return bool(probe.load(*key) == expected)
+        except Exception:
+            return False
+        finally:
+            close_quietly(probe)
 
     def _stale_why(self, slot: str, key: Key, before: object = _READ) -> str:
         """The history behind a P2 blame, for the message."""
         seen = self.views[self._name(slot)].get(key)
         value = self.model.get(key) if before is _READ else before
         writer = self.last_writer.get(key, "?")
-        return f" ({writer} changed it to {value!r} after {self._name(slot)} saw {seen!r})"
+        return (
+            f" ({writer} changed it to {value!r} after {self._name(slot)} saw {seen!r}; "
+            "a handle opened now gets it right)"
+        )
 
-    def _call(self, pid: str, what: str, fn: Callable[..., Any], *args: object) -> Any:
+    def _call(
+        self, pid: str | Callable[[], str], what: str, fn: Callable[..., Any], *args: object
+    ) -> Any:
+        """``fn(*args)``; if it raises, a violation of ``pid`` (a callable: blamed only then)."""
         self.tally.running = what
         try:
             return fn(*args)
         except Exception as exc:
-            self._violate(pid, f"{what} raised {type(exc).__name__}: {exc}")
+            blamed = pid if isinstance(pid, str) else pid()
+            self._violate(blamed, f"{what} raised {type(exc).__name__}: {exc}")
             raise  # unreachable: _violate raises
 
     def _pick(self, which: int) -> str:
@@ -365,7 +398,7 @@ class StoreMachine(RuleBasedStateMachine):
         expected = self.model.get(key)
         default = "C2" if expected is None else "C3"
         what = f"{name}.load{key}"
-        raised = self._blame(slot, key, _RAISED, default)
+        raised = lambda: self._blame(slot, key, _RAISED, default)  # noqa: E731
         got = self._call(raised, what, self.handles[slot].load, *key)
         self._note(f"{what} -> {got!r}{f'  # {why}' if why else ''}")
         if got != expected:
