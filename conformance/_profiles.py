@@ -12,9 +12,12 @@ directory before (an example database is an opt-in, keyed by store and property:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import importlib
 import os
+import pkgutil
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -213,6 +216,20 @@ def _database(root: str | None, spec: str | None, pid: str) -> Any:
     return DirectoryBasedExampleDatabase(os.path.join(root, f"{slug}-{digest}", pid))
 
 
+@functools.cache
+def _load_every_module_of_the_kit() -> None:
+    # Hypothesis also draws constants found in the "local" (not site-packages) modules loaded so
+    # far; from a checkout (an editable install) ours are local. Without this, what a property
+    # draws would depend on which checks ran earlier in the process (a serial run, a worker of
+    # --workers, pytest), and a seed would not replay. Loaded once, they are the same for all.
+    for package in ("lance_offsets", "lance_offsets.conformance", "lance_offsets.stress"):
+        module = importlib.import_module(package)
+        for info in pkgutil.iter_modules(module.__path__, f"{package}."):
+            if not info.name.endswith("__main__"):
+                with contextlib.suppress(Exception):  # a platform's module missing elsewhere
+                    importlib.import_module(info.name)
+
+
 def run_settings(
     profile: str,
     *,
@@ -228,6 +245,7 @@ def run_settings(
     :param database: directory for an example database, keyed by ``spec`` and ``pid``; None
         reads :data:`DATABASE_ENV`, and with neither there is no database.
     """
+    _load_every_module_of_the_kit()
     root = database if database is not None else os.environ.get(DATABASE_ENV)
     return RunSettings(
         profile_settings(profile),

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from lance_offsets.conformance import PROPERTIES, check_property, run_checks, store_machine
 from lance_offsets.conformance._catalog import property_ids
 from lance_offsets.conformance._check import report_json
-from lance_offsets.conformance._profiles import PROFILES
+from lance_offsets.conformance._profiles import PROFILES, Tally
+from lance_offsets.conformance._run import failure_text
 from lance_offsets.conformance.reference import memory
 
 from lance_offsets import MemoryOffsetStore
@@ -127,3 +130,57 @@ def test_declared_ranges_narrow_the_strategies() -> None:
         assert check_property(narrow, "C3", profile="smoke").outcome == "failed"
     finally:
         narrow.offset_max = 2**63 - 1  # type: ignore[attr-defined]
+
+
+# -- discards, evidence, readable failures ------------------------------------------------------
+
+
+def test_every_example_is_counted_and_a_pass_reports_it() -> None:
+    for pid in ("C1", "C7", "H1"):  # a machine and two Hypothesis tests
+        result = check_property(MEMORY, pid, profile="smoke")
+        assert result.outcome == "passed", result
+        assert result.evidence["discarded"] == 0, result
+        assert int(result.evidence["examples"]) >= PROFILES["smoke"].max_examples, result
+
+
+def test_a_run_that_discards_most_examples_is_no_verdict(zoo_importable: None) -> None:
+    # A zero for absent keys (C2) breaks nearly every C4 example first: C4 was not exercised.
+    result = check_property("zoo.defects:ZeroForAbsent", "C4", profile="smoke")
+    assert result.outcome == "unverified", result
+    examples, discarded = result.evidence["examples"], result.evidence["discarded"]
+    assert isinstance(discarded, int)
+    assert isinstance(examples, int)
+    assert discarded * 2 > examples, result.evidence
+    assert f"{discarded} of {examples} examples discarded because C2 broke first" in result.details
+
+
+def test_a_time_dependent_store_is_reported_as_such_with_its_steps(
+    zoo_importable: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store's cache expires once per clock tick. A clock that stands still for the first
+    # reads and then ticks on every read makes the timing deterministic: the failure found
+    # early does not happen again when Hypothesis replays it.
+    from zoo import machine_zoo
+
+    reads = itertools.count(1)
+    monkeypatch.setattr(
+        machine_zoo, "clock", lambda: 0.0 if (n := next(reads)) <= 200 else float(n)
+    )
+    result = check_property(machine_zoo.TickingCache, "C4", profile="smoke")
+    assert result.outcome == "failed", result
+    first = result.details.splitlines()[0]
+    assert first.startswith("[C4 delete is idempotent] the store's behaviour was time-dependent")
+    assert "A1.delete(" in result.details  # the store's own steps, not only Hypothesis' words
+    assert "Store steps of the last example" in result.details
+
+
+def test_an_error_that_is_no_verdict_names_the_property_and_the_running_step() -> None:
+    tally = Tally(steps=["A1.save(1, 2, 3)", "A1.load(1, 2) -> 3"], running="A1.list_all()")
+    text = failure_text(RuntimeError("pipe closed"), "C6", tally)
+    lines = text.splitlines()
+    assert lines[0] == (
+        "[C6 list_all is exact and fresh] the check stopped on an error while running "
+        "A1.list_all():"
+    )
+    assert lines[1] == "RuntimeError: pipe closed"
+    assert "A1.load(1, 2) -> 3" in lines
