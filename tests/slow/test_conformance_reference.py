@@ -55,6 +55,17 @@ def test_parallel_verdict_equals_serial() -> None:
     assert {r.id for r in serial if r.outcome == "failed"} >= {"C5"}
 
 
+def test_workers_replay_the_serial_counterexample_by_seed() -> None:
+    # Not derandomized: the seed alone makes each property draw the same in a spawned worker.
+    spec, ids = "zoo.defects:ConcatenatedNames", ["C1", "C5"]
+    serial = run_checks(spec, profile="quick", only=ids, seed=3)
+    parallel = run_checks(spec, profile="quick", only=ids, seed=3, workers=2)
+    assert [(r.id, r.outcome, r.details) for r in parallel] == [
+        (r.id, r.outcome, r.details) for r in serial
+    ]
+    assert serial[1].outcome == "failed", serial[1]
+
+
 def test_check_command_fails_a_zoo_store_with_its_steps(tmp_path: Path) -> None:
     out = tmp_path / "verdict.json"
     done = subprocess.run(
