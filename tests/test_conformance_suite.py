@@ -184,3 +184,19 @@ def test_an_error_that_is_no_verdict_names_the_property_and_the_running_step() -
     )
     assert lines[1] == "RuntimeError: pipe closed"
     assert "A1.load(1, 2) -> 3" in lines
+
+
+def test_an_example_database_is_opt_in_and_kept_per_store_and_property(
+    tmp_path: Path, zoo_importable: None
+) -> None:
+    check_property(MEMORY, "C1", profile="quick", seed=1)
+    assert not Path(".hypothesis", "examples").exists()  # none by default (cwd: a fresh dir)
+    database = tmp_path / "db"
+    result = check_property(
+        "zoo.defects:ConcatenatedNames", "C5", profile="quick", seed=1, database=str(database)
+    )
+    assert result.outcome == "failed", result
+    [store] = database.iterdir()
+    assert store.name.startswith("zoo.defects_ConcatenatedNames-")
+    assert [p.name for p in store.iterdir()] == ["C5"]
+    assert any(f.is_file() for f in (store / "C5").rglob("*"))  # the failure was saved
