@@ -22,7 +22,7 @@ from hypothesis.errors import Flaky, Unsatisfiable
 from ._capabilities import Factory, capabilities_of
 from ._catalog import PROPERTIES, property_ids
 from ._context import CheckContext, NotApplicable
-from ._machine import MACHINE_PLANS, ContractViolation, store_machine
+from ._machine import MACHINE_PLANS, ContractViolation, spec_of, store_machine
 from ._profiles import DEFAULT_PROFILE, Tally, profile_settings, run_settings
 from ._results import Outcome, PropertyResult
 from ._spec import load_factory
@@ -166,8 +166,6 @@ def check_property(
         return PropertyResult(
             pid, "not-applicable", 0.0, f"store does not claim {', '.join(missing)}"
         )
-    from ._machine import spec_of
-
     settings = run_settings(
         profile, pid=pid, seed=seed, spec=spec or spec_of(factory), database=database
     )
@@ -177,7 +175,12 @@ def check_property(
         try:
             details = _checker(pid)(ctx)
         except Unsatisfiable:
-            result = PropertyResult(pid, "unverified", 0.0, _no_verdict(tally, every=True))
+            # Every example broke another property first: the same "no verdict" as most did.
+            why = tally.too_few_kept() or (
+                "every example was discarded because another property broke first: fix that, "
+                "then check again"
+            )
+            result = PropertyResult(pid, "unverified", 0.0, why)
         except NotApplicable as why:
             result = PropertyResult(pid, "not-applicable", 0.0, str(why))
         except Exception as exc:
@@ -188,20 +191,6 @@ def check_property(
             result = PropertyResult(pid, outcome, 0.0, "; ".join(filter(None, [blocked, details])))
     evidence = tally.evidence() if tally.examples else {}
     return dataclasses.replace(result, seconds=time.monotonic() - start, evidence=evidence)
-
-
-def _no_verdict(tally: Tally, *, every: bool) -> str:
-    """Why a run whose examples all broke another property first is no verdict on this one."""
-    why = tally.too_few_kept()
-    if why:
-        return why
-    # The store broke another property in every example before this one could be exercised.
-    return (
-        f"all {tally.examples} examples discarded because another property broke first: fix "
-        "that, then check again"
-        if every
-        else ""
-    )
 
 
 def _default_stress_options(stress: bool, seed: int | None = None) -> Any:

@@ -200,3 +200,16 @@ def test_an_example_database_is_opt_in_and_kept_per_store_and_property(
     assert store.name.startswith("zoo.defects_ConcatenatedNames-")
     assert [p.name for p in store.iterdir()] == ["C5"]
     assert any(f.is_file() for f in (store / "C5").rglob("*"))  # the failure was saved
+
+
+def unopenable(path: str) -> MemoryOffsetStore:
+    """A factory that always raises: every machine example breaks C1 before anything else."""
+    raise OSError(f"cannot open {path}")
+
+
+def test_a_run_that_discards_every_example_is_no_verdict_either() -> None:
+    result = check_property(unopenable, "P1", profile="smoke")
+    assert result.outcome == "unverified", result
+    examples = result.evidence["examples"]
+    assert result.evidence["discarded"] == examples, result.evidence
+    assert f"{examples} of {examples} examples discarded because C1 broke first" in result.details
