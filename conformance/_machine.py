@@ -184,7 +184,7 @@ class StoreMachine(RuleBasedStateMachine):
                 return "P1"
             suspect = seen != self.model.get(key) and (got is _RAISED or got == seen)
         else:
-            suspect = seen != before and (got is _RAISED or got in (seen, before))
+            suspect = seen != before and got in (seen, before)
         if suspect and self._fresh_handle_agrees(key, write=before is not _READ):
             return "P2"
         return default
