@@ -241,10 +241,17 @@ def _stress_check_missing(pid: str) -> str:
 
 
 def _one(
-    spec: str, pid: str, profile: str, stress: bool, options: Any, *, seed: int | None = None
+    spec: str,
+    pid: str,
+    profile: str,
+    stress: bool,
+    options: Any,
+    *,
+    seed: int | None = None,
+    database: str | None = None,
 ) -> PropertyResult:
     if PROPERTIES[pid].suite == "conformance":
-        return check_property(spec, pid, profile=profile, seed=seed)
+        return check_property(spec, pid, profile=profile, seed=seed, database=database)
     return _run_stress(spec, [pid], stress, options)[0]
 
 
@@ -258,6 +265,7 @@ def run_checks(
     stress_options: Any = None,
     seed: int | None = None,
     progress: Callable[[PropertyResult], None] | None = None,
+    database: str | None = None,
 ) -> list[PropertyResult]:
     """Check every property of the catalog (or ``only`` those) on the store ``spec`` names.
 
@@ -268,6 +276,8 @@ def run_checks(
         conformance property derives its Hypothesis seed from it, so passing it back replays the
         same choices and gives the same verdict in any directory.
     :param progress: called with each result as it is known.
+    :param database: directory for an opt-in Hypothesis example database, kept per store and
+        property (default: the ``LANCE_OFFSETS_EXAMPLE_DB`` environment variable, else none).
     :returns: results in catalog order, whatever order they finished in.
     """
     ids = property_ids() if only is None else [p for p in property_ids() if p in set(only)]
@@ -287,7 +297,7 @@ def run_checks(
     if workers <= 1:
         results = []
         for pid in ids:
-            result = _one(spec, pid, profile, stress, stress_options, seed=seed)
+            result = _one(spec, pid, profile, stress, stress_options, seed=seed, database=database)
             if progress:
                 progress(result)
             results.append(result)
@@ -301,6 +311,7 @@ def run_checks(
         workers=workers,
         progress=progress,
         seed=seed,
+        database=database,
     )
 
 
@@ -314,6 +325,7 @@ def _parallel(
     workers: int,
     progress: Callable[[PropertyResult], None] | None,
     seed: int | None = None,
+    database: str | None = None,
 ) -> list[PropertyResult]:
     # Properties are independent (each makes its own directories), so a pool of spawned workers
     # gives the verdict of a serial run; tests/slow/test_conformance_check.py compares the two.
@@ -323,7 +335,10 @@ def _parallel(
     done: dict[str, PropertyResult] = {}
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = {
-            pool.submit(_one, spec, pid, profile, stress, options, seed=seed): pid for pid in ids
+            pool.submit(
+                _one, spec, pid, profile, stress, options, seed=seed, database=database
+            ): pid
+            for pid in ids
         }
         for future in as_completed(futures):
             result = future.result()
