@@ -210,6 +210,21 @@ class StoreMachine(RuleBasedStateMachine):
         finally:
             close_quietly(probe)
 
+    def _never_written_reads_as(self, slot: str, key: Key) -> object:
+        """What ``slot`` loads for a key nobody wrote in this example.
+
+        None when there is no such key to try, or the load raises. Runs only on a failure path.
+        """
+        untouched = [
+            k for k in (*self.seen, (0, 0), (0, 1)) if k != key and k not in self.last_writer
+        ]
+        if not untouched:
+            return None
+        try:
+            return self.handles[slot].load(*untouched[0])
+        except Exception:
+            return None
+
     def _stale_why(self, slot: str, key: Key, before: object = _READ) -> str:
         """The history behind a P2 blame, for the message."""
         seen = self.views[self._name(slot)].get(key)
@@ -381,8 +396,11 @@ class StoreMachine(RuleBasedStateMachine):
         previous = self.model.pop(key, None)
         got = self._call("C4", f"{name}.load{key} after the delete", store.load, *key)
         if got is not None:
-            # The old value still there: delete did nothing (C4); anything else: absent != None.
-            pid = self._blame(slot, key, got, "C4" if got == previous else "C2", previous)
+            # The old value still there: delete did nothing (C4) -- unless a key never written
+            # reads as that value too, which demonstrates absent != None (C2), as does anything
+            # else.
+            kept = got == previous and self._never_written_reads_as(slot, key) != got
+            pid = self._blame(slot, key, got, "C4" if kept else "C2", previous)
             why = self._stale_why(slot, key, previous) if pid == "P2" else ""
             done = f"{name}.delete{key} returned"
             self._violate(pid, f"{done}, then load{key} gave {got!r}, not None{why}")

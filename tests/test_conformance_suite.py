@@ -144,28 +144,43 @@ def test_every_example_is_counted_and_a_pass_reports_it() -> None:
 
 
 def test_a_run_that_discards_most_examples_is_no_verdict(zoo_importable: None) -> None:
-    # A zero for absent keys (C2) breaks nearly every C4 example first: C4 was not exercised.
-    result = check_property("zoo.defects:ZeroForAbsent", "C4", profile="smoke")
-    assert result.outcome == "unverified", result
-    examples, discarded = result.evidence["examples"], result.evidence["discarded"]
-    assert isinstance(discarded, int)
-    assert isinstance(examples, int)
-    assert discarded * 2 > examples, result.evidence
-    assert f"{discarded} of {examples} examples discarded because C2 broke first" in result.details
+    # A zero for absent keys (C2) breaks most C4 examples first: C4 is hardly exercised. How
+    # many depends on the draws; the rule must hold for each run, and bite on most.
+    results = [check_property("zoo.defects:ZeroForAbsent", "C4", seed=s) for s in (0, 1, 2)]
+    for result in results:
+        examples, discarded = result.evidence["examples"], result.evidence["discarded"]
+        assert isinstance(discarded, int)
+        assert isinstance(examples, int)
+        if discarded * 2 > examples:
+            assert result.outcome == "unverified", result
+            why = f"{discarded} of {examples} examples discarded because C2 broke first"
+            assert why in result.details, result
+        else:
+            assert result.outcome == "passed", result
+    assert sum(r.outcome == "unverified" for r in results) >= 2, results
 
 
 def test_a_time_dependent_store_is_reported_as_such_with_its_steps(
     zoo_importable: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The store's cache expires once per clock tick. A clock that stands still for the first
-    # reads and then ticks on every read makes the timing deterministic: the failure found
-    # early does not happen again when Hypothesis replays it.
+    # The store's cache is trusted for one clock tick. Time stands still until the cache has
+    # served its first stale answer, then moves on a tick per read: the failure Hypothesis
+    # found does not happen again when it replays the same steps.
     from zoo import machine_zoo
+    from zoo._base import DirStore
 
-    reads = itertools.count(1)
-    monkeypatch.setattr(
-        machine_zoo, "clock", lambda: 0.0 if (n := next(reads)) <= 200 else float(n)
-    )
+    moving: list[bool] = []
+    ticks = itertools.count(1)
+    monkeypatch.setattr(machine_zoo, "clock", lambda: float(next(ticks)) if moving else 0.0)
+    cached_load = machine_zoo.TickingCache.load
+
+    def load(store: machine_zoo.TickingCache, topic_id: int, consumer_id: int) -> int | None:
+        got = cached_load(store, topic_id, consumer_id)
+        if got != DirStore.load(store, topic_id, consumer_id):
+            moving.append(True)
+        return got
+
+    monkeypatch.setattr(machine_zoo.TickingCache, "load", load)
     result = check_property(machine_zoo.TickingCache, "C4", profile="smoke")
     assert result.outcome == "failed", result
     first = result.details.splitlines()[0]

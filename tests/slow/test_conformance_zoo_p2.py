@@ -43,10 +43,12 @@ def test_a_skipped_recommit_fails_p2_in_the_quick_profile(seed: int) -> None:
 @pytest.mark.parametrize(("name", "broken"), [("MonotonicOnly", "C3"), ("ZeroForAbsent", "C2")])
 def test_a_store_wrong_for_every_handle_is_not_blamed_on_p2(name: str, broken: str) -> None:
     # Dropping a lower offset is wrong for a fresh handle too: what a stale handle shows then
-    # demonstrates the store's own property, and the P2 run says it could not get through.
-    result = check_property(f"zoo.defects:{name}", "P2", profile="smoke")
-    assert result.outcome == "unverified", result
-    assert f"because {broken}" in result.details, result.details
+    # demonstrates the store's own property, and the P2 run discards it.
+    for seed in (0, 1, 2):
+        result = check_property(f"zoo.defects:{name}", "P2", profile="quick", seed=seed)
+        assert result.outcome != "failed", (seed, result)
+        if result.outcome == "unverified":
+            assert f"because {broken}" in result.details, (seed, result)
 
 
 def test_the_other_process_dying_names_the_call() -> None:
