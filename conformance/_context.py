@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hypothesis import settings
-
 from ._capabilities import Capabilities, Factory
+from ._profiles import RunSettings
 from ._workspace import Workspace
 
 __all__ = ["CheckContext", "NotApplicable"]
@@ -23,12 +22,13 @@ class CheckContext:
     :ivar factory: the store factory.
     :ivar caps: its declared capabilities.
     :ivar spec: its import string, for child processes; None when it has none.
-    :ivar settings: the Hypothesis settings of the chosen profile.
+    :ivar settings: the Hypothesis settings of the chosen profile; as a decorator they also seed
+        the test and count its examples (:class:`RunSettings`).
     :ivar workspace: fresh directories and handle bookkeeping for this check.
     """
 
     factory: Factory
     caps: Capabilities
     spec: str | None
-    settings: settings
+    settings: RunSettings
     workspace: Workspace

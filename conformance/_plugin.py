@@ -34,6 +34,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Hypothesis profile of the conformance suite: quick, ci, thorough (default quick)",
     )
     group.addoption(
+        "--conformance-seed",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="seed of the conformance suite's Hypothesis runs, to replay a verdict (default: "
+        "fresh, printed)",
+    )
+    group.addoption(
         "--stress",
         action="store_true",
         default=False,
@@ -91,6 +99,18 @@ def conformance_profile(request: pytest.FixtureRequest) -> str:
     """The Hypothesis profile name given with ``--conformance-profile``."""
     profile: str = request.config.getoption("conformance_profile")
     return profile
+
+
+@pytest.fixture(scope="session")
+def conformance_seed(request: pytest.FixtureRequest) -> int:
+    """The seed every conformance property derives its own from.
+
+    ``--conformance-seed``, or a fresh one; each test prints it, so a failure can be replayed.
+    """
+    from lance_offsets.stress._options import choose_seed
+
+    seed: int | None = request.config.getoption("conformance_seed")
+    return choose_seed() if seed is None else seed
 
 
 @pytest.fixture

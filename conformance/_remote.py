@@ -83,10 +83,21 @@ class RemoteStore:
         """Run ``store.op(*args)`` in the child (``open``/``close`` manage its handle)."""
         if self._proc is None:
             self.start()
-        self._conn.send((op, args))
-        if not self._conn.poll(REPLY_SECONDS):
-            raise RemoteError(f"child process gave no answer to {op}{args} in {REPLY_SECONDS} s")
-        status, value = self._conn.recv()
+        try:
+            self._conn.send((op, args))
+            if not self._conn.poll(REPLY_SECONDS):
+                raise RemoteError(
+                    f"child process gave no answer to {op}{args} in {REPLY_SECONDS} s"
+                )
+            status, value = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            # The child died (the store crashed its process, or it was killed): say which call
+            # it was running and how it ended, not just "EOFError" from the pipe.
+            code = self._proc.exitcode
+            ended = f"exit code {code}" if code is not None else "no exit code yet"
+            raise RemoteError(
+                f"child process died during {op}{args} ({ended}; {type(exc).__name__})"
+            ) from exc
         if status == "error":
             raise RemoteError(f"{op}{args} in the child process raised {value}")
         return value

@@ -10,20 +10,21 @@ pytest::
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
 import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from hypothesis.errors import Unsatisfiable
+from hypothesis.errors import Flaky, Unsatisfiable
 
 from ._capabilities import Factory, capabilities_of
 from ._catalog import PROPERTIES, property_ids
 from ._context import CheckContext, NotApplicable
-from ._machine import MACHINE_PLANS, store_machine
-from ._profiles import DEFAULT_PROFILE, profile_settings
-from ._results import PropertyResult
+from ._machine import MACHINE_PLANS, ContractViolation, spec_of, store_machine
+from ._profiles import DEFAULT_PROFILE, Tally, profile_settings, run_settings
+from ._results import Outcome, PropertyResult
 from ._spec import load_factory
 from ._workspace import Workspace
 
@@ -44,12 +45,61 @@ CHECKS: Final[dict[str, str]] = {
 NOT_IMPLEMENTED: Final = "not implemented yet"
 
 
-def failure_text(exc: BaseException) -> str:
-    """The message and Hypothesis' notes (the shrunk failing steps) of a failure."""
-    lines = [f"{type(exc).__name__}: {exc}"]
-    lines.extend(str(n) for n in getattr(exc, "__notes__", ()))
-    if not getattr(exc, "__notes__", None):
-        lines.extend(traceback.format_exception(exc)[-6:])
+#: Tail of a traceback shown when a failure carries no steps of its own.
+_TRACEBACK_LINES: Final = 6
+
+
+def _title(pid: str) -> str:
+    return f"[{pid} {PROPERTIES[pid].title}]"
+
+
+def _notes(exc: BaseException) -> list[str]:
+    return [str(n) for n in getattr(exc, "__notes__", ())]
+
+
+def _steps(tally: Tally | None) -> list[str]:
+    if tally is None or not tally.steps:
+        return []
+    return ["Store steps of the last example the suite ran (latest last):", *tally.steps]
+
+
+def failure_text(exc: BaseException, pid: str | None = None, tally: Tally | None = None) -> str:
+    """A failure report that leads with the property, the store's steps and its state.
+
+    A :class:`ContractViolation` says what the store did and the model; Hypothesis' notes are the
+    shrunk steps. Any other error (the store raised where no check expected it, a harness part
+    broke) is titled with the property and the store operation that was running, and shows the
+    suite's own record of the steps when Hypothesis gives none.
+    """
+    if isinstance(exc, Flaky) and pid is not None:
+        return _flaky_text(exc, pid, tally)
+    message = f"{type(exc).__name__}: {exc}"
+    lines = []
+    if pid is not None and not isinstance(exc, ContractViolation):
+        running = f" while running {tally.running}" if tally is not None and tally.running else ""
+        lines.append(f"{_title(pid)} the check stopped on an error{running}:")
+    lines.append(message)
+    notes = _notes(exc)
+    lines.extend(notes)
+    if not notes:
+        lines.extend(_steps(tally))
+        lines.extend(traceback.format_exception(exc)[-_TRACEBACK_LINES:])
+    return "\n".join(lines).rstrip()
+
+
+def _flaky_text(exc: BaseException, pid: str, tally: Tally | None) -> str:
+    lines = [
+        f"{_title(pid)} the store's behaviour was time-dependent: the same steps passed once and "
+        "failed once (or drew differently), so the failure could not be replayed or shrunk. "
+        "Look for time, caches with expiry, background threads or state kept across handles.",
+    ]
+    for failure in list(getattr(exc, "exceptions", ()))[:2]:
+        lines.append(f"One run failed with {type(failure).__name__}: {failure}")
+        lines.extend(_notes(failure))
+    lines.extend(_notes(exc))
+    lines.extend(_steps(tally))
+    first = str(exc).strip().splitlines()[:1]
+    lines.append(f"(Hypothesis reported {type(exc).__name__}: {first[0] if first else ''})")
     return "\n".join(lines).rstrip()
 
 
@@ -59,9 +109,16 @@ def _run_machine(ctx: CheckContext, pid: str) -> str:
     # Older Hypothesis releases leave this function unannotated, newer ones annotate it; through
     # Any, mypy --strict accepts both. Its signature is (class, *, settings).
     run_machine: Any = stateful.run_state_machine_as_test
-    machine = store_machine(ctx.factory, focus=[pid], spec=ctx.spec, workdir=ctx.workspace.root)
+    machine = store_machine(
+        ctx.factory,
+        focus=[pid],
+        spec=ctx.spec,
+        workdir=ctx.workspace.root,
+        tally=ctx.settings.tally,
+    )
     try:
-        run_machine(machine, settings=ctx.settings)
+        # The machine counts its own examples; the plain settings do not count them again.
+        run_machine(ctx.settings.seeded(machine), settings=ctx.settings.plain())
     finally:
         if machine.remote is not None:
             machine.remote.stop()
@@ -88,8 +145,17 @@ def check_property(
     profile: str = DEFAULT_PROFILE,
     spec: str | None = None,
     workdir: str | None = None,
+    seed: int | None = None,
+    database: str | None = None,
 ) -> PropertyResult:
-    """Check one single-process property (C*, P*, F1, H*, S1) and return its verdict."""
+    """Check one single-process property (C*, P*, F1, H*, S1) and return its verdict.
+
+    :param seed: run seed: the property's Hypothesis seed is derived from it and ``pid``, so the
+        same seed gives the same verdict in any directory (None: fresh; derandomized profiles
+        need none).
+    :param database: directory for a Hypothesis example database kept per store and property
+        (default: the ``LANCE_OFFSETS_EXAMPLE_DB`` environment variable, else no database).
+    """
     if isinstance(factory, str):
         spec = spec or factory
         factory = load_factory(factory)
@@ -100,22 +166,31 @@ def check_property(
         return PropertyResult(
             pid, "not-applicable", 0.0, f"store does not claim {', '.join(missing)}"
         )
-    settings = profile_settings(profile)
+    settings = run_settings(
+        profile, pid=pid, seed=seed, spec=spec or spec_of(factory), database=database
+    )
+    tally = settings.tally
     with Workspace(factory, workdir) as workspace:
         ctx = CheckContext(factory, caps, spec, settings, workspace)
         try:
             details = _checker(pid)(ctx)
-        except Unsatisfiable as exc:
-            why = (
-                f"could not be checked: every example broke another property first ({exc}); "
-                "fix the other failures, then check again"
+        except Unsatisfiable:
+            # Every example broke another property first: the same "no verdict" as most did.
+            why = tally.too_few_kept() or (
+                "every example was discarded because another property broke first: fix that, "
+                "then check again"
             )
-            return PropertyResult(pid, "failed", time.monotonic() - start, why)
+            result = PropertyResult(pid, "unverified", 0.0, why)
         except NotApplicable as why:
-            return PropertyResult(pid, "not-applicable", time.monotonic() - start, str(why))
+            result = PropertyResult(pid, "not-applicable", 0.0, str(why))
         except Exception as exc:
-            return PropertyResult(pid, "failed", time.monotonic() - start, failure_text(exc))
-    return PropertyResult(pid, "passed", time.monotonic() - start, details)
+            result = PropertyResult(pid, "failed", 0.0, failure_text(exc, pid, tally))
+        else:
+            blocked = tally.too_few_kept()
+            outcome: Outcome = "unverified" if blocked else "passed"
+            result = PropertyResult(pid, outcome, 0.0, "; ".join(filter(None, [blocked, details])))
+    evidence = tally.evidence() if tally.examples else {}
+    return dataclasses.replace(result, seconds=time.monotonic() - start, evidence=evidence)
 
 
 def _default_stress_options(stress: bool, seed: int | None = None) -> Any:
@@ -165,9 +240,18 @@ def _stress_check_missing(pid: str) -> str:
     return "" if hasattr(module, func) else f"{module_name} has no {func}"
 
 
-def _one(spec: str, pid: str, profile: str, stress: bool, options: Any) -> PropertyResult:
+def _one(
+    spec: str,
+    pid: str,
+    profile: str,
+    stress: bool,
+    options: Any,
+    *,
+    seed: int | None = None,
+    database: str | None = None,
+) -> PropertyResult:
     if PROPERTIES[pid].suite == "conformance":
-        return check_property(spec, pid, profile=profile)
+        return check_property(spec, pid, profile=profile, seed=seed, database=database)
     return _run_stress(spec, [pid], stress, options)[0]
 
 
@@ -181,15 +265,19 @@ def run_checks(
     stress_options: Any = None,
     seed: int | None = None,
     progress: Callable[[PropertyResult], None] | None = None,
+    database: str | None = None,
 ) -> list[PropertyResult]:
     """Check every property of the catalog (or ``only`` those) on the store ``spec`` names.
 
     :param profile: Hypothesis profile: ``quick``, ``ci``, ``thorough`` (or ``smoke``).
     :param stress: run the long versions of the multi-process properties.
     :param workers: properties checked at once, each in its own process (1: in this process).
-    :param seed: seed of the multi-process runs (default: fresh); their failures print it, and
-        passing it back replays the same choices.
+    :param seed: seed of the whole run (default: fresh): the multi-process runs use it and each
+        conformance property derives its Hypothesis seed from it, so passing it back replays the
+        same choices and gives the same verdict in any directory.
     :param progress: called with each result as it is known.
+    :param database: directory for an opt-in Hypothesis example database, kept per store and
+        property (default: the ``LANCE_OFFSETS_EXAMPLE_DB`` environment variable, else none).
     :returns: results in catalog order, whatever order they finished in.
     """
     ids = property_ids() if only is None else [p for p in property_ids() if p in set(only)]
@@ -198,6 +286,10 @@ def run_checks(
         raise ValueError(f"unknown property IDs {sorted(unknown)}; known: {', '.join(PROPERTIES)}")
     profile_settings(profile)  # an unknown profile fails before any work
     load_factory(spec)
+    if seed is None:
+        from lance_offsets.stress._options import choose_seed
+
+        seed = choose_seed()
     if stress_options is None and any(PROPERTIES[p].suite != "conformance" for p in ids):
         # One options object (one seed) for the whole run: D1, D2, D4 and D5 then share one
         # crash campaign (stress/_crash.py caches it by spec and seed) instead of running four.
@@ -205,7 +297,7 @@ def run_checks(
     if workers <= 1:
         results = []
         for pid in ids:
-            result = _one(spec, pid, profile, stress, stress_options)
+            result = _one(spec, pid, profile, stress, stress_options, seed=seed, database=database)
             if progress:
                 progress(result)
             results.append(result)
@@ -218,6 +310,8 @@ def run_checks(
         options=stress_options,
         workers=workers,
         progress=progress,
+        seed=seed,
+        database=database,
     )
 
 
@@ -230,6 +324,8 @@ def _parallel(
     options: Any,
     workers: int,
     progress: Callable[[PropertyResult], None] | None,
+    seed: int | None = None,
+    database: str | None = None,
 ) -> list[PropertyResult]:
     # Properties are independent (each makes its own directories), so a pool of spawned workers
     # gives the verdict of a serial run; tests/slow/test_conformance_check.py compares the two.
@@ -238,7 +334,12 @@ def _parallel(
 
     done: dict[str, PropertyResult] = {}
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_one, spec, pid, profile, stress, options): pid for pid in ids}
+        futures = {
+            pool.submit(
+                _one, spec, pid, profile, stress, options, seed=seed, database=database
+            ): pid
+            for pid in ids
+        }
         for future in as_completed(futures):
             result = future.result()
             done[result.id] = result

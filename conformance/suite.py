@@ -21,11 +21,18 @@ __all__ = ["test_property"]
 
 
 @pytest.mark.parametrize("property_id", property_ids("conformance"))
-def test_property(property_id: str, store_spec: str, conformance_profile: str) -> None:
+def test_property(
+    property_id: str, store_spec: str, conformance_profile: str, conformance_seed: int
+) -> None:
     """One property of DESIGN.md section 3 on the store under test."""
     from ._run import check_property
 
-    result = check_property(store_spec, property_id, profile=conformance_profile)
+    print(
+        f"conformance seed: {conformance_seed} (replay with --conformance-seed {conformance_seed})"
+    )
+    result = check_property(
+        store_spec, property_id, profile=conformance_profile, seed=conformance_seed
+    )
     if result.outcome in ("not-applicable", "unverified"):
         pytest.skip(f"{property_id} {result.outcome}: {result.details}")
     if result.outcome == "failed":

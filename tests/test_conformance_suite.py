@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from lance_offsets.conformance import PROPERTIES, check_property, run_checks, store_machine
 from lance_offsets.conformance._catalog import property_ids
 from lance_offsets.conformance._check import report_json
-from lance_offsets.conformance._profiles import PROFILES
+from lance_offsets.conformance._profiles import PROFILES, Tally
+from lance_offsets.conformance._run import failure_text
 from lance_offsets.conformance.reference import memory
 
 from lance_offsets import MemoryOffsetStore
@@ -127,3 +130,101 @@ def test_declared_ranges_narrow_the_strategies() -> None:
         assert check_property(narrow, "C3", profile="smoke").outcome == "failed"
     finally:
         narrow.offset_max = 2**63 - 1  # type: ignore[attr-defined]
+
+
+# -- discards, evidence, readable failures ------------------------------------------------------
+
+
+def test_every_example_is_counted_and_a_pass_reports_it() -> None:
+    for pid in ("C1", "C7", "H1"):  # a machine and two Hypothesis tests
+        result = check_property(MEMORY, pid, profile="smoke")
+        assert result.outcome == "passed", result
+        assert result.evidence["discarded"] == 0, result
+        assert int(result.evidence["examples"]) >= PROFILES["smoke"].max_examples, result
+
+
+def test_a_run_that_discards_most_examples_is_no_verdict(zoo_importable: None) -> None:
+    # A zero for absent keys (C2) breaks most C4 examples first: C4 is hardly exercised. How
+    # many depends on the draws; the rule must hold for each run, and bite on most.
+    results = [check_property("zoo.defects:ZeroForAbsent", "C4", seed=s) for s in (0, 1, 2)]
+    for result in results:
+        examples, discarded = result.evidence["examples"], result.evidence["discarded"]
+        assert isinstance(discarded, int)
+        assert isinstance(examples, int)
+        if discarded * 2 > examples:
+            assert result.outcome == "unverified", result
+            why = f"{discarded} of {examples} examples discarded because C2 broke first"
+            assert why in result.details, result
+        else:
+            assert result.outcome == "passed", result
+    assert sum(r.outcome == "unverified" for r in results) >= 2, results
+
+
+def test_a_time_dependent_store_is_reported_as_such_with_its_steps(
+    zoo_importable: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store's cache is trusted for one clock tick. Time stands still until the cache has
+    # served its first stale answer, then moves on a tick per read: the failure Hypothesis
+    # found does not happen again when it replays the same steps.
+    from zoo import machine_zoo
+    from zoo._base import DirStore
+
+    moving: list[bool] = []
+    ticks = itertools.count(1)
+    monkeypatch.setattr(machine_zoo, "clock", lambda: float(next(ticks)) if moving else 0.0)
+    cached_load = machine_zoo.TickingCache.load
+
+    def load(store: machine_zoo.TickingCache, topic_id: int, consumer_id: int) -> int | None:
+        got = cached_load(store, topic_id, consumer_id)
+        if got != DirStore.load(store, topic_id, consumer_id):
+            moving.append(True)
+        return got
+
+    monkeypatch.setattr(machine_zoo.TickingCache, "load", load)
+    result = check_property(machine_zoo.TickingCache, "C4", profile="smoke")
+    assert result.outcome == "failed", result
+    first = result.details.splitlines()[0]
+    assert first.startswith("[C4 delete is idempotent] the store's behaviour was time-dependent")
+    assert "A1.delete(" in result.details  # the store's own steps, not only Hypothesis' words
+    assert "Store steps of the last example" in result.details
+
+
+def test_an_error_that_is_no_verdict_names_the_property_and_the_running_step() -> None:
+    tally = Tally(steps=["A1.save(1, 2, 3)", "A1.load(1, 2) -> 3"], running="A1.list_all()")
+    text = failure_text(RuntimeError("pipe closed"), "C6", tally)
+    lines = text.splitlines()
+    assert lines[0] == (
+        "[C6 list_all is exact and fresh] the check stopped on an error while running "
+        "A1.list_all():"
+    )
+    assert lines[1] == "RuntimeError: pipe closed"
+    assert "A1.load(1, 2) -> 3" in lines
+
+
+def test_an_example_database_is_opt_in_and_kept_per_store_and_property(
+    tmp_path: Path, zoo_importable: None
+) -> None:
+    check_property(MEMORY, "C1", profile="quick", seed=1)
+    assert not Path(".hypothesis", "examples").exists()  # none by default (cwd: a fresh dir)
+    database = tmp_path / "db"
+    result = check_property(
+        "zoo.defects:ConcatenatedNames", "C5", profile="quick", seed=1, database=str(database)
+    )
+    assert result.outcome == "failed", result
+    [store] = database.iterdir()
+    assert store.name.startswith("zoo.defects_ConcatenatedNames-")
+    assert [p.name for p in store.iterdir()] == ["C5"]
+    assert any(f.is_file() for f in (store / "C5").rglob("*"))  # the failure was saved
+
+
+def unopenable(path: str) -> MemoryOffsetStore:
+    """A factory that always raises: every machine example breaks C1 before anything else."""
+    raise OSError(f"cannot open {path}")
+
+
+def test_a_run_that_discards_every_example_is_no_verdict_either() -> None:
+    result = check_property(unopenable, "P1", profile="smoke")
+    assert result.outcome == "unverified", result
+    examples = result.evidence["examples"]
+    assert result.evidence["discarded"] == examples, result.evidence
+    assert f"{examples} of {examples} examples discarded because C1 broke first" in result.details
