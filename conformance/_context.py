@@ -1,4 +1,4 @@
-"""What every property check receives, and how a check says a property does not apply."""
+"""What every property check receives, and how a check says it could not exercise its property."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ from ._capabilities import Capabilities, Factory
 from ._profiles import RunSettings
 from ._workspace import Workspace
 
-__all__ = ["CheckContext", "NotApplicable"]
+__all__ = ["CheckContext", "Unverified"]
 
 
-class NotApplicable(Exception):
-    """Raised by a check that finds, at run time, that its property cannot be checked here."""
+class Unverified(Exception):
+    """Raised by a check that finds, at run time, that it cannot exercise its property here.
+
+    The store claims the property (else the check would not run), so the verdict is
+    ``unverified`` with this reason, never ``not-applicable``, which is kept for what a store
+    does not claim.
+    """
 
 
 @dataclass

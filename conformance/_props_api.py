@@ -46,7 +46,6 @@ def check_c7(ctx: CheckContext) -> str:
     @ctx.settings
     @given(committed=_committed(ctx), data=st.data())
     def domain(committed: dict[Key, int], data: st.DataObject) -> None:
-        ctx.workspace.count("examples")
         path = ctx.workspace.fresh_dir()
         store = ctx.workspace.open(path)
         try:
@@ -156,7 +155,6 @@ def check_c8(ctx: CheckContext) -> str:
     @ctx.settings
     @given(committed=_committed(ctx), late=st.tuples(keys(ctx.caps), offsets(ctx.caps)))
     def closing(committed: dict[Key, int], late: tuple[Key, int]) -> None:
-        ctx.workspace.count("examples")
         path = ctx.workspace.fresh_dir()
         try:
             with ctx.workspace.open(path) as store:

@@ -28,7 +28,7 @@ from typing import Any, Final
 from hypothesis import given, note, reject
 from hypothesis import strategies as st
 
-from ._context import CheckContext, NotApplicable
+from ._context import CheckContext, Unverified
 from ._machine import ContractViolation
 from ._remote import RemoteError
 from ._strategies import Key, keys, offsets
@@ -304,7 +304,7 @@ def check_f1(ctx: CheckContext) -> str:
     probe = _commit(ctx, {(1, 1): 1}, noted=False)
     generic = bool(stored_files(probe))
     if not generic and not ctx.caps.damage:
-        raise NotApplicable(
+        raise Unverified(
             "the store leaves no files under its location and its factory has no 'damage' "
             "mapping, so nothing can be damaged"
         )
@@ -324,7 +324,6 @@ def check_f1(ctx: CheckContext) -> str:
         data=st.data(),
     )
     def damaged(committed: dict[Key, int], warm: bool, data: st.DataObject) -> None:
-        ctx.workspace.count("examples")
         try:
             (_warm if warm else _cold)(ctx, committed, data, generic)
             ctx.workspace.count("damaged states")

@@ -206,7 +206,6 @@ def check_h1(ctx: CheckContext) -> str:
     @ctx.settings
     @given(program=_program(ctx, []))
     def once_in_order(program: list[tuple[Any, ...]]) -> None:
-        ctx.workspace.count("examples")
         try:
             _run(ctx, "H1", program)
         finally:
@@ -222,7 +221,6 @@ def check_h2(ctx: CheckContext) -> str:
     @ctx.settings
     @given(program=_program(ctx, extra))
     def previous(program: list[tuple[Any, ...]]) -> None:
-        ctx.workspace.count("examples")
         try:
             _run(ctx, "H2", program)
         finally:
@@ -275,7 +273,6 @@ def check_h3(ctx: CheckContext) -> str:
         bad=st.sampled_from([-1, True, 1.5, None, 2**64]),
     )
     def failures(key: Key, first: int, second: int, bad: object) -> None:
-        ctx.workspace.count("examples")
         path = ctx.workspace.fresh_dir()
         try:
             log: list[tuple[str, Any, object]] = []

@@ -21,7 +21,7 @@ from hypothesis.errors import Flaky, Unsatisfiable
 
 from ._capabilities import Factory, capabilities_of
 from ._catalog import PROPERTIES, property_ids
-from ._context import CheckContext, NotApplicable
+from ._context import CheckContext, Unverified
 from ._machine import MACHINE_PLANS, ContractViolation, spec_of, store_machine
 from ._profiles import DEFAULT_PROFILE, Tally, profile_settings, run_settings
 from ._results import Outcome, PropertyResult
@@ -109,6 +109,13 @@ def _run_machine(ctx: CheckContext, pid: str) -> str:
     # Older Hypothesis releases leave this function unannotated, newer ones annotate it; through
     # Any, mypy --strict accepts both. Its signature is (class, *, settings).
     run_machine: Any = stateful.run_state_machine_as_test
+    if pid == "P2" and ctx.caps.one_handle and not (ctx.caps.shared and ctx.spec):
+        # P2 needs a second handle, and the only place left for one is another process.
+        why = "it does not claim shared" if not ctx.caps.shared else "no import spec"
+        raise Unverified(
+            "P2 needs a second handle: the store allows one per process, and another process "
+            f"cannot open one ({why})"
+        )
     machine = store_machine(
         ctx.factory,
         focus=[pid],
@@ -124,6 +131,10 @@ def _run_machine(ctx: CheckContext, pid: str) -> str:
             machine.remote.stop()
         machine.workspace.cleanup()
     notes = []
+    if pid == "P2" and "second" not in machine.families:
+        notes.append(
+            "the same-process part was not checked: the store declares one handle per process"
+        )
     if pid == "P2" and "remote" not in machine.families:
         why = "store does not claim shared" if not ctx.caps.shared else "factory has no import spec"
         notes.append(f"the other-process part was not checked: {why}")
@@ -181,15 +192,20 @@ def check_property(
                 "then check again"
             )
             result = PropertyResult(pid, "unverified", 0.0, why)
-        except NotApplicable as why:
-            result = PropertyResult(pid, "not-applicable", 0.0, str(why))
+        except Unverified as why:
+            result = PropertyResult(pid, "unverified", 0.0, str(why))
         except Exception as exc:
             result = PropertyResult(pid, "failed", 0.0, failure_text(exc, pid, tally))
         else:
             blocked = tally.too_few_kept()
             outcome: Outcome = "unverified" if blocked else "passed"
             result = PropertyResult(pid, outcome, 0.0, "; ".join(filter(None, [blocked, details])))
-    evidence = tally.evidence() if tally.examples else {}
+        # The tally counts examples for every property; the workspace adds what a check did
+        # beyond them (damaged states, warm handles, helper handles in another process).
+        evidence = {
+            **(tally.evidence() if tally.examples else {}),
+            **workspace.evidence,
+        }
     return dataclasses.replace(result, seconds=time.monotonic() - start, evidence=evidence)
 
 
