@@ -85,7 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="SEED",
-        help="seed of the multi-process runs, to replay a failure (default: fresh, printed)",
+        help="seed of everything drawn at random (the Hypothesis examples and the multi-process "
+        "runs): the same command and seed give the same verdict in any directory "
+        "(default: fresh, printed)",
     )
     parser.add_argument(
         "--strict",
