@@ -1,6 +1,6 @@
 """The contract's properties: stable IDs, titles, and what a store must claim for each to apply.
 
-IDs never change meaning and are never renumbered (DESIGN.md section 3); test names carry them.
+IDs never change meaning and are never renumbered (docs/contract.md); test names carry them.
 This table is the one place the suite, the stress harness and the CLI learn a property's title.
 """
 

@@ -21,7 +21,7 @@ from ._machine import ContractViolation
 
 __all__ = ["UNSAFE_NAMES", "check_s1", "is_unsafe"]
 
-#: Names every store with names must reject (DESIGN.md section 3, S1). None climbs more than two
+#: Names every store with names must reject (docs/contract.md, S1). None climbs more than two
 #: levels or is absolute: a broken store under test must not write outside the suite's sandbox
 #: (the absolute case is added per example, pointing inside the sandbox).
 UNSAFE_NAMES: Final = (

@@ -1,7 +1,7 @@
 """A store handle in another process, driven over a pipe (P2 "from another process").
 
 The child rebuilds the factory from its spec string, as every cross-process part of the suite does
-(DESIGN.md section 5), so it exercises exactly what a second consumer process would. One child
+(docs/conformance.md), so it exercises exactly what a second consumer process would. One child
 serves a whole run: spawning one per Hypothesis example would cost more than the example.
 """
 

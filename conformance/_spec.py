@@ -1,4 +1,4 @@
-"""Loading a store factory from its ``pkg.module:attr`` import string (DESIGN.md section 5)."""
+"""Loading a store factory from its ``pkg.module:attr`` import string (docs/conformance.md)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ __all__ = ["test_property"]
 def test_property(
     property_id: str, store_spec: str, conformance_profile: str, conformance_seed: int
 ) -> None:
-    """One property of DESIGN.md section 3 on the store under test."""
+    """One property of docs/contract.md on the store under test."""
     from ._run import check_property
 
     print(
