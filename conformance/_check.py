@@ -213,7 +213,8 @@ def _report(verdict: Verdict, out: TextIO) -> None:
     for result in verdict.results:
         if result.outcome in ("unverified", "not-applicable"):
             word = result.outcome.replace("-", " ")
-            print(f"  {result.id} {word}: {result.details}", file=out)
+            reason = result.details.replace("\n", "\n      ")  # continuation under its row
+            print(f"  {result.id} {word}: {reason}", file=out)
     for result in verdict.results:
         if result.outcome == "failed":
             print(f"\n=== {result.id} {PROPERTIES[result.id].title}: FAILED ===", file=out)
