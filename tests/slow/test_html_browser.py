@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -78,6 +79,35 @@ def render(page: Path, tmp_path: Path) -> str:
     return done.stdout
 
 
+def screenshot(page: Path, tmp_path: Path, name: str) -> Path:
+    """Save what Chromium draws of ``page`` as ``name``, where CI keeps it as an artifact.
+
+    ``LANCE_OFFSETS_SCREENSHOTS`` names that folder (the GitHub workflow uploads it); without it
+    the picture stays in the test's temporary directory.
+    """
+    assert CHROMIUM is not None
+    folder = Path(os.environ.get("LANCE_OFFSETS_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    picture = folder / name
+    done = subprocess.run(
+        [
+            CHROMIUM,
+            *("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"),
+            *("--no-first-run", "--disable-background-networking", "--disable-sync"),
+            *("--disable-component-update", f"--user-data-dir={tmp_path / 'shot-profile'}"),
+            *("--window-size=1300,1400", f"--screenshot={picture}", page.as_uri()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=BROWSER_SECONDS,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture
+    print(f"screenshot: {picture}")
+    return picture
+
+
 def write_page(result: PropertyResult, tmp_path: Path, seed: int) -> Path:
     page = tmp_path / "report.html"
     verdict = Verdict(f"zoo:{result.id}", [result], result.seconds, seed, "quick")
@@ -114,6 +144,7 @@ def test_m1_failure_is_drawn_as_lanes_bars_and_the_excerpt(
     dom = render(measuring, tmp_path)
     elements = parse(dom)
     loads_nothing(render(page, tmp_path), parse(page.read_text(encoding="utf-8")))
+    screenshot(page, tmp_path, "m1-timeline.png")
 
     # One lane per process of the drawn operations, one bar per operation, each in its lane.
     lanes = [a["data-process"] for a, _ in elements.having("g", "lane")]
