@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +58,16 @@ document.body.appendChild(pre);
 </script>"""
 
 
-def render(page: Path, tmp_path: Path) -> str:
-    """Return the DOM Chromium built for ``page``, after running its scripts."""
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run headless Chromium with a fresh profile and no network chatter; fail on an error."""
     assert CHROMIUM is not None
-    profile = tmp_path / "chromium-profile"
+    profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
     done = subprocess.run(
         [
             CHROMIUM,
             *("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"),
             *("--no-first-run", "--disable-background-networking", "--disable-sync"),
-            *("--disable-component-update", f"--user-data-dir={profile}"),
-            *("--window-size=1200,1000", "--dump-dom", page.as_uri()),
+            *("--disable-component-update", f"--user-data-dir={profile}", *args),
         ],
         capture_output=True,
         text=True,
@@ -75,6 +75,12 @@ def render(page: Path, tmp_path: Path) -> str:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def render(page: Path, tmp_path: Path) -> str:
+    """Return the DOM Chromium built for ``page``, after running its scripts."""
+    done = chromium(tmp_path, "--window-size=1200,1000", "--dump-dom", page.as_uri())
     assert "<body" in done.stdout, done.stderr[-2000:]
     return done.stdout
 
@@ -85,24 +91,10 @@ def screenshot(page: Path, tmp_path: Path, name: str) -> Path:
     ``LANCE_OFFSETS_SCREENSHOTS`` names that folder (the GitHub workflow uploads it); without it
     the picture stays in the test's temporary directory.
     """
-    assert CHROMIUM is not None
     folder = Path(os.environ.get("LANCE_OFFSETS_SCREENSHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     picture = folder / name
-    done = subprocess.run(
-        [
-            CHROMIUM,
-            *("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"),
-            *("--no-first-run", "--disable-background-networking", "--disable-sync"),
-            *("--disable-component-update", f"--user-data-dir={tmp_path / 'shot-profile'}"),
-            *("--window-size=1300,1400", f"--screenshot={picture}", page.as_uri()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=BROWSER_SECONDS,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    chromium(tmp_path, "--window-size=1300,1400", f"--screenshot={picture}", page.as_uri())
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture
     print(f"screenshot: {picture}")
     return picture
