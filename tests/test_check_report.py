@@ -172,3 +172,31 @@ def test_check_writes_all_three_reports_and_progress(tmp_path: Path) -> None:
         "C1 round trip",
         "P1 reopen sees every commit",
     ]
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_a_real_failure_reads_in_markdown_and_junit(tmp_path: Path) -> None:
+    # A store that answers 0 for absent keys (zoo.defects:ZeroForAbsent) fails C2 for real; both
+    # CI files must name the property and carry its shrunk steps.
+    from zoo.defects import has_readable_steps  # importable through the fixture
+
+    done = _check(
+        tmp_path,
+        "zoo.defects:ZeroForAbsent",
+        *("--only", "C2", "--seed", "1", "--markdown", "v.md", "--junit", "v.xml"),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    page = (tmp_path / "v.md").read_text()
+    assert "| ❌ | C2 | absent keys load as None | failed |" in page
+    assert "<summary><b>C2 absent keys load as None: failed</b></summary>" in page
+    assert "[C2 absent keys load as None]" in page
+    assert has_readable_steps(page)
+    (suite,) = ET.fromstring((tmp_path / "v.xml").read_bytes()).iter("testsuite")
+    assert suite.get("failures") == "1"
+    (case,) = suite.iter("testcase")
+    failure = case.find("failure")
+    assert failure is not None
+    assert failure.text is not None
+    assert case.get("name") == "C2 absent keys load as None"
+    assert "[C2 absent keys load as None]" in (failure.get("message") or "")
+    assert has_readable_steps(failure.text)
