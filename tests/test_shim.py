@@ -173,3 +173,21 @@ def test_unavailable_says_why() -> None:
     else:
         assert why is None
         assert os.path.exists(SHIM)
+
+
+@needs_shim
+def test_an_msync_of_a_mapped_file_is_a_sync_of_that_file(tmp_path: object) -> None:
+    # LMDB with MDB_WRITEMAP makes its data durable with msync: no descriptor names the file.
+    script = _PRELUDE + (
+        "import mmap\n"
+        "fd = os.open(os.path.join(root, 'data.mdb'), os.O_RDWR | os.O_CREAT, 0o644)\n"
+        "os.ftruncate(fd, 4096)\n"
+        "with syscall_traced(root) as trace:\n"
+        "    with mmap.mmap(fd, 4096) as area:\n"
+        "        area[:5] = b'hello'\n"
+        "        area.flush()\n"
+        "print(json.dumps(show(trace)))\n"
+    )
+    ops = _run(script, tmp_path)
+    calls = [(op["call"], op["kind"], op["name"]) for op in ops]
+    assert calls[0] == ("msync", "fsync", "data.mdb"), calls  # then mmap's own dup is closed
