@@ -265,10 +265,16 @@ class _Faults:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+#: Operations that can commit a save: a rename into place, or, for a library's journal (SQLite's
+#: rollback journal commits by unlinking it, or truncating it in ``journal_mode=TRUNCATE``), the
+#: unlink or truncate of it. A fault after the last of them may leave the new value.
+_COMMITS: Final = frozenset({"rename", "replace", "unlink", "truncate"})
+
+
 def _commit_index(ops: list[TraceOp]) -> int:
-    """The last rename/replace of the save: faults after it may leave the new value."""
-    renames = [op.index for op in ops if op.kind in ("rename", "replace")]
-    return renames[-1] if renames else -1
+    """The last operation that can commit the save: faults after it may leave the new value."""
+    commits = [op.index for op in ops if op.kind in _COMMITS]
+    return commits[-1] if commits else -1
 
 
 def _stop_reason(run: _Faults, long: bool) -> str | None:
