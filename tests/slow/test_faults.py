@@ -6,15 +6,19 @@ Every test prints its seed (``stress seed: N``); replay with ``--stress-seed N``
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 
 import pytest
 from lance_offsets.conformance._results import PropertyResult
 from lance_offsets.conformance._spec import DEFAULT_SPEC
-from lance_offsets.stress._faults import check_f2
+from lance_offsets.stress._faultjudge import injected, swallowed_syncs
+from lance_offsets.stress._faults import _commit_index, check_f2
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress._runner import run_properties
+from lance_offsets.stress._trace import TraceOp
+from lance_offsets.stress._tracer import FaultPlan
 
 pytestmark = pytest.mark.slow
 
@@ -179,3 +183,63 @@ def test_a_store_whose_saves_cannot_be_traced_is_unverified(
     assert result.outcome == "unverified", result.details
     assert "the interposer saw no file operations" in result.details
     assert _count(result, "faulted saves") == 0
+
+
+# -- the sync rule on syscall-level traces (what SQLite does), judged without processes -------
+
+_DIR = "/d"
+
+
+def _op(index: int, kind: str, name: str = "", **fields: object) -> TraceOp:
+    path = f"{_DIR}/{name}" if name else _DIR
+    return TraceOp(index, kind, path, is_dir=not name, **fields)  # type: ignore[arg-type]
+
+
+def _rollback_save(dir_sync_again: bool) -> list[TraceOp]:
+    """SQLite's rollback-journal commit: the directory sync after creating the journal fails."""
+    trace = [
+        _op(0, "open", "db-journal", flags=os.O_CREAT | os.O_RDWR),
+        _op(1, "write", "db-journal", content=b"j"),
+        _op(2, "fdatasync", "db-journal", content=b"j"),
+        _op(3, "open", flags=os.O_RDONLY),
+        _op(4, "fdatasync", error="EIO"),  # ignored by SQLite: "many systems do not support"
+        _op(5, "close"),
+        _op(6, "write", "db", content=b"new"),
+        _op(7, "fdatasync", "db", content=b"new"),
+        _op(8, "unlink", "db-journal"),
+    ]
+    if dir_sync_again:  # synchronous=EXTRA
+        trace += [_op(9, "open", flags=os.O_RDONLY), _op(10, "fdatasync"), _op(11, "close")]
+    return trace
+
+
+@pytest.mark.parametrize("dir_sync_again", [False, True])
+def test_a_failed_directory_sync_after_creating_a_journal_is_not_a_lost_offset(
+    dir_sync_again: bool,
+) -> None:
+    trace = _rollback_save(dir_sync_again)
+    assert swallowed_syncs(trace, injected(trace, FaultPlan(at=4))) == []
+
+
+def test_a_failed_sync_of_the_directory_renamed_into_still_counts() -> None:
+    trace = [
+        _op(0, "open", "k.tmp", flags=os.O_CREAT | os.O_WRONLY),
+        _op(1, "write", "k.tmp", content=b"5\n"),
+        _op(2, "fsync", "k.tmp", content=b"5\n"),
+        _op(3, "close", "k.tmp", content=b"5\n"),
+        _op(4, "replace", "k.tmp", target=f"{_DIR}/k"),
+        _op(5, "open", flags=os.O_RDONLY),
+        _op(6, "fsync", error="EIO"),
+        _op(7, "close"),
+    ]
+    (line,) = swallowed_syncs(trace, injected(trace, FaultPlan(at=6)))
+    assert line.startswith(f"fsync of directory {_DIR} failed with EIO and save() returned")
+    # Redone: another change of the directory's entries, synced, commits the rename with it.
+    trace += [_op(8, "unlink", "old.tmp"), _op(9, "open", flags=os.O_RDONLY), _op(10, "fsync")]
+    assert swallowed_syncs(trace, injected(trace, FaultPlan(at=6))) == []
+
+
+def test_a_journal_unlink_or_truncate_can_commit_a_save() -> None:
+    ops = _rollback_save(dir_sync_again=True)
+    assert _commit_index(ops) == 8  # the unlink: faults after it may leave the new value
+    assert _commit_index([_op(0, "write", "db", content=b"x")]) == -1
