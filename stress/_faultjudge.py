@@ -17,7 +17,8 @@ creating its rollback journal (``unixSync`` in ``os_unix.c``: "many systems do n
 fsync() on directories"), then unlinks the journal and, with ``synchronous=EXTRA``, syncs the
 directory again; in the other journal modes it never syncs the directory again, so a directory
 the save only created a file in (a journal, a WAL) is not judged: only one it renamed into is.
-Syncs of files the save only opened (a lock file) do not count.
+Syncs of files the save only opened (a lock file) do not count, nor a failed sync of a file whose
+writes an earlier successful sync had covered (nothing dirty was left to lose).
 """
 
 from __future__ import annotations
@@ -61,6 +62,54 @@ def _changed(trace: list[TraceOp]) -> set[str]:
             paths.add(op.path)
             paths.add(op.target or op.path)
     return paths
+
+
+def _dirty(trace: list[TraceOp], failed: TraceOp) -> bool:
+    """Whether ``failed``'s file (or directory) had changes no earlier successful sync covered.
+
+    Only dirty pages can be lost by a failed sync. SQLite closing a connection checkpoints: it
+    syncs a WAL whose frames the commit had already synced, and ignores that sync's failure;
+    the offset was durable before. A rename carries a file's unsynced writes to its new name.
+    """
+    dirty: set[str] = set()
+    for op in trace:
+        if op.index >= failed.index:
+            break
+        if op.error is not None:
+            continue
+        if op.kind in ("write", "truncate"):
+            dirty.add(op.path)
+        elif op.kind in ("rename", "replace"):
+            if op.path in dirty:
+                dirty.discard(op.path)
+                dirty.add(op.target or op.path)
+            dirty.add(os.path.dirname(op.target or op.path) + os.sep)  # the directory's entries
+        elif op.kind in SYNC_KINDS:
+            dirty.discard(op.path + os.sep if op.is_dir else op.path)
+    return (failed.path + os.sep if failed.is_dir else failed.path) in dirty
+
+
+def _logged_elsewhere(trace: list[TraceOp], failed: TraceOp) -> bool:
+    """Whether another file the save wrote was synced after its last write, before ``failed``.
+
+    Applied to syscall-level traces only, where a library keeps its own log: SQLite closing its
+    last connection checkpoints the WAL (already synced by the commit) into the database and
+    ignores a failed sync of the database, keeping the WAL; the offset is durable there. A
+    Python store's own protocol is judged without this allowance.
+    """
+    last_write: dict[str, int] = {}
+    synced_after: set[str] = set()
+    for op in trace:
+        if op.index >= failed.index:
+            break
+        if op.error is not None or op.is_dir or op.path == failed.path:
+            continue
+        if op.kind in ("write", "truncate"):
+            last_write[op.path] = op.index
+            synced_after.discard(op.path)
+        elif op.kind in SYNC_KINDS and op.path in last_write:
+            synced_after.add(op.path)
+    return bool(synced_after)
 
 
 def _names_changed_in(op: TraceOp, folder: str) -> bool:
@@ -118,6 +167,10 @@ def swallowed_syncs(trace: list[TraceOp], failed: list[TraceOp]) -> list[str]:
             continue
         if not (op.path in folders if op.is_dir else op.path in changed):
             continue  # a sync of something the save did not write (a lock file): not our rule
+        if not _dirty(trace, op):
+            continue  # everything it wrote there was synced before: the failure lost nothing
+        if op.call and not op.is_dir and _logged_elsewhere(trace, op):
+            continue  # a C library's log already held the change durably (see the function)
         if _redone(trace, op):
             continue  # the bytes were written again and that sync succeeded: durable
         what = f"directory {op.path}" if op.is_dir else op.path

@@ -243,3 +243,39 @@ def test_a_journal_unlink_or_truncate_can_commit_a_save() -> None:
     ops = _rollback_save(dir_sync_again=True)
     assert _commit_index(ops) == 8  # the unlink: faults after it may leave the new value
     assert _commit_index([_op(0, "write", "db", content=b"x")]) == -1
+
+
+def test_a_failed_sync_with_nothing_left_unsynced_lost_nothing() -> None:
+    # SQLite closing its last connection checkpoints: it syncs a WAL the commit already synced,
+    # and ignores a failure there. The offset was durable before that sync.
+    trace = [
+        _op(0, "write", "db-wal", content=b"frame"),
+        _op(1, "fdatasync", "db-wal", content=b"frame"),
+        _op(2, "fdatasync", "db-wal", error="EIO"),
+        _op(3, "close", "db-wal"),
+    ]
+    assert swallowed_syncs(trace, injected(trace, FaultPlan(at=2))) == []
+    # The same failure with a write in between is a lost offset.
+    trace.insert(2, _op(2, "write", "db-wal", content=b"frame2"))
+    trace[3] = _op(3, "fdatasync", "db-wal", error="EIO")
+    (line,) = swallowed_syncs(trace, injected(trace, FaultPlan(at=3)))
+    assert "fdatasync of /d/db-wal failed with EIO and save() returned" in line
+
+
+def test_a_checkpoint_sync_failure_after_the_wal_was_synced_is_not_a_lost_offset() -> None:
+    # SQLite's last connection closing: the WAL (synced by the commit) is copied into the
+    # database, whose sync fails; SQLite keeps the WAL, and the offset is durable there.
+    def call(index: int, kind: str, name: str, **fields: object) -> TraceOp:
+        return dataclasses.replace(_op(index, kind, name, **fields), call=kind)
+
+    trace = [
+        call(0, "write", "db-wal", content=b"frame"),
+        call(1, "fdatasync", "db-wal", content=b"frame"),
+        call(2, "write", "db", content=b"page"),
+        call(3, "fdatasync", "db", error="EIO"),
+    ]
+    assert swallowed_syncs(trace, injected(trace, FaultPlan(at=3))) == []
+    # Without the synced log it is a lost offset, and a Python store gets no such allowance.
+    assert swallowed_syncs(trace[2:], injected(trace, FaultPlan(at=3)))
+    python = [dataclasses.replace(op, call="") for op in trace]
+    assert swallowed_syncs(python, injected(python, FaultPlan(at=3)))
