@@ -233,9 +233,3 @@ def mark(note: str) -> None:
         op = TraceOp(bridge.number(), "mark", bridge.tracer.root, note=note)
         with bridge.tracer.lock:
             bridge.tracer.trace.append(op)
-
-
-def armed_here() -> bool:
-    """Whether this thread's process has the shim armed (for tests)."""
-    lib = loaded()
-    return bool(lib is not None and lib.lo_armed())

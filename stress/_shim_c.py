@@ -70,9 +70,6 @@ int lo_begin(const char *real_root, const char *given_root, lo_cb cb) {
 
 void lo_end(void) { atomic_store(&armed, 0); }
 
-/* Called from outside to time the passive path (overhead figures): 1 while armed. */
-int lo_armed(void) { return atomic_load(&armed); }
-
 #define REAL(ret, name, ...) \
     static ret (*real_##name)(__VA_ARGS__); \
     if (!real_##name) real_##name = (ret (*)(__VA_ARGS__))dlsym(RTLD_NEXT, #name)
