@@ -18,6 +18,7 @@ from typing import Any, Final
 from ._fleet import Fleet, Worker, WorkerGone
 from ._judge import LOCK_WAIT_BOUND, Crash, Violation, judge, listing
 from ._options import StressOptions
+from ._points import label, points
 from ._trace import TraceOp
 from ._worker import NO_SHIM
 
@@ -68,49 +69,6 @@ class Scenario:
     @property
     def old(self) -> int | None:
         return self.setup.get(self.key)
-
-
-def label(op: TraceOp, phase: str, trace: list[TraceOp], root: str) -> str:
-    where = os.path.relpath(op.path, root)
-    if op.target:
-        where += f" -> {os.path.relpath(op.target, root)}"
-    text = f"killed {phase} op #{op.index} {op.call or op.kind} {where}"
-    if op.call and op.note:  # syscall level: what the call moved
-        text += f" ({op.note})"
-    if _between_fsync_and_rename(trace, op.index + (1 if phase == "after" else 0)):
-        text += " [after fsync, before rename]"
-    return text
-
-
-def _between_fsync_and_rename(trace: list[TraceOp], cut: int) -> bool:
-    """Tell whether the kill falls between a file's fsync and its rename (the classic point).
-
-    ``cut`` is the first operation the kill prevents; nothing may write to or rename the file
-    between its fsync and its rename.
-    """
-    synced: set[str] = set()
-    for op in trace[:cut]:
-        if op.kind in ("fsync", "fdatasync") and op.error is None:
-            synced.add(op.path)
-        elif op.kind in ("write", "truncate", "rename", "replace", "unlink"):
-            synced.discard(op.path)
-    for op in trace[cut:]:
-        if op.path in synced and op.kind in ("rename", "replace"):
-            return True
-        if op.kind in ("write", "truncate", "unlink"):
-            synced.discard(op.path)
-    return False
-
-
-def points(trace: list[TraceOp]) -> list[tuple[TraceOp, str]]:
-    points = []
-    for op in trace:
-        if op.kind == "mark":
-            continue
-        points.append((op, "before"))
-        if op.note != "audit":  # the audit hook never sees an operation end
-            points.append((op, "after"))
-    return points
 
 
 def _acked(message: tuple[str, Any]) -> int:
