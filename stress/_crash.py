@@ -153,8 +153,9 @@ def _campaign(spec: str, options: StressOptions) -> tuple[Campaign, bool]:
 
 def _summary(c: Campaign) -> str:
     rate = c.cycles / c.seconds if c.seconds else 0.0
+    traced = " (crash points from the syscall shim)" if c.backend == "syscall" else ""
     text = (
-        f"one campaign for D1, D2, D4, D5, seed {c.seed}: {c.points} crash-point kills, "
+        f"one campaign for D1, D2, D4, D5, seed {c.seed}{traced}: {c.points} crash-point kills, "
         f"{c.random_kills} random kills, "
         f"{c.cycles} kill-verify cycles in {c.seconds:.1f} s ({rate:.1f}/s)"
     )
@@ -185,7 +186,12 @@ def evidence(c: Campaign) -> dict[str, int | float | str]:
         "random kills": c.random_kills,
         "cycles": c.cycles,
         "points not reached": c.unreached,
+        "tracing": _TRACING.get(c.backend, "none"),
     }
+
+
+#: How evidence names each backend.
+_TRACING: Final = {"python": "python interposer", "syscall": "syscall shim"}
 
 
 def property_result(pid: str, c: Campaign) -> PropertyResult:
@@ -204,9 +210,10 @@ def property_result(pid: str, c: Campaign) -> PropertyResult:
     shown = evidence(c)
     if not found and not c.errors:
         if pid in _NEEDS_POINTS and c.points == 0:
+            unseen = c.unseen or "the syscall backend was not tried"
             why = (
-                "no crash point reached: the store's I/O is not visible to the interposer (C "
-                f"extension?); {c.random_kills} random kills found nothing"
+                "no crash point reached: the store's I/O is not visible to the Python interposer "
+                f"(C extension?), and {unseen}; {c.random_kills} random kills found nothing"
             )
             return PropertyResult(pid, "unverified", c.seconds, "\n".join([why, *lines]), shown)
         return PropertyResult(pid, "passed", c.seconds, "\n".join(lines), shown)

@@ -18,7 +18,9 @@ from typing import Any, Final
 from ._fleet import Fleet, Worker, WorkerGone
 from ._judge import LOCK_WAIT_BOUND, Crash, Violation, judge, listing
 from ._options import StressOptions
+from ._points import label, points
 from ._trace import TraceOp
+from ._worker import NO_SHIM
 
 __all__ = ["Campaign", "Found", "Run", "Scenario", "label", "points"]
 
@@ -51,6 +53,10 @@ class Campaign:
     named: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     kept: str = ""
+    #: The tracing backend the crash points used ("python" or "syscall"), "" before counting.
+    backend: str = ""
+    #: Why no backend saw the store's I/O (set when the crash points found nothing to kill at).
+    unseen: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,47 +69,6 @@ class Scenario:
     @property
     def old(self) -> int | None:
         return self.setup.get(self.key)
-
-
-def label(op: TraceOp, phase: str, trace: list[TraceOp], root: str) -> str:
-    where = os.path.relpath(op.path, root)
-    if op.target:
-        where += f" -> {os.path.relpath(op.target, root)}"
-    text = f"killed {phase} op #{op.index} {op.kind} {where}"
-    if _between_fsync_and_rename(trace, op.index + (1 if phase == "after" else 0)):
-        text += " [after fsync, before rename]"
-    return text
-
-
-def _between_fsync_and_rename(trace: list[TraceOp], cut: int) -> bool:
-    """Tell whether the kill falls between a file's fsync and its rename (the classic point).
-
-    ``cut`` is the first operation the kill prevents; nothing may write to or rename the file
-    between its fsync and its rename.
-    """
-    synced: set[str] = set()
-    for op in trace[:cut]:
-        if op.kind in ("fsync", "fdatasync") and op.error is None:
-            synced.add(op.path)
-        elif op.kind in ("write", "truncate", "rename", "replace", "unlink"):
-            synced.discard(op.path)
-    for op in trace[cut:]:
-        if op.path in synced and op.kind in ("rename", "replace"):
-            return True
-        if op.kind in ("write", "truncate", "unlink"):
-            synced.discard(op.path)
-    return False
-
-
-def points(trace: list[TraceOp]) -> list[tuple[TraceOp, str]]:
-    points = []
-    for op in trace:
-        if op.kind == "mark":
-            continue
-        points.append((op, "before"))
-        if op.note != "audit":  # the audit hook never sees an operation end
-            points.append((op, "after"))
-    return points
 
 
 def _acked(message: tuple[str, Any]) -> int:
@@ -155,6 +120,8 @@ class Run:
         self.skip_later = False  # after one D5 violation, later saves would only wait again
         self.started = time.monotonic()
         self.reported = self.started
+        #: The tracing backend, once chosen (``count_ops``): "python" or "syscall".
+        self.backend: str | None = None if options.backend == "auto" else options.backend
 
     def value(self) -> int:
         width = self.rng.choice(_WIDTHS)
@@ -236,10 +203,44 @@ class Run:
             "new": scenario.new,
             "stop": stop,
             "linger": LINGER,
+            "backend": self.backend or "python",
         }
 
     def count_ops(self, scenario: Scenario) -> tuple[list[TraceOp], str] | None:
-        """Run the change once, uncrashed: its trace and directory, or None if it raised."""
+        """Run the change once, uncrashed: its trace and directory, or None if it raised.
+
+        The first count chooses the backend when the options leave it to us: the Python
+        interposer, unless it saw no operation; then the syscall shim, if it sees any.
+        """
+        chosen = self.backend
+        counted = self._count(scenario)
+        if chosen is None:
+            if counted is None or isinstance(counted, str) or points(counted[0]):
+                self.backend = "python"
+            else:
+                self.backend = "syscall"
+                shim = self._count(scenario)
+                if shim is None:
+                    return None
+                if isinstance(shim, str):
+                    self.result.unseen = shim
+                    self.backend = "python"
+                elif not points(shim[0]):
+                    self.result.unseen = (
+                        "the syscall shim saw no file-system call under the store's directory "
+                        "either (a remote or in-memory store?)"
+                    )
+                    self.backend = "python"
+                else:
+                    counted = shim
+        self.result.backend = self.backend or ""
+        if isinstance(counted, str):
+            self.result.unseen = counted
+            return None
+        return counted
+
+    def _count(self, scenario: Scenario) -> tuple[list[TraceOp], str] | str | None:
+        """One counting run with the current backend; a string says why the shim is missing."""
         worker = self.worker()
         path = self.directory()
         worker.send(self._crash_job(scenario, path, None))
@@ -252,6 +253,9 @@ class Run:
             if tag == "done":
                 worker.kill()
                 return list(payload), path
+            if tag == NO_SHIM:
+                worker.kill()
+                return str(payload)
             if tag == "raised":
                 worker.kill()
                 self.result.errors.append(

@@ -4,14 +4,21 @@ Kept apart from the harness (``_faults.py``, which drives the workers) so the ru
 own and run on recorded traces without processes.
 
 The sync rule: a save that *returned* after a sync (``fsync``, ``fdatasync``, ``F_FULLFSYNC``)
-of something it wrote or renamed into place, or of the directory holding it, failed has not made
-the offset durable, whatever a fresh handle reads (the new bytes are still in the page cache).
+of something it wrote or renamed into place, or of the directory it renamed into, failed has not
+made the offset durable, whatever a fresh handle reads (the new bytes are still in the page cache).
 A second sync that succeeds proves nothing: after a failed fsync Linux marks the dirty pages clean
 or drops them ("fsyncgate", PostgreSQL 2018), so the retry reports success for data that may
 never reach the disk. What does help is redoing the step from the store's own copy: writing the
-same bytes again (dirty pages again) and syncing them, or renaming into the directory again and
-syncing it; a save that did so is not faulted for the first failure. Syncs of files the save
-only opened (a lock file) do not count.
+same bytes again (dirty pages again) and syncing them, or changing the directory's entries again
+(a rename into it, an unlink or a creation in it) and syncing it, since a directory sync commits
+every earlier change of its entries with the new one; a save that did so is not faulted for the
+first failure. SQLite is the common case of the latter: it ignores a failed directory sync after
+creating its rollback journal (``unixSync`` in ``os_unix.c``: "many systems do not support
+fsync() on directories"), then unlinks the journal and, with ``synchronous=EXTRA``, syncs the
+directory again; in the other journal modes it never syncs the directory again, so a directory
+the save only created a file in (a journal, a WAL) is not judged: only one it renamed into is.
+Syncs of files the save only opened (a lock file) do not count, nor a failed sync of a file whose
+writes an earlier successful sync had covered (nothing dirty was left to lose).
 """
 
 from __future__ import annotations
@@ -57,16 +64,69 @@ def _changed(trace: list[TraceOp]) -> set[str]:
     return paths
 
 
+def _dirty(trace: list[TraceOp], failed: TraceOp) -> bool:
+    """Whether ``failed``'s file (or directory) had changes no earlier successful sync covered.
+
+    Only dirty pages can be lost by a failed sync. SQLite closing a connection checkpoints: it
+    syncs a WAL whose frames the commit had already synced, and ignores that sync's failure;
+    the offset was durable before. A rename carries a file's unsynced writes to its new name.
+    """
+    dirty: set[str] = set()
+    for op in trace:
+        if op.index >= failed.index:
+            break
+        if op.error is not None:
+            continue
+        if op.kind in ("write", "truncate"):
+            dirty.add(op.path)
+        elif op.kind in ("rename", "replace"):
+            if op.path in dirty:
+                dirty.discard(op.path)
+                dirty.add(op.target or op.path)
+            dirty.add(os.path.dirname(op.target or op.path) + os.sep)  # the directory's entries
+        elif op.kind in SYNC_KINDS:
+            dirty.discard(op.path + os.sep if op.is_dir else op.path)
+    return (failed.path + os.sep if failed.is_dir else failed.path) in dirty
+
+
+def _logged_elsewhere(trace: list[TraceOp], failed: TraceOp) -> bool:
+    """Whether another file the save wrote was synced after its last write, before ``failed``.
+
+    Applied to syscall-level traces only, where a library keeps its own log: SQLite closing its
+    last connection checkpoints the WAL (already synced by the commit) into the database and
+    ignores a failed sync of the database, keeping the WAL; the offset is durable there. A
+    Python store's own protocol is judged without this allowance.
+    """
+    last_write: dict[str, int] = {}
+    synced_after: set[str] = set()
+    for op in trace:
+        if op.index >= failed.index:
+            break
+        if op.error is not None or op.is_dir or op.path == failed.path:
+            continue
+        if op.kind in ("write", "truncate"):
+            last_write[op.path] = op.index
+            synced_after.discard(op.path)
+        elif op.kind in SYNC_KINDS and op.path in last_write:
+            synced_after.add(op.path)
+    return bool(synced_after)
+
+
+def _names_changed_in(op: TraceOp, folder: str) -> bool:
+    """Whether ``op`` changed the entries of directory ``folder`` (what a sync of it commits)."""
+    if op.kind in ("rename", "replace"):
+        return os.path.dirname(op.target or op.path) == folder
+    if op.kind in ("unlink", "mkdir", "rmdir"):
+        return os.path.dirname(op.path) == folder
+    created = op.kind == "open" and bool(op.flags & os.O_CREAT)
+    return created and os.path.dirname(op.path) == folder
+
+
 def _redone(trace: list[TraceOp], failed: TraceOp) -> bool:
     """Whether the save redid what ``failed`` should have made durable, and synced it after."""
     after = [op for op in trace if op.index > failed.index and op.error is None]
     if failed.is_dir:
-        renamed = [
-            i
-            for i, op in enumerate(after)
-            if op.kind in ("rename", "replace")
-            and os.path.dirname(op.target or op.path) == failed.path
-        ]
+        renamed = [i for i, op in enumerate(after) if _names_changed_in(op, failed.path)]
         return bool(renamed) and any(
             op.kind in SYNC_KINDS and op.is_dir and op.path == failed.path
             for op in after[renamed[0] + 1 :]
@@ -92,13 +152,25 @@ def swallowed_syncs(trace: list[TraceOp], failed: list[TraceOp]) -> list[str]:
     :param failed: the operations the fault plan made fail (:func:`injected`).
     """
     changed = _changed(trace)
-    folders = {os.path.dirname(path) for path in changed}
+    # A directory sync makes names durable; the offset depends on one only where the save put
+    # a file in place by renaming into the directory. The directory sync a library makes after
+    # creating its own journal (SQLite ignores its failure by design) protects no acknowledged
+    # data once the save returned: that is atomicity under a crash, D1/D3's business.
+    folders = {
+        os.path.dirname(op.target or op.path)
+        for op in trace
+        if op.kind in ("rename", "replace") and op.error is None
+    }
     lines = []
     for op in failed:
         if op.kind not in SYNC_KINDS:
             continue
         if not (op.path in folders if op.is_dir else op.path in changed):
             continue  # a sync of something the save did not write (a lock file): not our rule
+        if not _dirty(trace, op):
+            continue  # everything it wrote there was synced before: the failure lost nothing
+        if op.call and not op.is_dir and _logged_elsewhere(trace, op):
+            continue  # a C library's log already held the change durably (see the function)
         if _redone(trace, op):
             continue  # the bytes were written again and that sync succeeded: durable
         what = f"directory {op.path}" if op.is_dir else op.path

@@ -6,7 +6,10 @@ new one under a :class:`~lance_offsets.stress._tracer.FaultPlan`, and reports wh
 second worker (B, with its own fresh handle) reads the key. The rules:
 
 - a save that raised left the old value; the new one only when the fault hit after the commit
-  (after the last rename/replace of the save, say a failed directory fsync), never anything else;
+  (after the last rename/replace of the save, say a failed directory fsync, or the unlink or
+  truncate of a library's journal) or hit a sync (the bytes were written, durable or not: SQLite
+  in ``journal_mode=PERSIST`` raises on its journal's last sync, after the commit), never
+  anything else;
 - a save that returned stored the new value (a swallowed error is a lie to the caller), and no
   sync of what it wrote failed on the way (see ``_faultjudge.py``: after a failed fsync the new
   bytes may be only in the page cache, and a retried fsync proves nothing);
@@ -34,12 +37,13 @@ from typing import Any, Final
 
 from lance_offsets.conformance._results import PropertyResult
 
-from ._faultjudge import Tally, hang_report, injected, swallowed_syncs
+from ._faultjudge import SYNC_KINDS, Tally, hang_report, injected, swallowed_syncs
 from ._fleet import Fleet, Worker, WorkerGone
 from ._judge import listing
 from ._options import StressOptions
 from ._trace import TraceOp
 from ._tracer import FaultPlan
+from ._worker import NO_SHIM
 
 __all__ = ["FAULT_BOUND", "check_f2"]
 
@@ -68,7 +72,7 @@ def _plans(save_ops: list[TraceOp]) -> Iterator[tuple[FaultPlan, str]]:
                 plan = FaultPlan(at=op.index, error=code, times=times)
                 yield (
                     plan,
-                    f"{plan.describe()}: op #{op.index} {op.kind} {_name(op)}",
+                    f"{plan.describe()}: op #{op.index} {op.call or op.kind} {_name(op)}",
                 )
     for times in (1, 3, None):
         plan = FaultPlan(
@@ -92,6 +96,10 @@ class _Faults:
         self.other = (self.key[0], self.key[1] ^ 1)
         self.violations: list[str] = []
         self.tally = Tally()
+        #: The tracing backend ("python" or "syscall"); ``save_ops`` chooses it under "auto".
+        self.backend = "python" if options.backend == "auto" else options.backend
+        #: Why neither backend saw the save's I/O, when that happened.
+        self.unseen = ""
 
     def directory(self) -> str:
         self.count += 1
@@ -107,7 +115,24 @@ class _Faults:
         return old, new, later, other
 
     def save_ops(self) -> list[TraceOp]:
-        """The operations of one save over an old value (a counting run, no fault)."""
+        """The operations of one save over an old value (a counting run, no fault).
+
+        Under the "auto" backend, a save the Python interposer saw nothing of is counted again
+        through the syscall shim (I/O made in C), which then injects the faults.
+        """
+        ops = self._count()
+        if not ops and self.options.backend == "auto":
+            self.backend = "syscall"
+            ops = self._count()
+            if not ops:
+                self.backend = "python"
+                self.unseen = self.unseen or (
+                    "the syscall shim saw no file-system call under the store's directory "
+                    "either (a remote or in-memory store?)"
+                )
+        return ops
+
+    def _count(self) -> list[TraceOp]:
         old, new, _, other = self.values()
         job = {
             "job": "crash",
@@ -117,12 +142,16 @@ class _Faults:
             "new": new,
             "stop": None,
             "linger": 0.0,
+            "backend": self.backend,
         }
         self.a.send(job)
         while True:
             tag, payload = self.a.recv(self.bound + GRACE, f"the counting save of {new}")
             if tag == "done":
                 break
+            if tag == NO_SHIM:
+                self.unseen = str(payload)
+                return []
             if tag == "raised":
                 raise WorkerGone(f"a save with no fault raised: {payload[0]}")
         ops: list[TraceOp] = []
@@ -172,6 +201,7 @@ class _Faults:
                 "later": later,
                 "plan": plan,
                 "bound": self.bound,
+                "backend": self.backend,
             }
         )
         story = [
@@ -199,6 +229,10 @@ class _Faults:
         allowed: tuple[object, ...] = (new,) if raised is None else (old,)
         if raised is not None and (failed[0].index if failed else plan.at) > commit:
             allowed = (old, new)  # the fault came after the new value was in place
+        if raised is not None and failed and failed[0].kind in SYNC_KINDS:
+            # A failed sync leaves the written bytes in the page cache, durable or not: raising
+            # is the honest answer, whichever value a fresh handle then reads.
+            allowed = (old, new)
         if value not in allowed:
             shown = " or ".join(map(str, allowed))
             problems.append(f"a fresh handle then found {value}, expected {shown}")
@@ -238,10 +272,16 @@ class _Faults:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+#: Operations that can commit a save: a rename into place, or, for a library's journal (SQLite's
+#: rollback journal commits by unlinking it, or truncating it in ``journal_mode=TRUNCATE``), the
+#: unlink or truncate of it. A fault after the last of them may leave the new value.
+_COMMITS: Final = frozenset({"rename", "replace", "unlink", "truncate"})
+
+
 def _commit_index(ops: list[TraceOp]) -> int:
-    """The last rename/replace of the save: faults after it may leave the new value."""
-    renames = [op.index for op in ops if op.kind in ("rename", "replace")]
-    return renames[-1] if renames else -1
+    """The last operation that can commit the save: faults after it may leave the new value."""
+    commits = [op.index for op in ops if op.kind in _COMMITS]
+    return commits[-1] if commits else -1
 
 
 def _stop_reason(run: _Faults, long: bool) -> str | None:
@@ -264,11 +304,12 @@ def check_f2(spec: str, options: StressOptions, *, bound: float = FAULT_BOUND) -
     try:
         ops = run.save_ops()
         if not ops:
+            unseen = run.unseen or "the syscall backend was not tried"
             reason = (
-                "the interposer saw no file operations in a save (C extension or remote?): "
-                "the store claims persistence, but no fault could be injected"
+                "the interposer saw no file operations in a save (C extension or remote?), and "
+                f"{unseen}: the store claims persistence, but no fault could be injected"
             )
-            evidence = run.tally.evidence(0)
+            evidence = {**run.tally.evidence(0), "tracing": "none"}
             return PropertyResult("F2", "unverified", time.monotonic() - started, reason, evidence)
         commit = _commit_index(ops)
         plans = list(_plans(ops))
@@ -284,13 +325,18 @@ def check_f2(spec: str, options: StressOptions, *, bound: float = FAULT_BOUND) -
         run.close()
     seconds = time.monotonic() - started
     tally = run.tally
+    traced = " through the syscall shim" if run.backend == "syscall" else ""
     head = (
-        f"seed {options.seed}: {tally.saves} faulted saves in {seconds:.1f} s ({tally.sync_faults}"
+        f"seed {options.seed}: {tally.saves} faulted saves{traced} in {seconds:.1f} s "
+        f"({tally.sync_faults}"
         f" with a failed sync); slowest faulted save {tally.slowest:.3f} s (bound {bound:g} s)"
     )
     if not_run:
         head += f"; stopped after {stopped}: {not_run} fault plan(s) not run"
-    evidence = tally.evidence(not_run)
+    evidence = {
+        **tally.evidence(not_run),
+        "tracing": f"{run.backend} " + ("shim" if run.backend == "syscall" else "interposer"),
+    }
     if not run.violations:
         return PropertyResult("F2", "passed", seconds, head, evidence)
     text = [head, f"{len(run.violations)} violation(s); replay with --stress-seed {options.seed}"]

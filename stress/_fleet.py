@@ -6,6 +6,10 @@ starts workers with ``forkserver`` where the platform has it: each is forked fro
 process (not from the test process: no inherited handles, threads or caches, like spawn) that has
 already imported the worker module, about ten times faster than spawn. Windows has only spawn.
 Whatever the method, a worker builds its store from the spec string in its own process.
+
+On Linux the forkserver is started with the syscall shim (``_shim.py``) in ``LD_PRELOAD``, so
+every worker can trace a store whose I/O happens in C; the shim is passive until a worker arms
+it, and the parent's own environment is left as it was.
 """
 
 from __future__ import annotations
@@ -53,12 +57,22 @@ def _start_forkserver_outside_checkouts() -> None:
 
     from multiprocess import forkserver
 
+    from ._shim import build
+
     here = os.getcwd()
+    before = os.environ.get("LD_PRELOAD")
+    shim = build()
     os.chdir(tempfile.gettempdir())
     try:
+        if shim is not None:  # the server is exec'd with it; its forks inherit the mapping
+            os.environ["LD_PRELOAD"] = f"{shim} {before}" if before else shim
         forkserver.ensure_running()
     finally:
         os.chdir(here)
+        if before is None:
+            os.environ.pop("LD_PRELOAD", None)
+        else:
+            os.environ["LD_PRELOAD"] = before
 
 
 class Worker:

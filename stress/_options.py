@@ -30,6 +30,9 @@ class StressOptions:
     :ivar cycles: kill-verify cycles for crash-point runs; 0 means the default for ``long``.
     :ivar progress: called with one-line progress reports (ops/s, kills, violations).
     :ivar workdir: where to make scratch directories; None means the system temp directory.
+    :ivar backend: what traces a store's I/O for crash points and faults: ``"auto"`` (the Python
+        interposer; the syscall shim when the interposer saw nothing), ``"python"`` or
+        ``"syscall"`` (one only: tests and benchmarks compare them).
     """
 
     long: bool = False
@@ -39,6 +42,7 @@ class StressOptions:
     cycles: int = 0
     progress: Callable[[str], None] = _ignore
     workdir: str | None = None
+    backend: str = "auto"
 
     @classmethod
     def for_long_run(cls, **overrides: object) -> StressOptions:

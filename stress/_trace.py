@@ -47,7 +47,9 @@ class TraceOp:
         content the OS holds for it just after the operation; else None. The model needs whole
         contents, not deltas, to rebuild synced and unsynced states without replaying writes.
     :ivar error: errno name if the call raised (``"ENOSPC"``), else None.
-    :ivar note: free text for ``mark`` records (e.g. ``"ack save 1 2 5"``).
+    :ivar note: free text for ``mark`` records (e.g. ``"ack save 1 2 5"``); for a record of the
+        syscall backend, the call's size and offset (``"4096 bytes at 8192"``).
+    :ivar call: the libc function the syscall backend saw (``"pwrite64"``), else ``""``.
     """
 
     index: int
@@ -59,10 +61,14 @@ class TraceOp:
     content: bytes | None = None
     error: str | None = None
     note: str = ""
+    call: str = ""
 
     def __str__(self) -> str:
         where = f"{self.path} -> {self.target}" if self.target else self.path
         extra = f" {self.content!r}" if self.content is not None and len(self.content) < 48 else ""
         failed = f" [{self.error}]" if self.error else ""
+        if self.call:  # syscall level: name the call and what it moved
+            extra = f" ({self.note})" if self.note else ""
+            return f"#{self.index} {self.call} {where}{extra}{failed}"
         note = f" {self.note}" if self.note else ""
         return f"#{self.index} {self.kind} {where}{extra}{failed}{note}"

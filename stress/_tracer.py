@@ -169,6 +169,9 @@ class Tracer:
         # One operation at a time, so indices follow the order operations really happened in
         # (a store's background thread interleaves with its caller); re-entrant for on_op.
         self.lock = threading.RLock()
+        #: Contents read before an operation, by index (the syscall backend reads a closing
+        #: file's content before the descriptor goes away).
+        self.pending: dict[int, bytes | None] = {}
 
     def normalize(self, path: object, dir_fd: int | None = None) -> str | None:
         """Return the realpath-normalised absolute path, or None when it is not under root."""
@@ -193,6 +196,10 @@ class Tracer:
         with self.lock:
             self.fail = plan
             self.fired = 0
+
+    def fault_for(self, op: TraceOp) -> OSError | None:
+        """The error the plan makes ``op`` fail with (counting it), or None: run it."""
+        return self._fault(op)
 
     def _fault(self, op: TraceOp) -> OSError | None:
         plan = self.fail

@@ -23,6 +23,10 @@ Jobs (dicts with a ``"job"`` name):
     ``"continue"`` save a later value on the same handle and reply ``("later", outcome)``. Each of
     the two saves is watched: one still running after the job's ``bound`` seconds sends
     ``("stuck", report)`` (where it is blocked, the last operations) and the parent kills it.
+
+``crash`` and ``fault`` jobs trace with the backend their ``"backend"`` names: ``"python"`` (the
+default: the interposer) or ``"syscall"`` (the preloaded shim, for I/O made in C). A worker asked
+for the shim without having it replies ``("no shim", why)``.
 """
 
 from __future__ import annotations
@@ -33,12 +37,15 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from lance_offsets.conformance._spec import load_factory
 
+from . import _shim
 from ._interpose import FaultPlan, mark, traced
 from ._trace import TraceOp
+from ._tracer import OnOp
 
 __all__ = ["serve"]
 
@@ -76,8 +83,29 @@ def _setup(store: Any, state: dict[Key, int]) -> None:
         store.save(*key, value)
 
 
+NO_SHIM = "no shim"
+
+
+def _tracing(
+    job: dict[str, Any], on_op: OnOp | None = None, fail: FaultPlan | None = None
+) -> tuple[AbstractContextManager[list[TraceOp]], Callable[[str], None]]:
+    """The tracing block and its ``mark`` for the job's backend."""
+    if job.get("backend") == "syscall":
+        return _shim.syscall_traced(job["path"], on_op=on_op, fail=fail), _shim.mark
+    return traced(job["path"], on_op=on_op, fail=fail), mark
+
+
+def _no_shim(job: dict[str, Any]) -> Reply | None:
+    if job.get("backend") == "syscall" and _shim.loaded() is None:
+        why = "this worker was started without the syscall shim preloaded (LD_PRELOAD)"
+        return (NO_SHIM, _shim.unavailable() or why)
+    return None
+
+
 def _crash(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
     stop: tuple[int, str] | None = job["stop"]
+    if (missing := _no_shim(job)) is not None:
+        return missing
 
     def stopper(op: TraceOp, phase: str) -> None:
         if stop is not None and (op.index, phase) == stop:
@@ -87,7 +115,8 @@ def _crash(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
     store = factory(job["path"])
     _setup(store, job["setup"])
     key, new = job["key"], job["new"]
-    with traced(job["path"], on_op=stopper) as trace:
+    block, note = _tracing(job, on_op=stopper)
+    with block as trace:
         try:
             if new is None:
                 store.delete(*key)
@@ -95,7 +124,7 @@ def _crash(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
                 store.save(*key, new)
         except Exception as exc:  # reported: the parent decides what it means
             return ("raised", (_describe(exc), list(trace)))
-        mark(f"ack {'delete' if new is None else 'save'} {key[0]} {key[1]} {new}")
+        note(f"ack {'delete' if new is None else 'save'} {key[0]} {key[1]} {new}")
         conn.send(("acked", new))
         time.sleep(job.get("linger", 0.0))  # let a store's background writer show itself
         store.close()
@@ -209,13 +238,16 @@ def _watchdog(conn: Any) -> _Watchdog:
 
 
 def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
+    if (missing := _no_shim(job)) is not None:
+        return missing
     store = factory(job["path"])
     _setup(store, job["setup"])
     key, new = job["key"], job["new"]
     plan: FaultPlan = job["plan"]
     bound: float = job["bound"]
     watch = _watchdog(conn)
-    with traced(job["path"], fail=plan) as trace:
+    block, _ = _tracing(job, fail=plan)
+    with block as trace:
         watch.arm(bound, trace)
         start = time.monotonic()
         try:

@@ -14,8 +14,9 @@ from lance_offsets.conformance._report import Verdict, report_junit, report_mark
 from lance_offsets.conformance._results import PropertyResult, evidence_text
 
 MEMORY = "lance_offsets.conformance.reference:memory"
-#: A correct store whose I/O happens in C (sqlite3): the Python interposer sees none of it.
-C_IO_STORE = "zoo.powerloss_zoo:sqlite_extra"
+#: A store whose saves neither tracing backend can see (it keeps offsets in memory, yet claims
+#: durability): F2 cannot inject a fault. (SQLite, whose I/O is in C, is now traced by the shim.)
+C_IO_STORE = "zoo.powerloss_zoo:in_memory_claiming_durable"
 
 
 def _check(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

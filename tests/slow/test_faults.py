@@ -5,15 +5,20 @@ Every test prints its seed (``stress seed: N``); replay with ``--stress-seed N``
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from pathlib import Path
 
 import pytest
 from lance_offsets.conformance._results import PropertyResult
 from lance_offsets.conformance._spec import DEFAULT_SPEC
-from lance_offsets.stress._faults import check_f2
+from lance_offsets.stress._faultjudge import injected, swallowed_syncs
+from lance_offsets.stress._faults import _commit_index, check_f2
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress._runner import run_properties
+from lance_offsets.stress._trace import TraceOp
+from lance_offsets.stress._tracer import FaultPlan
 
 pytestmark = pytest.mark.slow
 
@@ -170,9 +175,107 @@ def test_a_lock_leaked_on_the_error_path_is_reported_readably(
 def test_a_store_whose_saves_cannot_be_traced_is_unverified(
     stress_options: StressOptions,
 ) -> None:
-    """SQLite claims persistence, but its I/O happens in C: not a pass, not "not applicable"."""
-    (result,) = run_properties("zoo.powerloss_zoo:sqlite_extra", ["F2"], stress_options)
+    """SQLite claims persistence, but its I/O happens in C: with only the Python interposer (as on
+    a machine without the syscall backend), not a pass, not "not applicable"."""
+    options = dataclasses.replace(stress_options, backend="python")
+    (result,) = run_properties("zoo.powerloss_zoo:sqlite_extra", ["F2"], options)
     print(result.details)
     assert result.outcome == "unverified", result.details
     assert "the interposer saw no file operations" in result.details
     assert _count(result, "faulted saves") == 0
+
+
+# -- the sync rule on syscall-level traces (what SQLite does), judged without processes -------
+
+_DIR = "/d"
+
+
+def _op(index: int, kind: str, name: str = "", **fields: object) -> TraceOp:
+    path = f"{_DIR}/{name}" if name else _DIR
+    return TraceOp(index, kind, path, is_dir=not name, **fields)  # type: ignore[arg-type]
+
+
+def _rollback_save(dir_sync_again: bool) -> list[TraceOp]:
+    """SQLite's rollback-journal commit: the directory sync after creating the journal fails."""
+    trace = [
+        _op(0, "open", "db-journal", flags=os.O_CREAT | os.O_RDWR),
+        _op(1, "write", "db-journal", content=b"j"),
+        _op(2, "fdatasync", "db-journal", content=b"j"),
+        _op(3, "open", flags=os.O_RDONLY),
+        _op(4, "fdatasync", error="EIO"),  # ignored by SQLite: "many systems do not support"
+        _op(5, "close"),
+        _op(6, "write", "db", content=b"new"),
+        _op(7, "fdatasync", "db", content=b"new"),
+        _op(8, "unlink", "db-journal"),
+    ]
+    if dir_sync_again:  # synchronous=EXTRA
+        trace += [_op(9, "open", flags=os.O_RDONLY), _op(10, "fdatasync"), _op(11, "close")]
+    return trace
+
+
+@pytest.mark.parametrize("dir_sync_again", [False, True])
+def test_a_failed_directory_sync_after_creating_a_journal_is_not_a_lost_offset(
+    dir_sync_again: bool,
+) -> None:
+    trace = _rollback_save(dir_sync_again)
+    assert swallowed_syncs(trace, injected(trace, FaultPlan(at=4))) == []
+
+
+def test_a_failed_sync_of_the_directory_renamed_into_still_counts() -> None:
+    trace = [
+        _op(0, "open", "k.tmp", flags=os.O_CREAT | os.O_WRONLY),
+        _op(1, "write", "k.tmp", content=b"5\n"),
+        _op(2, "fsync", "k.tmp", content=b"5\n"),
+        _op(3, "close", "k.tmp", content=b"5\n"),
+        _op(4, "replace", "k.tmp", target=f"{_DIR}/k"),
+        _op(5, "open", flags=os.O_RDONLY),
+        _op(6, "fsync", error="EIO"),
+        _op(7, "close"),
+    ]
+    (line,) = swallowed_syncs(trace, injected(trace, FaultPlan(at=6)))
+    assert line.startswith(f"fsync of directory {_DIR} failed with EIO and save() returned")
+    # Redone: another change of the directory's entries, synced, commits the rename with it.
+    trace += [_op(8, "unlink", "old.tmp"), _op(9, "open", flags=os.O_RDONLY), _op(10, "fsync")]
+    assert swallowed_syncs(trace, injected(trace, FaultPlan(at=6))) == []
+
+
+def test_a_journal_unlink_or_truncate_can_commit_a_save() -> None:
+    ops = _rollback_save(dir_sync_again=True)
+    assert _commit_index(ops) == 8  # the unlink: faults after it may leave the new value
+    assert _commit_index([_op(0, "write", "db", content=b"x")]) == -1
+
+
+def test_a_failed_sync_with_nothing_left_unsynced_lost_nothing() -> None:
+    # SQLite closing its last connection checkpoints: it syncs a WAL the commit already synced,
+    # and ignores a failure there. The offset was durable before that sync.
+    trace = [
+        _op(0, "write", "db-wal", content=b"frame"),
+        _op(1, "fdatasync", "db-wal", content=b"frame"),
+        _op(2, "fdatasync", "db-wal", error="EIO"),
+        _op(3, "close", "db-wal"),
+    ]
+    assert swallowed_syncs(trace, injected(trace, FaultPlan(at=2))) == []
+    # The same failure with a write in between is a lost offset.
+    trace.insert(2, _op(2, "write", "db-wal", content=b"frame2"))
+    trace[3] = _op(3, "fdatasync", "db-wal", error="EIO")
+    (line,) = swallowed_syncs(trace, injected(trace, FaultPlan(at=3)))
+    assert "fdatasync of /d/db-wal failed with EIO and save() returned" in line
+
+
+def test_a_checkpoint_sync_failure_after_the_wal_was_synced_is_not_a_lost_offset() -> None:
+    # SQLite's last connection closing: the WAL (synced by the commit) is copied into the
+    # database, whose sync fails; SQLite keeps the WAL, and the offset is durable there.
+    def call(index: int, kind: str, name: str, **fields: object) -> TraceOp:
+        return dataclasses.replace(_op(index, kind, name, **fields), call=kind)
+
+    trace = [
+        call(0, "write", "db-wal", content=b"frame"),
+        call(1, "fdatasync", "db-wal", content=b"frame"),
+        call(2, "write", "db", content=b"page"),
+        call(3, "fdatasync", "db", error="EIO"),
+    ]
+    assert swallowed_syncs(trace, injected(trace, FaultPlan(at=3))) == []
+    # Without the synced log it is a lost offset, and a Python store gets no such allowance.
+    assert swallowed_syncs(trace[2:], injected(trace, FaultPlan(at=3)))
+    python = [dataclasses.replace(op, call="") for op in trace]
+    assert swallowed_syncs(python, injected(python, FaultPlan(at=3)))
