@@ -20,6 +20,7 @@ reason, never a pass ("not applicable" is the runner's answer for a store not cl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pickle
@@ -37,10 +38,19 @@ from lance_offsets.conformance._results import Evidence, Outcome, PropertyResult
 
 from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
-from ._fsmodel import CrashState, Exploration, ModelError, Tree, explore, materialise, replay
+from ._fsmodel import (
+    CrashState,
+    ModelError,
+    StateStream,
+    Tree,
+    materialise,
+    replay,
+    tree_digest,
+)
 from ._options import StressOptions
 from ._powerloss_oracle import (
     Failure,
+    Findings,
     Key,
     Observation,
     Step,
@@ -52,7 +62,7 @@ from ._powerloss_oracle import (
     shown,
 )
 from ._powerloss_workers import record, verify
-from ._procs import running
+from ._procs import JOIN_SECONDS, context, running
 from ._trace import TraceOp
 
 __all__ = ["PowerLossRun", "check_d3", "run_powerloss", "workload"]
@@ -69,6 +79,11 @@ MAX_HANGS: Final = 3
 #: Crash states checked at most, short and long (``MAX_STATES[options.long]``): a store that
 #: never fsyncs piles up pending operations, and a few thousand of its states tell enough.
 MAX_STATES: Final = (4000, 20000)
+#: Crash-state directories written out at a time, and the bytes they may hold: each batch is
+#: verified and removed before the next is written, so scratch space (tmpfs: memory) and the
+#: states held in memory stay bounded whatever the store writes.
+BATCH_STATES: Final = 256
+BATCH_BYTES: Final = 32 << 20
 
 #: Operations that change what a power cut can leave; a trace with none saw no store I/O.
 _WRITING: Final = frozenset({"write", "truncate", "rename", "replace", "unlink", "mkdir"})
@@ -126,7 +141,9 @@ class PowerLossRun:
     result: PropertyResult
     states: int = 0
     directories: int = 0
-    exploration: Exploration | None = None
+    #: The crash states' stream: counts per crash point, how many were drawn of how many.
+    exploration: StateStream | None = None
+    #: The failing states a report can show (every failure is counted in the details).
     failures: tuple[Failure, ...] = ()
     #: Wall seconds of each phase: record, explore, verify (write the states out, open each),
     #: judge; a confirmation with strace adds its own explore, verify and judge.
@@ -233,80 +250,95 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
-def _observe(
-    spec: str, trees: list[Tree], keys: list[Key], scratch: str
-) -> list[Observation | None]:
-    """Write each tree out and open the store on it in a fresh verifier process.
+class _Verifier:
+    """One fresh verifier process (nothing cached from the worker), fed batches of directories.
 
     A state the store hangs on (no progress for :data:`STATE_SECONDS`) or dies on gets an
     observation saying so, and a new verifier carries on with the states after it, until
     :data:`MAX_HANGS` such states; the states left after that stay None (not verified).
     """
-    dirs = []
-    for number, tree in enumerate(trees):
-        where = os.path.join(scratch, "states", str(number))
-        os.makedirs(where)
-        materialise(tree, where)
-        dirs.append(where)
-    seen: list[Observation | None] = [None] * len(dirs)
-    start, stops = 0, 0
-    while start < len(dirs) and stops < MAX_HANGS:
-        out = os.path.join(scratch, f"seen-{start}.pickle")
-        stopped = _verify_some(spec, dirs[start:], keys, out)
-        doing: tuple[int, str] | None = None
-        for tag, index, payload in _records(out):
-            if tag == "seen":
-                seen[start + index] = payload
-            else:
-                doing = index, payload
-        if stopped is None:
-            break
-        if doing is None or seen[start + doing[0]] is not None:
-            # It stopped outside any store call: the verifier itself failed (an import?).
+
+    def __init__(self, spec: str, keys: list[Key]) -> None:
+        self.spec, self.keys = spec, keys
+        self.hangs = 0
+        self._stack: contextlib.ExitStack | None = None
+        self._conn: Any = None
+
+    @property
+    def exhausted(self) -> bool:
+        return self.hangs >= MAX_HANGS
+
+    def _start(self) -> None:
+        parent, child = context().Pipe()
+        self._stack = contextlib.ExitStack()
+        proc = self._stack.enter_context(
+            running(verify, self.spec, child, self.keys, name="verify")
+        )
+        child.close()
+        self._conn, self._proc = parent, proc
+        # Starting a process and importing the store is not the store hanging on a state:
+        # that gets the worker's allowance, each state after it STATE_SECONDS.
+        if not parent.poll(PROCESS_SECONDS):
+            self.close()
+            raise _VerifierError(f"no progress for {PROCESS_SECONDS:g} s (importing the store?)")
+        try:
+            parent.recv()
+        except (EOFError, OSError):
+            code = self._exitcode()
+            self.close()
+            raise _VerifierError(
+                f"the verifier process exited with code {code} (importing the store?)"
+            ) from None
+
+    def _exitcode(self) -> int | None:
+        self._proc.join(JOIN_SECONDS)
+        code: int | None = self._proc.exitcode
+        return code
+
+    def close(self) -> None:
+        """Stop the verifier (``running`` reaps it: terminate, then kill)."""
+        if self._stack is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._conn.send(None)
+            self._conn.close()
+            self._stack.close()
+        self._stack = self._conn = None
+
+    def observe(self, dirs: list[str]) -> list[Observation | None]:
+        seen: list[Observation | None] = [None] * len(dirs)
+        start = 0
+        while start < len(dirs) and not self.exhausted:
+            if self._stack is None:
+                self._start()
+            self._conn.send(list(enumerate(dirs[start:], start)))
+            doing: tuple[int, str] | None = None
+            stopped: str | None = None
+            while stopped is None:
+                if not self._conn.poll(STATE_SECONDS):
+                    stopped = "hung"
+                    break
+                try:
+                    tag, index, payload = self._conn.recv()
+                except (EOFError, OSError):
+                    stopped = f"the verifier process exited with code {self._exitcode()}"
+                    break
+                if tag == "seen":
+                    seen[index], doing = payload, None
+                    if index == len(dirs) - 1:
+                        return seen
+                else:
+                    doing = index, payload
+            self.close()  # killed on the way out when it hung
+            if doing is None:
+                # It stopped outside any store call: the verifier itself failed.
+                raise _VerifierError(f"{stopped} between two crash states")
+            index, what = doing
             if stopped == "hung":
-                stopped = f"no progress for {PROCESS_SECONDS:g} s before opening any state"
-            raise _VerifierError(f"{stopped} (importing the store?)")
-        index, what = doing
-        if stopped == "hung":
-            seen[start + index] = Observation(hung=what)
-        else:
-            seen[start + index] = Observation(died=f"{what}: {stopped}")
-        start, stops = start + index + 1, stops + 1
-    return seen
-
-
-def _verify_some(spec: str, dirs: list[str], keys: list[Key], out: str) -> str | None:
-    """Run one verifier on ``dirs``; return None, "hung", or why it stopped on its own."""
-    with running(verify, spec, dirs, keys, out, name="verify") as proc:
-        size, moved = -1, time.monotonic()
-        while True:
-            proc.join(0.5)  # returns at once when the verifier exits: no cost on a quick store
-            if not proc.is_alive():
-                break
-            now_size = os.path.getsize(out) if os.path.exists(out) else 0
-            # Starting a process and importing the store is not the store hanging on a state:
-            # that gets the worker's allowance, each state after it STATE_SECONDS.
-            allowed = STATE_SECONDS if now_size else PROCESS_SECONDS
-            if now_size != size:
-                size, moved = now_size, time.monotonic()
-            elif time.monotonic() - moved > allowed:
-                return "hung"  # ``running`` kills it on the way out
-        if proc.exitcode != 0:
-            return f"the verifier process exited with code {proc.exitcode}"
-    return None
-
-
-def _records(path: str) -> list[Any]:
-    """Every record a verifier appended to ``path`` (the last may be cut short by a kill)."""
-    found: list[Any] = []
-    if not os.path.exists(path):
-        return found
-    with open(path, "rb") as fh:
-        while True:
-            try:
-                found.append(pickle.load(fh))
-            except Exception:  # the end, or a record cut short when the verifier was killed
-                return found
+                seen[index] = Observation(hung=what)
+            else:
+                seen[index] = Observation(died=f"{what}: {stopped}")
+            start, self.hangs = index + 1, self.hangs + 1
+        return seen
 
 
 class _VerifierError(RuntimeError):
@@ -409,67 +441,162 @@ def _check(
     spec: str, options: StressOptions, steps: list[Step], recording: _Recording, clock: _Clock
 ) -> PowerLossRun:
     """Explore the recording's crash states, verify each in a fresh process, judge."""
-    root, trace, tracer, scratch = recording.root, recording.trace, recording.tracer, recording.work
     try:
-        budget = 128 if options.long else 48
-        found = explore(trace, root, recording.initial, seed=options.seed, budget=budget)
+        return _explore_and_verify(spec, options, steps, recording, clock)
     except ModelError as exc:
         return _unverified(clock, f"the trace cannot be modelled: {exc}")
+    except MemoryError:
+        # Bounded by design (streamed states, capped batches); if memory still runs out, the
+        # machine is too small for this store here: that is no finding about the store.
+        return _unverified(
+            clock,
+            "ran out of memory exploring the crash states (seed "
+            f"{options.seed}): the power-loss model could not be run to the end here",
+        )
+
+
+@dataclass
+class _Tally:
+    """What a streamed check has counted so far."""
+
+    states: int = 0
+    judged: int = 0
+    tolerated: int = 0
+    directories: int = 0
+    findings: Findings = dataclasses.field(default_factory=Findings)
+
+
+class _Judging:
+    """Crash states in, verdicts out: one batch of distinct directories on disk at a time."""
+
+    def __init__(self, spec: str, steps: list[Step], recording: _Recording) -> None:
+        self.keys = sorted({s.key for s in steps})
+        self.expected = expectations(recording.trace, self.keys)
+        self.saved: dict[Key, set[int]] = {}
+        for step in steps:
+            if step.value is not None:
+                self.saved.setdefault(step.key, set()).add(step.value)
+        self.tally = _Tally()
+        #: What the verifier saw, per distinct directory (by digest): each is opened once.
+        self.observed: dict[bytes, Observation | None] = {}
+        self.states_dir = os.path.join(recording.work, "states")
+        self.verifier = _Verifier(spec, self.keys)
+        self.batch: list[tuple[CrashState, bytes]] = []
+        self.fresh: dict[bytes, Tree] = {}
+        self.held = 0
+
+    def add(self, state: CrashState) -> None:
+        self.tally.states += 1
+        digest = tree_digest(state.tree)
+        if digest in self.observed:
+            self._judge(state, self.observed[digest])
+        elif self.verifier.exhausted:
+            self.observed[digest] = None  # not verified: the store hung on MAX_HANGS states
+        else:
+            self.batch.append((state, digest))
+            if digest not in self.fresh:
+                self.fresh[digest] = state.tree
+                self.held += sum(len(c) for _, c in state.tree if c is not None)
+            if len(self.fresh) >= BATCH_STATES or self.held >= BATCH_BYTES:
+                self.flush()
+
+    def _judge(self, state: CrashState, seen: Observation | None) -> None:
+        if seen is None:
+            return
+        self.tally.judged += 1
+        verdict = judge(seen, self.expected[state.point + 1], self.keys, self.saved)
+        self.tally.tolerated += bool(verdict.tolerated) and not verdict.problems
+        if verdict.problems:
+            self.tally.findings.add(state, verdict, seen)
+
+    def flush(self) -> None:
+        """Write the batch's directories out, verify them, remove them, judge its states."""
+        dirs: list[tuple[bytes, str]] = []
+        try:
+            for digest, tree in self.fresh.items():
+                where = os.path.join(self.states_dir, str(self.tally.directories))
+                self.tally.directories += 1
+                os.makedirs(where)
+                dirs.append((digest, where))
+                materialise(tree, where)
+            seen = self.verifier.observe([where for _, where in dirs])
+        finally:
+            for _, where in dirs:
+                shutil.rmtree(where, ignore_errors=True)
+        self.observed.update((d, obs) for (d, _), obs in zip(dirs, seen, strict=True))
+        for state, digest in self.batch:
+            self._judge(state, self.observed[digest])
+        self.batch.clear()
+        self.fresh.clear()
+        self.held = 0
+
+
+def _explore_and_verify(
+    spec: str, options: StressOptions, steps: list[Step], recording: _Recording, clock: _Clock
+) -> PowerLossRun:
+    budget = 128 if options.long else 48
+    stream = StateStream(
+        recording.trace, recording.root, recording.initial, seed=options.seed, budget=budget,
+        cap=MAX_STATES[options.long],
+    )  # fmt: skip
     clock.phase("explore")
-    keys = sorted({s.key for s in steps})
-    states = _capped(found.states, MAX_STATES[options.long], options.seed)
-    trees = list(dict.fromkeys(s.tree for s in states))
+    judging = _Judging(spec, steps, recording)
     try:
-        seen = _observe(spec, trees, keys, scratch)
+        for state in stream:
+            judging.add(state)
+        if judging.batch:
+            judging.flush()
     except _VerifierError as exc:
         return _failed(clock, f"the power-loss verifier failed (seed {options.seed}): {exc}")
+    finally:
+        judging.verifier.close()
     clock.phase("verify")
-    by_tree = {t: o for t, o in zip(trees, seen, strict=True) if o is not None}
-    expected = expectations(trace, keys)
-    saved: dict[Key, set[int]] = {}
-    for step in steps:
-        if step.value is not None:
-            saved.setdefault(step.key, set()).add(step.value)
-    failures: list[Failure] = []
-    tolerated = 0
-    judged = [s for s in states if s.tree in by_tree]
-    for state in judged:
-        verdict = judge(by_tree[state.tree], expected[state.point + 1], keys, saved)
-        tolerated += bool(verdict.tolerated) and not verdict.problems
-        if verdict.problems:
-            failures.append((state, verdict))
-    clock.phase("judge")
+    return _verdict(options, len(steps), recording, clock, stream=stream, judging=judging)
+
+
+def _verdict(
+    options: StressOptions,
+    calls: int,
+    recording: _Recording,
+    clock: _Clock,
+    *,
+    stream: StateStream,
+    judging: _Judging,
+) -> PowerLossRun:
+    root, trace, tracer, scratch = recording.root, recording.trace, recording.tracer, recording.work
+    keys, expected, tally = judging.keys, judging.expected, judging.tally
     seconds = time.monotonic() - clock.start
     summary = (
-        f"{_counted(states, found)} ({len(trees)} distinct directories) at "
-        f"{found.points} crash points ({found.exhaustive_points} exhaustive, "
-        f"{found.sampled_points} sampled), {len(steps)} store calls traced by {tracer}, "
+        f"{_counted(tally.states, stream)} ({tally.directories} distinct directories) at "
+        f"{stream.points} crash points ({stream.exhaustive_points} exhaustive, "
+        f"{stream.sampled_points} sampled), {calls} store calls traced by {tracer}, "
         f"seed {options.seed}, "
-        f"{seconds:.1f} s ({len(states) / seconds:.0f} states/s)"
+        f"{seconds:.1f} s ({tally.states / seconds:.0f} states/s)"
     )
-    if len(judged) < len(states):
+    if tally.judged < tally.states:
         summary += (
-            f"; {len(states) - len(judged)} states not verified: the store hung or died on "
+            f"; {tally.states - tally.judged} states not verified: the store hung or died on "
             f"{MAX_HANGS} states first"
         )
     options.progress(f"D3: {summary}")
     # Exhaustive: every crash point enumerated, and no state dropped by the cap.
-    exhaustive = found.sampled_points == 0 and len(states) == len(found.states)
+    exhaustive = stream.sampled_points == 0 and stream.drawn == stream.candidates
     evidence: Evidence = {
-        "crash points": found.points,
-        "states explored": len(judged),
+        "crash points": stream.points,
+        "states explored": tally.judged,
         "exhaustive": "yes" if exhaustive else "no",
         "tracer": "strace" if tracer == "strace" else "interposer",
     }
-    if failures:
+    findings = tally.findings
+    if findings.failed:
         details = report(
-            failures,
+            findings,
             trace,
             expected,
-            seen_by=by_tree,
+            seen_by=findings.seen_by,
             keys=keys,
-            checked=len(judged),
-            tolerated=tolerated,
+            checked=tally.judged,
+            tolerated=tally.tolerated,
             summary=summary,
         )
         states_dir = os.path.join(scratch, "states")
@@ -479,35 +606,41 @@ def _check(
             text = text.replace(root + os.sep, "").replace(states_dir + os.sep, "state ")
             return text.replace(f"mark {root} ", "mark: ").replace(root, ".")
 
-        worst = shown(failures)[0]
+        worst = shown(findings.kept)[0]
         drawn = drawn_crash_state(
-            worst, trace, expected[worst[0].point + 1], by_tree[worst[0].tree], keys, clean=clean
+            worst,
+            trace,
+            expected[worst[0].point + 1],
+            findings.seen_by[worst[0].tree],
+            keys,
+            clean=clean,
         )
         result = PropertyResult(
             "D3", "failed", seconds, clean(details), evidence, {"crash_state": drawn}
         )
     else:
         text = f"checked {summary}"
-        if tolerated:
-            text += f"; {counts([], tolerated)}"
+        if tally.tolerated:
+            text += f"; {counts([], tally.tolerated)}"
         result = PropertyResult("D3", "passed", seconds, text, evidence)
+    clock.phase("judge")
     return PowerLossRun(
-        result, len(states), len(trees), found, tuple(failures), tuple(clock.phases)
+        result,
+        tally.states,
+        tally.directories,
+        stream,
+        tuple(findings.kept),
+        tuple(clock.phases),
     )
 
 
-def _capped(states: tuple[CrashState, ...], cap: int, seed: int) -> tuple[CrashState, ...]:
-    """Keep at most ``cap`` states, drawn with the seed, in trace order."""
-    if len(states) <= cap:
-        return states
-    kept = sorted(random.Random(seed).sample(range(len(states)), cap))
-    return tuple(states[i] for i in kept)
-
-
-def _counted(states: tuple[CrashState, ...], found: Exploration) -> str:
-    if len(states) == len(found.states):
-        return f"{len(states)} crash states"
-    return f"{len(states)} of {len(found.states)} crash states (drawn with the seed)"
+def _counted(states: int, stream: StateStream) -> str:
+    if stream.drawn == stream.candidates:
+        return f"{states} crash states"
+    return (
+        f"{states:,} of {stream.candidates:,} candidate crash states (drawn with the seed; "
+        f"the model allows about {stream.estimated:.2g} in all)"
+    )
 
 
 def _fast_scratch() -> str | None:

@@ -97,26 +97,30 @@ def record_for_strace(spec: str, root: str, steps: list[Step], out: str) -> None
         pickle.dump(result, fh)
 
 
-def verify(spec: str, dirs: list[str], keys: list[Key], out: str) -> None:
-    """Verifier: open the store on each directory; append one pickled :class:`Observation` each.
+def verify(spec: str, conn: Any, keys: list[Key]) -> None:
+    """Verifier: open the store on each directory it is sent; send back what it saw.
 
-    Each observation is appended (and flushed) as soon as it is made, after a pickled progress
-    note (``(index, "load(1, 2)")``) before every store call: if the store hangs on one state,
-    the parent kills this process and still knows every verdict so far and where it hung.
+    The parent sends batches of ``(index, directory)`` pairs over ``conn`` (None: stop), as it
+    writes the crash states out one batch at a time. Before every store call the verifier sends
+    a progress note (``("doing", index, "load(1, 2)")``), and after each directory its
+    :class:`Observation` (``("seen", index, obs)``): if the store hangs on one state, the parent
+    kills this process and still knows every verdict so far and where it hung.
     """
     from lance_offsets.conformance._spec import load_factory
 
     factory = load_factory(spec)
-    with open(out, "ab") as fh:
+    conn.send(("ready", -1, ""))
+    while True:
+        batch = conn.recv()
+        if batch is None:
+            return
+        for index, where in batch:
+            obs = observe(factory, where, keys, functools.partial(_doing, conn, index))
+            conn.send(("seen", index, obs))
 
-        def doing(index: int, what: str) -> None:
-            pickle.dump(("doing", index, what), fh)
-            fh.flush()
 
-        for index, where in enumerate(dirs):
-            obs = observe(factory, where, keys, functools.partial(doing, index))
-            pickle.dump(("seen", index, obs), fh)
-            fh.flush()
+def _doing(conn: Any, index: int, what: str) -> None:
+    conn.send(("doing", index, what))
 
 
 def observe(factory: Any, where: str, keys: list[Key], doing: Callable[[str], None]) -> Observation:

@@ -279,3 +279,29 @@ def sqlite_extra(path: str) -> ZooSqliteStore:
 def sqlite_off(path: str) -> ZooSqliteStore:
     """SQLite with ``synchronous=OFF``: nothing is fsynced."""
     return ZooSqliteStore(path, "OFF")
+
+
+class ZooSqliteWalStore(ZooSqliteStore):
+    """Offsets in SQLite with a write-ahead log: a commit appends frames to ``-wal`` and (unless
+    ``synchronous=OFF``) fsyncs it; the last connection to close checkpoints and removes it."""
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        os.makedirs(path, exist_ok=True)
+        self._db = sqlite3.connect(os.path.join(path, "offsets.sqlite"), isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS offsets (topic INTEGER, consumer TEXT, offset TEXT,"
+            " PRIMARY KEY (topic, consumer))"
+        )
+
+
+def sqlite_wal_full(path: str) -> ZooSqliteWalStore:
+    """SQLite in WAL mode, ``synchronous=FULL``: every commit fsyncs the log (and SQLite fsyncs
+    the directory the first time it syncs a log it created): durable."""
+    return ZooSqliteWalStore(path, "FULL")
+
+
+def sqlite_wal_off(path: str) -> ZooSqliteWalStore:
+    """SQLite in WAL mode with ``synchronous=OFF``: commits are never fsynced."""
+    return ZooSqliteWalStore(path, "OFF")
