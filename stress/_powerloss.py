@@ -204,7 +204,7 @@ def _record_trace(spec: str, root: str, steps: list[Step], scratch: str) -> dict
 
 def _record_strace(spec: str, root: str, steps: list[Step], scratch: str) -> dict[str, Any]:
     """Run the workload under strace in a fresh interpreter; return tree and parsed trace."""
-    from ._strace import StraceError, parse, strace_command
+    from ._strace import StraceError, data_only, parse, strace_command
 
     out, log = os.path.join(scratch, "strace.pickle"), os.path.join(scratch, "strace.log")
     args = os.path.join(scratch, "strace-args.pickle")
@@ -232,6 +232,9 @@ def _record_strace(spec: str, root: str, steps: list[Step], scratch: str) -> dic
     with open(out, "rb") as fh:
         recorded: dict[str, Any] = pickle.load(fh)
     if "error" not in recorded:
+        # Shared-memory files (LMDB's lock.mdb, SQLite's -shm) are no data: left out.
+        recorded["initial"] = data_only(recorded["initial"])
+        recorded["final"] = data_only(recorded["final"])
         try:
             with open(log, encoding="latin-1") as fh:
                 recorded["trace"] = parse(fh, root, recorded["initial"], cwd=scratch)
