@@ -172,5 +172,5 @@ def test_a_shared_writable_mapping_of_data_cannot_be_followed() -> None:
     ]
     with pytest.raises(StraceError, match="shared writable mapping"):
         parse(lines, ROOT, (("data.mdb", b""),))
-    read_only = lines[:2] + [lines[2].replace("PROT_READ|PROT_WRITE", "PROT_READ")]
+    read_only = [*lines[:2], lines[2].replace("PROT_READ|PROT_WRITE", "PROT_READ")]
     assert [op.kind for op in parse(read_only, ROOT, (("data.mdb", b""),))] == ["mark", "open"]
