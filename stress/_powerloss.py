@@ -61,7 +61,7 @@ from ._powerloss_oracle import (
     report,
     shown,
 )
-from ._powerloss_workers import record, verify
+from ._powerloss_workers import last_doing, record, verify
 from ._procs import JOIN_SECONDS, context, running
 from ._trace import TraceOp
 
@@ -261,8 +261,9 @@ class _Verifier:
     :data:`MAX_HANGS` such states; the states left after that stay None (not verified).
     """
 
-    def __init__(self, spec: str, keys: list[Key]) -> None:
+    def __init__(self, spec: str, keys: list[Key], scratch: str) -> None:
         self.spec, self.keys = spec, keys
+        self.progress = os.path.join(scratch, "verifier-progress.pickle")
         self.hangs = 0
         self._stack: contextlib.ExitStack | None = None
         self._conn: Any = None
@@ -274,9 +275,8 @@ class _Verifier:
     def _start(self) -> None:
         parent, child = context().Pipe()
         self._stack = contextlib.ExitStack()
-        proc = self._stack.enter_context(
-            running(verify, self.spec, child, self.keys, name="verify")
-        )
+        args = (self.spec, child, self.keys, self.progress)
+        proc = self._stack.enter_context(running(verify, *args, name="verify"))
         child.close()
         self._conn, self._proc = parent, proc
         # Starting a process and importing the store is not the store hanging on a state:
@@ -314,25 +314,12 @@ class _Verifier:
             if self._stack is None:
                 self._start()
             self._conn.send(list(enumerate(dirs[start:], start)))
-            doing: tuple[int, str] | None = None
-            stopped: str | None = None
-            while stopped is None:
-                if not self._conn.poll(STATE_SECONDS):
-                    stopped = "hung"
-                    break
-                try:
-                    tag, index, payload = self._conn.recv()
-                except (EOFError, OSError):
-                    stopped = f"the verifier process exited with code {self._exitcode()}"
-                    break
-                if tag == "seen":
-                    seen[index], doing = payload, None
-                    if index == len(dirs) - 1:
-                        return seen
-                else:
-                    doing = index, payload
+            stopped = self._collect(seen, len(dirs))
+            if stopped is None:
+                return seen
+            doing = last_doing(self.progress)
             self.close()  # killed on the way out when it hung
-            if doing is None:
+            if doing is None or seen[doing[0]] is not None:
                 # It stopped outside any store call: the verifier itself failed.
                 raise _VerifierError(f"{stopped} between two crash states")
             index, what = doing
@@ -342,6 +329,19 @@ class _Verifier:
                 seen[index] = Observation(died=f"{what}: {stopped}")
             start, self.hangs = index + 1, self.hangs + 1
         return seen
+
+    def _collect(self, seen: list[Observation | None], count: int) -> str | None:
+        """Receive observations until the last of ``count``; None, "hung", or why it died."""
+        while True:
+            if not self._conn.poll(STATE_SECONDS):
+                return "hung"
+            try:
+                _tag, index, obs = self._conn.recv()
+            except (EOFError, OSError):
+                return f"the verifier process exited with code {self._exitcode()}"
+            seen[index] = obs
+            if index == count - 1:
+                return None
 
 
 class _VerifierError(RuntimeError):
@@ -483,7 +483,7 @@ class _Judging:
         #: What the verifier saw, per distinct directory (by digest): each is opened once.
         self.observed: dict[bytes, Observation | None] = {}
         self.states_dir = os.path.join(recording.work, "states")
-        self.verifier = _Verifier(spec, self.keys)
+        self.verifier = _Verifier(spec, self.keys, recording.work)
         self.batch: list[tuple[CrashState, bytes]] = []
         self.fresh: dict[bytes, Tree] = {}
         self.held = 0

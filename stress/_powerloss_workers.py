@@ -23,6 +23,7 @@ from ._strace import mark_path
 __all__ = [
     "FRESH_KEY",
     "FRESH_VALUE",
+    "last_doing",
     "observe",
     "record",
     "record_for_strace",
@@ -97,30 +98,45 @@ def record_for_strace(spec: str, root: str, steps: list[Step], out: str) -> None
         pickle.dump(result, fh)
 
 
-def verify(spec: str, conn: Any, keys: list[Key]) -> None:
+def verify(spec: str, conn: Any, keys: list[Key], progress: str) -> None:
     """Verifier: open the store on each directory it is sent; send back what it saw.
 
     The parent sends batches of ``(index, directory)`` pairs over ``conn`` (None: stop), as it
-    writes the crash states out one batch at a time. Before every store call the verifier sends
-    a progress note (``("doing", index, "load(1, 2)")``), and after each directory its
-    :class:`Observation` (``("seen", index, obs)``): if the store hangs on one state, the parent
-    kills this process and still knows every verdict so far and where it hung.
+    writes the crash states out one batch at a time, and gets ``("seen", index, obs)`` back for
+    each. Before every store call the verifier overwrites ``progress`` with a pickled note
+    (``(index, "load(1, 2)")``): a file, not a message, so the parent is not woken for each
+    call; if the store hangs on one state, the parent kills this process and reads there
+    where it hung.
     """
     from lance_offsets.conformance._spec import load_factory
 
     factory = load_factory(spec)
-    conn.send(("ready", -1, ""))
-    while True:
-        batch = conn.recv()
-        if batch is None:
-            return
-        for index, where in batch:
-            obs = observe(factory, where, keys, functools.partial(_doing, conn, index))
-            conn.send(("seen", index, obs))
+    conn.send(("ready", -1, None))
+    with open(progress, "wb") as fh:
+        while True:
+            batch = conn.recv()
+            if batch is None:
+                return
+            for index, where in batch:
+                obs = observe(factory, where, keys, functools.partial(_doing, fh, index))
+                conn.send(("seen", index, obs))
 
 
-def _doing(conn: Any, index: int, what: str) -> None:
-    conn.send(("doing", index, what))
+def _doing(fh: Any, index: int, what: str) -> None:
+    fh.seek(0)
+    pickle.dump((index, what), fh)
+    fh.truncate()
+    fh.flush()
+
+
+def last_doing(progress: str) -> tuple[int, str] | None:
+    """Return the verifier's last progress note in ``progress``, if it left a whole one."""
+    try:
+        with open(progress, "rb") as fh:
+            note: tuple[int, str] = pickle.load(fh)
+    except Exception:  # absent, or cut short by the kill: where it was is unknown
+        return None
+    return note
 
 
 def observe(factory: Any, where: str, keys: list[Key], doing: Callable[[str], None]) -> Observation:
