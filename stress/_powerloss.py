@@ -58,10 +58,11 @@ from ._powerloss_oracle import (
     drawn_crash_state,
     expectations,
     judge,
+    parse_mark,
     report,
     shown,
 )
-from ._powerloss_workers import last_doing, record, verify
+from ._powerloss_workers import last_doing, progress_path, record, verify
 from ._procs import JOIN_SECONDS, context, running
 from ._trace import TraceOp
 
@@ -188,11 +189,7 @@ def _record_trace(spec: str, root: str, steps: list[Step], scratch: str) -> dict
     out = os.path.join(scratch, "trace.pickle")
     complaint = _in_process(record, spec, root, steps, out)
     if complaint and "still running" in complaint:
-        calls = ", ".join(str(step) for step in steps)
-        complaint += (
-            f" (the store hung during the traced workload ({calls}), before any crash state "
-            "existed: a lock never released? an unbounded retry?)"
-        )
+        complaint += _workload_hang(out, root, steps)
     recorded: dict[str, Any] = {}
     if os.path.exists(out):
         with open(out, "rb") as fh:
@@ -225,7 +222,8 @@ def _record_strace(spec: str, root: str, steps: list[Step], scratch: str) -> dic
             env=_child_env(),
         )
     except subprocess.TimeoutExpired:
-        return {"error": f"the strace'd worker ran longer than {PROCESS_SECONDS} s"}
+        hang = _workload_hang(out, root, steps)
+        return {"error": f"the strace'd worker ran longer than {PROCESS_SECONDS} s{hang}"}
     if not os.path.exists(out):
         tail = done.stderr.decode(errors="replace")[-600:]
         return {"unavailable": f"strace exited with code {done.returncode}: {tail}"}
@@ -241,6 +239,33 @@ def _record_strace(spec: str, root: str, steps: list[Step], scratch: str) -> dic
         except StraceError as exc:
             return {"unavailable": str(exc)}
     return recorded
+
+
+def _workload_hang(out: str, root: str, steps: list[Step]) -> str:
+    """Say where a traced worker hung: the call in flight (its last mark) and the files then."""
+    try:
+        with open(progress_path(out), encoding="utf-8") as fh:
+            note = fh.read()
+    except OSError:
+        note = ""
+    parsed = parse_mark(note)
+    if parsed is None:
+        where = "in close()" if note == "close()" else "before the first call (opening the store?)"
+    elif parsed[0] == "begin":
+        where = f"in {parsed[1]}"
+    else:
+        where = f"after {parsed[1]} returned"
+    files = ", ".join(
+        f"{os.path.relpath(os.path.join(d, n), root)}={os.path.getsize(os.path.join(d, n))} bytes"
+        for d, _, names in os.walk(root)
+        for n in sorted(names)
+    )
+    calls = ", ".join(str(step) for step in steps)
+    return (
+        f" (the store hung during the traced workload ({calls}), {where}, before any crash "
+        f"state existed; files then: {files or '(none)'}: a lock never released? an unbounded "
+        "retry?)"
+    )
 
 
 def _child_env() -> dict[str, str]:

@@ -23,8 +23,10 @@ from ._strace import mark_path
 __all__ = [
     "FRESH_KEY",
     "FRESH_VALUE",
+    "Progress",
     "last_doing",
     "observe",
+    "progress_path",
     "record",
     "record_for_strace",
     "run_steps",
@@ -51,11 +53,36 @@ def run_steps(store: Any, steps: list[Step], mark: Callable[[str], None]) -> Non
             mark(step.note("ack"))
 
 
+class Progress:
+    """The worker's last mark, kept in ``OUT.doing`` so that a parent which kills a hung worker
+    can say which call it hung in (the trace itself dies with the worker).
+    """
+
+    def __init__(self, out: str) -> None:
+        # Outside the traced root: neither tracer records these writes.
+        self._fd = os.open(progress_path(out), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+    def __call__(self, note: str) -> None:
+        data = note.encode()
+        os.pwrite(self._fd, data, 0)
+        os.ftruncate(self._fd, len(data))
+
+
+def progress_path(out: str) -> str:
+    return out + ".doing"
+
+
 def record(spec: str, root: str, steps: list[Step], out: str) -> None:
     """Worker: run ``steps`` on the store under the interposer; pickle (tree, trace) to ``out``."""
     from lance_offsets.conformance._spec import load_factory
 
     from ._interpose import mark, traced
+
+    progress = Progress(out)
+
+    def both(note: str) -> None:
+        progress(note)
+        mark(note)
 
     try:
         factory = load_factory(spec)
@@ -63,7 +90,8 @@ def record(spec: str, root: str, steps: list[Step], out: str) -> None:
         initial = snapshot(root)
         with traced(root) as trace:
             store = factory(root)
-            run_steps(store, steps, mark)
+            run_steps(store, steps, both)
+            progress("close()")
             store.close()
         result: dict[str, Any] = {"initial": initial, "trace": list(trace), "final": snapshot(root)}
     except Exception:
@@ -82,13 +110,20 @@ def record_for_strace(spec: str, root: str, steps: list[Step], out: str) -> None
     """Worker run under strace: marks are failed opens (``_strace.py``); pickles the tree."""
     from lance_offsets.conformance._spec import load_factory
 
+    progress = Progress(out)
+
+    def both(note: str) -> None:
+        progress(note)
+        _strace_mark(note)
+
     try:
         factory = load_factory(spec)
         factory(root).close()
         result: dict[str, Any] = {"initial": snapshot(root)}
         _strace_mark("trace start")
         store = factory(root)
-        run_steps(store, steps, _strace_mark)
+        run_steps(store, steps, both)
+        progress("close()")
         store.close()
         _strace_mark("trace end")
         result["final"] = snapshot(root)

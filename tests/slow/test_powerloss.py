@@ -127,6 +127,19 @@ def test_a_store_hanging_on_a_crash_state_is_reported_with_that_state(
     assert "trace (the worker's file-system operations and marks, numbered):" in details
 
 
+def test_a_store_hanging_in_the_workload_is_reported_with_the_call_and_files(
+    short: StressOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_powerloss, "PROCESS_SECONDS", 3.0)
+    run = run_powerloss(f"{ZOO}:delete_spins", short)
+    details = run.result.details
+    print(details)
+    assert run.result.outcome == "failed"
+    assert "still running after 3.0 s" in details
+    assert "in delete(4294967295, 18446744073709551615)" in details  # the call in flight
+    assert "files then: 1-2.offset=" in details  # what the store had left on disk
+
+
 def test_not_applicable_when_not_claimed_unverified_when_not_traceable(
     short: StressOptions,
 ) -> None:

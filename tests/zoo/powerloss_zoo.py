@@ -212,6 +212,20 @@ def lock_file_spin(path: str) -> LockFileSpinStore:
     return LockFileSpinStore(path)
 
 
+class DeleteSpinStore(ZooFileStore):
+    """Correct saves; ``delete`` waits forever (a lock nobody will release): the store hangs
+    during the traced workload itself, before any crash state exists."""
+
+    def delete(self, topic_id: int, consumer_id: int) -> None:
+        while True:  # DEFECT: an unbounded wait
+            time.sleep(0.01)
+
+
+def delete_spins(path: str) -> DeleteSpinStore:
+    """Hangs in its first ``delete`` (see the class)."""
+    return DeleteSpinStore(path, _correct)
+
+
 def in_memory_claiming_durable(path: str) -> MemoryOffsetStore:
     """Keeps offsets in memory yet claims durability: its I/O (none) cannot be traced."""
     del path
