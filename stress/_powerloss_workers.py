@@ -54,8 +54,9 @@ def run_steps(store: Any, steps: list[Step], mark: Callable[[str], None]) -> Non
 
 
 class Progress:
-    """The worker's last mark, kept in ``OUT.doing`` so that a parent which kills a hung worker
-    can say which call it hung in (the trace itself dies with the worker).
+    """The worker's last mark, kept in ``OUT.doing``, for a parent that kills it when it hangs.
+
+    The trace itself dies with the worker; this file says which call was in flight.
     """
 
     def __init__(self, out: str) -> None:
