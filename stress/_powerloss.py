@@ -64,6 +64,7 @@ from ._powerloss_oracle import (
 )
 from ._powerloss_workers import last_doing, progress_path, record, verify
 from ._procs import JOIN_SECONDS, context, running
+from ._strace import MAX_TRACE_BYTES
 from ._trace import TraceOp
 
 __all__ = ["PowerLossRun", "check_d3", "run_powerloss", "workload"]
@@ -165,11 +166,50 @@ def run_powerloss(spec: str, options: StressOptions) -> PowerLossRun:
             f"power-loss model runs on Linux only ({sys.platform}: the interposer cannot always "
             "map descriptors to paths or fsync directories there)",
         )
-    scratch = tempfile.mkdtemp(prefix="lance-d3-", dir=options.workdir or _fast_scratch())
+    where = options.workdir or _fast_scratch() or tempfile.gettempdir()
+    _remove_stale_scratch(where)
+    scratch = tempfile.mkdtemp(prefix=_SCRATCH_PREFIX, dir=where)
     try:
+        with open(os.path.join(scratch, _OWNER), "w", encoding="ascii") as fh:
+            fh.write(str(os.getpid()))
         return _run(spec, options, scratch, clock)
+    except MemoryError:
+        # Bounded by design (streamed states, capped batches and traces); if memory still runs
+        # out, this machine is too small for the run: that is no finding about the store.
+        return _unverified(
+            clock,
+            f"ran out of memory (seed {options.seed}): the power-loss model could not be run "
+            "to the end here",
+        )
     finally:
+        # Also on KeyboardInterrupt: crash-state directories may be on tmpfs (memory).
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+_SCRATCH_PREFIX: Final = "lance-d3-"
+#: A file in each scratch directory naming the process that owns it.
+_OWNER: Final = "owner.pid"
+
+
+def _remove_stale_scratch(where: str) -> None:
+    """Remove scratch directories left by runs that died (a SIGKILL, an OOM kill) under ``where``.
+
+    Only directories whose owner file names a process that no longer exists: a live run's, or
+    one without an owner file (being created right now), is left alone.
+    """
+    with contextlib.suppress(OSError):
+        for name in os.listdir(where):
+            if not name.startswith(_SCRATCH_PREFIX):
+                continue
+            path = os.path.join(where, name)
+            try:
+                with open(os.path.join(path, _OWNER), encoding="ascii") as fh:
+                    pid = int(fh.read())
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                shutil.rmtree(path, ignore_errors=True)
+            except (OSError, ValueError):
+                continue
 
 
 class _Clock:
@@ -473,14 +513,6 @@ def _check(
         return _explore_and_verify(spec, options, steps, recording, clock)
     except ModelError as exc:
         return _unverified(clock, f"the trace cannot be modelled: {exc}")
-    except MemoryError:
-        # Bounded by design (streamed states, capped batches); if memory still runs out, the
-        # machine is too small for this store here: that is no finding about the store.
-        return _unverified(
-            clock,
-            "ran out of memory exploring the crash states (seed "
-            f"{options.seed}): the power-loss model could not be run to the end here",
-        )
 
 
 @dataclass
@@ -680,6 +712,12 @@ def _fast_scratch() -> str | None:
 def _untraceable(recorded: dict[str, Any], root: str) -> str | None:
     """Return why the recorded trace cannot be trusted to hold all the store's I/O, if it cannot."""
     trace: list[TraceOp] = recorded["trace"]
+    held = sum(len(c) for c in {id(op.content): op.content or b"" for op in trace}.values())
+    if held > MAX_TRACE_BYTES:
+        return (
+            f"the trace holds {held >> 20} MiB of file contents, more than the "
+            f"{MAX_TRACE_BYTES >> 20} MiB the model may hold"
+        )
     audit = [op for op in trace if op.note == "audit"]
     if audit:
         return (

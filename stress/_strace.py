@@ -29,6 +29,7 @@ from ._trace import OpKind, TraceOp
 
 __all__ = [
     "MARK_DIR",
+    "MAX_TRACE_BYTES",
     "STRACE_SYSCALLS",
     "StraceError",
     "data_only",
@@ -86,6 +87,11 @@ _RESUMED = re.compile(r"^(?P<pid>\d+) +<\.\.\. \w+ resumed>(?P<tail>.*)$")
 _HEX = re.compile(rb"\\x([0-9a-f]{2})")
 _ANNOTATED = re.compile(r"^(-?\w+)<(.*)>$")
 _ERRNO = re.compile(r"^ (E[A-Z0-9]+) ")
+
+
+#: File contents the trace may hold in all (each record holds its file's whole content): past
+#: this a store's writes are too many or too large to model in bounded memory.
+MAX_TRACE_BYTES: Final = 256 << 20
 
 
 class StraceError(RuntimeError):
@@ -194,6 +200,8 @@ class _Parser:
         self.dir_fds: set[int] = set()
         self.trace: list[TraceOp] = []
         self.started = False
+        #: Bytes of file content the trace's records hold so far.
+        self.held = 0
         self.ret_path: str | None = None
 
     def _new(self, path: str, content: bytes = b"") -> int:
@@ -225,6 +233,13 @@ class _Parser:
         error: str | None = None,
     ) -> None:
         if self._inside(path) or self._inside(target):
+            self.held += len(content or b"")
+            if self.held > MAX_TRACE_BYTES:
+                raise StraceError(
+                    f"the trace would hold more than {MAX_TRACE_BYTES >> 20} MiB of file "
+                    "contents (the store writes too much for the model to follow in bounded "
+                    "memory)"
+                )
             index = len(self.trace)
             op = TraceOp(index, kind, path, target, is_dir, flags, content, error)
             self.trace.append(op)

@@ -174,3 +174,18 @@ def test_a_shared_writable_mapping_of_data_cannot_be_followed() -> None:
         parse(lines, ROOT, (("data.mdb", b""),))
     read_only = [*lines[:2], lines[2].replace("PROT_READ|PROT_WRITE", "PROT_READ")]
     assert [op.kind for op in parse(read_only, ROOT, (("data.mdb", b""),))] == ["mark", "open"]
+
+
+def test_a_trace_past_its_byte_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lance_offsets.stress import _strace
+
+    monkeypatch.setattr(_strace, "MAX_TRACE_BYTES", 100)
+    log = f"{ROOT}/log"
+    lines = [
+        mark("trace start"),
+        f'100 openat({CWD}, "{hx(log)}", O_WRONLY|O_CREAT|O_APPEND, 0644) = 3<{hx(log)}>',
+    ]
+    lines += [f'100 write({fd(3, log)}, "{hx("x" * 10)}", 10) = 10'] * 5
+    assert len(parse(lines[:-1], ROOT, ())) == 6  # contents held: 10+20+30+40 = 100 bytes
+    with pytest.raises(StraceError, match="more than 0 MiB of file contents"):
+        parse(lines, ROOT, ())  # the fifth write's record would hold 50 more

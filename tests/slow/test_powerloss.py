@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from lance_offsets.stress import _powerloss
@@ -176,3 +177,26 @@ def test_long_workload_fails_each_defect(name: str, stress_options: StressOption
     result = check_d3(f"{ZOO}:{name}", dataclasses.replace(stress_options, workdir=None))
     print(result.details[:4000])
     assert result.outcome == "failed"
+
+
+def test_scratch_left_by_a_dead_run_is_removed_and_a_live_one_kept(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    for name, pid in (("lance-d3-dead", dead.stdout.strip()), ("lance-d3-live", os.getpid())):
+        (tmp_path / name / "states").mkdir(parents=True)
+        (tmp_path / name / "owner.pid").write_text(str(pid))
+    (tmp_path / "lance-d3-new").mkdir()  # no owner yet: being created, left alone
+    _powerloss._remove_stale_scratch(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lance-d3-live", "lance-d3-new"]
+
+
+def test_running_out_of_memory_is_unverified_not_a_failure(
+    short: StressOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def exhausted(*args: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(_powerloss, "_explore_and_verify", exhausted)
+    run = run_powerloss(f"{ZOO}:correct", short)
+    assert run.result.outcome == "unverified"
+    assert "ran out of memory" in run.result.details
