@@ -1,8 +1,10 @@
 """The two processes of the D3 check: the traced worker and the fresh verifier.
 
-Both are spawned (``_procs.py``), import the store by its spec string, and hand their results
-back as pickle files in the check's scratch directory: plain data (trees, trace records,
-:class:`~._powerloss_oracle.Observation`) so nothing but our own modules is needed to read them.
+Both are spawned (``_procs.py``) and import the store by its spec string. The worker hands its
+result back as a pickle file in the check's scratch directory; the verifier, which lives for the
+whole check, gets directories and sends back :class:`~._powerloss_oracle.Observation` over a
+pipe. Plain data only (trees, trace records, observations), so nothing but our own modules is
+needed to read them.
 """
 
 from __future__ import annotations
