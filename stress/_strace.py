@@ -85,6 +85,9 @@ _LINE = re.compile(
 _UNFINISHED = re.compile(r"^(?P<pid>\d+) +(?P<head>.*) <unfinished \.\.\.>$")
 _RESUMED = re.compile(r"^(?P<pid>\d+) +<\.\.\. \w+ resumed>(?P<tail>.*)$")
 _HEX = re.compile(rb"\\x([0-9a-f]{2})")
+#: The head of a write to a descriptor: enough to skip writes outside the root unparsed (the
+#: worker pickles its snapshots, megabytes each, and splitting such a line is slow).
+_WRITE_HEAD = re.compile(r"^\d+ +(?:write|pwrite64|writev|pwritev2?)\(\d+(<[^>]*>)")
 _ANNOTATED = re.compile(r"^(-?\w+)<(.*)>$")
 _ERRNO = re.compile(r"^ (E[A-Z0-9]+) ")
 
@@ -188,8 +191,6 @@ class _Parser:
         self.dirs = {self.root}
         #: Files whose content changed since their last sync, by inode (for ``O_DSYNC``).
         self.dirty: set[int] = set()
-        #: Files under the root the store wrote through a shared writable mapping.
-        self.mapped: list[str] = []
         for rel, content in data_only(initial):
             path = os.path.join(self.root, rel)
             if content is None:
@@ -214,6 +215,10 @@ class _Parser:
         if path is None or shared_memory(path):
             return False
         return path == self.root or path.startswith(self.root + os.sep)
+
+    def follows(self, path: str | None) -> bool:
+        """Whether a write to ``path`` can matter: traced, and under the root."""
+        return self.started and self._inside(path)
 
     def _resolve(self, dir_arg: str | None, path_arg: str) -> str:
         """Return the absolute path of ``path_arg`` relative to the descriptor ``dir_arg``."""
@@ -351,9 +356,12 @@ class _Parser:
     def _sys_mmap(self, args: list[str], ret: int, error: str | None) -> None:
         path = _path_of(args[4]) if len(args) > 4 else None
         shared_write = "PROT_WRITE" in args[2] and "MAP_SHARED" in args[3]
-        if error is None and shared_write and self._inside(path) and path not in self.mapped:
-            assert path is not None
-            self.mapped.append(path)
+        if error is None and shared_write and self._inside(path):
+            # Nothing after this can be trusted to hold the file's content: stop here.
+            raise StraceError(
+                f"the store writes {path} through a shared writable mapping (mmap), which "
+                "strace cannot see (an mmap-aware recorder would be needed: LMDB's writemap)"
+            )
 
     def _sys_write(self, args: list[str], ret: int, error: str | None) -> None:
         self._write_at(args, _string(args[1])[: max(ret, 0)], None, error)
@@ -475,6 +483,9 @@ def parse(lines: Iterable[str], root: str, initial: Tree, cwd: str = "/") -> lis
         resumed = _RESUMED.match(text)
         if resumed:
             text = f"{resumed['pid']} {pending.pop(resumed['pid'], '')}{resumed['tail']}"
+        head = _WRITE_HEAD.match(text)
+        if head is not None and not parser.follows(_path_of(f"0{head[1]}")):
+            continue
         match = _LINE.match(text)
         if match is None:
             continue  # exits, signals, "+++ exited with 0 +++"
@@ -483,9 +494,4 @@ def parse(lines: Iterable[str], root: str, initial: Tree, cwd: str = "/") -> lis
         annotated = rest.startswith("<") and rest.endswith(">")
         parser.ret_path = _path_of(f"0{rest}") if annotated else None
         parser.line(match["name"], _split(match["args"]), int(match["ret"], 0), errno and errno[1])
-    if parser.mapped:
-        raise StraceError(
-            f"the store writes {parser.mapped[0]} through a shared writable mapping (mmap), "
-            "which strace cannot see (an mmap-aware recorder would be needed: LMDB's writemap)"
-        )
     return parser.trace

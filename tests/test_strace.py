@@ -189,3 +189,22 @@ def test_a_trace_past_its_byte_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -
     assert len(parse(lines[:-1], ROOT, ())) == 6  # contents held: 10+20+30+40 = 100 bytes
     with pytest.raises(StraceError, match="more than 0 MiB of file contents"):
         parse(lines, ROOT, ())  # the fifth write's record would hold 50 more
+
+
+def test_writes_outside_the_root_are_skipped_unparsed() -> None:
+    # The worker pickles its snapshots (megabytes) outside the root: such lines are skipped by
+    # their head, never split; a cut-short buffer there would otherwise be an error.
+    out = "/data/strace.pickle"
+    lines = [
+        mark("trace start"),
+        f'100 openat({CWD}, "{hx(out)}", O_WRONLY|O_CREAT|O_TRUNC, 0644) = 7<{hx(out)}>',
+        f'100 write({fd(7, out)}, "{hx("x" * 32)}"..., 4096) = 4096',
+    ]
+    assert [op.kind for op in parse(lines, ROOT, ())] == ["mark"]
+    inside = f"{ROOT}/k"
+    lines[1:] = [
+        f'100 openat({CWD}, "{hx(inside)}", O_WRONLY|O_CREAT|O_TRUNC, 0644) = 7<{hx(inside)}>',
+        f'100 write({fd(7, inside)}, "{hx("x" * 32)}"..., 4096) = 4096',
+    ]
+    with pytest.raises(StraceError, match="cut a written buffer short"):
+        parse(lines, ROOT, ())
