@@ -384,10 +384,11 @@ class _Verifier:
                 return seen
             doing = last_doing(self.progress)
             self.close()  # killed on the way out when it hung
-            if doing is None or seen[doing[0]] is not None:
-                # It stopped outside any store call: the verifier itself failed.
+            index = dirs.index(doing[0], start) if doing and doing[0] in dirs[start:] else -1
+            if doing is None or index < 0 or seen[index] is not None:
+                # It stopped outside any store call of this batch: the verifier itself failed.
                 raise _VerifierError(f"{stopped} between two crash states")
-            index, what = doing
+            what = doing[1]
             if stopped == "hung":
                 seen[index] = Observation(hung=what)
             else:

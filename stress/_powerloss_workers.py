@@ -142,7 +142,7 @@ def verify(spec: str, conn: Any, keys: list[Key], progress: str) -> None:
     The parent sends batches of ``(index, directory)`` pairs over ``conn`` (None: stop), as it
     writes the crash states out one batch at a time, and gets ``("seen", index, obs)`` back for
     each. Before every store call the verifier overwrites ``progress`` with a pickled note
-    (``(index, "load(1, 2)")``): a file, not a message, so the parent is not woken for each
+    (``(directory, "load(1, 2)")``): a file, not a message, so the parent is not woken for each
     call; if the store hangs on one state, the parent kills this process and reads there
     where it hung.
     """
@@ -156,22 +156,25 @@ def verify(spec: str, conn: Any, keys: list[Key], progress: str) -> None:
             if batch is None:
                 return
             for index, where in batch:
-                obs = observe(factory, where, keys, functools.partial(_doing, fh, index))
+                obs = observe(factory, where, keys, functools.partial(_doing, fh, where))
                 conn.send(("seen", index, obs))
 
 
-def _doing(fh: Any, index: int, what: str) -> None:
+def _doing(fh: Any, where: str, what: str) -> None:
     fh.seek(0)
-    pickle.dump((index, what), fh)
+    pickle.dump((where, what), fh)
     fh.truncate()
     fh.flush()
 
 
-def last_doing(progress: str) -> tuple[int, str] | None:
-    """Return the verifier's last progress note in ``progress``, if it left a whole one."""
+def last_doing(progress: str) -> tuple[str, str] | None:
+    """Return the verifier's last progress note in ``progress``, if it left a whole one.
+
+    The note is the directory it was on and the store call it was making.
+    """
     try:
         with open(progress, "rb") as fh:
-            note: tuple[int, str] = pickle.load(fh)
+            note: tuple[str, str] = pickle.load(fh)
     except Exception:  # absent, or cut short by the kill: where it was is unknown
         return None
     return note
