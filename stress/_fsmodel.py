@@ -463,6 +463,11 @@ class StateStream:
             previous = frontier
 
     def __iter__(self) -> Iterator[CrashState]:
+        for state, _digest in self.digested():
+            yield state
+
+    def digested(self) -> Iterator[tuple[CrashState, bytes]]:
+        """The states, each with its tree's :func:`tree_digest` (computed once, used again)."""
         index = 0
         for point, frontier, exhaustive in self._frontiers():
             if exhaustive:
@@ -478,7 +483,7 @@ class StateStream:
                 digest = tree_digest(state.tree)
                 if digest not in seen:
                     seen.add(digest)
-                    yield state
+                    yield state, digest
 
 
 def tree_digest(tree: Tree) -> bytes:

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -45,7 +45,6 @@ from ._fsmodel import (
     Tree,
     materialise,
     replay,
-    tree_digest,
 )
 from ._options import StressOptions
 from ._powerloss_oracle import (
@@ -86,6 +85,8 @@ MAX_STATES: Final = (4000, 20000)
 #: states held in memory stay bounded whatever the store writes.
 BATCH_STATES: Final = 256
 BATCH_BYTES: Final = 32 << 20
+#: Directories written before the verifier is told of them (it starts on them meanwhile).
+_CHUNK: Final = 16
 
 #: Operations that change what a power cut can leave; a trace with none saw no store I/O.
 _WRITING: Final = frozenset({"write", "truncate", "rename", "replace", "unlink", "mkdir"})
@@ -372,33 +373,64 @@ class _Verifier:
             self._stack.close()
         self._stack = self._conn = None
 
-    def observe(self, dirs: list[str]) -> list[Observation | None]:
+    def observe(self, dirs: list[str], prepare: Callable[[int], None]) -> list[Observation | None]:
+        """Observe the store on each of ``dirs``; ``prepare(i)`` writes ``dirs[i]`` out first.
+
+        Directories are written and sent a chunk at a time, so the verifier opens the first
+        while the next are written (two cores: both busy).
+        """
         seen: list[Observation | None] = [None] * len(dirs)
+        prepared = 0
+        if not self.exhausted:
+            if self._stack is None:
+                self._start()
+            with contextlib.suppress(OSError):  # a verifier that died: found when collecting
+                for begin in range(0, len(dirs), _CHUNK):
+                    for i in range(begin, min(begin + _CHUNK, len(dirs))):
+                        prepare(i)
+                        prepared = i + 1
+                    self._conn.send(list(enumerate(dirs[begin:prepared], begin)))
+                    self._drain(seen)
+        for i in range(prepared, len(dirs) if not self.exhausted else prepared):
+            prepare(i)  # each written, in case a fresh verifier must carry on
         start = 0
         while start < len(dirs) and not self.exhausted:
             if self._stack is None:
                 self._start()
-            self._conn.send(list(enumerate(dirs[start:], start)))
-            stopped = self._collect(seen, len(dirs))
+                self._conn.send(list(enumerate(dirs[start:], start)))
+            stopped = self._collect(seen)
             if stopped is None:
                 return seen
-            doing = last_doing(self.progress)
-            self.close()  # killed on the way out when it hung
-            index = dirs.index(doing[0], start) if doing and doing[0] in dirs[start:] else -1
-            if doing is None or index < 0 or seen[index] is not None:
-                # It stopped outside any store call of this batch: the verifier itself failed.
-                raise _VerifierError(f"{stopped} between two crash states")
-            what = doing[1]
-            if stopped == "hung":
-                seen[index] = Observation(hung=what)
-            else:
-                seen[index] = Observation(died=f"{what}: {stopped}")
-            start, self.hangs = index + 1, self.hangs + 1
+            start = self._stopped(dirs, seen, start, stopped)
         return seen
 
-    def _collect(self, seen: list[Observation | None], count: int) -> str | None:
-        """Receive observations until the last of ``count``; None, "hung", or why it died."""
-        while True:
+    def _stopped(
+        self, dirs: list[str], seen: list[Observation | None], start: int, stopped: str
+    ) -> int:
+        """Record the state a stopped verifier was on; return where a fresh one carries on."""
+        doing = last_doing(self.progress)
+        self.close()  # killed on the way out when it hung
+        index = dirs.index(doing[0], start) if doing and doing[0] in dirs[start:] else -1
+        if doing is None or index < 0 or seen[index] is not None:
+            # It stopped outside any store call of this batch: the verifier itself failed.
+            raise _VerifierError(f"{stopped} between two crash states")
+        if stopped == "hung":
+            seen[index] = Observation(hung=doing[1])
+        else:
+            seen[index] = Observation(died=f"{doing[1]}: {stopped}")
+        self.hangs += 1
+        return index + 1
+
+    def _drain(self, seen: list[Observation | None]) -> None:
+        """Take the observations already sent, without waiting (the pipe must not fill up)."""
+        with contextlib.suppress(EOFError, OSError):
+            while self._conn.poll(0):
+                _tag, index, obs = self._conn.recv()
+                seen[index] = obs
+
+    def _collect(self, seen: list[Observation | None]) -> str | None:
+        """Receive observations until the last one; None, "hung", or why the verifier died."""
+        while seen[-1] is None:
             if not self._conn.poll(STATE_SECONDS):
                 return "hung"
             try:
@@ -406,8 +438,7 @@ class _Verifier:
             except (EOFError, OSError):
                 return f"the verifier process exited with code {self._exitcode()}"
             seen[index] = obs
-            if index == count - 1:
-                return None
+        return None
 
 
 class _VerifierError(RuntimeError):
@@ -546,9 +577,9 @@ class _Judging:
         self.fresh: dict[bytes, Tree] = {}
         self.held = 0
 
-    def add(self, state: CrashState) -> None:
+    def add(self, state: CrashState, digest: bytes) -> None:
+        """Judge ``state`` (its tree's :func:`tree_digest` is ``digest``), batching it if new."""
         self.tally.states += 1
-        digest = tree_digest(state.tree)
         if digest in self.observed:
             self._judge(state, self.observed[digest])
         elif self.verifier.exhausted:
@@ -572,19 +603,21 @@ class _Judging:
 
     def flush(self) -> None:
         """Write the batch's directories out, verify them, remove them, judge its states."""
-        dirs: list[tuple[bytes, str]] = []
+        digests, trees = list(self.fresh), list(self.fresh.values())
+        first = self.tally.directories
+        dirs = [os.path.join(self.states_dir, str(first + n)) for n in range(len(trees))]
+        self.tally.directories += len(dirs)
+
+        def prepare(i: int) -> None:
+            os.makedirs(dirs[i])
+            materialise(trees[i], dirs[i])
+
         try:
-            for digest, tree in self.fresh.items():
-                where = os.path.join(self.states_dir, str(self.tally.directories))
-                self.tally.directories += 1
-                os.makedirs(where)
-                dirs.append((digest, where))
-                materialise(tree, where)
-            seen = self.verifier.observe([where for _, where in dirs])
+            seen = self.verifier.observe(dirs, prepare)
         finally:
-            for _, where in dirs:
+            for where in dirs:
                 shutil.rmtree(where, ignore_errors=True)
-        self.observed.update((d, obs) for (d, _), obs in zip(dirs, seen, strict=True))
+        self.observed.update(zip(digests, seen, strict=True))
         for state, digest in self.batch:
             self._judge(state, self.observed[digest])
         self.batch.clear()
@@ -603,8 +636,8 @@ def _explore_and_verify(
     clock.phase("explore")
     judging = _Judging(spec, steps, recording)
     try:
-        for state in stream:
-            judging.add(state)
+        for state, digest in stream.digested():
+            judging.add(state, digest)
         if judging.batch:
             judging.flush()
     except _VerifierError as exc:
