@@ -333,31 +333,41 @@ class _Verifier:
         self.hangs = 0
         self._stack: contextlib.ExitStack | None = None
         self._conn: Any = None
+        self._ready = False
 
     @property
     def exhausted(self) -> bool:
         return self.hangs >= MAX_HANGS
 
-    def _start(self) -> None:
+    def spawn(self) -> None:
+        """Start a verifier without waiting for it: it imports the store meanwhile."""
         parent, child = context().Pipe()
         self._stack = contextlib.ExitStack()
         args = (self.spec, child, self.keys, self.progress)
         proc = self._stack.enter_context(running(verify, *args, name="verify"))
         child.close()
-        self._conn, self._proc = parent, proc
+        self._conn, self._proc, self._ready = parent, proc, False
+
+    def _start(self) -> None:
+        """Have a verifier ready to take directories."""
+        if self._stack is None:
+            self.spawn()
+        if self._ready:
+            return
         # Starting a process and importing the store is not the store hanging on a state:
         # that gets the worker's allowance, each state after it STATE_SECONDS.
-        if not parent.poll(PROCESS_SECONDS):
+        if not self._conn.poll(PROCESS_SECONDS):
             self.close()
             raise _VerifierError(f"no progress for {PROCESS_SECONDS:g} s (importing the store?)")
         try:
-            parent.recv()
+            self._conn.recv_bytes()
         except (EOFError, OSError):
             code = self._exitcode()
             self.close()
             raise _VerifierError(
                 f"the verifier process exited with code {code} (importing the store?)"
             ) from None
+        self._ready = True
 
     def _exitcode(self) -> int | None:
         self._proc.join(JOIN_SECONDS)
@@ -368,7 +378,7 @@ class _Verifier:
         """Stop the verifier (``running`` reaps it: terminate, then kill)."""
         if self._stack is not None:
             with contextlib.suppress(OSError, ValueError):
-                self._conn.send(None)
+                self._conn.send_bytes(pickle.dumps(None))
             self._conn.close()
             self._stack.close()
         self._stack = self._conn = None
@@ -382,22 +392,23 @@ class _Verifier:
         seen: list[Observation | None] = [None] * len(dirs)
         prepared = 0
         if not self.exhausted:
-            if self._stack is None:
-                self._start()
+            self._start()
             with contextlib.suppress(OSError):  # a verifier that died: found when collecting
                 for begin in range(0, len(dirs), _CHUNK):
                     for i in range(begin, min(begin + _CHUNK, len(dirs))):
                         prepare(i)
                         prepared = i + 1
-                    self._conn.send(list(enumerate(dirs[begin:prepared], begin)))
+                    self._conn.send_bytes(
+                        pickle.dumps(list(enumerate(dirs[begin:prepared], begin)))
+                    )
                     self._drain(seen)
         for i in range(prepared, len(dirs) if not self.exhausted else prepared):
             prepare(i)  # each written, in case a fresh verifier must carry on
         start = 0
         while start < len(dirs) and not self.exhausted:
-            if self._stack is None:
+            if self._stack is None:  # a fresh one, after a hang
                 self._start()
-                self._conn.send(list(enumerate(dirs[start:], start)))
+                self._conn.send_bytes(pickle.dumps(list(enumerate(dirs[start:], start))))
             stopped = self._collect(seen)
             if stopped is None:
                 return seen
@@ -425,7 +436,7 @@ class _Verifier:
         """Take the observations already sent, without waiting (the pipe must not fill up)."""
         with contextlib.suppress(EOFError, OSError):
             while self._conn.poll(0):
-                _tag, index, obs = self._conn.recv()
+                _tag, index, obs = pickle.loads(self._conn.recv_bytes())
                 seen[index] = obs
 
     def _collect(self, seen: list[Observation | None]) -> str | None:
@@ -434,7 +445,7 @@ class _Verifier:
             if not self._conn.poll(STATE_SECONDS):
                 return "hung"
             try:
-                _tag, index, obs = self._conn.recv()
+                _tag, index, obs = pickle.loads(self._conn.recv_bytes())
             except (EOFError, OSError):
                 return f"the verifier process exited with code {self._exitcode()}"
             seen[index] = obs
@@ -629,13 +640,14 @@ def _explore_and_verify(
     spec: str, options: StressOptions, steps: list[Step], recording: _Recording, clock: _Clock
 ) -> PowerLossRun:
     budget = 128 if options.long else 48
-    stream = StateStream(
-        recording.trace, recording.root, recording.initial, seed=options.seed, budget=budget,
-        cap=MAX_STATES[options.long],
-    )  # fmt: skip
-    clock.phase("explore")
     judging = _Judging(spec, steps, recording)
     try:
+        judging.verifier.spawn()  # it imports the store while the states are counted and built
+        stream = StateStream(
+            recording.trace, recording.root, recording.initial, seed=options.seed,
+            budget=budget, cap=MAX_STATES[options.long],
+        )  # fmt: skip
+        clock.phase("explore")
         for state, digest in stream.digested():
             judging.add(state, digest)
         if judging.batch:
