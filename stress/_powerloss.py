@@ -506,6 +506,9 @@ def _run(spec: str, options: StressOptions, scratch: str, clock: _Clock) -> Powe
     recording = _recording(spec, steps, scratch, options.seed)
     if isinstance(recording, tuple):
         outcome, details = recording
+        # The scratch directory is gone once we return: name the store's files by their names.
+        for store in (os.path.join(scratch, "strace", "store"), os.path.join(scratch, "store")):
+            details = details.replace(store + os.sep, "").replace(store, "the store's directory")
         seconds = time.monotonic() - clock.start
         return PowerLossRun(PropertyResult("D3", outcome, seconds, details, _NOTHING_EXPLORED))
     clock.phase("record")
