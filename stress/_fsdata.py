@@ -149,6 +149,10 @@ class DataChoices(Sequence[tuple[bytes, str]]):
             return f"unsynced data ({span}) dropped to last synced"
         return f"unsynced data ({span}) kept as after #{self._versions[position][0]}"
 
+    def digest(self, index: int) -> object:
+        """Name choice ``index`` by its content without building it (equal names, equal bytes)."""
+        return self._cache[self._recipes[index]]
+
     def __len__(self) -> int:
         return len(self._recipes)
 

@@ -342,8 +342,10 @@ class _Frontier:
             for choice in itertools.product(*ranges):
                 yield keep, dict(zip(inos, choice, strict=True))
 
-    def count_every_choice(self) -> int:
-        """How many :meth:`every_choice` yields, without building any of them."""
+    def count(self, exhaustive: bool, budget: int) -> int:
+        """How many choices :meth:`every_choice` (or :meth:`sample`) yields, none built."""
+        if not exhaustive:
+            return max(budget, 2 * (len(self.pending) + 1))
         total = 0
         for keep in itertools.product((True, False), repeat=len(self.pending)):
             product = 1
@@ -352,8 +354,36 @@ class _Frontier:
             total += product
         return total
 
-    def sampled_count(self, budget: int) -> int:
-        return 2 * (len(self.pending) + 1) + max(0, budget - 2 * (len(self.pending) + 1))
+    def key(self, keep: Sequence[bool], pick: dict[int, int]) -> tuple[object, ...]:
+        """Name the tree ``state(keep, pick)`` would build, without building its bytes.
+
+        Equal keys, equal trees; a file's data is named by its choice's digest, a synced file by
+        its inode (two inodes with equal content give two keys: a duplicate checked twice).
+        """
+        names = self.names(keep)
+        found: list[tuple[str, object]] = []
+        stack = [(_ROOT, "")]
+        while stack:
+            dir_ino, prefix = stack.pop()
+            for name, ino in sorted(names[dir_ino].items()):
+                rel = f"{prefix}{name}"
+                if ino in names:
+                    found.append((rel, None))
+                    stack.append((ino, rel + "/"))
+                elif ino in self.dirty:
+                    found.append((rel, self.dirty[ino].digest(pick.get(ino, 0))))
+                else:
+                    found.append((rel, ino))
+        return tuple(found)
+
+    def distinct(self, choices: Iterator[_Choice]) -> Iterator[_Choice]:
+        """``choices`` without those whose tree an earlier one already builds (see :meth:`key`)."""
+        seen: set[tuple[object, ...]] = set()
+        for keep, pick in choices:
+            key = self.key(keep, pick)
+            if key not in seen:
+                seen.add(key)
+                yield keep, pick
 
     def sample(self, rng: random.Random, budget: int) -> Iterator[_Choice]:
         n = len(self.pending)
@@ -411,7 +441,7 @@ class StateStream:
     :ivar exhaustive_points: crash points whose every state is a candidate.
     :ivar sampled_points: crash points with more than :data:`EXHAUSTIVE_LIMIT` states, where
         ``budget`` of them drawn with the seed are the candidates.
-    :ivar candidates: candidate states in all (duplicates at one crash point included).
+    :ivar candidates: candidate states in all (distinct ones only, when the cap draws).
     :ivar estimated: every state the model allows, sampled points counted at their upper bound.
     :ivar drawn: how many candidates iterating yields at most (``min(candidates, cap)``).
     """
@@ -432,14 +462,22 @@ class StateStream:
         self.exhaustive_points = self.sampled_points = 0
         self.estimated = 0
         for _point, frontier, exhaustive in self._frontiers():
+            self.counts.append(frontier.count(exhaustive, budget))
             if exhaustive:
                 self.exhaustive_points += 1
-                self.counts.append(frontier.count_every_choice())
                 self.estimated += self.counts[-1]
             else:
                 self.sampled_points += 1
-                self.counts.append(frontier.sampled_count(budget))
                 self.estimated += frontier.upper_bound()
+        #: Whether duplicates are dropped before the cap draws (by key, see _Frontier.key).
+        self._distinct = cap is not None and sum(self.counts) > cap
+        if self._distinct:
+            # Count distinct states, so a point whose random draws collide does not eat the
+            # cap's budget. Only when the cap draws: the keys cost a walk per candidate.
+            self.counts = [
+                sum(1 for _ in frontier.distinct(self._choices(point, frontier, exhaustive)))
+                for point, frontier, exhaustive in self._frontiers()
+            ]
         self.points = len(self.counts)
         self.candidates = sum(self.counts)
         self._selected: set[int] | None = None
@@ -466,22 +504,24 @@ class StateStream:
         for state, _digest in self.digested():
             yield state
 
+    def _choices(self, point: int, frontier: _Frontier, exhaustive: bool) -> Iterator[_Choice]:
+        if exhaustive:
+            return frontier.every_choice()
+        return frontier.sample(random.Random(f"{self._seed}:{point}"), self._budget)
+
     def digested(self) -> Iterator[tuple[CrashState, bytes]]:
         """The states, each with its tree's :func:`tree_digest` (computed once, used again)."""
         index = 0
         for point, frontier, exhaustive in self._frontiers():
-            if exhaustive:
-                choices: Iterator[_Choice] = frontier.every_choice()
-            else:
-                choices = frontier.sample(random.Random(f"{self._seed}:{point}"), self._budget)
             seen: set[bytes] = set()
-            for keep, pick in choices:
+            choices = self._choices(point, frontier, exhaustive)
+            for keep, pick in frontier.distinct(choices) if self._distinct else choices:
                 index += 1
                 if self._selected is not None and index - 1 not in self._selected:
                     continue
                 state = _at(frontier.state(keep, pick), point)
                 digest = tree_digest(state.tree)
-                if digest not in seen:
+                if digest not in seen:  # equal contents under two inodes: one tree
                     seen.add(digest)
                     yield state, digest
 
