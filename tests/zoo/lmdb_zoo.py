@@ -18,6 +18,8 @@ from typing import Any
 
 import lmdb
 
+from lance_offsets._domain import check_key, check_offset
+
 Key = tuple[int, int]
 _KEY = struct.Struct(">IQ")  # big-endian: LMDB's byte order sorts keys as numbers
 
@@ -34,16 +36,18 @@ class ZooLmdbStore:
 
     def load(self, topic_id: int, consumer_id: int) -> int | None:
         with self._env.begin() as txn:
-            value = txn.get(_KEY.pack(topic_id, consumer_id))
+            value = txn.get(_KEY.pack(*check_key(topic_id, consumer_id)))
         return None if value is None else int(value)
 
     def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
+        key, value = _KEY.pack(*check_key(topic_id, consumer_id)), check_offset(offset)
         with self._env.begin(write=True) as txn:
-            txn.put(_KEY.pack(topic_id, consumer_id), str(offset).encode())
+            txn.put(key, str(value).encode())
 
     def delete(self, topic_id: int, consumer_id: int) -> None:
+        key = _KEY.pack(*check_key(topic_id, consumer_id))
         with self._env.begin(write=True) as txn:
-            txn.delete(_KEY.pack(topic_id, consumer_id))
+            txn.delete(key)
 
     def list_all(self) -> dict[Key, int]:
         with self._env.begin() as txn:
