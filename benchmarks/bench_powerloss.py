@@ -13,6 +13,7 @@ Usage: ``PYTHONPATH=tests python benchmarks/bench_powerloss.py [--long] [--seed 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress._powerloss import run_powerloss
@@ -27,6 +28,10 @@ STORES = [
     "zoo.powerloss_zoo:correct_bound_fsync",  # interposer fails it, strace clears it
     "zoo.powerloss_zoo:sqlite_extra",  # traced by strace
     "zoo.powerloss_zoo:sqlite_full",
+    "zoo.powerloss_zoo:sqlite_wal_full",  # write-ahead log, -shm left out
+    "zoo.powerloss_zoo:sqlite_wal_off",
+    "zoo.lmdb_zoo:correct",  # O_DSYNC meta page, lock.mdb left out (needs py-lmdb)
+    "zoo.lmdb_zoo:no_metasync",
 ]
 
 
@@ -38,6 +43,9 @@ def main() -> None:
     options = StressOptions(long=args.long, seed=args.seed)
     baseline = None
     for spec in STORES:
+        if spec.startswith("zoo.lmdb_zoo") and importlib.util.find_spec("lmdb") is None:
+            print(f"{spec.split(':')[1]:28} skipped: py-lmdb is not installed")
+            continue
         run = run_powerloss(spec, options)
         total = run.result.seconds
         phases: dict[str, float] = {}

@@ -30,6 +30,7 @@ States are enumerated exhaustively when a crash point has at most :data:`EXHAUST
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import os
 import random
@@ -37,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from ._fsdata import content_choices
+from ._fsdata import DataChoices, DigestCache, content_choices
 from ._fstree import Tree, materialise, snapshot
 from ._trace import TraceOp
 
@@ -46,11 +47,13 @@ __all__ = [
     "CrashState",
     "Exploration",
     "ModelError",
+    "StateStream",
     "Tree",
     "explore",
     "materialise",
     "replay",
     "snapshot",
+    "tree_digest",
 ]
 
 #: A crash point with at most this many states is enumerated exhaustively.
@@ -70,6 +73,8 @@ class _Inode:
     current: bytes = b""
     #: ``(op index, content)`` for every content change since the last sync, oldest first.
     versions: list[tuple[int, bytes]] = field(default_factory=list)
+    #: Digests of this file's torn contents since the last sync (see :mod:`._fsdata`).
+    cache: DigestCache = field(default_factory=dict)
 
     @property
     def dirty(self) -> bool:
@@ -254,6 +259,7 @@ class _Model:
         else:
             node.synced = node.current
             node.versions.clear()
+            node.cache = {}
 
 
 class _Frontier:
@@ -264,8 +270,10 @@ class _Frontier:
         self.durable = copy.deepcopy(model.durable)
         self.pending = list(model.pending)
         self.synced = {i: n.current for i, n in model.inodes.items() if not n.dirty}
-        self.dirty = {
-            i: content_choices(n.synced, n.versions) for i, n in model.inodes.items() if n.dirty
+        self.dirty: dict[int, DataChoices] = {
+            i: content_choices(n.synced, n.versions, n.cache)
+            for i, n in model.inodes.items()
+            if n.dirty
         }
 
     def names(self, keep: Sequence[bool]) -> dict[int, dict[str, int]]:
@@ -326,25 +334,73 @@ class _Frontier:
             bound *= len(choices)
         return bound
 
-    def every_state(self) -> Iterator[CrashState]:
+    def every_choice(self) -> Iterator[_Choice]:
+        """Every ``(keep, pick)`` of this crash point: which entry ops persist, which data."""
         for keep in itertools.product((True, False), repeat=len(self.pending)):
             inos = self.reachable_dirty(self.names(keep))
             ranges = [range(len(self.dirty[i])) for i in inos]
             for choice in itertools.product(*ranges):
-                yield self.state(keep, dict(zip(inos, choice, strict=True)))
+                yield keep, dict(zip(inos, choice, strict=True))
 
-    def sample(self, rng: random.Random, budget: int) -> Iterator[CrashState]:
+    def count(self, exhaustive: bool, budget: int) -> int:
+        """How many choices :meth:`every_choice` (or :meth:`sample`) yields, none built."""
+        if not exhaustive:
+            return max(budget, 2 * (len(self.pending) + 1))
+        total = 0
+        for keep in itertools.product((True, False), repeat=len(self.pending)):
+            product = 1
+            for ino in self.reachable_dirty(self.names(keep)):
+                product *= len(self.dirty[ino])
+            total += product
+        return total
+
+    def key(self, keep: Sequence[bool], pick: dict[int, int]) -> tuple[object, ...]:
+        """Name the tree ``state(keep, pick)`` would build, without building its bytes.
+
+        Equal keys, equal trees; a file's data is named by its choice's digest, a synced file by
+        its inode (two inodes with equal content give two keys: a duplicate checked twice).
+        """
+        names = self.names(keep)
+        found: list[tuple[str, object]] = []
+        stack = [(_ROOT, "")]
+        while stack:
+            dir_ino, prefix = stack.pop()
+            for name, ino in sorted(names[dir_ino].items()):
+                rel = f"{prefix}{name}"
+                if ino in names:
+                    found.append((rel, None))
+                    stack.append((ino, rel + "/"))
+                elif ino in self.dirty:
+                    found.append((rel, self.dirty[ino].digest(pick.get(ino, 0))))
+                else:
+                    found.append((rel, ino))
+        return tuple(found)
+
+    def distinct(self, choices: Iterator[_Choice]) -> Iterator[_Choice]:
+        """``choices`` without those whose tree an earlier one already builds (see :meth:`key`)."""
+        seen: set[tuple[object, ...]] = set()
+        for keep, pick in choices:
+            key = self.key(keep, pick)
+            if key not in seen:
+                seen.add(key)
+                yield keep, pick
+
+    def sample(self, rng: random.Random, budget: int) -> Iterator[_Choice]:
         n = len(self.pending)
         # Journal-order prefixes first (what ext4/XFS really leave), data all kept then dropped.
         for extreme in (0, 1):
             for kept in range(n, -1, -1):
-                keep = [i < kept for i in range(n)]
+                keep = tuple(i < kept for i in range(n))
                 inos = self.reachable_dirty(self.names(keep))
-                yield self.state(keep, dict.fromkeys(inos, extreme))
+                yield keep, {i: min(extreme, len(self.dirty[i]) - 1) for i in inos}
         for _ in range(max(0, budget - 2 * (n + 1))):
-            keep = [rng.random() < 0.5 for _ in range(n)]
+            keep = tuple(rng.random() < 0.5 for _ in range(n))
             inos = self.reachable_dirty(self.names(keep))
-            yield self.state(keep, {i: rng.randrange(len(self.dirty[i])) for i in inos})
+            yield keep, {i: rng.randrange(len(self.dirty[i])) for i in inos}
+
+
+#: One crash state's recipe: which pending entry ops persist, which data choice each file gets.
+_Choice = tuple[Sequence[bool], dict[int, int]]
 
 
 def replay(trace: Sequence[TraceOp], root: str, initial: Tree) -> Tree:
@@ -371,6 +427,119 @@ def replay(trace: Sequence[TraceOp], root: str, initial: Tree) -> Tree:
     return tuple(sorted(files))
 
 
+class StateStream:
+    """The crash states of a trace, generated one at a time in trace order, at most ``cap``.
+
+    Nothing is built up front: a first pass over the trace counts the candidate states of every
+    crash point (each ``(keep, pick)`` recipe of :class:`_Frontier`), and iterating replays the
+    trace again and builds only the states drawn. When the candidates outnumber ``cap``, ``cap``
+    of them are drawn with the seed, uniformly over the whole trace; then states identical at
+    one crash point are dropped. Memory is one crash point's frontier and one state at a time,
+    whatever the trace (the digests of the states already seen at the current point aside).
+
+    :ivar points: crash points (one per operation, and one before any).
+    :ivar exhaustive_points: crash points whose every state is a candidate.
+    :ivar sampled_points: crash points with more than :data:`EXHAUSTIVE_LIMIT` states, where
+        ``budget`` of them drawn with the seed are the candidates.
+    :ivar candidates: candidate states in all (distinct ones only, when the cap draws).
+    :ivar estimated: every state the model allows, sampled points counted at their upper bound.
+    :ivar drawn: how many candidates iterating yields at most (``min(candidates, cap)``).
+    """
+
+    def __init__(
+        self,
+        trace: Sequence[TraceOp],
+        root: str,
+        initial: Tree,
+        *,
+        seed: int,
+        budget: int = 64,
+        cap: int | None = None,
+    ) -> None:
+        self._trace, self._root, self._initial = trace, root, initial
+        self._seed, self._budget = seed, budget
+        self.counts: list[int] = []
+        self.exhaustive_points = self.sampled_points = 0
+        self.estimated = 0
+        for _point, frontier, exhaustive in self._frontiers():
+            self.counts.append(frontier.count(exhaustive, budget))
+            if exhaustive:
+                self.exhaustive_points += 1
+                self.estimated += self.counts[-1]
+            else:
+                self.sampled_points += 1
+                self.estimated += frontier.upper_bound()
+        #: Whether duplicates are dropped before the cap draws (by key, see _Frontier.key).
+        self._distinct = cap is not None and sum(self.counts) > cap
+        if self._distinct:
+            # Count distinct states, so a point whose random draws collide does not eat the
+            # cap's budget. Only when the cap draws: the keys cost a walk per candidate.
+            self.counts = [
+                sum(1 for _ in frontier.distinct(self._choices(point, frontier, exhaustive)))
+                for point, frontier, exhaustive in self._frontiers()
+            ]
+        self.points = len(self.counts)
+        self.candidates = sum(self.counts)
+        self._selected: set[int] | None = None
+        if cap is not None and self.candidates > cap:
+            # Uniform over the trace, by index: the seed alone decides which states are checked.
+            self._selected = set(random.Random(seed).sample(range(self.candidates), cap))
+        self.drawn = self.candidates if self._selected is None else cap or 0
+
+    def _frontiers(self) -> Iterator[tuple[int, _Frontier, bool]]:
+        model = _Model(self._root, self._initial)
+        previous: _Frontier | None = None
+        for point in range(-1, len(self._trace)):
+            if point >= 0:
+                model.apply(self._trace[point])
+            if point >= 0 and self._trace[point].kind == "mark" and previous is not None:
+                # A mark changes no file: reuse the states (expectations differ, not trees).
+                frontier = previous
+            else:
+                frontier = _Frontier(model, point)
+            yield point, frontier, frontier.upper_bound() <= EXHAUSTIVE_LIMIT
+            previous = frontier
+
+    def __iter__(self) -> Iterator[CrashState]:
+        for state, _digest in self.digested():
+            yield state
+
+    def _choices(self, point: int, frontier: _Frontier, exhaustive: bool) -> Iterator[_Choice]:
+        if exhaustive:
+            return frontier.every_choice()
+        return frontier.sample(random.Random(f"{self._seed}:{point}"), self._budget)
+
+    def digested(self) -> Iterator[tuple[CrashState, bytes]]:
+        """The states, each with its tree's :func:`tree_digest` (computed once, used again)."""
+        index = 0
+        for point, frontier, exhaustive in self._frontiers():
+            seen: set[bytes] = set()
+            choices = self._choices(point, frontier, exhaustive)
+            for keep, pick in frontier.distinct(choices) if self._distinct else choices:
+                index += 1
+                if self._selected is not None and index - 1 not in self._selected:
+                    continue
+                state = _at(frontier.state(keep, pick), point)
+                digest = tree_digest(state.tree)
+                if digest not in seen:  # equal contents under two inodes: one tree
+                    seen.add(digest)
+                    yield state, digest
+
+
+def tree_digest(tree: Tree) -> bytes:
+    """Return a short digest naming a directory tree (to drop duplicates without holding them)."""
+    h = hashlib.blake2b(digest_size=16)
+    for rel, content in tree:
+        name = rel.encode("utf-8", "surrogateescape")
+        h.update(len(name).to_bytes(4, "little") + name)
+        if content is None:
+            h.update(b"d")
+        else:
+            h.update(b"f" + len(content).to_bytes(8, "little"))
+            h.update(content)
+    return h.digest()
+
+
 def explore(
     trace: Sequence[TraceOp],
     root: str,
@@ -383,34 +552,15 @@ def explore(
 
     Crash points whose state count is at most :data:`EXHAUSTIVE_LIMIT` are enumerated exhaustively;
     others yield ``budget`` states drawn with ``seed`` (journal-order prefixes first). States equal
-    to one already found at the same crash point are dropped.
+    to one already found at the same crash point are dropped. This holds every state at once: for
+    small traces and tests; the D3 check streams them with :class:`StateStream`.
 
     :raises ModelError: the trace does not fit the tree (an operation on a path the model lacks).
     """
-    model = _Model(root, initial)
-    states: list[CrashState] = []
-    exhaustive = sampled = 0
-    previous: _Frontier | None = None
-    for point in range(-1, len(trace)):
-        if point >= 0:
-            model.apply(trace[point])
-        frontier = _Frontier(model, point)
-        if point >= 0 and trace[point].kind == "mark" and previous is not None:
-            # A mark changes no file: reuse the states (their expectations differ, not their trees).
-            frontier = previous
-        if frontier.upper_bound() <= EXHAUSTIVE_LIMIT:
-            exhaustive += 1
-            found: Iterator[CrashState] = frontier.every_state()
-        else:
-            sampled += 1
-            found = frontier.sample(random.Random(f"{seed}:{point}"), budget)
-        seen: set[Tree] = set()
-        for state in found:
-            if state.tree not in seen:
-                seen.add(state.tree)
-                states.append(_at(state, point))
-        previous = frontier
-    return Exploration(tuple(states), len(trace) + 1, exhaustive, sampled)
+    stream = StateStream(trace, root, initial, seed=seed, budget=budget)
+    return Exploration(
+        tuple(stream), stream.points, stream.exhaustive_points, stream.sampled_points
+    )
 
 
 def _at(state: CrashState, point: int) -> CrashState:

@@ -20,6 +20,7 @@ reason, never a pass ("not applicable" is the runner's answer for a store not cl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pickle
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -37,10 +38,18 @@ from lance_offsets.conformance._results import Evidence, Outcome, PropertyResult
 
 from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
-from ._fsmodel import CrashState, Exploration, ModelError, Tree, explore, materialise, replay
+from ._fsmodel import (
+    CrashState,
+    ModelError,
+    StateStream,
+    Tree,
+    materialise,
+    replay,
+)
 from ._options import StressOptions
 from ._powerloss_oracle import (
     Failure,
+    Findings,
     Key,
     Observation,
     Step,
@@ -48,11 +57,13 @@ from ._powerloss_oracle import (
     drawn_crash_state,
     expectations,
     judge,
+    parse_mark,
     report,
     shown,
 )
-from ._powerloss_workers import record, verify
-from ._procs import running
+from ._powerloss_workers import last_doing, progress_path, record, verify
+from ._procs import JOIN_SECONDS, context, running
+from ._strace import MAX_TRACE_BYTES
 from ._trace import TraceOp
 
 __all__ = ["PowerLossRun", "check_d3", "run_powerloss", "workload"]
@@ -69,6 +80,13 @@ MAX_HANGS: Final = 3
 #: Crash states checked at most, short and long (``MAX_STATES[options.long]``): a store that
 #: never fsyncs piles up pending operations, and a few thousand of its states tell enough.
 MAX_STATES: Final = (4000, 20000)
+#: Crash-state directories written out at a time, and the bytes they may hold: each batch is
+#: verified and removed before the next is written, so scratch space (tmpfs: memory) and the
+#: states held in memory stay bounded whatever the store writes.
+BATCH_STATES: Final = 256
+BATCH_BYTES: Final = 32 << 20
+#: Directories written before the verifier is told of them (it starts on them meanwhile).
+_CHUNK: Final = 16
 
 #: Operations that change what a power cut can leave; a trace with none saw no store I/O.
 _WRITING: Final = frozenset({"write", "truncate", "rename", "replace", "unlink", "mkdir"})
@@ -126,7 +144,9 @@ class PowerLossRun:
     result: PropertyResult
     states: int = 0
     directories: int = 0
-    exploration: Exploration | None = None
+    #: The crash states' stream: counts per crash point, how many were drawn of how many.
+    exploration: StateStream | None = None
+    #: The failing states a report can show (every failure is counted in the details).
     failures: tuple[Failure, ...] = ()
     #: Wall seconds of each phase: record, explore, verify (write the states out, open each),
     #: judge; a confirmation with strace adds its own explore, verify and judge.
@@ -147,11 +167,50 @@ def run_powerloss(spec: str, options: StressOptions) -> PowerLossRun:
             f"power-loss model runs on Linux only ({sys.platform}: the interposer cannot always "
             "map descriptors to paths or fsync directories there)",
         )
-    scratch = tempfile.mkdtemp(prefix="lance-d3-", dir=options.workdir or _fast_scratch())
+    where = options.workdir or _fast_scratch() or tempfile.gettempdir()
+    _remove_stale_scratch(where)
+    scratch = tempfile.mkdtemp(prefix=_SCRATCH_PREFIX, dir=where)
     try:
+        with open(os.path.join(scratch, _OWNER), "w", encoding="ascii") as fh:
+            fh.write(str(os.getpid()))
         return _run(spec, options, scratch, clock)
+    except MemoryError:
+        # Bounded by design (streamed states, capped batches and traces); if memory still runs
+        # out, this machine is too small for the run: that is no finding about the store.
+        return _unverified(
+            clock,
+            f"ran out of memory (seed {options.seed}): the power-loss model could not be run "
+            "to the end here",
+        )
     finally:
+        # Also on KeyboardInterrupt: crash-state directories may be on tmpfs (memory).
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+_SCRATCH_PREFIX: Final = "lance-d3-"
+#: A file in each scratch directory naming the process that owns it.
+_OWNER: Final = "owner.pid"
+
+
+def _remove_stale_scratch(where: str) -> None:
+    """Remove scratch directories left by runs that died (a SIGKILL, an OOM kill) under ``where``.
+
+    Only directories whose owner file names a process that no longer exists: a live run's, or
+    one without an owner file (being created right now), is left alone.
+    """
+    with contextlib.suppress(OSError):
+        for name in os.listdir(where):
+            if not name.startswith(_SCRATCH_PREFIX):
+                continue
+            path = os.path.join(where, name)
+            try:
+                with open(os.path.join(path, _OWNER), encoding="ascii") as fh:
+                    pid = int(fh.read())
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                shutil.rmtree(path, ignore_errors=True)
+            except (OSError, ValueError):
+                continue
 
 
 class _Clock:
@@ -171,11 +230,7 @@ def _record_trace(spec: str, root: str, steps: list[Step], scratch: str) -> dict
     out = os.path.join(scratch, "trace.pickle")
     complaint = _in_process(record, spec, root, steps, out)
     if complaint and "still running" in complaint:
-        calls = ", ".join(str(step) for step in steps)
-        complaint += (
-            f" (the store hung during the traced workload ({calls}), before any crash state "
-            "existed: a lock never released? an unbounded retry?)"
-        )
+        complaint += _workload_hang(out, root, steps)
     recorded: dict[str, Any] = {}
     if os.path.exists(out):
         with open(out, "rb") as fh:
@@ -187,7 +242,7 @@ def _record_trace(spec: str, root: str, steps: list[Step], scratch: str) -> dict
 
 def _record_strace(spec: str, root: str, steps: list[Step], scratch: str) -> dict[str, Any]:
     """Run the workload under strace in a fresh interpreter; return tree and parsed trace."""
-    from ._strace import StraceError, parse, strace_command
+    from ._strace import StraceError, data_only, parse, strace_command
 
     out, log = os.path.join(scratch, "strace.pickle"), os.path.join(scratch, "strace.log")
     args = os.path.join(scratch, "strace-args.pickle")
@@ -208,19 +263,50 @@ def _record_strace(spec: str, root: str, steps: list[Step], scratch: str) -> dic
             env=_child_env(),
         )
     except subprocess.TimeoutExpired:
-        return {"error": f"the strace'd worker ran longer than {PROCESS_SECONDS} s"}
+        hang = _workload_hang(out, root, steps)
+        return {"error": f"the strace'd worker ran longer than {PROCESS_SECONDS} s{hang}"}
     if not os.path.exists(out):
         tail = done.stderr.decode(errors="replace")[-600:]
         return {"unavailable": f"strace exited with code {done.returncode}: {tail}"}
     with open(out, "rb") as fh:
         recorded: dict[str, Any] = pickle.load(fh)
     if "error" not in recorded:
+        # Shared-memory files (LMDB's lock.mdb, SQLite's -shm) are no data: left out.
+        recorded["initial"] = data_only(recorded["initial"])
+        recorded["final"] = data_only(recorded["final"])
         try:
             with open(log, encoding="latin-1") as fh:
                 recorded["trace"] = parse(fh, root, recorded["initial"], cwd=scratch)
         except StraceError as exc:
             return {"unavailable": str(exc)}
     return recorded
+
+
+def _workload_hang(out: str, root: str, steps: list[Step]) -> str:
+    """Say where a traced worker hung: the call in flight (its last mark) and the files then."""
+    try:
+        with open(progress_path(out), encoding="utf-8") as fh:
+            note = fh.read()
+    except OSError:
+        note = ""
+    parsed = parse_mark(note)
+    if parsed is None:
+        where = "in close()" if note == "close()" else "before the first call (opening the store?)"
+    elif parsed[0] == "begin":
+        where = f"in {parsed[1]}"
+    else:
+        where = f"after {parsed[1]} returned"
+    files = ", ".join(
+        f"{os.path.relpath(os.path.join(d, n), root)}={os.path.getsize(os.path.join(d, n))} bytes"
+        for d, _, names in os.walk(root)
+        for n in sorted(names)
+    )
+    calls = ", ".join(str(step) for step in steps)
+    return (
+        f" (the store hung during the traced workload ({calls}), {where}, before any crash "
+        f"state existed; files then: {files or '(none)'}: a lock never released? an unbounded "
+        "retry?)"
+    )
 
 
 def _child_env() -> dict[str, str]:
@@ -233,80 +319,137 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
-def _observe(
-    spec: str, trees: list[Tree], keys: list[Key], scratch: str
-) -> list[Observation | None]:
-    """Write each tree out and open the store on it in a fresh verifier process.
+class _Verifier:
+    """One fresh verifier process (nothing cached from the worker), fed batches of directories.
 
     A state the store hangs on (no progress for :data:`STATE_SECONDS`) or dies on gets an
     observation saying so, and a new verifier carries on with the states after it, until
     :data:`MAX_HANGS` such states; the states left after that stay None (not verified).
     """
-    dirs = []
-    for number, tree in enumerate(trees):
-        where = os.path.join(scratch, "states", str(number))
-        os.makedirs(where)
-        materialise(tree, where)
-        dirs.append(where)
-    seen: list[Observation | None] = [None] * len(dirs)
-    start, stops = 0, 0
-    while start < len(dirs) and stops < MAX_HANGS:
-        out = os.path.join(scratch, f"seen-{start}.pickle")
-        stopped = _verify_some(spec, dirs[start:], keys, out)
-        doing: tuple[int, str] | None = None
-        for tag, index, payload in _records(out):
-            if tag == "seen":
-                seen[start + index] = payload
-            else:
-                doing = index, payload
-        if stopped is None:
-            break
-        if doing is None or seen[start + doing[0]] is not None:
-            # It stopped outside any store call: the verifier itself failed (an import?).
-            if stopped == "hung":
-                stopped = f"no progress for {PROCESS_SECONDS:g} s before opening any state"
-            raise _VerifierError(f"{stopped} (importing the store?)")
-        index, what = doing
+
+    def __init__(self, spec: str, keys: list[Key], scratch: str) -> None:
+        self.spec, self.keys = spec, keys
+        self.progress = os.path.join(scratch, "verifier-progress.pickle")
+        self.hangs = 0
+        self._stack: contextlib.ExitStack | None = None
+        self._conn: Any = None
+        self._ready = False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.hangs >= MAX_HANGS
+
+    def spawn(self) -> None:
+        """Start a verifier without waiting for it: it imports the store meanwhile."""
+        parent, child = context().Pipe()
+        self._stack = contextlib.ExitStack()
+        args = (self.spec, child, self.keys, self.progress)
+        proc = self._stack.enter_context(running(verify, *args, name="verify"))
+        child.close()
+        self._conn, self._proc, self._ready = parent, proc, False
+
+    def _start(self) -> None:
+        """Have a verifier ready to take directories."""
+        if self._stack is None:
+            self.spawn()
+        if self._ready:
+            return
+        # Starting a process and importing the store is not the store hanging on a state:
+        # that gets the worker's allowance, each state after it STATE_SECONDS.
+        if not self._conn.poll(PROCESS_SECONDS):
+            self.close()
+            raise _VerifierError(f"no progress for {PROCESS_SECONDS:g} s (importing the store?)")
+        try:
+            self._conn.recv_bytes()
+        except (EOFError, OSError):
+            code = self._exitcode()
+            self.close()
+            raise _VerifierError(
+                f"the verifier process exited with code {code} (importing the store?)"
+            ) from None
+        self._ready = True
+
+    def _exitcode(self) -> int | None:
+        self._proc.join(JOIN_SECONDS)
+        code: int | None = self._proc.exitcode
+        return code
+
+    def close(self) -> None:
+        """Stop the verifier (``running`` reaps it: terminate, then kill)."""
+        if self._stack is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._conn.send_bytes(pickle.dumps(None))
+            self._conn.close()
+            self._stack.close()
+        self._stack = self._conn = None
+
+    def observe(self, dirs: list[str], prepare: Callable[[int], None]) -> list[Observation | None]:
+        """Observe the store on each of ``dirs``; ``prepare(i)`` writes ``dirs[i]`` out first.
+
+        Directories are written and sent a chunk at a time, so the verifier opens the first
+        while the next are written (two cores: both busy).
+        """
+        seen: list[Observation | None] = [None] * len(dirs)
+        prepared = 0
+        if not self.exhausted:
+            self._start()
+            with contextlib.suppress(OSError):  # a verifier that died: found when collecting
+                for begin in range(0, len(dirs), _CHUNK):
+                    for i in range(begin, min(begin + _CHUNK, len(dirs))):
+                        prepare(i)
+                        prepared = i + 1
+                    self._conn.send_bytes(
+                        pickle.dumps(list(enumerate(dirs[begin:prepared], begin)))
+                    )
+                    self._drain(seen)
+        for i in range(prepared, len(dirs) if not self.exhausted else prepared):
+            prepare(i)  # each written, in case a fresh verifier must carry on
+        start = 0
+        while start < len(dirs) and not self.exhausted:
+            if self._stack is None:  # a fresh one, after a hang
+                self._start()
+                self._conn.send_bytes(pickle.dumps(list(enumerate(dirs[start:], start))))
+            stopped = self._collect(seen)
+            if stopped is None:
+                return seen
+            start = self._stopped(dirs, seen, start, stopped)
+        return seen
+
+    def _stopped(
+        self, dirs: list[str], seen: list[Observation | None], start: int, stopped: str
+    ) -> int:
+        """Record the state a stopped verifier was on; return where a fresh one carries on."""
+        doing = last_doing(self.progress)
+        self.close()  # killed on the way out when it hung
+        index = dirs.index(doing[0], start) if doing and doing[0] in dirs[start:] else -1
+        if doing is None or index < 0 or seen[index] is not None:
+            # It stopped outside any store call of this batch: the verifier itself failed.
+            raise _VerifierError(f"{stopped} between two crash states")
         if stopped == "hung":
-            seen[start + index] = Observation(hung=what)
+            seen[index] = Observation(hung=doing[1])
         else:
-            seen[start + index] = Observation(died=f"{what}: {stopped}")
-        start, stops = start + index + 1, stops + 1
-    return seen
+            seen[index] = Observation(died=f"{doing[1]}: {stopped}")
+        self.hangs += 1
+        return index + 1
 
+    def _drain(self, seen: list[Observation | None]) -> None:
+        """Take the observations already sent, without waiting (the pipe must not fill up)."""
+        with contextlib.suppress(EOFError, OSError):
+            while self._conn.poll(0):
+                _tag, index, obs = pickle.loads(self._conn.recv_bytes())
+                seen[index] = obs
 
-def _verify_some(spec: str, dirs: list[str], keys: list[Key], out: str) -> str | None:
-    """Run one verifier on ``dirs``; return None, "hung", or why it stopped on its own."""
-    with running(verify, spec, dirs, keys, out, name="verify") as proc:
-        size, moved = -1, time.monotonic()
-        while True:
-            proc.join(0.5)  # returns at once when the verifier exits: no cost on a quick store
-            if not proc.is_alive():
-                break
-            now_size = os.path.getsize(out) if os.path.exists(out) else 0
-            # Starting a process and importing the store is not the store hanging on a state:
-            # that gets the worker's allowance, each state after it STATE_SECONDS.
-            allowed = STATE_SECONDS if now_size else PROCESS_SECONDS
-            if now_size != size:
-                size, moved = now_size, time.monotonic()
-            elif time.monotonic() - moved > allowed:
-                return "hung"  # ``running`` kills it on the way out
-        if proc.exitcode != 0:
-            return f"the verifier process exited with code {proc.exitcode}"
-    return None
-
-
-def _records(path: str) -> list[Any]:
-    """Every record a verifier appended to ``path`` (the last may be cut short by a kill)."""
-    found: list[Any] = []
-    if not os.path.exists(path):
-        return found
-    with open(path, "rb") as fh:
-        while True:
+    def _collect(self, seen: list[Observation | None]) -> str | None:
+        """Receive observations until the last one; None, "hung", or why the verifier died."""
+        while seen[-1] is None:
+            if not self._conn.poll(STATE_SECONDS):
+                return "hung"
             try:
-                found.append(pickle.load(fh))
-            except Exception:  # the end, or a record cut short when the verifier was killed
-                return found
+                _tag, index, obs = pickle.loads(self._conn.recv_bytes())
+            except (EOFError, OSError):
+                return f"the verifier process exited with code {self._exitcode()}"
+            seen[index] = obs
+        return None
 
 
 class _VerifierError(RuntimeError):
@@ -363,6 +506,9 @@ def _run(spec: str, options: StressOptions, scratch: str, clock: _Clock) -> Powe
     recording = _recording(spec, steps, scratch, options.seed)
     if isinstance(recording, tuple):
         outcome, details = recording
+        # The scratch directory is gone once we return: name the store's files by their names.
+        for store in (os.path.join(scratch, "strace", "store"), os.path.join(scratch, "store")):
+            details = details.replace(store + os.sep, "").replace(store, "the store's directory")
         seconds = time.monotonic() - clock.start
         return PowerLossRun(PropertyResult("D3", outcome, seconds, details, _NOTHING_EXPLORED))
     clock.phase("record")
@@ -409,67 +555,157 @@ def _check(
     spec: str, options: StressOptions, steps: list[Step], recording: _Recording, clock: _Clock
 ) -> PowerLossRun:
     """Explore the recording's crash states, verify each in a fresh process, judge."""
-    root, trace, tracer, scratch = recording.root, recording.trace, recording.tracer, recording.work
     try:
-        budget = 128 if options.long else 48
-        found = explore(trace, root, recording.initial, seed=options.seed, budget=budget)
+        return _explore_and_verify(spec, options, steps, recording, clock)
     except ModelError as exc:
         return _unverified(clock, f"the trace cannot be modelled: {exc}")
-    clock.phase("explore")
-    keys = sorted({s.key for s in steps})
-    states = _capped(found.states, MAX_STATES[options.long], options.seed)
-    trees = list(dict.fromkeys(s.tree for s in states))
+
+
+@dataclass
+class _Tally:
+    """What a streamed check has counted so far."""
+
+    states: int = 0
+    judged: int = 0
+    tolerated: int = 0
+    directories: int = 0
+    findings: Findings = dataclasses.field(default_factory=Findings)
+
+
+class _Judging:
+    """Crash states in, verdicts out: one batch of distinct directories on disk at a time."""
+
+    def __init__(self, spec: str, steps: list[Step], recording: _Recording) -> None:
+        self.keys = sorted({s.key for s in steps})
+        self.expected = expectations(recording.trace, self.keys)
+        self.saved: dict[Key, set[int]] = {}
+        for step in steps:
+            if step.value is not None:
+                self.saved.setdefault(step.key, set()).add(step.value)
+        self.tally = _Tally()
+        #: What the verifier saw, per distinct directory (by digest): each is opened once.
+        self.observed: dict[bytes, Observation | None] = {}
+        self.states_dir = os.path.join(recording.work, "states")
+        self.verifier = _Verifier(spec, self.keys, recording.work)
+        self.batch: list[tuple[CrashState, bytes]] = []
+        self.fresh: dict[bytes, Tree] = {}
+        self.held = 0
+
+    def add(self, state: CrashState, digest: bytes) -> None:
+        """Judge ``state`` (its tree's :func:`tree_digest` is ``digest``), batching it if new."""
+        self.tally.states += 1
+        if digest in self.observed:
+            self._judge(state, self.observed[digest])
+        elif self.verifier.exhausted:
+            self.observed[digest] = None  # not verified: the store hung on MAX_HANGS states
+        else:
+            self.batch.append((state, digest))
+            if digest not in self.fresh:
+                self.fresh[digest] = state.tree
+                self.held += sum(len(c) for _, c in state.tree if c is not None)
+            if len(self.fresh) >= BATCH_STATES or self.held >= BATCH_BYTES:
+                self.flush()
+
+    def _judge(self, state: CrashState, seen: Observation | None) -> None:
+        if seen is None:
+            return
+        self.tally.judged += 1
+        verdict = judge(seen, self.expected[state.point + 1], self.keys, self.saved)
+        self.tally.tolerated += bool(verdict.tolerated) and not verdict.problems
+        if verdict.problems:
+            self.tally.findings.add(state, verdict, seen)
+
+    def flush(self) -> None:
+        """Write the batch's directories out, verify them, remove them, judge its states."""
+        digests, trees = list(self.fresh), list(self.fresh.values())
+        first = self.tally.directories
+        dirs = [os.path.join(self.states_dir, str(first + n)) for n in range(len(trees))]
+        self.tally.directories += len(dirs)
+
+        def prepare(i: int) -> None:
+            os.makedirs(dirs[i])
+            materialise(trees[i], dirs[i])
+
+        try:
+            seen = self.verifier.observe(dirs, prepare)
+        finally:
+            for where in dirs:
+                shutil.rmtree(where, ignore_errors=True)
+        self.observed.update(zip(digests, seen, strict=True))
+        for state, digest in self.batch:
+            self._judge(state, self.observed[digest])
+        self.batch.clear()
+        self.fresh.clear()
+        self.held = 0
+
+
+def _explore_and_verify(
+    spec: str, options: StressOptions, steps: list[Step], recording: _Recording, clock: _Clock
+) -> PowerLossRun:
+    budget = 128 if options.long else 48
+    judging = _Judging(spec, steps, recording)
     try:
-        seen = _observe(spec, trees, keys, scratch)
+        judging.verifier.spawn()  # it imports the store while the states are counted and built
+        stream = StateStream(
+            recording.trace, recording.root, recording.initial, seed=options.seed,
+            budget=budget, cap=MAX_STATES[options.long],
+        )  # fmt: skip
+        clock.phase("explore")
+        for state, digest in stream.digested():
+            judging.add(state, digest)
+        if judging.batch:
+            judging.flush()
     except _VerifierError as exc:
         return _failed(clock, f"the power-loss verifier failed (seed {options.seed}): {exc}")
+    finally:
+        judging.verifier.close()
     clock.phase("verify")
-    by_tree = {t: o for t, o in zip(trees, seen, strict=True) if o is not None}
-    expected = expectations(trace, keys)
-    saved: dict[Key, set[int]] = {}
-    for step in steps:
-        if step.value is not None:
-            saved.setdefault(step.key, set()).add(step.value)
-    failures: list[Failure] = []
-    tolerated = 0
-    judged = [s for s in states if s.tree in by_tree]
-    for state in judged:
-        verdict = judge(by_tree[state.tree], expected[state.point + 1], keys, saved)
-        tolerated += bool(verdict.tolerated) and not verdict.problems
-        if verdict.problems:
-            failures.append((state, verdict))
-    clock.phase("judge")
+    return _verdict(options, len(steps), recording, clock, stream=stream, judging=judging)
+
+
+def _verdict(
+    options: StressOptions,
+    calls: int,
+    recording: _Recording,
+    clock: _Clock,
+    *,
+    stream: StateStream,
+    judging: _Judging,
+) -> PowerLossRun:
+    root, trace, tracer, scratch = recording.root, recording.trace, recording.tracer, recording.work
+    keys, expected, tally = judging.keys, judging.expected, judging.tally
     seconds = time.monotonic() - clock.start
     summary = (
-        f"{_counted(states, found)} ({len(trees)} distinct directories) at "
-        f"{found.points} crash points ({found.exhaustive_points} exhaustive, "
-        f"{found.sampled_points} sampled), {len(steps)} store calls traced by {tracer}, "
+        f"{_counted(tally.states, stream)} ({tally.directories} distinct directories) at "
+        f"{stream.points} crash points ({stream.exhaustive_points} exhaustive, "
+        f"{stream.sampled_points} sampled), {calls} store calls traced by {tracer}, "
         f"seed {options.seed}, "
-        f"{seconds:.1f} s ({len(states) / seconds:.0f} states/s)"
+        f"{seconds:.1f} s ({tally.states / seconds:.0f} states/s)"
     )
-    if len(judged) < len(states):
+    if tally.judged < tally.states:
         summary += (
-            f"; {len(states) - len(judged)} states not verified: the store hung or died on "
+            f"; {tally.states - tally.judged} states not verified: the store hung or died on "
             f"{MAX_HANGS} states first"
         )
     options.progress(f"D3: {summary}")
     # Exhaustive: every crash point enumerated, and no state dropped by the cap.
-    exhaustive = found.sampled_points == 0 and len(states) == len(found.states)
+    exhaustive = stream.sampled_points == 0 and stream.drawn == stream.candidates
     evidence: Evidence = {
-        "crash points": found.points,
-        "states explored": len(judged),
+        "crash points": stream.points,
+        "states explored": tally.judged,
         "exhaustive": "yes" if exhaustive else "no",
         "tracer": "strace" if tracer == "strace" else "interposer",
     }
-    if failures:
+    findings = tally.findings
+    if findings.failed:
         details = report(
-            failures,
+            findings,
             trace,
             expected,
-            seen_by=by_tree,
+            seen_by=findings.seen_by,
             keys=keys,
-            checked=len(judged),
-            tolerated=tolerated,
+            checked=tally.judged,
+            tolerated=tally.tolerated,
             summary=summary,
         )
         states_dir = os.path.join(scratch, "states")
@@ -479,35 +715,41 @@ def _check(
             text = text.replace(root + os.sep, "").replace(states_dir + os.sep, "state ")
             return text.replace(f"mark {root} ", "mark: ").replace(root, ".")
 
-        worst = shown(failures)[0]
+        worst = shown(findings.kept)[0]
         drawn = drawn_crash_state(
-            worst, trace, expected[worst[0].point + 1], by_tree[worst[0].tree], keys, clean=clean
+            worst,
+            trace,
+            expected[worst[0].point + 1],
+            findings.seen_by[worst[0].tree],
+            keys,
+            clean=clean,
         )
         result = PropertyResult(
             "D3", "failed", seconds, clean(details), evidence, {"crash_state": drawn}
         )
     else:
         text = f"checked {summary}"
-        if tolerated:
-            text += f"; {counts([], tolerated)}"
+        if tally.tolerated:
+            text += f"; {counts([], tally.tolerated)}"
         result = PropertyResult("D3", "passed", seconds, text, evidence)
+    clock.phase("judge")
     return PowerLossRun(
-        result, len(states), len(trees), found, tuple(failures), tuple(clock.phases)
+        result,
+        tally.states,
+        tally.directories,
+        stream,
+        tuple(findings.kept),
+        tuple(clock.phases),
     )
 
 
-def _capped(states: tuple[CrashState, ...], cap: int, seed: int) -> tuple[CrashState, ...]:
-    """Keep at most ``cap`` states, drawn with the seed, in trace order."""
-    if len(states) <= cap:
-        return states
-    kept = sorted(random.Random(seed).sample(range(len(states)), cap))
-    return tuple(states[i] for i in kept)
-
-
-def _counted(states: tuple[CrashState, ...], found: Exploration) -> str:
-    if len(states) == len(found.states):
-        return f"{len(states)} crash states"
-    return f"{len(states)} of {len(found.states)} crash states (drawn with the seed)"
+def _counted(states: int, stream: StateStream) -> str:
+    if stream.drawn == stream.candidates:
+        return f"{states} crash states"
+    return (
+        f"{states:,} of {stream.candidates:,} candidate crash states (drawn with the seed; "
+        f"the model allows about {stream.estimated:.2g} in all)"
+    )
 
 
 def _fast_scratch() -> str | None:
@@ -519,6 +761,12 @@ def _fast_scratch() -> str | None:
 def _untraceable(recorded: dict[str, Any], root: str) -> str | None:
     """Return why the recorded trace cannot be trusted to hold all the store's I/O, if it cannot."""
     trace: list[TraceOp] = recorded["trace"]
+    held = sum(len(c) for c in {id(op.content): op.content or b"" for op in trace}.values())
+    if held > MAX_TRACE_BYTES:
+        return (
+            f"the trace holds {held >> 20} MiB of file contents, more than the "
+            f"{MAX_TRACE_BYTES >> 20} MiB the model may hold"
+        )
     audit = [op for op in trace if op.note == "audit"]
     if audit:
         return (

@@ -40,6 +40,7 @@ __all__ = [
     "KINDS",
     "Expectation",
     "Failure",
+    "Findings",
     "Key",
     "Kind",
     "Observation",
@@ -353,15 +354,67 @@ def shown(failures: Sequence[Failure]) -> list[Failure]:
     return picked
 
 
-def counts(failures: Sequence[Failure], tolerated: int) -> str:
+class Findings:
+    """The failing crash states of a run, tallied as they are judged, in bounded memory.
+
+    A run may judge tens of thousands of states, each holding a directory tree (a SQLite log can
+    be hundreds of kilobytes). Only counts are kept for all of them; of the states themselves,
+    only those a report can show (:func:`shown`): per kind, the simplest state at each of the
+    :data:`SHOWN_FAILURES` simplest crash points, with what the verifier saw there.
+    """
+
+    def __init__(self) -> None:
+        self.failed = 0
+        self.per_kind: dict[str, int] = {}
+        self._best: dict[int, dict[int, Failure]] = {}
+        self.seen_by: dict[Tree, Observation] = {}
+
+    def add(self, state: CrashState, verdict: Verdict, seen: Observation | None = None) -> None:
+        """Count one failing state; keep it if a report could show it."""
+        self.failed += 1
+        for kind in {p.kind for p in verdict.problems}:
+            self.per_kind[kind] = self.per_kind.get(kind, 0) + 1
+        best = self._best.setdefault(verdict.worst, {})
+        there = best.get(state.point)
+        if there is not None and _rank((state, verdict)) >= _rank(there):
+            return
+        best[state.point] = (state, verdict)
+        if len(best) > SHOWN_FAILURES:
+            del best[max(best, key=lambda point: _rank(best[point]))]
+        if seen is not None:
+            self.seen_by[state.tree] = seen
+            kept = {f[0].tree for per in self._best.values() for f in per.values()}
+            for tree in [t for t in self.seen_by if t not in kept]:
+                del self.seen_by[tree]
+
+    @property
+    def kept(self) -> list[Failure]:
+        return [f for per in self._best.values() for f in per.values()]
+
+
+def _rank(failure: Failure) -> tuple[int, int, int]:
+    return failure[1].worst, _weight(failure[0]), failure[0].point
+
+
+def _tally(failures: Sequence[Failure] | Findings) -> Findings:
+    if isinstance(failures, Findings):
+        return failures
+    findings = Findings()
+    for state, verdict in failures:
+        findings.add(state, verdict)
+    return findings
+
+
+def counts(failures: Sequence[Failure] | Findings, tolerated: int) -> str:
     """Return how many states showed each kind of violation, and how many raised acceptably.
 
     ``tolerated`` counts states with no violation and a loud error the rule accepts. Most
     serious first: ``"lost or rewound an acknowledged offset in 2,606 states; ..."``.
     """
+    per_kind = _tally(failures).per_kind
     parts = []
     for kind, words in KINDS.items():
-        n = sum(1 for _, v in failures if any(p.kind == kind for p in v.problems))
+        n = per_kind.get(kind, 0)
         if n:
             parts.append(f"{words} in {n:,} state{'s' if n != 1 else ''}")
     if tolerated:
@@ -373,7 +426,7 @@ def counts(failures: Sequence[Failure], tolerated: int) -> str:
 
 
 def report(
-    failures: Sequence[Failure],
+    failures: Sequence[Failure] | Findings,
     trace: Sequence[TraceOp],
     expected: list[Expectation],
     *,
@@ -387,12 +440,14 @@ def report(
 
     :param checked: crash states judged; :param tolerated: how many raised acceptably.
     """
+    findings = _tally(failures)
     lines = [
-        f"{len(failures):,} of {checked:,} crash states violate D3: {counts(failures, tolerated)}",
+        f"{findings.failed:,} of {checked:,} crash states violate D3: "
+        f"{counts(findings, tolerated)}",
         f"checked {summary}",
         "most serious first:",
     ]
-    picked = shown(failures)
+    picked = shown(findings.kept)
     for state, verdict in picked:
         lines.append("")
         at = trace[state.point] if state.point >= 0 else None

@@ -1,8 +1,10 @@
 """The two processes of the D3 check: the traced worker and the fresh verifier.
 
-Both are spawned (``_procs.py``), import the store by its spec string, and hand their results
-back as pickle files in the check's scratch directory: plain data (trees, trace records,
-:class:`~._powerloss_oracle.Observation`) so nothing but our own modules is needed to read them.
+Both are spawned (``_procs.py``) and import the store by its spec string. The worker hands its
+result back as a pickle file in the check's scratch directory; the verifier, which lives for the
+whole check, gets directories and sends back :class:`~._powerloss_oracle.Observation` over a
+pipe. Plain data only (trees, trace records, observations), so nothing but our own modules is
+needed to read them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from ._strace import mark_path
 __all__ = [
     "FRESH_KEY",
     "FRESH_VALUE",
+    "Progress",
+    "last_doing",
     "observe",
+    "progress_path",
     "record",
     "record_for_strace",
     "run_steps",
@@ -50,11 +55,37 @@ def run_steps(store: Any, steps: list[Step], mark: Callable[[str], None]) -> Non
             mark(step.note("ack"))
 
 
+class Progress:
+    """The worker's last mark, kept in ``OUT.doing``, for a parent that kills it when it hangs.
+
+    The trace itself dies with the worker; this file says which call was in flight.
+    """
+
+    def __init__(self, out: str) -> None:
+        # Outside the traced root: neither tracer records these writes.
+        self._fd = os.open(progress_path(out), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+    def __call__(self, note: str) -> None:
+        data = note.encode()
+        os.pwrite(self._fd, data, 0)
+        os.ftruncate(self._fd, len(data))
+
+
+def progress_path(out: str) -> str:
+    return out + ".doing"
+
+
 def record(spec: str, root: str, steps: list[Step], out: str) -> None:
     """Worker: run ``steps`` on the store under the interposer; pickle (tree, trace) to ``out``."""
     from lance_offsets.conformance._spec import load_factory
 
     from ._interpose import mark, traced
+
+    progress = Progress(out)
+
+    def both(note: str) -> None:
+        progress(note)
+        mark(note)
 
     try:
         factory = load_factory(spec)
@@ -62,7 +93,8 @@ def record(spec: str, root: str, steps: list[Step], out: str) -> None:
         initial = snapshot(root)
         with traced(root) as trace:
             store = factory(root)
-            run_steps(store, steps, mark)
+            run_steps(store, steps, both)
+            progress("close()")
             store.close()
         result: dict[str, Any] = {"initial": initial, "trace": list(trace), "final": snapshot(root)}
     except Exception:
@@ -81,13 +113,20 @@ def record_for_strace(spec: str, root: str, steps: list[Step], out: str) -> None
     """Worker run under strace: marks are failed opens (``_strace.py``); pickles the tree."""
     from lance_offsets.conformance._spec import load_factory
 
+    progress = Progress(out)
+
+    def both(note: str) -> None:
+        progress(note)
+        _strace_mark(note)
+
     try:
         factory = load_factory(spec)
         factory(root).close()
         result: dict[str, Any] = {"initial": snapshot(root)}
         _strace_mark("trace start")
         store = factory(root)
-        run_steps(store, steps, _strace_mark)
+        run_steps(store, steps, both)
+        progress("close()")
         store.close()
         _strace_mark("trace end")
         result["final"] = snapshot(root)
@@ -97,26 +136,54 @@ def record_for_strace(spec: str, root: str, steps: list[Step], out: str) -> None
         pickle.dump(result, fh)
 
 
-def verify(spec: str, dirs: list[str], keys: list[Key], out: str) -> None:
-    """Verifier: open the store on each directory; append one pickled :class:`Observation` each.
+def verify(spec: str, conn: Any, keys: list[Key], progress: str) -> None:
+    """Verifier: open the store on each directory it is sent; send back what it saw.
 
-    Each observation is appended (and flushed) as soon as it is made, after a pickled progress
-    note (``(index, "load(1, 2)")``) before every store call: if the store hangs on one state,
-    the parent kills this process and still knows every verdict so far and where it hung.
+    The parent sends batches of ``(index, directory)`` pairs over ``conn`` (None: stop), as it
+    writes the crash states out one batch at a time, and gets ``("seen", index, obs)`` back for
+    each. Before every store call the verifier overwrites ``progress`` with a pickled note
+    (``(directory, "load(1, 2)")``): a file, not a message, so the parent is not woken for each
+    call; if the store hangs on one state, the parent kills this process and reads there
+    where it hung.
     """
     from lance_offsets.conformance._spec import load_factory
 
     factory = load_factory(spec)
-    with open(out, "ab") as fh:
+    # Plain pickle over the pipe: the connection's own pickler (dill) is many times slower.
+    conn.send_bytes(pickle.dumps(("ready", -1, None)))
+    fd = os.open(progress, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        while True:
+            batch = pickle.loads(conn.recv_bytes())
+            if batch is None:
+                return
+            for index, where in batch:
+                obs = observe(factory, where, keys, functools.partial(_doing, fd, where))
+                conn.send_bytes(pickle.dumps(("seen", index, obs)))
+    finally:
+        os.close(fd)
 
-        def doing(index: int, what: str) -> None:
-            pickle.dump(("doing", index, what), fh)
-            fh.flush()
 
-        for index, where in enumerate(dirs):
-            obs = observe(factory, where, keys, functools.partial(doing, index))
-            pickle.dump(("seen", index, obs), fh)
-            fh.flush()
+#: Bytes of one progress note: each overwrites the last in one ``pwrite`` (no truncation).
+_NOTE_BYTES: Final = 4096
+
+
+def _doing(fd: int, where: str, what: str) -> None:
+    note = pickle.dumps((where, what[:1024]))
+    os.pwrite(fd, note.ljust(_NOTE_BYTES, b"\0"), 0)
+
+
+def last_doing(progress: str) -> tuple[str, str] | None:
+    """Return the verifier's last progress note in ``progress``, if it left a whole one.
+
+    The note is the directory it was on and the store call it was making.
+    """
+    try:
+        with open(progress, "rb") as fh:
+            note: tuple[str, str] = pickle.load(fh)  # stops at its end: the padding is left
+    except Exception:  # absent, or cut short by the kill: where it was is unknown
+        return None
+    return note
 
 
 def observe(factory: Any, where: str, keys: list[Key], doing: Callable[[str], None]) -> Observation:

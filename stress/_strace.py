@@ -27,7 +27,17 @@ from typing import Final
 from ._fsmodel import Tree
 from ._trace import OpKind, TraceOp
 
-__all__ = ["MARK_DIR", "STRACE_SYSCALLS", "StraceError", "mark_path", "parse", "strace_command"]
+__all__ = [
+    "MARK_DIR",
+    "MAX_TRACE_BYTES",
+    "STRACE_SYSCALLS",
+    "StraceError",
+    "data_only",
+    "mark_path",
+    "parse",
+    "shared_memory",
+    "strace_command",
+]
 
 #: The directory mark opens name; it never exists, so each mark is one failed ``openat``.
 MARK_DIR: Final = "/nonexistent-lance-offsets-d3-mark"
@@ -60,14 +70,31 @@ STRACE_SYSCALLS: Final = (
     "dup2",
     "dup3",
     "fcntl",
+    "mmap",
 )
 
-_LINE = re.compile(r"^(?P<pid>\d+) +(?P<name>\w+)\((?P<args>.*)\) += (?P<ret>-?\d+)(?P<rest>.*)$")
+#: Files that hold shared memory, not data: LMDB's reader table (``lock.mdb``, ``NAME-lock``
+#: with ``MDB_NOSUBDIR``) and SQLite's WAL index (``-shm``). Both are written through a shared
+#: mapping strace cannot see, and both are rebuilt when the first process opens the store after
+#: a crash, so the recorder leaves them out of the trace and of the trees.
+_SHARED_MEMORY: Final = re.compile(r"(?:^|/)lock\.mdb$|-lock$|-shm$")
+
+_LINE = re.compile(
+    r"^(?P<pid>\d+) +(?P<name>\w+)\((?P<args>.*)\) += (?P<ret>-?\d+|0x[0-9a-f]+)(?P<rest>.*)$"
+)
 _UNFINISHED = re.compile(r"^(?P<pid>\d+) +(?P<head>.*) <unfinished \.\.\.>$")
 _RESUMED = re.compile(r"^(?P<pid>\d+) +<\.\.\. \w+ resumed>(?P<tail>.*)$")
 _HEX = re.compile(rb"\\x([0-9a-f]{2})")
+#: The head of a write to a descriptor: enough to skip writes outside the root unparsed (the
+#: worker pickles its snapshots, megabytes each, and splitting such a line is slow).
+_WRITE_HEAD = re.compile(r"^\d+ +(?:write|pwrite64|writev|pwritev2?)\(\d+(<[^>]*>)")
 _ANNOTATED = re.compile(r"^(-?\w+)<(.*)>$")
 _ERRNO = re.compile(r"^ (E[A-Z0-9]+) ")
+
+
+#: File contents the trace may hold in all (each record holds its file's whole content): past
+#: this a store's writes are too many or too large to model in bounded memory.
+MAX_TRACE_BYTES: Final = 256 << 20
 
 
 class StraceError(RuntimeError):
@@ -82,6 +109,16 @@ def strace_command(output: str) -> list[str]:
     syscalls = ",".join(f"?{name}" for name in STRACE_SYSCALLS)
     return [exe, "-f", "-qq", "-y", "-xx", "-s", str(1 << 24), "--seccomp-bpf",
             "-e", "signal=none", "-e", f"trace={syscalls}", "-o", output]  # fmt: skip
+
+
+def shared_memory(path: str) -> bool:
+    """Whether ``path`` names a shared-memory file the recorder leaves out (see above)."""
+    return _SHARED_MEMORY.search(path) is not None
+
+
+def data_only(tree: Tree) -> Tree:
+    """Return ``tree`` without its shared-memory files (what the model's trees hold)."""
+    return tuple((rel, content) for rel, content in tree if not shared_memory(rel))
 
 
 def mark_path(note: str) -> str:
@@ -139,6 +176,8 @@ class _Fd:
     ino: int
     pos: int
     append: bool
+    #: Opened with ``O_DSYNC`` or ``O_SYNC``: each write is durable when it returns.
+    dsync: bool = False
 
 
 class _Parser:
@@ -150,7 +189,9 @@ class _Parser:
         self.names: dict[str, int] = {}
         self.data: dict[int, bytearray] = {}
         self.dirs = {self.root}
-        for rel, content in initial:
+        #: Files whose content changed since their last sync, by inode (for ``O_DSYNC``).
+        self.dirty: set[int] = set()
+        for rel, content in data_only(initial):
             path = os.path.join(self.root, rel)
             if content is None:
                 self.dirs.add(path)
@@ -160,6 +201,8 @@ class _Parser:
         self.dir_fds: set[int] = set()
         self.trace: list[TraceOp] = []
         self.started = False
+        #: Bytes of file content the trace's records hold so far.
+        self.held = 0
         self.ret_path: str | None = None
 
     def _new(self, path: str, content: bytes = b"") -> int:
@@ -169,7 +212,13 @@ class _Parser:
         return ino
 
     def _inside(self, path: str | None) -> bool:
-        return path is not None and (path == self.root or path.startswith(self.root + os.sep))
+        if path is None or shared_memory(path):
+            return False
+        return path == self.root or path.startswith(self.root + os.sep)
+
+    def follows(self, path: str | None) -> bool:
+        """Whether a write to ``path`` can matter: traced, and under the root."""
+        return self.started and self._inside(path)
 
     def _resolve(self, dir_arg: str | None, path_arg: str) -> str:
         """Return the absolute path of ``path_arg`` relative to the descriptor ``dir_arg``."""
@@ -189,6 +238,13 @@ class _Parser:
         error: str | None = None,
     ) -> None:
         if self._inside(path) or self._inside(target):
+            self.held += len(content or b"")
+            if self.held > MAX_TRACE_BYTES:
+                raise StraceError(
+                    f"the trace would hold more than {MAX_TRACE_BYTES >> 20} MiB of file "
+                    "contents (the store writes too much for the model to follow in bounded "
+                    "memory)"
+                )
             index = len(self.trace)
             op = TraceOp(index, kind, path, target, is_dir, flags, content, error)
             self.trace.append(op)
@@ -230,7 +286,8 @@ class _Parser:
             ino = self._new(path)
         if flags & os.O_TRUNC:
             self.data[ino].clear()
-        self.fds[ret] = _Fd(ino, 0, bool(flags & os.O_APPEND))
+        dsync = bool(flags & os.O_DSYNC)  # O_SYNC includes O_DSYNC's bit
+        self.fds[ret] = _Fd(ino, 0, bool(flags & os.O_APPEND), dsync)
         self.emit("open", path, flags=flags, content=self.content(ino))
 
     def _sys_openat(self, args: list[str], ret: int, error: str | None) -> None:
@@ -285,6 +342,26 @@ class _Parser:
             if offset is None:
                 entry.pos = at + len(data)
         self.emit("write", path, content=self.content(entry.ino), error=error)
+        if error is not None:
+            return
+        if not entry.dsync:
+            self.dirty.add(entry.ino)
+        elif entry.ino not in self.dirty:
+            # Through O_DSYNC the write is durable when it returns: the same as the write then
+            # fdatasync, exactly, when the file held no other unsynced data (LMDB's meta page
+            # follows an fdatasync of the data). With other unsynced data, fdatasync would
+            # credit them too; the write alone is the conservative model then.
+            self.emit("fdatasync", path, content=self.content(entry.ino))
+
+    def _sys_mmap(self, args: list[str], ret: int, error: str | None) -> None:
+        path = _path_of(args[4]) if len(args) > 4 else None
+        shared_write = "PROT_WRITE" in args[2] and "MAP_SHARED" in args[3]
+        if error is None and shared_write and self._inside(path):
+            # Nothing after this can be trusted to hold the file's content: stop here.
+            raise StraceError(
+                f"the store writes {path} through a shared writable mapping (mmap), which "
+                "strace cannot see (an mmap-aware recorder would be needed: LMDB's writemap)"
+            )
 
     def _sys_write(self, args: list[str], ret: int, error: str | None) -> None:
         self._write_at(args, _string(args[1])[: max(ret, 0)], None, error)
@@ -314,6 +391,7 @@ class _Parser:
             buf = self.data[ino]
             del buf[length:]
             buf.extend(b"\0" * (length - len(buf)))
+            self.dirty.add(ino)
         self.emit("truncate", path, content=self.content(ino), error=error)
 
     def _sys_ftruncate(self, args: list[str], ret: int, error: str | None) -> None:
@@ -329,6 +407,8 @@ class _Parser:
     def _sync(self, kind: OpKind, args: list[str], error: str | None) -> None:
         fd = int(args[0].split("<")[0])
         entry, path = self.fds.get(fd), _path_of(args[0])
+        if entry is not None and error is None:
+            self.dirty.discard(entry.ino)
         if path is not None and (entry is not None or fd in self.dir_fds):
             content = self.content(entry.ino) if entry is not None else None
             self.emit(kind, path, content=content, is_dir=entry is None, error=error)
@@ -403,6 +483,9 @@ def parse(lines: Iterable[str], root: str, initial: Tree, cwd: str = "/") -> lis
         resumed = _RESUMED.match(text)
         if resumed:
             text = f"{resumed['pid']} {pending.pop(resumed['pid'], '')}{resumed['tail']}"
+        head = _WRITE_HEAD.match(text)
+        if head is not None and not parser.follows(_path_of(f"0{head[1]}")):
+            continue
         match = _LINE.match(text)
         if match is None:
             continue  # exits, signals, "+++ exited with 0 +++"
@@ -410,5 +493,5 @@ def parse(lines: Iterable[str], root: str, initial: Tree, cwd: str = "/") -> lis
         errno = _ERRNO.match(rest)
         annotated = rest.startswith("<") and rest.endswith(">")
         parser.ret_path = _path_of(f"0{rest}") if annotated else None
-        parser.line(match["name"], _split(match["args"]), int(match["ret"]), errno and errno[1])
+        parser.line(match["name"], _split(match["args"]), int(match["ret"], 0), errno and errno[1])
     return parser.trace

@@ -14,6 +14,7 @@ from lance_offsets.stress._fsdata import content_choices
 from lance_offsets.stress._fsmodel import (
     CrashState,
     ModelError,
+    StateStream,
     Tree,
     explore,
     materialise,
@@ -298,3 +299,26 @@ def test_the_uncut_tree_and_the_synced_tree_are_always_crash_states(
     trace.dirsync()
     synced = explore(trace.ops, ROOT, INITIAL, seed=1)
     assert [dict(s.tree) for s in synced.states if s.point == len(trace.ops) - 1] == [live]
+
+
+def test_a_file_written_many_times_is_explored_within_a_cap_without_building_every_state() -> None:
+    # A log appended to and never synced (SQLite's WAL under synchronous=OFF): hundreds of
+    # versions, thousands of torn contents per crash point. The stream counts them without
+    # building them, and builds only the capped draw.
+    root = "/data/store"
+    trace = [TraceOp(0, "open", f"{root}/log", flags=os.O_CREAT | os.O_WRONLY, content=b"")]
+    content = b""
+    for i in range(1, 200):
+        content += bytes([i % 251]) * 4096
+        trace.append(TraceOp(i, "write", f"{root}/log", content=content))
+    stream = StateStream(trace, root, (), seed=1, budget=48, cap=300)
+    assert stream.candidates > 300
+    assert stream.drawn == 300
+    states = list(stream)
+    assert 0 < len(states) <= 300
+    again = [s.tree for s in StateStream(trace, root, (), seed=1, budget=48, cap=300)]
+    assert again == [s.tree for s in states]  # seeded: the same draw every time
+    choices = content_choices(b"", [(op.index, op.content or b"") for op in trace[1:]])
+    assert len(choices) > 900  # lazily: recipes, not 900 copies of up to 800 kB
+    assert choices[0][0] == content
+    assert choices[1][0] == b""

@@ -23,9 +23,11 @@ from lance_offsets.stress._powerloss_oracle import (
     SHOWN_FAILURES,
     Expectation,
     Failure,
+    Findings,
     Observation,
     Step,
     Verdict,
+    counts,
     expectations,
     judge,
     parse_mark,
@@ -333,3 +335,16 @@ def test_the_report_counts_each_kind_and_shows_the_most_serious_states_first(
     shown_points = [s.point for s, v in shown(found.failures) if v.worst == 0]
     assert len(set(shown_points)) == len(shown_points)  # distinct crash points
     assert "raised" in {p.kind for _, v in shown(found.failures) for p in v.problems}
+
+
+def test_findings_count_every_failure_and_keep_only_what_a_report_shows(tmp_path: Path) -> None:
+    # Thousands of failing states must not all be held (each holds a tree): the tally keeps
+    # counts for all and, per kind, the states ``shown`` would pick from the full list.
+    found = judged_crash_states(tmp_path, no_sync_at_all)
+    findings = Findings()
+    for state, verdict in found.failures:
+        findings.add(state, verdict)
+    assert findings.failed == len(found.failures)
+    assert len(findings.kept) <= SHOWN_FAILURES * len(KINDS) < len(found.failures)
+    assert shown(findings.kept) == shown(found.failures)
+    assert counts(findings, 0) == counts(found.failures, 0)

@@ -131,3 +131,80 @@ def test_a_buffer_strace_cut_short_is_an_error() -> None:
     ]
     with pytest.raises(StraceError, match="cut a written buffer short"):
         parse(lines, ROOT, ())
+
+
+def test_an_o_dsync_write_is_durable_when_it_returns_and_lock_mdb_is_left_out() -> None:
+    # LMDB's commit: data pages through one descriptor, fdatasync, then the meta page through an
+    # O_DSYNC descriptor. Its lock.mdb (a reader table in shared memory) is no data.
+    data, lock = f"{ROOT}/data.mdb", f"{ROOT}/lock.mdb"
+    lines = [
+        mark("trace start"),
+        f'100 openat({CWD}, "{hx(lock)}", O_RDWR|O_CREAT|O_CLOEXEC, 0664) = 3<{hx(lock)}>',
+        f"100 ftruncate({fd(3, lock)}, 8192) = 0",
+        f"100 mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_SHARED, {fd(3, lock)}, 0) = 0x7f00",
+        f'100 openat({CWD}, "{hx(data)}", O_RDWR|O_CREAT|O_CLOEXEC, 0664) = 4<{hx(data)}>',
+        f'100 openat({CWD}, "{hx(data)}", O_WRONLY|O_DSYNC|O_CLOEXEC) = 5<{hx(data)}>',
+        f'100 pwrite64({fd(4, data)}, "{hx("page")}", 4, 8) = 4',
+        f"100 fdatasync({fd(4, data)}) = 0",
+        f'100 pwrite64({fd(5, data)}, "{hx("meta")}", 4, 0) = 4',  # durable when it returns
+        f'100 pwrite64({fd(4, data)}, "{hx("next")}", 4, 8) = 4',  # unsynced: not durable
+        f'100 pwrite64({fd(5, data)}, "{hx("mete")}", 4, 0) = 4',  # other data unsynced
+        mark("ack"),
+    ]
+    initial = (("data.mdb", b"\0" * 12), ("lock.mdb", b"\0" * 8))
+    trace = parse(lines, ROOT, initial)
+    assert all("lock.mdb" not in op.path for op in trace)
+    kinds = [(op.kind, op.content) for op in trace if op.kind != "mark"]
+    assert ("fdatasync", b"meta" + b"\0" * 4 + b"page") in kinds
+    # The second O_DSYNC write is not credited with the unsynced page before it (conservative).
+    assert kinds[-1] == ("write", b"mete" + b"\0" * 4 + b"next")
+    found = explore(trace, ROOT, initial[:1], seed=1)
+    after_meta = {dict(s.tree)["data.mdb"] for s in found.states if s.point == 6}
+    assert after_meta == {b"meta" + b"\0" * 4 + b"page"}
+
+
+def test_a_shared_writable_mapping_of_data_cannot_be_followed() -> None:
+    data = f"{ROOT}/data.mdb"
+    lines = [
+        mark("trace start"),
+        f'100 openat({CWD}, "{hx(data)}", O_RDWR|O_CREAT|O_CLOEXEC, 0664) = 4<{hx(data)}>',
+        f"100 mmap(NULL, 65536, PROT_READ|PROT_WRITE, MAP_SHARED, {fd(4, data)}, 0) = 0x7f00",
+    ]
+    with pytest.raises(StraceError, match="shared writable mapping"):
+        parse(lines, ROOT, (("data.mdb", b""),))
+    read_only = [*lines[:2], lines[2].replace("PROT_READ|PROT_WRITE", "PROT_READ")]
+    assert [op.kind for op in parse(read_only, ROOT, (("data.mdb", b""),))] == ["mark", "open"]
+
+
+def test_a_trace_past_its_byte_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lance_offsets.stress import _strace
+
+    monkeypatch.setattr(_strace, "MAX_TRACE_BYTES", 100)
+    log = f"{ROOT}/log"
+    lines = [
+        mark("trace start"),
+        f'100 openat({CWD}, "{hx(log)}", O_WRONLY|O_CREAT|O_APPEND, 0644) = 3<{hx(log)}>',
+    ]
+    lines += [f'100 write({fd(3, log)}, "{hx("x" * 10)}", 10) = 10'] * 5
+    assert len(parse(lines[:-1], ROOT, ())) == 6  # contents held: 10+20+30+40 = 100 bytes
+    with pytest.raises(StraceError, match="more than 0 MiB of file contents"):
+        parse(lines, ROOT, ())  # the fifth write's record would hold 50 more
+
+
+def test_writes_outside_the_root_are_skipped_unparsed() -> None:
+    # The worker pickles its snapshots (megabytes) outside the root: such lines are skipped by
+    # their head, never split; a cut-short buffer there would otherwise be an error.
+    out = "/data/strace.pickle"
+    lines = [
+        mark("trace start"),
+        f'100 openat({CWD}, "{hx(out)}", O_WRONLY|O_CREAT|O_TRUNC, 0644) = 7<{hx(out)}>',
+        f'100 write({fd(7, out)}, "{hx("x" * 32)}"..., 4096) = 4096',
+    ]
+    assert [op.kind for op in parse(lines, ROOT, ())] == ["mark"]
+    inside = f"{ROOT}/k"
+    lines[1:] = [
+        f'100 openat({CWD}, "{hx(inside)}", O_WRONLY|O_CREAT|O_TRUNC, 0644) = 7<{hx(inside)}>',
+        f'100 write({fd(7, inside)}, "{hx("x" * 32)}"..., 4096) = 4096',
+    ]
+    with pytest.raises(StraceError, match="cut a written buffer short"):
+        parse(lines, ROOT, ())

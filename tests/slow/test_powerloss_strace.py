@@ -65,3 +65,18 @@ def test_sqlite_without_fsync_fails(short: StressOptions) -> None:
     run = run_powerloss(f"{ZOO}:sqlite_off", short)
     assert run.result.outcome == "failed"
     assert "VIOLATION" in run.result.details
+
+
+def test_sqlite_wal_full_passes(short: StressOptions) -> None:
+    # WAL mode: every commit fsyncs the log; SQLite syncs the directory when it first syncs a
+    # log it created. The -shm index is shared memory, left out (rebuilt on open).
+    run = run_powerloss(f"{ZOO}:sqlite_wal_full", short)
+    print(run.result.details)
+    assert run.result.outcome == "passed", run.result.details
+    assert "-shm" not in run.result.details
+
+
+def test_sqlite_wal_off_loses_commits(short: StressOptions) -> None:
+    run = run_powerloss(f"{ZOO}:sqlite_wal_off", short)
+    assert run.result.outcome == "failed"
+    assert "lost or rewound an acknowledged offset" in run.result.details.splitlines()[0]

@@ -212,6 +212,20 @@ def lock_file_spin(path: str) -> LockFileSpinStore:
     return LockFileSpinStore(path)
 
 
+class DeleteSpinStore(ZooFileStore):
+    """Correct saves; ``delete`` waits forever (a lock nobody will release): the store hangs
+    during the traced workload itself, before any crash state exists."""
+
+    def delete(self, topic_id: int, consumer_id: int) -> None:
+        while True:  # DEFECT: an unbounded wait
+            time.sleep(0.01)
+
+
+def delete_spins(path: str) -> DeleteSpinStore:
+    """Hangs in its first ``delete`` (see the class)."""
+    return DeleteSpinStore(path, _correct)
+
+
 def in_memory_claiming_durable(path: str) -> MemoryOffsetStore:
     """Keeps offsets in memory yet claims durability: its I/O (none) cannot be traced."""
     del path
@@ -279,3 +293,29 @@ def sqlite_extra(path: str) -> ZooSqliteStore:
 def sqlite_off(path: str) -> ZooSqliteStore:
     """SQLite with ``synchronous=OFF``: nothing is fsynced."""
     return ZooSqliteStore(path, "OFF")
+
+
+class ZooSqliteWalStore(ZooSqliteStore):
+    """Offsets in SQLite with a write-ahead log: a commit appends frames to ``-wal`` and (unless
+    ``synchronous=OFF``) fsyncs it; the last connection to close checkpoints and removes it."""
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        os.makedirs(path, exist_ok=True)
+        self._db = sqlite3.connect(os.path.join(path, "offsets.sqlite"), isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS offsets (topic INTEGER, consumer TEXT, offset TEXT,"
+            " PRIMARY KEY (topic, consumer))"
+        )
+
+
+def sqlite_wal_full(path: str) -> ZooSqliteWalStore:
+    """SQLite in WAL mode, ``synchronous=FULL``: every commit fsyncs the log (and SQLite fsyncs
+    the directory the first time it syncs a log it created): durable."""
+    return ZooSqliteWalStore(path, "FULL")
+
+
+def sqlite_wal_off(path: str) -> ZooSqliteWalStore:
+    """SQLite in WAL mode with ``synchronous=OFF``: commits are never fsynced."""
+    return ZooSqliteWalStore(path, "OFF")

@@ -1,0 +1,56 @@
+"""D3 on LMDB (py-lmdb) through strace: O_DSYNC meta pages, the lock file left out, writemap.
+
+A correct LMDB environment passes; ``sync=False`` and ``metasync=False`` lose acknowledged
+commits; ``writemap=True`` writes through a mapping strace cannot see, so D3 says unverified.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import pytest
+from lance_offsets.stress._options import StressOptions
+from lance_offsets.stress._powerloss import run_powerloss
+from test_powerloss_strace import strace_works
+
+pytest.importorskip("lmdb", reason="py-lmdb is not installed (pip install lmdb)")
+
+pytestmark = [
+    pytest.mark.usefixtures("zoo_importable"),
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="strace is Linux only"),
+    pytest.mark.skipif(not strace_works(), reason="strace is not installed or may not trace"),
+]
+
+ZOO = "zoo.lmdb_zoo"
+
+
+@pytest.fixture
+def short(stress_options: StressOptions) -> StressOptions:
+    return dataclasses.replace(stress_options, long=False, workdir=None)
+
+
+def test_correct_lmdb_passes(short: StressOptions) -> None:
+    run = run_powerloss(f"{ZOO}:correct", short)
+    print(run.result.details)
+    assert run.result.outcome == "passed", run.result.details
+    assert run.result.evidence["tracer"] == "strace"
+    assert run.states > 50
+    assert "lock.mdb" not in run.result.details
+
+
+@pytest.mark.parametrize("name", ["no_sync", "no_metasync"])
+def test_lmdb_without_its_syncs_loses_an_acknowledged_commit(
+    name: str, short: StressOptions
+) -> None:
+    run = run_powerloss(f"{ZOO}:{name}", short)
+    print(run.result.details)
+    assert run.result.outcome == "failed"
+    assert "lost or rewound an acknowledged offset" in run.result.details.splitlines()[0]
+
+
+def test_lmdb_writemap_is_unverified_with_the_reason(short: StressOptions) -> None:
+    run = run_powerloss(f"{ZOO}:writemap", short)
+    assert run.result.outcome == "unverified"
+    assert "data.mdb through a shared writable mapping" in run.result.details
