@@ -45,7 +45,8 @@ def test_store_own_save_failure_is_blamed_on_c1(pid: str) -> None:
     assert "raised OverflowError" in result.details, result
     assert "the store's own save failed; see C1" in result.details, result
     assert "CommitInfo" not in result.details, result
-    assert result.outcome == "passed", result
+    # Passed on the examples left, or no verdict when most were void: never a failure of pid.
+    assert result.outcome in ("passed", "unverified"), result
 
 
 ONE_HANDLE = ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "P1", "F1", "H1", "H2", "H3"]
