@@ -1,9 +1,12 @@
-"""Offset stores for LANCE consumers: memory, lock-file (Rust-compatible) and hooked.
+"""Offset stores for LANCE consumers: memory, lock-file (Rust-compatible), SQLite, PostgreSQL.
 
-Only re-exports live here; see the topical modules for the work.
+Only re-exports live here; see the topical modules for the work. ``PostgresOffsetStore`` is
+imported on first use, so ``import lance_offsets`` never needs psycopg.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from ._domain import MAX_CONSUMER_ID as MAX_CONSUMER_ID
 from ._domain import MAX_OFFSET as MAX_OFFSET
@@ -22,6 +25,8 @@ from ._hooks import PostCommitHook as PostCommitHook
 from ._lockfile import LockFileOffsetStore as LockFileOffsetStore
 from ._memory import MemoryOffsetStore as MemoryOffsetStore
 from ._protocol import OffsetStore as OffsetStore
+from ._sqlite import SQLiteOffsetStore as SQLiteOffsetStore
+from ._sqlite import SQLiteTransaction as SQLiteTransaction
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -41,6 +46,22 @@ __all__ = [
     "OffsetStore",
     "OffsetStoreError",
     "PostCommitHook",
+    "PostgresOffsetStore",
+    "SQLiteOffsetStore",
+    "SQLiteTransaction",
     "StoreClosedError",
     "__version__",
 ]
+
+
+if TYPE_CHECKING:
+    from ._postgres import PostgresOffsetStore as PostgresOffsetStore
+
+
+def __getattr__(name: str) -> object:
+    # Lazy: the PostgreSQL store needs psycopg (the ``postgres`` extra), the others do not.
+    if name == "PostgresOffsetStore":
+        from ._postgres import PostgresOffsetStore
+
+        return PostgresOffsetStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
