@@ -141,7 +141,7 @@ class SQLiteOffsetStore:
     def load(self, topic_id: int, consumer_id: int) -> int | None:
         """Return the key's committed offset, or None; reads the database every call."""
         key = check_key(topic_id, consumer_id)
-        with self._lock, self._errors(None):
+        with self._lock, self._errors(key):
             return _load(self._connection(), self._name, key, self._db)
 
     def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
@@ -258,7 +258,7 @@ class SQLiteTransaction:
     def load(self, topic_id: int, consumer_id: int) -> int | None:
         """The key's offset as this transaction sees it (its own saves included)."""
         key = check_key(topic_id, consumer_id)
-        with self._store._errors(None):
+        with self._store._errors(key):
             return _load(self._live(), self._store.consumer_name, key, self._store.database)
 
     def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
@@ -313,12 +313,9 @@ def _is_damage(exc: sqlite3.DatabaseError) -> bool:
     return type(exc) is sqlite3.DatabaseError
 
 
-def _open_connection(path: str, timeout: float) -> sqlite3.Connection:
-    # isolation_level=None: we issue BEGIN ourselves; otherwise the module would open implicit
-    # transactions that hold locks across calls. check_same_thread=False: our lock serializes.
-    con = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+def _configure(con: sqlite3.Connection) -> None:
+    # Per connection, not stored in the file: FULL makes each WAL commit fsync before returning.
     con.execute("PRAGMA synchronous = FULL")
-    return con
 
 
 def _busy_timeout(con: sqlite3.Connection) -> float:
@@ -336,8 +333,11 @@ def _connect_verified(path: str, timeout: float) -> sqlite3.Connection:
             "the file is empty (0 bytes); SQLite would open it as a new, empty database and every "
             "consumer would silently start over",
         )
-    con = _open_connection(path, timeout)
+    # isolation_level=None: we issue BEGIN ourselves; otherwise the module would open implicit
+    # transactions that hold locks across calls. check_same_thread=False: our lock serializes.
+    con = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     try:
+        _configure(con)
         problem = _schema_problem(con)
     except sqlite3.DatabaseError as exc:
         con.close()
