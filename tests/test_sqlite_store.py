@@ -7,7 +7,10 @@ Processes (lock waits, concurrent creation) and the conformance suite are in
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -243,3 +246,29 @@ def test_threads_share_one_handle(tmp_path: Path) -> None:
         expected = {(t, c): 45 + c for t in range(4) for c in range(5)}
         expected |= {(t, 100): 49 for t in range(4)}
         assert store.list_all() == expected
+
+
+def test_the_readme_transaction_example_runs_twice_and_resumes(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "tx.save(" in b]
+    assert len(blocks) == 1
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", blocks[0]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        for _ in range(2)
+    ]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr
+    assert runs[0].stdout.splitlines() == [f"processed r{n}" for n in range(4)]
+    assert runs[1].stdout == ""  # resumed after the last committed record: nothing twice
+    con = sqlite3.connect(tmp_path / "lance-offsets-demo.sqlite3")
+    try:
+        rows = con.execute("SELECT record, size FROM totals").fetchall()
+        assert rows == [(n, 2) for n in range(4)]
+    finally:
+        con.close()
