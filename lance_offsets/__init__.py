@@ -61,7 +61,12 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> object:
     # Lazy: the PostgreSQL store needs psycopg (the ``postgres`` extra), the others do not.
     if name == "PostgresOffsetStore":
-        from ._postgres import PostgresOffsetStore
-
+        try:
+            from ._postgres import PostgresOffsetStore
+        except ImportError as exc:
+            raise ImportError(
+                "PostgresOffsetStore needs psycopg 3: pip install 'lance-offsets[postgres]' "
+                f"({exc})"
+            ) from exc
         return PostgresOffsetStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

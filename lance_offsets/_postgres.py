@@ -128,7 +128,9 @@ class PostgresOffsetStore:
         key = check_key(topic_id, consumer_id)
         with self._borrow() as conn:
             _idle(conn, self._where)
-            return self._queries.load(conn, self._name, key, self._where)
+            # Even a read: on a non-autocommit connection it would leave a transaction open.
+            with _committed(conn):
+                return self._queries.load(conn, self._name, key, self._where)
 
     def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
         """Commit ``offset`` for the key; durable on the server when this returns."""
@@ -151,7 +153,8 @@ class PostgresOffsetStore:
         """Return every key and offset of this consumer name, as a fresh dict."""
         with self._borrow() as conn:
             _idle(conn, self._where)
-            rows = conn.execute(self._queries.list_all, (self._name,)).fetchall()
+            with _committed(conn):
+                rows = conn.execute(self._queries.list_all, (self._name,)).fetchall()
         found: dict[Key, int] = {}
         for topic, consumer, stored in rows:
             key = (_topic(topic, self._where), _u64(consumer, None, self._where))
@@ -304,10 +307,11 @@ def _idle(conn: Connection, where: str) -> None:
 
 
 def _create(conn: Connection, schema: str, table: sql.Identifier) -> None:
-    exists = conn.execute("SELECT to_regclass(%s)", (table.as_string(conn),)).fetchone()
-    if exists is not None and exists[0] is not None:
-        return
+    # One transaction, committed: a given non-autocommit connection is left idle, as it came.
     with conn.transaction():
+        exists = conn.execute("SELECT to_regclass(%s)", (table.as_string(conn),)).fetchone()
+        if exists is not None and exists[0] is not None:
+            return
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         ddl = _DDL.format(table="{table}", max_topic=MAX_TOPIC_ID, max_u64=MAX_OFFSET)

@@ -6,6 +6,7 @@ installs them. No mocks: every statement goes to a server started from the machi
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -51,6 +52,12 @@ def dsn() -> Iterator[str]:
 @pytest.fixture
 def schema() -> str:
     return f"t_{uuid.uuid4().hex[:12]}"
+
+
+def test_the_package_imports_without_psycopg() -> None:
+    code = "import sys, lance_offsets; assert 'psycopg' not in sys.modules, 'eager import'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
 
 
 def test_full_u64_range_is_stored_as_readable_numbers(dsn: str, schema: str) -> None:
@@ -139,7 +146,7 @@ def test_exception_in_transaction_leaves_neither_rows_nor_offsets(dsn: str, sche
 def test_save_on_a_connection_inside_a_transaction_is_refused(dsn: str, schema: str) -> None:
     with psycopg.connect(dsn) as conn:
         store = PostgresOffsetStore(conn, "billing", schema=schema)
-        conn.commit()  # the table was created in a transaction of its own
+        assert store.load(1, 1) is None  # creating the table and loading leave conn idle
         conn.execute("SELECT 1")  # psycopg opened a transaction: a save would not commit
         with pytest.raises(OffsetStoreError, match="not idle"):
             store.save(1, 1, 1)
