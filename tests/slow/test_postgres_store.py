@@ -22,6 +22,7 @@ import _postgres  # noqa: E402  (importable once the path is set)
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg is in the test extra: pip install .[test]")
 from lance_offsets.conformance import run_checks  # noqa: E402
+from lance_offsets.conformance._catalog import property_ids  # noqa: E402
 from psycopg_pool import ConnectionPool  # noqa: E402
 
 from lance_offsets import (  # noqa: E402
@@ -171,11 +172,20 @@ def test_a_pool_serves_the_store(dsn: str, schema: str) -> None:
 
 
 def test_conformance_properties(dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every property through the suite, quick profile: the multi-process ones included."""
+    """Every property the suite can exercise on a server, quick profile, seed 1.
+
+    The kill, power-loss and I/O-fault properties are left out: their harnesses act on the
+    client process's file I/O, and this store makes none (``lance-offsets check`` reports them
+    unverified, with that reason).
+    """
     monkeypatch.setenv("LANCE_OFFSETS_PG_DSN", dsn)
-    results = run_checks("lance_offsets.conformance.reference:postgres", profile="quick", seed=1)
+    only = [p for p in property_ids() if p not in SERVER_SIDE - {"F1"}]
+    results = run_checks(
+        "lance_offsets.conformance.reference:postgres", profile="quick", seed=1, only=only
+    )
     outcomes = {r.id: r.outcome for r in results}
     failed = {r.id: r.details for r in results if r.outcome == "failed"}
     assert failed == {}
-    assert {i for i, o in outcomes.items() if o != "passed"} <= SERVER_SIDE, outcomes
-    assert outcomes["M1"] == outcomes["M2"] == outcomes["P2"] == "passed"
+    assert outcomes.pop("F1") == "unverified"  # no files to damage, and no damage mapping
+    assert set(outcomes.values()) == {"passed"}, outcomes
+    assert {"M1", "M2", "P2", "D5", "H2", "S1"} <= set(outcomes)
