@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from typing import TYPE_CHECKING
 
 from lance_offsets import (
@@ -17,6 +18,7 @@ from lance_offsets import (
     MemoryOffsetStore,
     SQLiteOffsetStore,
 )
+from lance_offsets._sqlite_file import DEFAULT_FILE_NAME as SQLITE_FILE_NAME
 
 if TYPE_CHECKING:
     from lance_offsets import PostgresOffsetStore
@@ -97,6 +99,25 @@ def _sqlite_named(path: str, name: str) -> SQLiteOffsetStore:
 
 
 sqlite.open_named = _sqlite_named  # type: ignore[attr-defined]
+
+
+def _sqlite_changed_in_place(path: str, key: tuple[int, int]) -> None:
+    """F1 damage SQLite itself cannot see: the stored offset changed, its page still well formed."""
+    con = sqlite3.connect(os.path.join(path, SQLITE_FILE_NAME), timeout=30)
+    try:
+        with con:
+            con.execute(
+                # Flip the lowest bit: in range at both ends of the shifted signed column.
+                "UPDATE lance_offsets SET committed_offset = CASE WHEN committed_offset % 2 = 0 "
+                "THEN committed_offset + 1 ELSE committed_offset - 1 END "
+                "WHERE consumer_name = ? AND topic_id = ? AND consumer_id = ?",
+                (CONSUMER_NAME, key[0], key[1] - 2**63),
+            )
+    finally:
+        con.close()
+
+
+sqlite.damage = {"offset changed in place": _sqlite_changed_in_place}  # type: ignore[attr-defined]
 
 
 #: Environment variables naming the PostgreSQL server the ``postgres`` factory uses: a DSN, or a

@@ -5,10 +5,11 @@ Schema (``docs/databases.md`` is the long version)::
     PRAGMA application_id = 0x4C4F4653 ("LOFS"), user_version = 1, journal_mode = WAL
     CREATE TABLE lance_offsets (
         consumer_name TEXT NOT NULL, topic_id INTEGER NOT NULL, consumer_id INTEGER NOT NULL,
-        committed_offset INTEGER NOT NULL,
+        committed_offset INTEGER NOT NULL, checksum INTEGER NOT NULL,
         PRIMARY KEY (consumer_name, topic_id, consumer_id)) WITHOUT ROWID
 
-``consumer_id`` and ``committed_offset`` are u64 stored shifted by ``-2**63`` (``_dbcommon``).
+``consumer_id`` and ``committed_offset`` are u64 stored shifted by ``-2**63`` (``_dbcommon``);
+``checksum`` is a CRC-32 of the row's name, key and offset, checked on every read.
 
 Choices, and why:
 
@@ -26,58 +27,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import sqlite3
 import threading
+import zlib
 from collections.abc import Iterator, Sequence
-from typing import Any, Final
+from typing import Any
 
-from . import _layout, _platform
+from . import _layout, _sqlite_file
 from ._dbcommon import CorruptDatabaseError, from_signed, to_signed
 from ._domain import MAX_TOPIC_ID, check_key, check_offset
 from ._errors import LockTimeoutError, StoreClosedError
+from ._sqlite_file import DEFAULT_FILE_NAME
 
 __all__ = ["DEFAULT_FILE_NAME", "SQLiteOffsetStore", "SQLiteTransaction"]
 
 Key = tuple[int, int]
-
-#: The database file used when :meth:`SQLiteOffsetStore.open` is given a directory.
-DEFAULT_FILE_NAME: Final = "lance-offsets.sqlite3"
-#: ``PRAGMA application_id`` of our databases: "LOFS" in ASCII.
-APPLICATION_ID: Final = 0x4C4F4653
-#: ``PRAGMA user_version``: the schema version.
-SCHEMA_VERSION: Final = 1
-#: The table; the name is public, as consumers join their own rows against it.
-TABLE: Final = "lance_offsets"
-
-_SCHEMA: Final = f"""
-CREATE TABLE {TABLE} (
-    consumer_name TEXT NOT NULL,
-    topic_id INTEGER NOT NULL CHECK (typeof(topic_id) = 'integer'
-        AND topic_id BETWEEN 0 AND {MAX_TOPIC_ID}),
-    consumer_id INTEGER NOT NULL CHECK (typeof(consumer_id) = 'integer'),
-    committed_offset INTEGER NOT NULL CHECK (typeof(committed_offset) = 'integer'),
-    PRIMARY KEY (consumer_name, topic_id, consumer_id)
-) WITHOUT ROWID
-"""
-_LOAD: Final = (
-    f"SELECT committed_offset FROM {TABLE} "
-    "WHERE consumer_name = ? AND topic_id = ? AND consumer_id = ?"
-)
-_SAVE: Final = (
-    f"INSERT INTO {TABLE} (consumer_name, topic_id, consumer_id, committed_offset) "
-    "VALUES (?, ?, ?, ?) ON CONFLICT (consumer_name, topic_id, consumer_id) "
-    "DO UPDATE SET committed_offset = excluded.committed_offset"
-)
-_DELETE: Final = f"DELETE FROM {TABLE} WHERE consumer_name = ? AND topic_id = ? AND consumer_id = ?"
-_LIST: Final = (
-    f"SELECT topic_id, consumer_id, committed_offset FROM {TABLE} WHERE consumer_name = ?"
-)
-
-# Result codes that mean damaged bytes (SQLITE_CORRUPT, SQLITE_NOTADB), as opposed to a busy
-# database or an I/O error, which are not the file's fault.
-_DAMAGE_CODES: Final = frozenset({11, 26})
-_BUSY_CODES: Final = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
 
 
 class SQLiteOffsetStore:
@@ -92,7 +56,7 @@ class SQLiteOffsetStore:
         self._db = database
         self._name = consumer_name
         self._con: sqlite3.Connection | None = connection
-        self._timeout = _busy_timeout(connection)
+        self._timeout = _sqlite_file.busy_timeout(connection)
         # Reentrant: a store.save() inside this thread's own transaction() block joins it.
         self._lock = threading.RLock()
 
@@ -125,8 +89,8 @@ class SQLiteOffsetStore:
         if os.path.isdir(path):
             path = os.path.join(path, DEFAULT_FILE_NAME)
         if not os.path.exists(path):
-            _create(path)
-        return cls(path, name, _connect_verified(path, float(busy_timeout)))
+            _sqlite_file.create(path)
+        return cls(path, name, _sqlite_file.connect_verified(path, float(busy_timeout)))
 
     @property
     def database(self) -> str:
@@ -163,11 +127,11 @@ class SQLiteOffsetStore:
     def list_all(self) -> dict[Key, int]:
         """Return every key and offset of this consumer name, as a fresh dict."""
         with self._lock, self._errors(None):
-            rows = self._connection().execute(_LIST, (self._name,)).fetchall()
+            rows = self._connection().execute(_sqlite_file.LIST, (self._name,)).fetchall()
         found: dict[Key, int] = {}
-        for topic, consumer, stored in rows:
+        for topic, consumer, stored, checksum in rows:
             key = (_topic(topic, self._db), from_signed(consumer, None, self._db))
-            found[key] = from_signed(stored, key, self._db)
+            found[key] = _row(self._name, key, stored, checksum, self._db)
         return found
 
     @contextlib.contextmanager
@@ -231,9 +195,9 @@ class SQLiteOffsetStore:
         try:
             yield
         except sqlite3.DatabaseError as exc:
-            if _is_damage(exc):
+            if _sqlite_file.is_damage(exc):
                 raise CorruptDatabaseError(self._db, str(exc), key) from exc
-            if key is not None and _code(exc) in _BUSY_CODES:
+            if key is not None and _sqlite_file.is_busy(exc):
                 raise LockTimeoutError(key, self._db, self._timeout) from exc
             raise
 
@@ -280,120 +244,38 @@ class SQLiteTransaction:
         return self._con
 
 
+def _checksum(name: str, key: Key, value: int) -> int:
+    """CRC-32 of the row's meaning: a changed byte in a stored integer is loud, not a new offset.
+
+    SQLite keeps no page checksums, so without this a flipped bit in ``committed_offset`` would be
+    a number nobody saved, handed to the consumer as its position (F1).
+    """
+    text = f"{name}\x00{key[0]}\x00{key[1]}\x00{value}"
+    return zlib.crc32(text.encode("utf-8", "surrogatepass"))
+
+
+def _row(name: str, key: Key, stored: object, checksum: object, db: str) -> int:
+    value = from_signed(stored, key, db)
+    if checksum != _checksum(name, key, value):
+        raise CorruptDatabaseError(db, f"row checksum {checksum!r} does not match its offset", key)
+    return value
+
+
 def _load(con: sqlite3.Connection, name: str, key: Key, db: str) -> int | None:
-    row = con.execute(_LOAD, (name, key[0], to_signed(key[1]))).fetchone()
-    return None if row is None else from_signed(row[0], key, db)
+    row = con.execute(_sqlite_file.LOAD, (name, key[0], to_signed(key[1]))).fetchone()
+    return None if row is None else _row(name, key, row[0], row[1], db)
 
 
 def _save(con: sqlite3.Connection, name: str, key: Key, value: int) -> None:
-    con.execute(_SAVE, (name, key[0], to_signed(key[1]), to_signed(value)))
+    row = (name, key[0], to_signed(key[1]), to_signed(value), _checksum(name, key, value))
+    con.execute(_sqlite_file.SAVE, row)
 
 
 def _delete(con: sqlite3.Connection, name: str, key: Key) -> None:
-    con.execute(_DELETE, (name, key[0], to_signed(key[1])))
+    con.execute(_sqlite_file.DELETE, (name, key[0], to_signed(key[1])))
 
 
 def _topic(value: object, db: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOPIC_ID:
         raise CorruptDatabaseError(db, f"stored topic_id {value!r} is not a u32")
     return value
-
-
-def _code(exc: sqlite3.Error) -> int | None:
-    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
-    return None if code is None else int(code) & 0xFF  # extended codes keep the primary low byte
-
-
-def _is_damage(exc: sqlite3.DatabaseError) -> bool:
-    code = _code(exc)
-    if code is not None:
-        return code in _DAMAGE_CODES
-    # Python 3.10 has no error codes: SQLITE_CORRUPT and SQLITE_NOTADB are the plain
-    # DatabaseError; busy, I/O and constraint errors are its subclasses.
-    return type(exc) is sqlite3.DatabaseError
-
-
-def _configure(con: sqlite3.Connection) -> None:
-    # Per connection, not stored in the file: FULL makes each WAL commit fsync before returning.
-    con.execute("PRAGMA synchronous = FULL")
-
-
-def _busy_timeout(con: sqlite3.Connection) -> float:
-    return float(con.execute("PRAGMA busy_timeout").fetchone()[0]) / 1000
-
-
-def _connect_verified(path: str, timeout: float) -> sqlite3.Connection:
-    try:
-        size = os.stat(path).st_size
-    except FileNotFoundError:
-        raise CorruptDatabaseError(path, "the database file vanished while opening") from None
-    if size == 0:
-        raise CorruptDatabaseError(
-            path,
-            "the file is empty (0 bytes); SQLite would open it as a new, empty database and every "
-            "consumer would silently start over",
-        )
-    # isolation_level=None: we issue BEGIN ourselves; otherwise the module would open implicit
-    # transactions that hold locks across calls. check_same_thread=False: our lock serializes.
-    con = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-    try:
-        _configure(con)
-        problem = _schema_problem(con)
-    except sqlite3.DatabaseError as exc:
-        con.close()
-        missing = type(exc) is sqlite3.OperationalError and "no such" in str(exc)
-        if _is_damage(exc) or missing:
-            raise CorruptDatabaseError(path, str(exc)) from exc
-        raise
-    except BaseException:
-        con.close()
-        raise
-    if problem is not None:
-        con.close()
-        raise CorruptDatabaseError(path, problem)
-    return con
-
-
-def _schema_problem(con: sqlite3.Connection) -> str | None:
-    """Say why the database is not one of ours, or None; reading it also detects damage."""
-    app = con.execute("PRAGMA application_id").fetchone()[0]
-    if app != APPLICATION_ID:
-        return f"not an offset database (application_id {app:#x})"
-    version = con.execute("PRAGMA user_version").fetchone()[0]
-    if version != SCHEMA_VERSION:
-        return f"unknown schema version {version}"
-    mode = con.execute("PRAGMA journal_mode").fetchone()[0]
-    if str(mode).lower() != "wal":
-        return f"journal_mode is {mode!r}, not 'wal'"
-    con.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()
-    return None
-
-
-def _create(path: str) -> None:
-    """Build a new database under a temporary name, sync it, and link it to ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = f"{path}.new-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        con = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            con.execute("PRAGMA journal_mode = WAL")
-            con.execute("PRAGMA synchronous = FULL")
-            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            con.execute(_SCHEMA)
-        finally:
-            con.close()  # the last connection checkpoints the WAL into the file and removes it
-        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        try:
-            _platform.fsync_file(fd)
-        finally:
-            os.close(fd)
-        # link, not replace: when two processes create at once, the first database stays and
-        # the second process opens it; a replace could swap a database under a committed save.
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-        _platform.fsync_dir(directory)
-    finally:
-        for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(leftover)

@@ -27,7 +27,7 @@ from lance_offsets import (
     SQLiteTransaction,
     StoreClosedError,
 )
-from lance_offsets._sqlite import DEFAULT_FILE_NAME, TABLE
+from lance_offsets._sqlite_file import DEFAULT_FILE_NAME, TABLE
 
 
 def _open(tmp_path: Path, name: str = "billing") -> SQLiteOffsetStore:
@@ -206,6 +206,30 @@ def test_damaged_table_page_is_loud_on_load_and_list(tmp_path: Path) -> None:
                 loud.append(exc.key)
         assert loud
         assert set(loud) <= set(keys)
+
+
+def test_an_offset_changed_in_place_is_loud(tmp_path: Path) -> None:
+    # SQLite keeps no page checksums: a flipped bit in the stored integer would otherwise be a
+    # number nobody saved. The row checksum turns it into an error naming key and file.
+    with _open(tmp_path) as store:
+        store.save(1, 1, 100)
+        store.save(1, 2, 200)
+        con = _raw(tmp_path)
+        with con:
+            con.execute(
+                f"UPDATE {TABLE} SET committed_offset = committed_offset + 1 WHERE consumer_id = ?",
+                (1 - 2**63,),
+            )
+        con.close()
+        with pytest.raises(CorruptOffsetError, match="checksum") as caught:
+            store.load(1, 1)
+        assert caught.value.key == (1, 1)
+        assert caught.value.path == str(tmp_path / DEFAULT_FILE_NAME)
+        with pytest.raises(CorruptOffsetError):
+            store.list_all()
+        assert store.load(1, 2) == 200
+        store.save(1, 1, 101)  # saving again repairs the row
+        assert store.list_all() == {(1, 1): 101, (1, 2): 200}
 
 
 def test_closed_handle_raises_and_close_is_idempotent(tmp_path: Path) -> None:

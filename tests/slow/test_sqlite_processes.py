@@ -14,7 +14,7 @@ import pytest
 from lance_offsets.conformance import run_checks
 
 from lance_offsets import LockTimeoutError, SQLiteOffsetStore
-from lance_offsets._sqlite import DEFAULT_FILE_NAME
+from lance_offsets._sqlite_file import DEFAULT_FILE_NAME
 
 pytestmark = pytest.mark.slow
 
