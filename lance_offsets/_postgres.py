@@ -93,7 +93,8 @@ class PostgresOffsetStore:
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._conn: Connection | None = None
-        self._owned = isinstance(source, str)
+        self._dsn = source if isinstance(source, str) else None
+        self._owned = self._dsn is not None
         if isinstance(source, str):
             self._conn = psycopg.connect(source, autocommit=True)
         elif isinstance(source, psycopg.Connection):
@@ -214,6 +215,10 @@ class PostgresOffsetStore:
         with self._lock:
             self._check_open()
             assert self._conn is not None  # set until close, which also sets _closed
+            if self._dsn is not None and (self._conn.closed or self._conn.broken):
+                # The server restarted or the network dropped: the operation that met it raised;
+                # this one gets a new connection, so the handle works again once the fault clears.
+                self._conn = psycopg.connect(self._dsn, autocommit=True)
             yield self._conn
 
 

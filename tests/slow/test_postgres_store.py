@@ -159,6 +159,22 @@ def test_save_on_a_connection_inside_a_transaction_is_refused(dsn: str, schema: 
         assert again.load(1, 1) == 1
 
 
+def test_a_dsn_handle_reconnects_after_its_connection_is_killed(dsn: str, schema: str) -> None:
+    with PostgresOffsetStore(dsn, "billing", schema=schema) as store:
+        store.save(1, 1, 1)
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND datname = current_database() "
+                "AND query LIKE %s",
+                (f"%{schema}%",),
+            )
+        with pytest.raises(psycopg.OperationalError):
+            store.save(1, 1, 2)  # met the dead connection: raised, never silently dropped
+        store.save(1, 1, 3)
+        assert store.load(1, 1) == 3
+
+
 def test_a_pool_serves_the_store(dsn: str, schema: str) -> None:
     with ConnectionPool(dsn, min_size=1, max_size=2, open=True) as pool:
         store = PostgresOffsetStore(pool, "billing", schema=schema)
