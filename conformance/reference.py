@@ -9,19 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 from typing import TYPE_CHECKING
 
-from lance_offsets import (
-    HookedOffsetStore,
-    LockFileOffsetStore,
-    MemoryOffsetStore,
-    SQLiteOffsetStore,
-)
-from lance_offsets._sqlite_file import DEFAULT_FILE_NAME as SQLITE_FILE_NAME
+from lance_offsets import HookedOffsetStore, LockFileOffsetStore, MemoryOffsetStore
 
 if TYPE_CHECKING:
-    from lance_offsets import PostgresOffsetStore
+    from lance_offsets import PostgresOffsetStore, SQLiteOffsetStore
 
 __all__ = ["hooked_lockfile", "lockfile", "memory", "postgres", "sqlite"]
 
@@ -89,11 +82,15 @@ hooked_lockfile.open_named = lambda path, name: HookedOffsetStore(  # type: igno
 
 def sqlite(path: str) -> SQLiteOffsetStore:
     """The SQLite store, consumer ``conformance``, database file ``path/lance-offsets.sqlite3``."""
+    from lance_offsets import SQLiteOffsetStore  # lazy: the other factories' workers skip sqlite3
+
     os.makedirs(path, exist_ok=True)
     return SQLiteOffsetStore.open(path, CONSUMER_NAME)
 
 
 def _sqlite_named(path: str, name: str) -> SQLiteOffsetStore:
+    from lance_offsets import SQLiteOffsetStore
+
     os.makedirs(path, exist_ok=True)
     return SQLiteOffsetStore.open(path, name)
 
@@ -103,7 +100,11 @@ sqlite.open_named = _sqlite_named  # type: ignore[attr-defined]
 
 def _sqlite_changed_in_place(path: str, key: tuple[int, int]) -> None:
     """F1 damage SQLite itself cannot see: the stored offset changed, its page still well formed."""
-    con = sqlite3.connect(os.path.join(path, SQLITE_FILE_NAME), timeout=30)
+    import sqlite3
+
+    from lance_offsets._sqlite_file import DEFAULT_FILE_NAME
+
+    con = sqlite3.connect(os.path.join(path, DEFAULT_FILE_NAME), timeout=30)
     try:
         with con:
             con.execute(

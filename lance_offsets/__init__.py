@@ -1,7 +1,8 @@
 """Offset stores for LANCE consumers: memory, lock-file (Rust-compatible), SQLite, PostgreSQL.
 
-Only re-exports live here; see the topical modules for the work. ``PostgresOffsetStore`` is
-imported on first use, so ``import lance_offsets`` never needs psycopg.
+Only re-exports live here; see the topical modules for the work. The database stores are
+imported on first use: ``import lance_offsets`` never needs psycopg, and every process the suites
+spawn does not pay for sqlite3 unless it uses it.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from ._hooks import PostCommitHook as PostCommitHook
 from ._lockfile import LockFileOffsetStore as LockFileOffsetStore
 from ._memory import MemoryOffsetStore as MemoryOffsetStore
 from ._protocol import OffsetStore as OffsetStore
-from ._sqlite import SQLiteOffsetStore as SQLiteOffsetStore
-from ._sqlite import SQLiteTransaction as SQLiteTransaction
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -56,17 +55,29 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ._postgres import PostgresOffsetStore as PostgresOffsetStore
+    from ._sqlite import SQLiteOffsetStore as SQLiteOffsetStore
+    from ._sqlite import SQLiteTransaction as SQLiteTransaction
+
+#: Names imported on first use, and the module holding each.
+_LAZY = {
+    "PostgresOffsetStore": "._postgres",
+    "SQLiteOffsetStore": "._sqlite",
+    "SQLiteTransaction": "._sqlite",
+}
 
 
 def __getattr__(name: str) -> object:
-    # Lazy: the PostgreSQL store needs psycopg (the ``postgres`` extra), the others do not.
-    if name == "PostgresOffsetStore":
-        try:
-            from ._postgres import PostgresOffsetStore
-        except ImportError as exc:
-            raise ImportError(
-                "PostgresOffsetStore needs psycopg 3: pip install 'lance-offsets[postgres]' "
-                f"({exc})"
-            ) from exc
-        return PostgresOffsetStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    try:
+        found = getattr(importlib.import_module(module, __name__), name)
+    except ImportError as exc:
+        # Only the PostgreSQL store has a dependency of its own (the ``postgres`` extra).
+        raise ImportError(
+            f"{name} needs psycopg 3: pip install 'lance-offsets[postgres]' ({exc})"
+        ) from exc
+    globals()[name] = found  # later lookups skip this function
+    return found
