@@ -6,12 +6,14 @@ Processes (lock waits, concurrent creation) and the conformance suite are in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,9 +36,18 @@ def _open(tmp_path: Path, name: str = "billing") -> SQLiteOffsetStore:
     return SQLiteOffsetStore.open(tmp_path, name)
 
 
-def _raw(tmp_path: Path) -> sqlite3.Connection:
-    """A plain connection of our own, to look at what is on disk, not at a handle's view."""
-    return sqlite3.connect(tmp_path / DEFAULT_FILE_NAME)
+@contextlib.contextmanager
+def _raw(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain connection of our own, to look at what is on disk, not at a handle's view.
+
+    Committed and closed at the end (sqlite3's own ``with`` commits but leaves it open).
+    """
+    con = sqlite3.connect(tmp_path / DEFAULT_FILE_NAME)
+    try:
+        with con:
+            yield con
+    finally:
+        con.close()
 
 
 def test_full_u64_range_round_trips_and_keeps_order_on_disk(tmp_path: Path) -> None:
@@ -89,12 +100,9 @@ def test_database_is_wal_and_ours(tmp_path: Path) -> None:
     # Only the database: the temporary file it was built under is gone, and the last close
     # checkpointed and removed the WAL.
     assert os.listdir(tmp_path) == [DEFAULT_FILE_NAME]
-    con = _raw(tmp_path)
-    try:
+    with _raw(tmp_path) as con:
         assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert con.execute("PRAGMA application_id").fetchone() == (0x4C4F4653,)
-    finally:
-        con.close()
 
 
 def test_transaction_commits_rows_and_offsets_together(tmp_path: Path) -> None:
@@ -185,9 +193,8 @@ def test_damaged_table_page_is_loud_on_load_and_list(tmp_path: Path) -> None:
     with _open(tmp_path) as store, store.transaction() as tx:
         for t, c in keys:
             tx.save(t, c, t * 1000 + c)
-    con = _raw(tmp_path)
-    page_size = con.execute("PRAGMA page_size").fetchone()[0]
-    con.close()
+    with _raw(tmp_path) as con:
+        page_size = con.execute("PRAGMA page_size").fetchone()[0]
     data = bytearray(db.read_bytes())
     assert len(data) >= 4 * page_size
     # The last page is a leaf of the table (written after its root): the file opens, the rows
@@ -214,13 +221,11 @@ def test_an_offset_changed_in_place_is_loud(tmp_path: Path) -> None:
     with _open(tmp_path) as store:
         store.save(1, 1, 100)
         store.save(1, 2, 200)
-        con = _raw(tmp_path)
-        with con:
+        with _raw(tmp_path) as con:
             con.execute(
                 f"UPDATE {TABLE} SET committed_offset = committed_offset + 1 WHERE consumer_id = ?",
                 (1 - 2**63,),
             )
-        con.close()
         with pytest.raises(CorruptOffsetError, match="checksum") as caught:
             store.load(1, 1)
         assert caught.value.key == (1, 1)
