@@ -1,16 +1,22 @@
 """Factories for the project's own stores, in the plug-in form the suites take.
 
 ``lance-offsets check`` with no SPEC checks :func:`lockfile`. Each is importable by string, e.g.
-``lance_offsets.conformance.reference:memory``.
+``lance_offsets.conformance.reference:memory``. :func:`postgres` needs psycopg (the ``postgres``
+extra) and a server named by ``LANCE_OFFSETS_PG_DSN``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from typing import TYPE_CHECKING
 
 from lance_offsets import HookedOffsetStore, LockFileOffsetStore, MemoryOffsetStore
 
-__all__ = ["hooked_lockfile", "lockfile", "memory"]
+if TYPE_CHECKING:
+    from lance_offsets import PostgresOffsetStore, SQLiteOffsetStore
+
+__all__ = ["hooked_lockfile", "lockfile", "memory", "postgres", "sqlite"]
 
 #: Consumer name the reference factories use under the test directory.
 CONSUMER_NAME = "conformance"
@@ -72,3 +78,87 @@ hooked_lockfile.damage = LOCKFILE_DAMAGE  # type: ignore[attr-defined]
 hooked_lockfile.open_named = lambda path, name: HookedOffsetStore(  # type: ignore[attr-defined]
     LockFileOffsetStore.open(path, name)
 )
+
+
+def sqlite(path: str) -> SQLiteOffsetStore:
+    """The SQLite store, consumer ``conformance``, database file ``path/lance-offsets.sqlite3``."""
+    from lance_offsets import SQLiteOffsetStore  # lazy: the other factories' workers skip sqlite3
+
+    os.makedirs(path, exist_ok=True)
+    return SQLiteOffsetStore.open(path, CONSUMER_NAME)
+
+
+def _sqlite_named(path: str, name: str) -> SQLiteOffsetStore:
+    from lance_offsets import SQLiteOffsetStore
+
+    os.makedirs(path, exist_ok=True)
+    return SQLiteOffsetStore.open(path, name)
+
+
+sqlite.open_named = _sqlite_named  # type: ignore[attr-defined]
+
+
+def _sqlite_changed_in_place(path: str, key: tuple[int, int]) -> None:
+    """F1 damage SQLite itself cannot see: the stored offset changed, its page still well formed."""
+    import sqlite3
+
+    from lance_offsets._sqlite_file import DEFAULT_FILE_NAME
+
+    con = sqlite3.connect(os.path.join(path, DEFAULT_FILE_NAME), timeout=30)
+    try:
+        with con:
+            con.execute(
+                # Flip the lowest bit: in range at both ends of the shifted signed column.
+                "UPDATE lance_offsets SET committed_offset = CASE WHEN committed_offset % 2 = 0 "
+                "THEN committed_offset + 1 ELSE committed_offset - 1 END "
+                "WHERE consumer_name = ? AND topic_id = ? AND consumer_id = ?",
+                (CONSUMER_NAME, key[0], key[1] - 2**63),
+            )
+    finally:
+        con.close()
+
+
+sqlite.damage = {"offset changed in place": _sqlite_changed_in_place}  # type: ignore[attr-defined]
+
+
+#: Environment variables naming the PostgreSQL server the ``postgres`` factory uses: a DSN, or a
+#: file holding one (read at every open, so a harness can point the store at a proxy mid-run).
+PG_DSN_VARIABLE = "LANCE_OFFSETS_PG_DSN"
+PG_DSN_FILE_VARIABLE = "LANCE_OFFSETS_PG_DSN_FILE"
+
+
+def postgres_dsn() -> str:
+    """The DSN from ``LANCE_OFFSETS_PG_DSN_FILE`` (if set) or ``LANCE_OFFSETS_PG_DSN``."""
+    file = os.environ.get(PG_DSN_FILE_VARIABLE)
+    if file:
+        with open(file, encoding="utf-8") as handle:
+            return handle.read().strip()
+    dsn = os.environ.get(PG_DSN_VARIABLE)
+    if not dsn:
+        raise RuntimeError(
+            f"set {PG_DSN_VARIABLE} (or {PG_DSN_FILE_VARIABLE}) to the PostgreSQL server to check"
+        )
+    return dsn
+
+
+def _pg_schema(path: str) -> str:
+    # One schema per location: each factory(path) is isolated, and every handle on one path,
+    # in any process, meets the same table.
+    digest = hashlib.sha256(os.path.abspath(path).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"lance_offsets_{digest[:20]}"
+
+
+def postgres(path: str) -> PostgresOffsetStore:
+    """The PostgreSQL store, consumer ``conformance``, in a schema derived from ``path``."""
+    from lance_offsets import PostgresOffsetStore
+
+    return PostgresOffsetStore(postgres_dsn(), CONSUMER_NAME, schema=_pg_schema(path))
+
+
+def _postgres_named(path: str, name: str) -> PostgresOffsetStore:
+    from lance_offsets import PostgresOffsetStore
+
+    return PostgresOffsetStore(postgres_dsn(), name, schema=_pg_schema(path))
+
+
+postgres.open_named = _postgres_named  # type: ignore[attr-defined]

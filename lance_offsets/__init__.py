@@ -1,9 +1,13 @@
-"""Offset stores for LANCE consumers: memory, lock-file (Rust-compatible) and hooked.
+"""Offset stores for LANCE consumers: memory, lock-file (Rust-compatible), SQLite, PostgreSQL.
 
-Only re-exports live here; see the topical modules for the work.
+Only re-exports live here; see the topical modules for the work. The database stores are
+imported on first use: ``import lance_offsets`` never needs psycopg, and every process the suites
+spawn does not pay for sqlite3 unless it uses it.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from ._domain import MAX_CONSUMER_ID as MAX_CONSUMER_ID
 from ._domain import MAX_OFFSET as MAX_OFFSET
@@ -41,6 +45,39 @@ __all__ = [
     "OffsetStore",
     "OffsetStoreError",
     "PostCommitHook",
+    "PostgresOffsetStore",
+    "SQLiteOffsetStore",
+    "SQLiteTransaction",
     "StoreClosedError",
     "__version__",
 ]
+
+
+if TYPE_CHECKING:
+    from ._postgres import PostgresOffsetStore as PostgresOffsetStore
+    from ._sqlite import SQLiteOffsetStore as SQLiteOffsetStore
+    from ._sqlite import SQLiteTransaction as SQLiteTransaction
+
+#: Names imported on first use, and the module holding each.
+_LAZY = {
+    "PostgresOffsetStore": "._postgres",
+    "SQLiteOffsetStore": "._sqlite",
+    "SQLiteTransaction": "._sqlite",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    try:
+        found = getattr(importlib.import_module(module, __name__), name)
+    except ImportError as exc:
+        # Only the PostgreSQL store has a dependency of its own (the ``postgres`` extra).
+        raise ImportError(
+            f"{name} needs psycopg 3: pip install 'lance-offsets[postgres]' ({exc})"
+        ) from exc
+    globals()[name] = found  # later lookups skip this function
+    return found
