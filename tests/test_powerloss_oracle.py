@@ -185,39 +185,20 @@ def test_workloads_save_over_values_delete_and_replay_from_the_seed() -> None:
 Protocol = Callable[[str, str, bytes], None]
 
 
-def _write(path: str, data: bytes, *, sync: bool) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def careful(directory: str, target: str, data: bytes) -> None:
-    _write(target + ".tmp", data, sync=True)
-    os.replace(target + ".tmp", target)
-    _fsync_dir(directory)
-
-
-def no_file_fsync(directory: str, target: str, data: bytes) -> None:
-    _write(target + ".tmp", data, sync=False)  # the data may not reach the disk: empty target
-    os.replace(target + ".tmp", target)
-    _fsync_dir(directory)
-
-
 def no_sync_at_all(directory: str, target: str, data: bytes) -> None:
-    _write(target + ".tmp", data, sync=False)  # empty targets, and renames undone: both kinds
+    """The zoo's protocol with both syncs left out: empty targets, and renames undone."""
+    from zoo.powerloss_zoo import _write
+
+    _write(target + ".tmp", data, sync=False)
     os.replace(target + ".tmp", target)
+
+
+def _zoo_protocol(name: str) -> Protocol:
+    """A save protocol of the power-loss zoo (``_correct``, ``_no_file_fsync``, ...)."""
+    import zoo.powerloss_zoo
+
+    protocol: Protocol = getattr(zoo.powerloss_zoo, name)
+    return protocol
 
 
 @dataclass
@@ -284,7 +265,7 @@ def zoo(zoo_importable: None) -> None:
 
 @pytest.mark.usefixtures("zoo")
 def test_a_careful_store_has_no_violation_in_any_real_crash_state(tmp_path: Path) -> None:
-    found = judged_crash_states(tmp_path, careful)
+    found = judged_crash_states(tmp_path, _zoo_protocol("_correct"))
     assert found.states > 50
     assert found.failures == []
     assert found.tolerated == []  # a careful store never even needs to be loud
@@ -292,7 +273,7 @@ def test_a_careful_store_has_no_violation_in_any_real_crash_state(tmp_path: Path
 
 @pytest.mark.usefixtures("zoo")
 def test_an_empty_file_left_by_an_unacknowledged_save_may_raise(tmp_path: Path) -> None:
-    found = judged_crash_states(tmp_path, no_file_fsync)
+    found = judged_crash_states(tmp_path, _zoo_protocol("_no_file_fsync"))
     # Before the first save is acknowledged, its empty target makes load raise: loud, nothing
     # acknowledged at stake, so acceptable and counted; after the acknowledgement it is a loss.
     loud_with_nothing_acked = [
