@@ -1,12 +1,13 @@
 """Crash points and random-time kills: D1, D2, D4 and D5 on any store named by a spec.
 
 One campaign serves the four properties (the runner asks for each; the campaign runs once per
-spec and seed). For each scenario (a save over an old value, a first save, a delete), a worker
-first counts the operations the change makes (the interposer's trace); then, for every operation
-``k`` and phase (before/after), a fresh worker sets up the old state, starts the change, stops
-itself right before or after operation ``k``, and the parent kills it from outside. The next
-worker, a process that never had the store open, judges the directory (``_judge.py``) before it
-takes its own turn. Random-time kills of a tight save loop cover what the interposer cannot see.
+spec and seed). For each scenario (a save over an old value, a first save, a delete, and an open
+of a new handle over committed data), a worker first counts the operations the change makes (the
+interposer's trace); then, for every operation ``k`` and phase (before/after), a fresh worker sets
+up the old state, starts the change, stops itself right before or after operation ``k``, and the
+parent kills it from outside. The next worker, a process that never had the store open, judges
+the directory (``_judge.py``) before it takes its own turn. Random-time kills of a tight save loop,
+and of a loop of opens, cover what the interposer cannot see.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ._trace import TraceOp
 __all__ = [
     "DELETE",
     "FIRST_SAVE",
+    "OPEN",
     "SAVE_OVER",
     "Campaign",
     "check_d1",
@@ -44,6 +46,9 @@ Key = tuple[int, int]
 SAVE_OVER: Final = "save over an old value"
 FIRST_SAVE: Final = "first save"
 DELETE: Final = "delete"
+OPEN: Final = "open over committed data"
+#: Random-time kills during open (a loop of open, load, close over committed data).
+OPEN_RANDOM_KILLS: Final = 2
 #: Random-time kills in a short run (the crash points all run once whatever the length).
 SHORT_RANDOM_KILLS: Final = 6
 #: Kill-verify cycles of a long run when ``StressOptions.cycles`` is 0.
@@ -58,6 +63,7 @@ def _scenarios(run: Run, key: Key, other: Key) -> list[Scenario]:
         Scenario(SAVE_OVER, {other: other_value, key: old}, key, new),
         Scenario(FIRST_SAVE, {other: other_value}, key, new),
         Scenario(DELETE, {other: other_value, key: old}, key, None),
+        Scenario(OPEN, {other: other_value, key: old}, key, None, "open"),
     ]
 
 
@@ -125,6 +131,9 @@ def run_campaign(
             kills = random_kills
         for _ in range(kills):
             run.random_kill(key)
+        if not only or OPEN in only:
+            for _ in range(OPEN_RANDOM_KILLS):
+                run.random_open_kill(key, other)
     except WorkerGone as exc:
         result.errors.append(f"harness: {exc}")
     except Found:

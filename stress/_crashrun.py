@@ -65,6 +65,8 @@ class Scenario:
     setup: dict[Key, int]
     key: Key
     new: int | None
+    #: "open": the change is a new handle's open over the committed ``setup`` (``new`` unused).
+    action: str = ""
 
     @property
     def old(self) -> int | None:
@@ -88,9 +90,53 @@ def _state(setup: dict[Key, int]) -> str:
 
 
 def _change(scenario: Scenario) -> str:
+    if scenario.action == "open":
+        return "close, then open a new handle"
     if scenario.new is None:
         return f"delete {scenario.key}"
     return f"save {scenario.key} = {scenario.new} over {_shown(scenario.old)}"
+
+
+def _crash_of(scenario: Scenario, path: str, where: str, acked: bool, context: list[str]) -> Crash:
+    """The crash to judge after killing ``scenario``'s change at ``where``.
+
+    A kill during open changes nothing: every committed value is acknowledged and must survive,
+    and losing one, loudly or silently, breaks D2.
+    """
+    old, new = scenario.old, scenario.new
+    if scenario.action == "open":
+        return Crash(
+            scenario.name,
+            path,
+            scenario.key,
+            (old,),
+            True,
+            dict(scenario.setup),
+            where,
+            previous=(None,),
+            files=listing(path),
+            context=context,
+            expected_text=f"{_shown(old)} (committed before the open)",
+            loud="D2",
+        )
+    expected = (
+        f"new {_shown(new)} (acknowledged)"
+        if acked
+        else f"old {_shown(old)} or new {_shown(new)} (not acknowledged)"
+    )
+    return Crash(
+        scenario.name,
+        path,
+        scenario.key,
+        (new,) if acked else (old, new),
+        acked,
+        dict(scenario.setup),
+        where,
+        previous=(old,),
+        files=listing(path),
+        context=context,
+        expected_text=expected,
+    )
 
 
 class Found(Exception):
@@ -167,7 +213,7 @@ class Run:
                 f"reading the store in another process did not finish within {self.bound:g} s "
                 "(a lock the killed worker held is still taken?)"
             )
-        if blocked is None:
+        if blocked is None and "open" not in read:  # a store that could not open saves nothing
             try:
                 _, saved = worker.recv(self.bound + 2.0)
             except WorkerGone:
@@ -204,6 +250,7 @@ class Run:
             "stop": stop,
             "linger": LINGER,
             "backend": self.backend or "python",
+            "action": scenario.action,
         }
 
     def count_ops(self, scenario: Scenario) -> tuple[list[TraceOp], str] | None:
@@ -306,26 +353,27 @@ class Run:
         worker.kill()
         self.result.kills += 1
         self.result.points += 1
-        old, new = scenario.old, scenario.new
         excerpt = [str(o) for o in trace[max(0, op.index - 3) : op.index + 3]]
-        expected = (
-            f"new {_shown(new)} (acknowledged)"
-            if acked
-            else f"old {_shown(old)} or new {_shown(new)} (not acknowledged)"
-        )
-        self.pending = Crash(
-            scenario.name,
-            path,
-            scenario.key,
-            (new,) if acked else (old, new),
-            acked,
-            dict(scenario.setup),
-            label,
-            previous=(old,),
-            files=listing(path),
-            context=["operations around the crash point (counting run):", *excerpt],
-            expected_text=expected,
-        )
+        context = ["operations around the crash point (counting run):", *excerpt]
+        self.pending = _crash_of(scenario, path, label, acked, context)
+        self.tick()
+
+    def random_open_kill(self, key: Key, other: Key) -> None:
+        """Kill a process that opens, reads and closes the store in a loop over committed data."""
+        path = self.directory()
+        worker = self.worker()
+        setup = {other: self.value(), key: self.value()}
+        worker.send({"job": "loop", "action": "open", "path": path, "key": key, "setup": setup})
+        doing = f"random kill during open: committing {_state(setup)}, then opening in a loop"
+        self._recv(worker, doing, path)  # "looping": committed and closed, the opens begin
+        delay = self.rng.uniform(0.0, MAX_KILL_DELAY)
+        time.sleep(delay)
+        worker.kill()
+        self.result.kills += 1
+        self.result.random_kills += 1
+        scenario = Scenario("open loop", setup, key, None, "open")
+        where = f"random kill {delay * 1000:.1f} ms into a loop of opens"
+        self.pending = _crash_of(scenario, path, where, False, [])
         self.tick()
 
     def random_kill(self, key: Key) -> None:

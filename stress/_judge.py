@@ -4,7 +4,8 @@ A crash leaves a directory; a fresh worker reads it (``verify`` job in ``_worker
 the values are known, saves a later value. :func:`judge` turns those reports into violations of
 D1 (old or new, nothing else), D2 (an acknowledged change survived), D4 (leftovers never show up
 as keys or values and never block a later save) and D5 (the later save did not wait long on a
-lock the killed worker held).
+lock the killed worker held). A kill during open (nothing new; everything committed before it
+was acknowledged) breaks D2 by any loss, loud or silent: see :attr:`Crash.loud`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class Crash:
     files: str = ""
     context: list[str] = field(default_factory=list)
     expected_text: str = ""
+    #: The property a loud failure (open or load raising) breaks, when not the default (D4 for
+    #: an open, D1 for a load): D2 where everything at stake was acknowledged (a kill during
+    #: open), since loud is acceptable only when nothing acknowledged is at stake (D3's rule).
+    loud: str = ""
 
     def lost(self, found: object) -> bool:
         """Whether ``found`` is a value from before the acknowledged change (D2)."""
@@ -99,7 +104,7 @@ def _value(crash: Crash, read: dict[str, Any], out: list[Violation]) -> Any:
     """Judge the crashed key's value (D1/D2); return it, or a string when reading failed."""
     found = read.get(f"load{crash.key}")
     if isinstance(found, str):  # "raised CorruptOffsetError: ..."
-        out.append(Violation("D1", _story(crash, f"load {found}")))
+        out.append(Violation(crash.loud or "D1", _story(crash, f"load {found}")))
         return found
     if found in crash.allowed:
         return found
@@ -131,7 +136,8 @@ def judge(
     if blocked is not None and not read:  # even reading waited on the killed worker's lock
         return [Violation("D5", _story(crash, blocked))], None
     if "open" in read:
-        out.append(Violation("D4", _story(crash, f"reopening the store {read['open']}")))
+        prop = crash.loud or "D4"
+        out.append(Violation(prop, _story(crash, f"reopening the store {read['open']}")))
         return out, None
     found = _value(crash, read, out)
     for key, value in crash.setup.items():

@@ -11,6 +11,8 @@ import pytest
 from lance_offsets.conformance._spec import DEFAULT_SPEC
 from lance_offsets.stress import _crashrun
 from lance_offsets.stress._crash import (
+    OPEN,
+    OPEN_RANDOM_KILLS,
     SAVE_OVER,
     check_d1,
     check_d2,
@@ -170,3 +172,29 @@ def test_zoo_store_fails_the_full_check(
     result = check(f"{ZOO}:{factory}", options)
     print(result.details)
     assert result.outcome == "failed"
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_a_kill_during_open_that_breaks_the_store_fails_d2(stress_options: StressOptions) -> None:
+    """An open that rewrites its config in place, killed between truncate and write: D2."""
+    campaign = run_campaign("zoo.beyond_zoo:config_rewrite", stress_options, only=(OPEN,))
+    result = property_result("D2", campaign)
+    print(result.details)
+    assert result.outcome == "failed", result.details
+    assert "scenario open over committed data" in result.details
+    assert "killed after op #3 open store.json" in result.details
+    assert "found reopening the store raised ValueError: corrupt store config" in result.details
+    assert "store.json (0 bytes: b'')" in result.details
+    for pid in ("D1", "D4", "D5"):  # the store keeps every other crash property
+        assert property_result(pid, campaign).outcome == "passed"
+
+
+@pytest.mark.usefixtures("zoo_importable")
+@pytest.mark.parametrize("spec", [f"{ZOO}:careful", DEFAULT_SPEC])
+def test_correct_stores_survive_kills_during_open(stress_options: StressOptions, spec: str) -> None:
+    """The control: every crash point of an open, and random kills in a loop of opens."""
+    campaign = run_campaign(spec, stress_options, only=(OPEN,), random_kills=0)
+    assert campaign.violations == [], [v.text for v in campaign.violations]
+    assert campaign.errors == []
+    assert campaign.points >= 1  # the factory's mkdir at least
+    assert campaign.random_kills == OPEN_RANDOM_KILLS
