@@ -13,10 +13,12 @@ and of a loop of opens, cover what the interposer cannot see.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Collection
 from typing import Final
 
+from lance_offsets.conformance._props_damage import GENERIC_DAMAGE
 from lance_offsets.conformance._results import PropertyResult
 
 from ._crashrun import Campaign, Found, Run, Scenario, label, points
@@ -26,6 +28,7 @@ from ._options import StressOptions
 from ._trace import TraceOp
 
 __all__ = [
+    "DAMAGE",
     "DELETE",
     "FIRST_SAVE",
     "OPEN",
@@ -67,6 +70,58 @@ def _scenarios(run: Run, key: Key, other: Key) -> list[Scenario]:
     ]
 
 
+def _garble_line(old: bytes) -> bytes:
+    """The middle complete line overwritten with ``?`` (its newline kept): one damaged record.
+
+    F1's damage is whole-file; a log keeps its line structure after this one, so a replay that
+    skips a bad record and goes on shows itself (a line-based store without records raises).
+    """
+    ends = [i for i, byte in enumerate(old) if byte == ord("\n")]
+    if not ends:
+        return b"?" * len(old)
+    middle = (len(ends) - 1) // 2
+    start = ends[middle - 1] + 1 if middle else 0
+    return old[:start] + b"?" * (ends[middle] - start) + old[ends[middle] :]
+
+
+#: What is done to a file a killed save left: F1's generic damage, and one garbled record.
+DAMAGE: Final = {**GENERIC_DAMAGE, "a line garbled": _garble_line}
+
+
+def _kept(trace: list[TraceOp], where: str) -> list[str]:
+    """Files the counted change wrote (or renamed into place) that its clean close kept.
+
+    Those are the store's data, which F1 damages only as a clean close leaves them; a file the
+    close removes (a journal, SQLite's WAL) is crash-recovery state whose torn or damaged tail a
+    library may by design read as the end of the log, as after any crash.
+    """
+    wrote = set()
+    for op in trace:
+        if op.kind == "mark":
+            break  # what follows is close()
+        if op.error is None and op.kind in ("write", "truncate", "rename", "replace"):
+            wrote.add(os.path.relpath(op.target or op.path, where))
+    return sorted(name for name in wrote if os.path.isfile(os.path.join(where, name)))
+
+
+def _damage_points(run: Run, plans: dict[str, tuple[Scenario, list[TraceOp], str]]) -> None:
+    """Kill a save over an old value, then damage a file it wrote; read: loud or correct (D4).
+
+    One seeded crash point and file per kind of :data:`DAMAGE` (emptied, cut, garbage...).
+    """
+    if SAVE_OVER not in plans:
+        return
+    scenario, trace, where = plans[SAVE_OVER]
+    targets, where_points = _kept(trace, where), points(trace)
+    if not targets or not where_points:
+        return
+    for how in DAMAGE:
+        op, phase = run.rng.choice(where_points)
+        text = label(op, phase, trace, where)
+        target = run.rng.choice(targets)
+        run.damage_point(scenario, op, phase, text, trace, target=target, damage=(how, DAMAGE[how]))
+
+
 def _crash_points(run: Run, key: Key, other: Key, only: Collection[str], total: int) -> None:
     """Count each scenario's operations, then kill at every point of each.
 
@@ -93,6 +148,7 @@ def _crash_points(run: Run, key: Key, other: Key, only: Collection[str], total: 
                     run.result.named.append(f"{name}: {text}")
                 run.crash_point(scenario, op, phase, text, trace)
         passes += 1
+    _damage_points(run, plans)
 
 
 def run_campaign(
@@ -195,6 +251,7 @@ def evidence(c: Campaign) -> dict[str, int | float | str]:
         "random kills": c.random_kills,
         "cycles": c.cycles,
         "points not reached": c.unreached,
+        "damaged after a kill": c.damaged,
         "tracing": _TRACING.get(c.backend, "none"),
     }
 

@@ -7,16 +7,18 @@ old state, starts the change and is killed at its crash point (or at a random ti
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ._fleet import Fleet, Worker, WorkerGone
-from ._judge import LOCK_WAIT_BOUND, Crash, Violation, judge, listing
+from ._judge import LOCK_WAIT_BOUND, Crash, Violation, judge, judge_damaged, listing
 from ._options import StressOptions
 from ._points import label, points
 from ._trace import TraceOp
@@ -57,6 +59,8 @@ class Campaign:
     backend: str = ""
     #: Why no backend saw the store's I/O (set when the crash points found nothing to kill at).
     unseen: str = ""
+    #: Crashes whose leftover files were damaged before a fresh process read them (D4).
+    damaged: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,8 @@ class Run:
 
     def _verify(self, worker: Worker, crash: Crash) -> bool:
         """Judge ``crash`` in ``worker``; return False if the worker was blocked (and killed)."""
+        if crash.damage:
+            return self._verify_damaged(worker, crash)
         later = None if self.skip_later else self.value()
         keys = [crash.key, *(k for k in crash.setup if k != crash.key)]
         job = {
@@ -237,6 +243,33 @@ class Run:
         if done:
             raise Found
         return blocked is None
+
+    def _verify_damaged(self, worker: Worker, crash: Crash) -> bool:
+        """Judge a damaged crash directory: loud or correct, no later save (D4)."""
+        keys = [crash.key, *(k for k in crash.setup if k != crash.key)]
+        worker.send({"job": "verify", "path": crash.path, "keys": keys, "later": None})
+        try:
+            _, read = worker.recv(self.bound + 2.0)
+            worker.recv(self.bound + 2.0)  # ("saved", None): the handle closed
+        except WorkerGone as exc:
+            worker.kill()
+            if "sent nothing" in str(exc):  # blocked: D5's business, judged without damage
+                return False
+            read = {"open": f"died: {exc}"}  # a crash on damaged bytes (SIGBUS) is loud
+            usable = False
+        else:
+            usable = True
+        found = judge_damaged(crash, read)
+        self.result.damaged += 1
+        self.result.violations.extend(found)
+        if found:
+            self.result.kept = self.root
+        else:
+            shutil.rmtree(crash.path, ignore_errors=True)
+        if any(v.prop == self.until for v in found):
+            worker.kill()
+            raise Found
+        return usable
 
     def _crash_job(
         self, scenario: Scenario, path: str, stop: tuple[int, str] | None
@@ -357,6 +390,36 @@ class Run:
         context = ["operations around the crash point (counting run):", *excerpt]
         self.pending = _crash_of(scenario, path, label, acked, context)
         self.tick()
+
+    def damage_point(
+        self,
+        scenario: Scenario,
+        op: TraceOp,
+        phase: str,
+        text: str,
+        trace: list[TraceOp],
+        *,
+        target: str,
+        damage: tuple[str, Callable[[bytes], bytes]],
+    ) -> None:
+        """Kill ``scenario`` at a crash point, then damage its file ``target``.
+
+        :param damage: its name and what it makes of the file's bytes.
+        :param target: a path relative to the store's directory that the change wrote and that
+            a clean close keeps; nothing is damaged (and nothing judged) if the kill left none.
+        """
+        self.crash_point(scenario, op, phase, text, trace)
+        crash = self.pending
+        full = os.path.join(crash.path, target) if crash else ""
+        if crash is None or not os.path.isfile(full) or os.path.getsize(full) == 0:
+            return  # not reached, or nothing there to damage: judged as a plain crash
+        with open(full, "rb") as fh:
+            data = fh.read()
+        with open(full, "wb") as fh:
+            fh.write(damage[1](data))
+        self.pending = dataclasses.replace(
+            crash, damage=f"{damage[0]}: {target} ({len(data)} bytes)"
+        )
 
     def random_open_kill(self, key: Key, other: Key) -> None:
         """Kill a process that opens, reads and closes the store in a loop over committed data."""

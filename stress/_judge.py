@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["LOCK_WAIT_BOUND", "Crash", "Violation", "judge", "listing"]
+__all__ = ["LOCK_WAIT_BOUND", "Crash", "Violation", "judge", "judge_damaged", "listing"]
 
 Key = tuple[int, int]
 
@@ -59,6 +59,9 @@ class Crash:
     #: an open, D1 for a load): D2 where everything at stake was acknowledged (a kill during
     #: open), since loud is acceptable only when nothing acknowledged is at stake (D3's rule).
     loud: str = ""
+    #: The damage done to the files the kill left ("emptied a.offset"), when there was some:
+    #: then only loud-or-correct is asked (:func:`judge_damaged`), and no later save.
+    damage: str = ""
 
     def lost(self, found: object) -> bool:
         """Whether ``found`` is a value from before the acknowledged change (D2)."""
@@ -177,3 +180,39 @@ def judge(
         )
         out.append(Violation("D4", _story(crash, text)))
     return out, seconds
+
+
+def judge_damaged(crash: Crash, read: dict[str, Any]) -> list[Violation]:
+    """D4 after a kill and damage to the files it left: loud, or correct (F1's rule).
+
+    Opening, a load or ``list_all`` may raise; what returns must be a value the crash allows (for
+    the killed key) or the committed one (for the others): never None for a committed key,
+    never a number nobody saved. A replay that skips a damaged record and hands out an older
+    value, or stops there and drops every later record, is silent corruption from a leftover.
+    """
+    if "open" in read:
+        return []  # loud
+    expected: dict[Key, tuple[int | None, ...]] = {
+        key: (value,) for key, value in crash.setup.items() if key != crash.key
+    }
+    expected[crash.key] = crash.allowed
+    problems = []
+    for key, allowed in expected.items():
+        found = read.get(f"load{key}")
+        if isinstance(found, str) or found in allowed:
+            continue  # raised (loud) or correct
+        shown = " or ".join("absent" if v is None else str(v) for v in allowed)
+        what = "None for a committed key" if found is None else "a number nobody saved then"
+        if found is not None and key == crash.key and crash.lost(found):
+            what = "an older value: the acknowledged change was dropped"
+        problems.append(f"load{key} returned {found} ({what}); expected {shown} or an error")
+    listed = read.get("list_all")
+    if isinstance(listed, dict):
+        wrong = {k: v for k, v in listed.items() if v not in expected.get(k, ())}
+        missing = [k for k, allowed in expected.items() if None not in allowed and k not in listed]
+        if wrong or missing:
+            problems.append(f"list_all() silently gave {wrong} and dropped {missing}")
+    if not problems:
+        return []
+    text = _story(crash, "; ".join(problems))
+    return [Violation("D4", f"{text}\ndamage after the kill: {crash.damage}")]
