@@ -192,8 +192,10 @@ class _Faults:
     def read(self, path: str) -> dict[str, Any]:
         self.b.send({"job": "verify", "path": path, "keys": [self.key, self.other], "later": None})
         _, found = self.b.recv(self.bound + GRACE, "a fresh handle's read")
-        self.b.recv(self.bound + GRACE, "a fresh handle's close")
         read: dict[str, Any] = found
+        if "open" in read:  # the fresh handle could not even open: there is nothing to close
+            return {f"load{self.key}": f"open {read['open']}", **read}
+        self.b.recv(self.bound + GRACE, "a fresh handle's close")
         return read
 
     def wait(self, worker: Worker, doing: str) -> tuple[str, Any]:

@@ -105,12 +105,18 @@ class SkippingLog:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        with open(os.path.join(self.dir, "offsets.lock"), "a") as fh:
+        fh = open(os.path.join(self.dir, "offsets.lock"), "a")  # noqa: SIM115 - closed below
+        try:
             portalocker.lock(fh, portalocker.LOCK_EX)
             try:
                 yield
             finally:
                 portalocker.unlock(fh)
+        finally:
+            # After the log's fsync the change is made: a failing close of the lock file
+            # cannot undo it, and raising would tell the caller it did not happen.
+            with contextlib.suppress(OSError):
+                fh.close()
 
     def _snapshot(self) -> dict[Key, int]:
         try:
@@ -148,13 +154,31 @@ class SkippingLog:
                 state[key] = value
         return state
 
+    def _cut_torn_tail(self) -> None:
+        """Drop a torn last record (a write a crash cut short) before appending after it."""
+        with open(self.log, "rb") as fh:
+            data = fh.read()
+        if data and not data.endswith(b"\n"):
+            fd = os.open(self.log, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, data.rfind(b"\n") + 1)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
     def _append(self, data: bytes) -> None:
         created = not os.path.exists(self.log)
+        if not created:
+            self._cut_torn_tail()
         fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, data)
             os.fsync(fd)
-        finally:
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+        with contextlib.suppress(OSError):  # the record is durable: this is the commit point
             os.close(fd)
         if created:
             _fsync_dir(self.dir)
@@ -174,6 +198,12 @@ class SkippingLog:
     def list_all(self) -> dict[Key, int]:
         with self.locked():
             return dict(sorted(self._state().items()))
+
+    def __enter__(self) -> SkippingLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Compact: the snapshot replaces the log's records, then the log is emptied."""
