@@ -65,7 +65,7 @@ MAX_HANGS: Final = 2
 #: Violations a short run shows before it stops (a long run keeps counting).
 SHOWN: Final = 3
 #: Fault plans a short run tries per action besides save (delete, load, open), at most.
-SAMPLED: Final = 12
+SAMPLED: Final = 16
 #: Windows' ERROR_SHARING_VIOLATION, carried by the injected PermissionError.
 SHARING_VIOLATION: Final = 32
 
@@ -96,14 +96,15 @@ def _action_plans(
 ) -> list[tuple[FaultPlan, str]]:
     """Fault plans for a delete, load or open: every one in a long run, else a seeded sample.
 
-    The sample faults every operation once (a seeded error, once or for good), then keeps at
-    most :data:`SAMPLED` of them: the save's full enumeration is what F2 spends its time on.
+    The sample faults every operation with a seeded error, once and for good (a store that
+    swallows one error may still raise on the next), then keeps at most :data:`SAMPLED` of
+    them: the save's full enumeration is what F2 spends its time on.
     """
     if long:
         return [
             _at(op, code, times, action) for op in ops for code in ERRORS for times in (1, None)
         ]
-    plans = [_at(op, rng.choice(ERRORS), rng.choice((1, None)), action) for op in ops]
+    plans = [_at(op, rng.choice(ERRORS), times, action) for op in ops for times in (1, None)]
     if len(plans) > SAMPLED:
         plans = sorted(rng.sample(plans, SAMPLED), key=lambda p: p[0].at)
     return plans
