@@ -324,3 +324,24 @@ def test_sqlite_wal_store_passes_f2_beyond_save_through_the_syscall_shim(
     assert result.outcome == "passed", result.details
     assert _count(result, "faulted opens") >= 1
     assert _count(result, "faulted deletes") >= 1
+
+
+def test_a_delete_that_returns_after_a_failed_directory_sync_is_not_durable() -> None:
+    trace = [
+        _op(0, "open", "k.lock", flags=os.O_CREAT | os.O_WRONLY),
+        _op(1, "unlink", "k"),
+        _op(2, "open", flags=os.O_RDONLY),
+        _op(3, "fsync", error="EIO"),
+        _op(4, "close"),
+    ]
+    failed = injected(trace, FaultPlan(at=3))
+    (line,) = swallowed_syncs(trace, failed, what="delete")
+    assert line.startswith(f"fsync of directory {_DIR} failed with EIO and delete() returned")
+    assert "the deletion is not durable" in line
+    assert swallowed_syncs(trace, failed) == []  # a save's rule: only renames count
+
+
+def test_a_delete_commits_at_its_first_unlink() -> None:
+    ops = [_op(0, "open", "k.lock"), _op(1, "unlink", "k"), _op(2, "unlink", "k.tmp")]
+    assert _commit_index(ops, "delete") == 1  # the key is gone: a leftover's removal follows
+    assert _commit_index(ops) == 2
