@@ -1,19 +1,21 @@
 """Crash points and random-time kills: D1, D2, D4 and D5 on any store named by a spec.
 
 One campaign serves the four properties (the runner asks for each; the campaign runs once per
-spec and seed). For each scenario (a save over an old value, a first save, a delete), a worker
-first counts the operations the change makes (the interposer's trace); then, for every operation
-``k`` and phase (before/after), a fresh worker sets up the old state, starts the change, stops
-itself right before or after operation ``k``, and the parent kills it from outside. The next
-worker, a process that never had the store open, judges the directory (``_judge.py``) before it
-takes its own turn. Random-time kills of a tight save loop cover what the interposer cannot see.
+spec and seed). For each scenario (a save over an old value, a first save, a delete, and an open
+of a new handle over committed data), a worker first counts the operations the change makes (the
+interposer's trace); then, for every operation ``k`` and phase (before/after), a fresh worker sets
+up the old state, starts the change, stops itself right before or after operation ``k``, and the
+parent kills it from outside. The next worker, a process that never had the store open, judges
+the directory (``_judge.py``) before it takes its own turn. Random-time kills of a tight save loop,
+and of a loop of opens, cover what the interposer cannot see.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Final
 
 from lance_offsets.conformance._results import PropertyResult
@@ -27,12 +29,14 @@ from ._trace import TraceOp
 __all__ = [
     "DELETE",
     "FIRST_SAVE",
+    "OPEN",
     "SAVE_OVER",
     "Campaign",
     "check_d1",
     "check_d2",
     "check_d4",
     "check_d5",
+    "damages",
     "evidence",
     "property_result",
     "run_campaign",
@@ -44,6 +48,9 @@ Key = tuple[int, int]
 SAVE_OVER: Final = "save over an old value"
 FIRST_SAVE: Final = "first save"
 DELETE: Final = "delete"
+OPEN: Final = "open over committed data"
+#: Random-time kills during open (a loop of open, load, close over committed data).
+OPEN_RANDOM_KILLS: Final = 2
 #: Random-time kills in a short run (the crash points all run once whatever the length).
 SHORT_RANDOM_KILLS: Final = 6
 #: Kill-verify cycles of a long run when ``StressOptions.cycles`` is 0.
@@ -58,7 +65,68 @@ def _scenarios(run: Run, key: Key, other: Key) -> list[Scenario]:
         Scenario(SAVE_OVER, {other: other_value, key: old}, key, new),
         Scenario(FIRST_SAVE, {other: other_value}, key, new),
         Scenario(DELETE, {other: other_value, key: old}, key, None),
+        Scenario(OPEN, {other: other_value, key: old}, key, None, "open"),
     ]
+
+
+def _garble_line(old: bytes) -> bytes:
+    """The middle complete line overwritten with ``?`` (its newline kept): one damaged record.
+
+    F1's damage is whole-file; a log keeps its line structure after this one, so a replay that
+    skips a bad record and goes on shows itself (a line-based store without records raises).
+    """
+    ends = [i for i, byte in enumerate(old) if byte == ord("\n")]
+    if not ends:
+        return b"?" * len(old)
+    middle = (len(ends) - 1) // 2
+    start = ends[middle - 1] + 1 if middle else 0
+    return old[:start] + b"?" * (ends[middle] - start) + old[ends[middle] :]
+
+
+def damages() -> dict[str, Callable[[bytes], bytes]]:
+    """What is done to a file a killed save left: F1's generic damage, and one garbled record.
+
+    Imported when first needed: the conformance module imports Hypothesis, which a stress-only
+    process need not load, nor every worker the fork server makes from it (each fork of a
+    larger process costs more: a campaign ran three times slower with it loaded at import).
+    """
+    from lance_offsets.conformance._props_damage import GENERIC_DAMAGE
+
+    return {**GENERIC_DAMAGE, "a line garbled": _garble_line}
+
+
+def _kept(trace: list[TraceOp], where: str) -> list[str]:
+    """Files the counted change wrote (or renamed into place) that its clean close kept.
+
+    Those are the store's data, which F1 damages only as a clean close leaves them; a file the
+    close removes (a journal, SQLite's WAL) is crash-recovery state whose torn or damaged tail a
+    library may by design read as the end of the log, as after any crash.
+    """
+    wrote = set()
+    for op in trace:
+        if op.kind == "mark":
+            break  # what follows is close()
+        if op.error is None and op.kind in ("write", "truncate", "rename", "replace"):
+            wrote.add(os.path.relpath(op.target or op.path, where))
+    return sorted(name for name in wrote if os.path.isfile(os.path.join(where, name)))
+
+
+def _damage_points(run: Run, plans: dict[str, tuple[Scenario, list[TraceOp], str]]) -> None:
+    """Kill a save over an old value, then damage a file it wrote; read: loud or correct (D4).
+
+    One seeded crash point and file per kind of :func:`damages` (emptied, cut, garbage...).
+    """
+    if SAVE_OVER not in plans:
+        return
+    scenario, trace, where = plans[SAVE_OVER]
+    targets, where_points = _kept(trace, where), points(trace)
+    if not targets or not where_points:
+        return
+    for how, damage in damages().items():
+        op, phase = run.rng.choice(where_points)
+        text = label(op, phase, trace, where)
+        target = run.rng.choice(targets)
+        run.damage_point(scenario, op, phase, text, trace, target=target, damage=(how, damage))
 
 
 def _crash_points(run: Run, key: Key, other: Key, only: Collection[str], total: int) -> None:
@@ -87,6 +155,7 @@ def _crash_points(run: Run, key: Key, other: Key, only: Collection[str], total: 
                     run.result.named.append(f"{name}: {text}")
                 run.crash_point(scenario, op, phase, text, trace)
         passes += 1
+    _damage_points(run, plans)
 
 
 def run_campaign(
@@ -125,6 +194,9 @@ def run_campaign(
             kills = random_kills
         for _ in range(kills):
             run.random_kill(key)
+        if not only or OPEN in only:
+            for _ in range(OPEN_RANDOM_KILLS):
+                run.random_open_kill(key, other)
     except WorkerGone as exc:
         result.errors.append(f"harness: {exc}")
     except Found:
@@ -186,6 +258,7 @@ def evidence(c: Campaign) -> dict[str, int | float | str]:
         "random kills": c.random_kills,
         "cycles": c.cycles,
         "points not reached": c.unreached,
+        "damaged after a kill": c.damaged,
         "tracing": _TRACING.get(c.backend, "none"),
     }
 

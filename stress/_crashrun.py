@@ -7,16 +7,18 @@ old state, starts the change and is killed at its crash point (or at a random ti
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ._fleet import Fleet, Worker, WorkerGone
-from ._judge import LOCK_WAIT_BOUND, Crash, Violation, judge, listing
+from ._judge import LOCK_WAIT_BOUND, Crash, Violation, judge, judge_damaged, listing
 from ._options import StressOptions
 from ._points import label, points
 from ._trace import TraceOp
@@ -57,6 +59,8 @@ class Campaign:
     backend: str = ""
     #: Why no backend saw the store's I/O (set when the crash points found nothing to kill at).
     unseen: str = ""
+    #: Crashes whose leftover files were damaged before a fresh process read them (D4).
+    damaged: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class Scenario:
     setup: dict[Key, int]
     key: Key
     new: int | None
+    #: "open": the change is a new handle's open over the committed ``setup`` (``new`` unused).
+    action: str = ""
 
     @property
     def old(self) -> int | None:
@@ -88,9 +94,53 @@ def _state(setup: dict[Key, int]) -> str:
 
 
 def _change(scenario: Scenario) -> str:
+    if scenario.action == "open":
+        return "close, then open a new handle"
     if scenario.new is None:
         return f"delete {scenario.key}"
     return f"save {scenario.key} = {scenario.new} over {_shown(scenario.old)}"
+
+
+def _crash_of(scenario: Scenario, path: str, where: str, acked: bool, context: list[str]) -> Crash:
+    """The crash to judge after killing ``scenario``'s change at ``where``.
+
+    A kill during open changes nothing: every committed value is acknowledged and must survive,
+    and losing one, loudly or silently, breaks D2.
+    """
+    old, new = scenario.old, scenario.new
+    if scenario.action == "open":
+        return Crash(
+            scenario.name,
+            path,
+            scenario.key,
+            (old,),
+            True,
+            dict(scenario.setup),
+            where,
+            previous=(None,),
+            files=listing(path),
+            context=context,
+            expected_text=f"{_shown(old)} (committed before the open)",
+            loud="D2",
+        )
+    expected = (
+        f"new {_shown(new)} (acknowledged)"
+        if acked
+        else f"old {_shown(old)} or new {_shown(new)} (not acknowledged)"
+    )
+    return Crash(
+        scenario.name,
+        path,
+        scenario.key,
+        (new,) if acked else (old, new),
+        acked,
+        dict(scenario.setup),
+        where,
+        previous=(old,),
+        files=listing(path),
+        context=context,
+        expected_text=expected,
+    )
 
 
 class Found(Exception):
@@ -143,6 +193,8 @@ class Run:
 
     def _verify(self, worker: Worker, crash: Crash) -> bool:
         """Judge ``crash`` in ``worker``; return False if the worker was blocked (and killed)."""
+        if crash.damage:
+            return self._verify_damaged(worker, crash)
         later = None if self.skip_later else self.value()
         keys = [crash.key, *(k for k in crash.setup if k != crash.key)]
         job = {
@@ -167,7 +219,7 @@ class Run:
                 f"reading the store in another process did not finish within {self.bound:g} s "
                 "(a lock the killed worker held is still taken?)"
             )
-        if blocked is None:
+        if blocked is None and "open" not in read:  # a store that could not open saves nothing
             try:
                 _, saved = worker.recv(self.bound + 2.0)
             except WorkerGone:
@@ -192,6 +244,33 @@ class Run:
             raise Found
         return blocked is None
 
+    def _verify_damaged(self, worker: Worker, crash: Crash) -> bool:
+        """Judge a damaged crash directory: loud or correct, no later save (D4)."""
+        keys = [crash.key, *(k for k in crash.setup if k != crash.key)]
+        worker.send({"job": "verify", "path": crash.path, "keys": keys, "later": None})
+        try:
+            _, read = worker.recv(self.bound + 2.0)
+            worker.recv(self.bound + 2.0)  # ("saved", None): the handle closed
+        except WorkerGone as exc:
+            worker.kill()
+            if "sent nothing" in str(exc):  # blocked: D5's business, judged without damage
+                return False
+            read = {"open": f"died: {exc}"}  # a crash on damaged bytes (SIGBUS) is loud
+            usable = False
+        else:
+            usable = True
+        found = judge_damaged(crash, read)
+        self.result.damaged += 1
+        self.result.violations.extend(found)
+        if found:
+            self.result.kept = self.root
+        else:
+            shutil.rmtree(crash.path, ignore_errors=True)
+        if any(v.prop == self.until for v in found):
+            worker.kill()
+            raise Found
+        return usable
+
     def _crash_job(
         self, scenario: Scenario, path: str, stop: tuple[int, str] | None
     ) -> dict[str, Any]:
@@ -204,6 +283,7 @@ class Run:
             "stop": stop,
             "linger": LINGER,
             "backend": self.backend or "python",
+            "action": scenario.action,
         }
 
     def count_ops(self, scenario: Scenario) -> tuple[list[TraceOp], str] | None:
@@ -306,26 +386,57 @@ class Run:
         worker.kill()
         self.result.kills += 1
         self.result.points += 1
-        old, new = scenario.old, scenario.new
         excerpt = [str(o) for o in trace[max(0, op.index - 3) : op.index + 3]]
-        expected = (
-            f"new {_shown(new)} (acknowledged)"
-            if acked
-            else f"old {_shown(old)} or new {_shown(new)} (not acknowledged)"
+        context = ["operations around the crash point (counting run):", *excerpt]
+        self.pending = _crash_of(scenario, path, label, acked, context)
+        self.tick()
+
+    def damage_point(
+        self,
+        scenario: Scenario,
+        op: TraceOp,
+        phase: str,
+        text: str,
+        trace: list[TraceOp],
+        *,
+        target: str,
+        damage: tuple[str, Callable[[bytes], bytes]],
+    ) -> None:
+        """Kill ``scenario`` at a crash point, then damage its file ``target``.
+
+        :param damage: its name and what it makes of the file's bytes.
+        :param target: a path relative to the store's directory that the change wrote and that
+            a clean close keeps; nothing is damaged (and nothing judged) if the kill left none.
+        """
+        self.crash_point(scenario, op, phase, text, trace)
+        crash = self.pending
+        full = os.path.join(crash.path, target) if crash else ""
+        if crash is None or not os.path.isfile(full) or os.path.getsize(full) == 0:
+            return  # not reached, or nothing there to damage: judged as a plain crash
+        with open(full, "rb") as fh:
+            data = fh.read()
+        with open(full, "wb") as fh:
+            fh.write(damage[1](data))
+        self.pending = dataclasses.replace(
+            crash, damage=f"{damage[0]}: {target} ({len(data)} bytes)"
         )
-        self.pending = Crash(
-            scenario.name,
-            path,
-            scenario.key,
-            (new,) if acked else (old, new),
-            acked,
-            dict(scenario.setup),
-            label,
-            previous=(old,),
-            files=listing(path),
-            context=["operations around the crash point (counting run):", *excerpt],
-            expected_text=expected,
-        )
+
+    def random_open_kill(self, key: Key, other: Key) -> None:
+        """Kill a process that opens, reads and closes the store in a loop over committed data."""
+        path = self.directory()
+        worker = self.worker()
+        setup = {other: self.value(), key: self.value()}
+        worker.send({"job": "loop", "action": "open", "path": path, "key": key, "setup": setup})
+        doing = f"random kill during open: committing {_state(setup)}, then opening in a loop"
+        self._recv(worker, doing, path)  # "looping": committed and closed, the opens begin
+        delay = self.rng.uniform(0.0, MAX_KILL_DELAY)
+        time.sleep(delay)
+        worker.kill()
+        self.result.kills += 1
+        self.result.random_kills += 1
+        scenario = Scenario("open loop", setup, key, None, "open")
+        where = f"random kill {delay * 1000:.1f} ms into a loop of opens"
+        self.pending = _crash_of(scenario, path, where, False, [])
         self.tick()
 
     def random_kill(self, key: Key) -> None:

@@ -31,14 +31,28 @@ from typing import Any, Final
 from ._trace import TraceOp
 from ._tracer import FaultPlan
 
-__all__ = ["SYNC_KINDS", "Tally", "hang_report", "injected", "swallowed_syncs"]
+__all__ = [
+    "OTHER_ACTIONS",
+    "SYNC_KINDS",
+    "Tally",
+    "allowed_after",
+    "hang_report",
+    "injected",
+    "swallowed_syncs",
+]
 
 #: Operation kinds that make data durable (F_FULLFSYNC is recorded as ``fsync``).
 SYNC_KINDS: Final = frozenset({"fsync", "fdatasync"})
 
+#: The actions F2 faults besides save: a delete of a stored key, a load of it, an open over it.
+OTHER_ACTIONS: Final = ("delete", "load", "open")
+
 #: What a save that never returned most likely means, by the phase it hung in.
 _LIKELY: Final = {
     "the faulted save": "an unbounded retry? a wait on something the error path left held?",
+    "the faulted delete": "an unbounded retry? a wait on something the error path left held?",
+    "the faulted load": "an unbounded retry? a wait on something the error path left held?",
+    "the faulted open": "an unbounded retry? a wait on something the error path left held?",
     "the later save": "a lock leaked on the error path? an unbounded retry?",
     "a fresh handle's read": "the faulted handle still holds a lock: leaked on the error path?",
 }
@@ -56,7 +70,7 @@ def _changed(trace: list[TraceOp]) -> set[str]:
     for op in trace:
         if op.error is not None:
             continue
-        if op.kind in ("write", "truncate"):
+        if op.kind in ("write", "truncate", "unlink"):
             paths.add(op.path)
         elif op.kind in ("rename", "replace"):
             paths.add(op.path)
@@ -64,7 +78,7 @@ def _changed(trace: list[TraceOp]) -> set[str]:
     return paths
 
 
-def _dirty(trace: list[TraceOp], failed: TraceOp) -> bool:
+def _dirty(trace: list[TraceOp], failed: TraceOp, unlinks: bool = False) -> bool:
     """Whether ``failed``'s file (or directory) had changes no earlier successful sync covered.
 
     Only dirty pages can be lost by a failed sync. SQLite closing a connection checkpoints: it
@@ -84,6 +98,8 @@ def _dirty(trace: list[TraceOp], failed: TraceOp) -> bool:
                 dirty.discard(op.path)
                 dirty.add(op.target or op.path)
             dirty.add(os.path.dirname(op.target or op.path) + os.sep)  # the directory's entries
+        elif op.kind == "unlink" and unlinks:
+            dirty.add(os.path.dirname(op.path) + os.sep)
         elif op.kind in SYNC_KINDS:
             dirty.discard(op.path + os.sep if op.is_dir else op.path)
     return (failed.path + os.sep if failed.is_dir else failed.path) in dirty
@@ -146,11 +162,16 @@ def _redone(trace: list[TraceOp], failed: TraceOp) -> bool:
     )
 
 
-def swallowed_syncs(trace: list[TraceOp], failed: list[TraceOp]) -> list[str]:
+def swallowed_syncs(
+    trace: list[TraceOp], failed: list[TraceOp], *, what: str = "save"
+) -> list[str]:
     """For a save that returned: one line per failed sync of data it wrote (see the module doc).
 
     :param failed: the operations the fault plan made fail (:func:`injected`).
+    :param what: the action that returned; for a ``delete``, the directory it unlinked the
+        key's file from counts like one a save renamed into (the removal is its whole change).
     """
+    unlinks = what == "delete"
     changed = _changed(trace)
     # A directory sync makes names durable; the offset depends on one only where the save put
     # a file in place by renaming into the directory. The directory sync a library makes after
@@ -159,7 +180,8 @@ def swallowed_syncs(trace: list[TraceOp], failed: list[TraceOp]) -> list[str]:
     folders = {
         os.path.dirname(op.target or op.path)
         for op in trace
-        if op.kind in ("rename", "replace") and op.error is None
+        if (op.kind in ("rename", "replace") or (unlinks and op.kind == "unlink"))
+        and op.error is None
     }
     lines = []
     for op in failed:
@@ -167,15 +189,16 @@ def swallowed_syncs(trace: list[TraceOp], failed: list[TraceOp]) -> list[str]:
             continue
         if not (op.path in folders if op.is_dir else op.path in changed):
             continue  # a sync of something the save did not write (a lock file): not our rule
-        if not _dirty(trace, op):
+        if not _dirty(trace, op, unlinks):
             continue  # everything it wrote there was synced before: the failure lost nothing
         if op.call and not op.is_dir and _logged_elsewhere(trace, op):
             continue  # a C library's log already held the change durably (see the function)
         if _redone(trace, op):
             continue  # the bytes were written again and that sync succeeded: durable
-        what = f"directory {op.path}" if op.is_dir else op.path
+        path = f"directory {op.path}" if op.is_dir else op.path
+        lost = "deletion" if unlinks else "offset"
         line = (
-            f"{op.kind} of {what} failed with {op.error} and save() returned: the offset is not "
+            f"{op.kind} of {path} failed with {op.error} and {what}() returned: the {lost} is not "
             f"durable (the error was swallowed); the failed sync was op #{op.index}"
         )
         retried = [
@@ -194,6 +217,28 @@ def swallowed_syncs(trace: list[TraceOp], failed: list[TraceOp]) -> list[str]:
             )
         lines.append(line)
     return lines
+
+
+def allowed_after(
+    action: str, raised: bool, failed: list[TraceOp], *, at: int, commit: int, old: int, new: int
+) -> tuple[int | None, ...]:
+    """The values a fresh handle may read for the key after one faulted action.
+
+    :param at: the plan's first operation (used when the trace shows none failed).
+    :param commit: the action's last operation that can commit it (a rename, an unlink...).
+
+    A save or delete that raised leaves the old value, or the new state when the fault came after
+    its commit point or hit a sync (the change was made, durable or not: raising is honest). One
+    that returned must have made its change. A load or an open changes nothing: old, always.
+    """
+    if action in ("load", "open"):
+        return (old,)
+    changed = None if action == "delete" else new
+    if not raised:
+        return (changed,)
+    if (failed[0].index if failed else at) > commit or (failed and failed[0].kind in SYNC_KINDS):
+        return (old, changed)
+    return (old,)
 
 
 def hang_report(phase: str, bound: float, stuck: dict[str, Any]) -> list[str]:
@@ -227,14 +272,19 @@ class Tally:
     """What the faulted saves exercised, for the result's evidence."""
 
     saves: int = 0
+    #: Faulted actions other than save, by action ("delete", "load", "open").
+    others: dict[str, int] = field(default_factory=dict)
     operations: set[int] = field(default_factory=set)
     sync_faults: int = 0
     hangs: int = 0
     slowest: float = 0.0
 
-    def count(self, seconds: float, failed: list[TraceOp]) -> None:
-        """One faulted save that ended in ``seconds``, with the operations the plan failed."""
-        self.saves += 1
+    def count(self, seconds: float, failed: list[TraceOp], action: str = "save") -> None:
+        """One faulted action that ended in ``seconds``, with the operations the plan failed."""
+        if action == "save":
+            self.saves += 1
+        else:
+            self.others[action] = self.others.get(action, 0) + 1
         self.slowest = max(self.slowest, seconds)
         self.operations.update(op.index for op in failed)
         if any(op.kind in SYNC_KINDS for op in failed):
@@ -243,6 +293,7 @@ class Tally:
     def evidence(self, not_run: int) -> dict[str, int | float | str]:
         return {
             "faulted saves": self.saves,
+            **{f"faulted {action}s": self.others.get(action, 0) for action in OTHER_ACTIONS},
             "operations faulted": len(self.operations),
             "sync faults": self.sync_faults,
             "hangs": self.hangs,

@@ -37,7 +37,14 @@ from typing import Any, Final
 
 from lance_offsets.conformance._results import PropertyResult
 
-from ._faultjudge import SYNC_KINDS, Tally, hang_report, injected, swallowed_syncs
+from ._faultjudge import (
+    OTHER_ACTIONS,
+    Tally,
+    allowed_after,
+    hang_report,
+    injected,
+    swallowed_syncs,
+)
 from ._fleet import Fleet, Worker, WorkerGone
 from ._judge import listing
 from ._options import StressOptions
@@ -57,6 +64,8 @@ GRACE: Final = 5.0
 MAX_HANGS: Final = 2
 #: Violations a short run shows before it stops (a long run keeps counting).
 SHOWN: Final = 3
+#: Fault plans a short run tries per action besides save (delete, load, open), at most.
+SAMPLED: Final = 16
 #: Windows' ERROR_SHARING_VIOLATION, carried by the injected PermissionError.
 SHARING_VIOLATION: Final = 32
 
@@ -65,20 +74,40 @@ def _name(op: TraceOp) -> str:
     return "of the directory" if op.is_dir else os.path.basename(op.path)
 
 
+def _at(op: TraceOp, code: int, times: int | None, action: str = "save") -> tuple[FaultPlan, str]:
+    plan = FaultPlan(at=op.index, error=code, times=times)
+    return plan, f"{plan.describe()}: {action} op #{op.index} {op.call or op.kind} {_name(op)}"
+
+
 def _plans(save_ops: list[TraceOp]) -> Iterator[tuple[FaultPlan, str]]:
     for op in save_ops:
         for code in ERRORS:
             for times in (1, None):
-                plan = FaultPlan(at=op.index, error=code, times=times)
-                yield (
-                    plan,
-                    f"{plan.describe()}: op #{op.index} {op.call or op.kind} {_name(op)}",
-                )
+                yield _at(op, code, times)
     for times in (1, 3, None):
         plan = FaultPlan(
             error=errno.EACCES, times=times, kinds=("replace", "rename"), winerror=SHARING_VIOLATION
         )
         yield plan, f"Windows sharing violation on rename/replace, {plan.describe()}"
+
+
+def _action_plans(
+    ops: list[TraceOp], action: str, rng: random.Random, long: bool
+) -> list[tuple[FaultPlan, str]]:
+    """Fault plans for a delete, load or open: every one in a long run, else a seeded sample.
+
+    The sample faults every operation with a seeded error, once and for good (a store that
+    swallows one error may still raise on the next), then keeps at most :data:`SAMPLED` of
+    them: the save's full enumeration is what F2 spends its time on.
+    """
+    if long:
+        return [
+            _at(op, code, times, action) for op in ops for code in ERRORS for times in (1, None)
+        ]
+    plans = [_at(op, rng.choice(ERRORS), times, action) for op in ops for times in (1, None)]
+    if len(plans) > SAMPLED:
+        plans = sorted(rng.sample(plans, SAMPLED), key=lambda p: p[0].at)
+    return plans
 
 
 class _Faults:
@@ -164,8 +193,10 @@ class _Faults:
     def read(self, path: str) -> dict[str, Any]:
         self.b.send({"job": "verify", "path": path, "keys": [self.key, self.other], "later": None})
         _, found = self.b.recv(self.bound + GRACE, "a fresh handle's read")
-        self.b.recv(self.bound + GRACE, "a fresh handle's close")
         read: dict[str, Any] = found
+        if "open" in read:  # the fresh handle could not even open: there is nothing to close
+            return {f"load{self.key}": f"open {read['open']}", **read}
+        self.b.recv(self.bound + GRACE, "a fresh handle's close")
         return read
 
     def wait(self, worker: Worker, doing: str) -> tuple[str, Any]:
@@ -188,37 +219,79 @@ class _Faults:
         self.violations.append("\n".join([*story, *hang_report(phase, self.bound, stuck)]))
         self.replace(both=phase == "a fresh handle's read")
 
-    def cycle(self, plan: FaultPlan, what: str, commit: int) -> None:
+    def count_action(self, action: str) -> list[TraceOp]:
+        """The operations of one ``action`` (delete, load, open) over a stored key, unfaulted."""
+        self.a.send(self._job(action, self.directory(), None, self.values()))
+        tag, outcome = self.a.recv(self.bound + GRACE, f"the counting {action}")
+        if tag != "faulted":
+            raise WorkerGone(f"the counting {action} with no fault: {tag} {outcome}")
+        self.a.send("stop")
+        self.a.recv(self.bound + GRACE, f"the end of the counting {action}")
+        if outcome["raised"] is not None:
+            raise WorkerGone(f"a {action} with no fault raised: {outcome['raised']}")
+        ops: list[TraceOp] = outcome["trace"]
+        return ops
+
+    def _job(
+        self, action: str, path: str, plan: FaultPlan | None, values: tuple[int, int, int, int]
+    ) -> dict[str, Any]:
+        """A fault job; ``values`` are the key's old, new and later values and the other's."""
+        old, new, later, other = values
+        return {
+            "job": "fault",
+            "action": action,
+            "path": path,
+            "setup": {self.other: other, self.key: old},
+            "key": self.key,
+            "new": new,
+            "later": later,
+            "plan": plan,
+            "bound": self.bound,
+            "backend": self.backend,
+        }
+
+    def returned(
+        self, action: str, outcome: dict[str, Any], failed: list[TraceOp], old: tuple[int, int]
+    ) -> list[str]:
+        """What is wrong with an action that returned despite the fault (``old``: key, other).
+
+        A load must have returned the committed value, an open a handle that reads the committed
+        values; a save or delete that swallowed a failed sync of what it changed is a lie.
+        """
+        problems = swallowed_syncs(outcome["trace"], failed, what=action)
+        if action == "load" and outcome["returned"] != old[0]:
+            problems.append(f"the load returned {outcome['returned']}, committed was {old[0]}")
+        if action == "open":
+            read = outcome.get("read", {})
+            for key, value in zip((self.key, self.other), old, strict=True):
+                if read.get(f"load{key}") != value:
+                    problems.append(
+                        f"the opened handle read {read.get(f'load{key}')} for {key}, the "
+                        f"committed value is {value}"
+                    )
+        return problems
+
+    def cycle(self, plan: FaultPlan, what: str, commit: int, action: str = "save") -> None:
         path = self.directory()
         old, new, later, other = self.values()
-        self.a.send(
-            {
-                "job": "fault",
-                "path": path,
-                "setup": {self.other: other, self.key: old},
-                "key": self.key,
-                "new": new,
-                "later": later,
-                "plan": plan,
-                "bound": self.bound,
-                "backend": self.backend,
-            }
-        )
+        self.a.send(self._job(action, path, plan, (old, new, later, other)))
+        change = f"faulted save of {new}" if action == "save" else f"faulted {action}"
         story = [
             f"seed {self.options.seed}; fault {what}",
-            f"key {self.key}: old {old}, faulted save of {new}, later save of {later}",
+            f"key {self.key}: old {old}, {change}, later save of {later}",
         ]
-        tag, outcome = self.wait(self.a, f"the faulted save of {new} ({plan.describe()})")
+        phase = f"the faulted {action}"
+        tag, outcome = self.wait(self.a, f"the {change} ({plan.describe()})")
         if tag != "faulted":
-            self.hung(story, "the faulted save", outcome)
+            self.hung(story, phase, outcome)
             return
         failed = injected(outcome["trace"], plan)
-        self.tally.count(outcome["seconds"], failed)
+        self.tally.count(outcome["seconds"], failed, action)
         raised = outcome["raised"]
         if failed:
             story.append("injected into: " + "; ".join(str(op) for op in failed[:3]))
-        story.append(f"the save {'raised ' + raised if raised else 'returned'}")
-        problems = [] if raised else swallowed_syncs(outcome["trace"], failed)
+        story.append(f"the {action} {'raised ' + raised if raised else 'returned'}")
+        problems = [] if raised else self.returned(action, outcome, failed, (old, other))
         try:
             found = self.read(path)
         except WorkerGone as exc:
@@ -226,43 +299,51 @@ class _Faults:
             return
         files = listing(path)
         value = found.get(f"load{self.key}")
-        allowed: tuple[object, ...] = (new,) if raised is None else (old,)
-        if raised is not None and (failed[0].index if failed else plan.at) > commit:
-            allowed = (old, new)  # the fault came after the new value was in place
-        if raised is not None and failed and failed[0].kind in SYNC_KINDS:
-            # A failed sync leaves the written bytes in the page cache, durable or not: raising
-            # is the honest answer, whichever value a fresh handle then reads.
-            allowed = (old, new)
+        allowed = allowed_after(
+            action, raised is not None, failed, at=plan.at, commit=commit, old=old, new=new
+        )
         if value not in allowed:
-            shown = " or ".join(map(str, allowed))
+            shown = " or ".join("absent" if v is None else str(v) for v in allowed)
             problems.append(f"a fresh handle then found {value}, expected {shown}")
         if found.get(f"load{self.other}") != other:
             problems.append(f"untouched key {self.other} now {found.get(f'load{self.other}')}")
-        self.a.send("continue")
-        tag, result = self.wait(self.a, f"the later save of {later} on the same handle")
-        if tag != "later":
-            self.hung([*story, *problems], "the later save", result)
+        on = "a new handle" if action == "open" else "the same handle"
+        if not self.later_save(path, later, on, [*story, *problems], problems):
             return
+        self.record([*story, *problems], problems, files, outcome["trace"], action)
+        if not problems:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def later_save(
+        self, path: str, later: int, on: str, story: list[str], problems: list[str]
+    ) -> bool:
+        """Once the fault cleared, a later save on ``on`` must work; False if it hung."""
+        self.a.send("continue")
+        tag, result = self.wait(self.a, f"the later save of {later} on {on}")
+        if tag != "later":
+            self.hung(story, "the later save", result)
+            return False
         if result["raised"] is not None or result.get("load") != later:
-            problems.append(
-                f"once the fault cleared, a later save of {later} on the same handle: {result}"
-            )
+            problems.append(f"once the fault cleared, a later save of {later} on {on}: {result}")
         elif (again := self.read(path).get(f"load{self.key}")) != later:
             problems.append(f"the later save of {later} returned, a fresh handle found {again}")
+        return True
+
+    def record(
+        self, story: list[str], problems: list[str], files: str, trace: list[TraceOp], action: str
+    ) -> None:
+        """Keep one cycle's violation (its story, files and last operations), if it has one."""
         if problems:
-            trace = "; ".join(str(op) for op in outcome["trace"][-4:])
+            last = "; ".join(str(op) for op in trace[-4:])
             self.violations.append(
                 "\n".join(
                     [
                         *story,
-                        *problems,
-                        f"files after the failed save: {files}",
-                        f"last operations: {trace}",
+                        f"files after the faulted {action}: {files}",
+                        f"last operations: {last}",
                     ]
                 )
             )
-        else:
-            shutil.rmtree(path, ignore_errors=True)
 
     def close(self) -> None:
         for worker in (self.a, self.b):
@@ -278,10 +359,16 @@ class _Faults:
 _COMMITS: Final = frozenset({"rename", "replace", "unlink", "truncate"})
 
 
-def _commit_index(ops: list[TraceOp]) -> int:
-    """The last operation that can commit the save: faults after it may leave the new value."""
+def _commit_index(ops: list[TraceOp], action: str = "save") -> int:
+    """The last operation that can commit the save: faults after it may leave the new value.
+
+    For a delete, the first: its first unlink (or rename) may already have removed the key, and
+    what follows (removing a leftover temp file, say) cannot bring it back.
+    """
     commits = [op.index for op in ops if op.kind in _COMMITS]
-    return commits[-1] if commits else -1
+    if not commits:
+        return -1
+    return commits[0] if action == "delete" else commits[-1]
 
 
 def _stop_reason(run: _Faults, long: bool) -> str | None:
@@ -311,14 +398,18 @@ def check_f2(spec: str, options: StressOptions, *, bound: float = FAULT_BOUND) -
             )
             evidence = {**run.tally.evidence(0), "tracing": "none"}
             return PropertyResult("F2", "unverified", time.monotonic() - started, reason, evidence)
-        commit = _commit_index(ops)
-        plans = list(_plans(ops))
-        for number, (plan, what) in enumerate(plans):
+        plans = [(plan, what, "save", ops) for plan, what in _plans(ops)]
+        for action in OTHER_ACTIONS:
+            counted = run.count_action(action)
+            sampled = _action_plans(counted, action, run.rng, options.long)
+            plans += [(plan, what, action, counted) for plan, what in sampled]
+        for number, (plan, what, action, traced_ops) in enumerate(plans):
             stopped = _stop_reason(run, options.long)
             if stopped:
                 not_run = len(plans) - number
                 break
-            run.cycle(plan, what, commit if commit >= 0 else len(ops))
+            commit = _commit_index(traced_ops, action)
+            run.cycle(plan, what, commit if commit >= 0 else len(traced_ops), action)
     except WorkerGone as exc:
         run.violations.append(f"seed {options.seed}: F2 harness: {exc}")
     finally:
@@ -331,6 +422,7 @@ def check_f2(spec: str, options: StressOptions, *, bound: float = FAULT_BOUND) -
         f"({tally.sync_faults}"
         f" with a failed sync); slowest faulted save {tally.slowest:.3f} s (bound {bound:g} s)"
     )
+    head += "; " + ", ".join(f"{tally.others.get(a, 0)} faulted {a}s" for a in OTHER_ACTIONS)
     if not_run:
         head += f"; stopped after {stopped}: {not_run} fault plan(s) not run"
     evidence = {

@@ -4,7 +4,8 @@ A crash leaves a directory; a fresh worker reads it (``verify`` job in ``_worker
 the values are known, saves a later value. :func:`judge` turns those reports into violations of
 D1 (old or new, nothing else), D2 (an acknowledged change survived), D4 (leftovers never show up
 as keys or values and never block a later save) and D5 (the later save did not wait long on a
-lock the killed worker held).
+lock the killed worker held). A kill during open (nothing new; everything committed before it
+was acknowledged) breaks D2 by any loss, loud or silent: see :attr:`Crash.loud`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["LOCK_WAIT_BOUND", "Crash", "Violation", "judge", "listing"]
+__all__ = ["LOCK_WAIT_BOUND", "Crash", "Violation", "judge", "judge_damaged", "listing"]
 
 Key = tuple[int, int]
 
@@ -54,6 +55,13 @@ class Crash:
     files: str = ""
     context: list[str] = field(default_factory=list)
     expected_text: str = ""
+    #: The property a loud failure (open or load raising) breaks, when not the default (D4 for
+    #: an open, D1 for a load): D2 where everything at stake was acknowledged (a kill during
+    #: open), since loud is acceptable only when nothing acknowledged is at stake (D3's rule).
+    loud: str = ""
+    #: The damage done to the files the kill left ("emptied a.offset"), when there was some:
+    #: then only loud-or-correct is asked (:func:`judge_damaged`), and no later save.
+    damage: str = ""
 
     def lost(self, found: object) -> bool:
         """Whether ``found`` is a value from before the acknowledged change (D2)."""
@@ -99,7 +107,7 @@ def _value(crash: Crash, read: dict[str, Any], out: list[Violation]) -> Any:
     """Judge the crashed key's value (D1/D2); return it, or a string when reading failed."""
     found = read.get(f"load{crash.key}")
     if isinstance(found, str):  # "raised CorruptOffsetError: ..."
-        out.append(Violation("D1", _story(crash, f"load {found}")))
+        out.append(Violation(crash.loud or "D1", _story(crash, f"load {found}")))
         return found
     if found in crash.allowed:
         return found
@@ -131,7 +139,8 @@ def judge(
     if blocked is not None and not read:  # even reading waited on the killed worker's lock
         return [Violation("D5", _story(crash, blocked))], None
     if "open" in read:
-        out.append(Violation("D4", _story(crash, f"reopening the store {read['open']}")))
+        prop = crash.loud or "D4"
+        out.append(Violation(prop, _story(crash, f"reopening the store {read['open']}")))
         return out, None
     found = _value(crash, read, out)
     for key, value in crash.setup.items():
@@ -171,3 +180,39 @@ def judge(
         )
         out.append(Violation("D4", _story(crash, text)))
     return out, seconds
+
+
+def judge_damaged(crash: Crash, read: dict[str, Any]) -> list[Violation]:
+    """D4 after a kill and damage to the files it left: loud, or correct (F1's rule).
+
+    Opening, a load or ``list_all`` may raise; what returns must be a value the crash allows (for
+    the killed key) or the committed one (for the others): never None for a committed key,
+    never a number nobody saved. A replay that skips a damaged record and hands out an older
+    value, or stops there and drops every later record, is silent corruption from a leftover.
+    """
+    if "open" in read:
+        return []  # loud
+    expected: dict[Key, tuple[int | None, ...]] = {
+        key: (value,) for key, value in crash.setup.items() if key != crash.key
+    }
+    expected[crash.key] = crash.allowed
+    problems = []
+    for key, allowed in expected.items():
+        found = read.get(f"load{key}")
+        if isinstance(found, str) or found in allowed:
+            continue  # raised (loud) or correct
+        shown = " or ".join("absent" if v is None else str(v) for v in allowed)
+        what = "None for a committed key" if found is None else "a number nobody saved then"
+        if found is not None and key == crash.key and crash.lost(found):
+            what = "an older value: the acknowledged change was dropped"
+        problems.append(f"load{key} returned {found} ({what}); expected {shown} or an error")
+    listed = read.get("list_all")
+    if isinstance(listed, dict):
+        wrong = {k: v for k, v in listed.items() if v not in expected.get(k, ())}
+        missing = [k for k, allowed in expected.items() if None not in allowed and k not in listed]
+        if wrong or missing:
+            problems.append(f"list_all() silently gave {wrong} and dropped {missing}")
+    if not problems:
+        return []
+    text = _story(crash, "; ".join(problems))
+    return [Violation("D4", f"{text}\ndamage after the kill: {crash.damage}")]

@@ -9,18 +9,22 @@ Jobs (dicts with a ``"job"`` name):
 
 ``crash``
     Open the store, set up the old state (untraced), then inside :func:`traced` run the action
-    (save or delete), send ``("acked", value)`` once it returned, and close the store. When the
-    job's ``stop`` point ``(index, phase)`` is reached, send ``("stopped", op)`` and block until
+    (save or delete; or, with ``"action": "open"``, close and open a new handle over it), send
+    ``("acked", value)`` once a save or delete returned, and close the store. When the job's
+    ``stop`` point ``(index, phase)`` is reached, send ``("stopped", op)`` and block until
     killed; otherwise reply ``("done", trace)`` (a counting run, or a point never reached).
 ``loop``
-    Save increasing values forever, sending ``("acked", value)`` after each save returned.
+    Save increasing values forever, sending ``("acked", value)`` after each save returned; with
+    ``"action": "open"``, commit ``setup`` and then open, read and close the store forever.
 ``verify``
     From a fresh handle: reply ``("read", found)`` with the values of the keys and
     ``list_all()``; then, if asked, save a later value and reply ``("saved", report)`` with the
     time the save took and what reads back (D4, D5).
 ``fault``
-    Set up the old value, run one save under a fault plan, reply ``("faulted", outcome)``; on
-    ``"continue"`` save a later value on the same handle and reply ``("later", outcome)``. Each of
+    Set up the old value, run one action under a fault plan (the job's ``action``: ``save`` by
+    default, ``delete`` or ``load`` of the key, or ``open``: a new handle over the committed
+    data), reply ``("faulted", outcome)``; on ``"continue"`` save a later value on the same
+    handle (a new one after an open) and reply ``("later", outcome)``. Each of
     the two saves is watched: one still running after the job's ``bound`` seconds sends
     ``("stuck", report)`` (where it is blocked, the last operations) and the parent kills it.
 
@@ -115,23 +119,31 @@ def _crash(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
     store = factory(job["path"])
     _setup(store, job["setup"])
     key, new = job["key"], job["new"]
+    opening = job.get("action") == "open"
+    if opening:
+        store.close()  # committed and closed: the traced change is a new handle's open
     block, note = _tracing(job, on_op=stopper)
     with block as trace:
         try:
-            if new is None:
+            if opening:
+                store = factory(job["path"])
+            elif new is None:
                 store.delete(*key)
             else:
                 store.save(*key, new)
         except Exception as exc:  # reported: the parent decides what it means
             return ("raised", (_describe(exc), list(trace)))
-        note(f"ack {'delete' if new is None else 'save'} {key[0]} {key[1]} {new}")
-        conn.send(("acked", new))
+        if not opening:  # an open acknowledges nothing new: all it finds was committed before
+            note(f"ack {'delete' if new is None else 'save'} {key[0]} {key[1]} {new}")
+            conn.send(("acked", new))
         time.sleep(job.get("linger", 0.0))  # let a store's background writer show itself
         store.close()
     return ("done", list(trace))
 
 
 def _loop(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
+    if job.get("action") == "open":
+        return _open_loop(factory, conn, job)
     store = factory(job["path"])
     key, value = job["key"], job["start"]
     conn.send(("looping", value))
@@ -139,6 +151,25 @@ def _loop(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Repl
         store.save(*key, value)
         conn.send(("acked", value))
         value += 1
+
+
+def _open_loop(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
+    """Commit the job's ``setup``, then open, read and close the store forever (kill during open).
+
+    Each round sends ``("opened", count)``; the parent kills the process at a random time, most
+    likely inside the factory, the longest part of a round.
+    """
+    store = factory(job["path"])
+    _setup(store, job["setup"])
+    store.close()
+    conn.send(("looping", 0))
+    rounds = 0
+    while True:
+        store = factory(job["path"])
+        store.load(*job["key"])
+        store.close()
+        rounds += 1
+        conn.send(("opened", rounds))
 
 
 def _verify(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
@@ -237,41 +268,78 @@ def _watchdog(conn: Any) -> _Watchdog:
     return _WATCHDOG[0]
 
 
+def _act(factory: Callable[[str], Any], store: Any, job: dict[str, Any]) -> tuple[Any, Any]:
+    """Run the job's faulted action; return the handle to go on with and what it returned.
+
+    ``open`` builds a new handle over the directory (the old one was closed before the block);
+    the handle is None when the open raised.
+    """
+    key, action = job["key"], job.get("action", "save")
+    if action == "open":
+        return factory(job["path"]), None
+    if action == "load":
+        return store, store.load(*key)
+    if action == "delete":
+        store.delete(*key)
+        return store, None
+    store.save(*key, job["new"])
+    return store, None
+
+
 def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
+    """One action (save, delete, load or open) under a fault plan; then a later save.
+
+    With no plan (``None``) this is the counting run: the reply's trace lists the operations.
+    """
     if (missing := _no_shim(job)) is not None:
         return missing
-    store = factory(job["path"])
+    store: Any = factory(job["path"])
     _setup(store, job["setup"])
-    key, new = job["key"], job["new"]
-    plan: FaultPlan = job["plan"]
+    key = job["key"]
+    opening = job.get("action") == "open"
+    if opening:
+        store.close()  # the committed state is on disk; the faulted open starts from it
+        store = None
+    plan: FaultPlan | None = job["plan"]
     bound: float = job["bound"]
     watch = _watchdog(conn)
     block, _ = _tracing(job, fail=plan)
+    outcome: dict[str, Any]
     with block as trace:
         watch.arm(bound, trace)
         start = time.monotonic()
         try:
-            store.save(*key, new)
-            outcome: dict[str, Any] = {"raised": None}
+            store, returned = _act(factory, store, job)
+            outcome = {"raised": None, "returned": returned}
         except Exception as exc:  # the expected path, reported
             outcome = {"raised": _describe(exc)}
         finally:
             watch.disarm()
         outcome["seconds"] = time.monotonic() - start
         outcome["trace"] = list(trace)
+    if opening and store is not None:
+        # What the opened handle reads once the fault cleared: the committed values, or a lie.
+        # The later save then takes a new handle: a library may fall back to a read-only
+        # handle when opening for writing failed (SQLite does), loud on its first write.
+        outcome["read"] = _read(store, [key, *job["setup"]])
+        store.close()
+        store = None
     conn.send(("faulted", outcome))
     if conn.recv() != "continue":
         return ("later", None)
     later = job["later"]
     watch.arm(bound, [])
     try:
+        if store is None:  # after a faulted open, a new handle must work once the fault cleared
+            store = factory(job["path"])
         store.save(*key, later)
         result: dict[str, Any] = {"raised": None, "load": store.load(*key)}
     except Exception as exc:  # reported
         result = {"raised": _describe(exc)}
     finally:
         watch.disarm()
-    store.close()
+    if store is not None:
+        store.close()
     return ("later", result)
 
 

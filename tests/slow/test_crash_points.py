@@ -11,11 +11,14 @@ import pytest
 from lance_offsets.conformance._spec import DEFAULT_SPEC
 from lance_offsets.stress import _crashrun
 from lance_offsets.stress._crash import (
+    OPEN,
+    OPEN_RANDOM_KILLS,
     SAVE_OVER,
     check_d1,
     check_d2,
     check_d4,
     check_d5,
+    damages,
     property_result,
     run_campaign,
 )
@@ -59,6 +62,7 @@ def test_careful_zoo_store_passes(stress_options: StressOptions) -> None:
         "random kills": 2,
         "cycles": campaign.cycles,
         "points not reached": campaign.unreached,
+        "damaged after a kill": campaign.damaged,
         "tracing": "python interposer",
     }
 
@@ -170,3 +174,66 @@ def test_zoo_store_fails_the_full_check(
     result = check(f"{ZOO}:{factory}", options)
     print(result.details)
     assert result.outcome == "failed"
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_a_kill_during_open_that_breaks_the_store_fails_d2(stress_options: StressOptions) -> None:
+    """An open that rewrites its config in place, killed between truncate and write: D2."""
+    campaign = run_campaign("zoo.beyond_zoo:config_rewrite", stress_options, only=(OPEN,))
+    result = property_result("D2", campaign)
+    print(result.details)
+    assert result.outcome == "failed", result.details
+    assert "scenario open over committed data" in result.details
+    assert "killed after op #3 open store.json" in result.details
+    assert "found reopening the store raised ValueError: corrupt store config" in result.details
+    assert "store.json (0 bytes: b'')" in result.details
+    for pid in ("D1", "D4", "D5"):  # the store keeps every other crash property
+        assert property_result(pid, campaign).outcome == "passed"
+
+
+@pytest.mark.usefixtures("zoo_importable")
+@pytest.mark.parametrize("spec", [f"{ZOO}:careful", DEFAULT_SPEC])
+def test_correct_stores_survive_kills_during_open(stress_options: StressOptions, spec: str) -> None:
+    """The control: every crash point of an open, and random kills in a loop of opens."""
+    campaign = run_campaign(spec, stress_options, only=(OPEN,), random_kills=0)
+    assert campaign.violations == [], [v.text for v in campaign.violations]
+    assert campaign.errors == []
+    assert campaign.points >= 1  # the factory's mkdir at least
+    assert campaign.random_kills == OPEN_RANDOM_KILLS
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_a_log_replay_that_skips_damaged_records_after_a_kill_fails_d4(
+    stress_options: StressOptions,
+) -> None:
+    """A log a clean close empties (F1 never damages it): damaged after a kill, silently lost."""
+    campaign = run_campaign(
+        "zoo.beyond_zoo:skipping_log", stress_options, only=(SAVE_OVER,), random_kills=0
+    )
+    result = property_result("D4", campaign)
+    print(result.details)
+    assert result.outcome == "failed", result.details
+    assert "damage after the kill: " in result.details
+    assert "offsets.log" in result.details
+    assert "(None for a committed key)" in result.details
+    assert int(result.evidence["damaged after a kill"]) >= 1
+    for pid in ("D1", "D2", "D5"):  # undamaged, the log keeps every crash property
+        assert property_result(pid, campaign).outcome == "passed", pid
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_correct_stores_are_loud_or_correct_on_damage_after_a_kill(
+    stress_options: StressOptions,
+) -> None:
+    """The control: one file per key, damaged after a kill, raises or reads right."""
+    campaign = run_campaign(f"{ZOO}:careful", stress_options, only=(SAVE_OVER,), random_kills=0)
+    assert campaign.violations == [], [v.text for v in campaign.violations]
+    assert campaign.damaged >= 1
+
+
+def test_one_garbled_line_keeps_the_others() -> None:
+    garble = damages()["a line garbled"]
+    assert garble(b"a 1\nb 2\nc 3\n") == b"a 1\n???\nc 3\n"
+    assert garble(b"12\n") == b"??\n"
+    assert garble(b"torn") == b"????"
+    assert {"emptied", "cut to half"} <= set(damages())  # F1's generic damage, reused

@@ -279,3 +279,69 @@ def test_a_checkpoint_sync_failure_after_the_wal_was_synced_is_not_a_lost_offset
     assert swallowed_syncs(trace[2:], injected(trace, FaultPlan(at=3)))
     python = [dataclasses.replace(op, call="") for op in trace]
     assert swallowed_syncs(python, injected(python, FaultPlan(at=3)))
+
+
+BEYOND_ZOO = "zoo.beyond_zoo"
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_a_delete_that_swallows_an_io_error_fails_f2(stress_options: StressOptions) -> None:
+    """``try: os.unlink(f) except OSError: pass``: delete returns, the offset stays."""
+    result = check_f2(f"{BEYOND_ZOO}:swallowing_delete", stress_options)
+    print(result.details)
+    assert result.outcome == "failed", result.details
+    assert re.search(r"delete op #\d+ unlink \S+\.offset\n", result.details), result.details
+    assert "the delete returned\na fresh handle then found" in result.details
+    assert ", expected absent" in result.details
+    assert _count(result, "faulted deletes") >= 1
+
+
+@pytest.mark.usefixtures("zoo_importable")
+@pytest.mark.parametrize("spec", [f"{ZOO}:careful", "lance_offsets.conformance.reference:lockfile"])
+def test_deletes_loads_and_opens_are_faulted_too(stress_options: StressOptions, spec: str) -> None:
+    """The control: correct stores pass with faults in delete, load and open, all counted."""
+    result = check_f2(spec, stress_options)
+    print(result.details)
+    assert result.outcome == "passed", result.details
+    for action in ("deletes", "loads", "opens"):
+        assert _count(result, f"faulted {action}") >= 1, result.evidence
+        assert f"faulted {action}" in result.details
+
+
+@pytest.mark.slow
+def test_sqlite_wal_store_passes_f2_beyond_save_through_the_syscall_shim(
+    stress_options: StressOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite opens read-only when opening for writing fails; the opened handle reads the
+    committed values, and a new one saves: a correct store, through the syscall backend."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    options = dataclasses.replace(stress_options, backend="syscall")
+    result = check_f2("zoo.sqlite_zoo:wal_full", options)
+    print(result.details)
+    if result.outcome == "unverified":
+        pytest.skip(f"no syscall shim here: {result.details}")
+    assert result.outcome == "passed", result.details
+    assert _count(result, "faulted opens") >= 1
+    assert _count(result, "faulted deletes") >= 1
+
+
+def test_a_delete_that_returns_after_a_failed_directory_sync_is_not_durable() -> None:
+    trace = [
+        _op(0, "open", "k.lock", flags=os.O_CREAT | os.O_WRONLY),
+        _op(1, "unlink", "k"),
+        _op(2, "open", flags=os.O_RDONLY),
+        _op(3, "fsync", error="EIO"),
+        _op(4, "close"),
+    ]
+    failed = injected(trace, FaultPlan(at=3))
+    (line,) = swallowed_syncs(trace, failed, what="delete")
+    assert line.startswith(f"fsync of directory {_DIR} failed with EIO and delete() returned")
+    assert "the deletion is not durable" in line
+    assert swallowed_syncs(trace, failed) == []  # a save's rule: only renames count
+
+
+def test_a_delete_commits_at_its_first_unlink() -> None:
+    ops = [_op(0, "open", "k.lock"), _op(1, "unlink", "k"), _op(2, "unlink", "k.tmp")]
+    assert _commit_index(ops, "delete") == 1  # the key is gone: a leftover's removal follows
+    assert _commit_index(ops) == 2
