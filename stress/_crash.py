@@ -291,7 +291,10 @@ def property_result(pid: str, c: Campaign) -> PropertyResult:
             return PropertyResult(pid, "unverified", c.seconds, "\n".join([why, *lines]), shown)
         return PropertyResult(pid, "passed", c.seconds, "\n".join(lines), shown)
     lines += c.errors
-    lines.append(f"{len(found)} violation(s) of {pid}; replay with --stress-seed {c.seed}")
+    lines.append(
+        f"{len(found)} violation(s) of {pid}; replay with the same seed: "
+        f"check --seed {c.seed}, pytest --stress-seed {c.seed}"
+    )
     for violation in found[:3]:
         lines += ["---", violation.text]
     if c.kept:

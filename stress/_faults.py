@@ -431,7 +431,11 @@ def check_f2(spec: str, options: StressOptions, *, bound: float = FAULT_BOUND) -
     }
     if not run.violations:
         return PropertyResult("F2", "passed", seconds, head, evidence)
-    text = [head, f"{len(run.violations)} violation(s); replay with --stress-seed {options.seed}"]
+    text = [
+        head,
+        f"{len(run.violations)} violation(s); replay with the same seed: "
+        f"check --seed {options.seed}, pytest --stress-seed {options.seed}",
+    ]
     for violation in run.violations[:SHOWN]:
         text += ["--- F2 violation", violation]
     text.append(f"directories kept under {run.root}")

@@ -147,7 +147,7 @@ def test_a_failure_reads_well(stress_options: StressOptions) -> None:
     result = property_result("D1", campaign)
     print(result.details)
     assert result.outcome == "failed"
-    assert f"replay with --stress-seed {stress_options.seed}" in result.details
+    assert f"pytest --stress-seed {stress_options.seed}" in result.details
     assert "scenario save over an old value" in result.details
     assert "killed after op #1 open" in result.details
     assert "expected old " in result.details

@@ -78,7 +78,7 @@ def test_zoo_store_fails_f2(stress_options: StressOptions, factory: str, finding
     print(result.details)
     assert result.outcome == "failed"
     assert finding in result.details
-    assert f"replay with --stress-seed {stress_options.seed}" in result.details
+    assert f"pytest --stress-seed {stress_options.seed}" in result.details
     assert "fault " in result.details
 
 
@@ -137,7 +137,7 @@ def test_a_save_that_returns_after_a_failed_sync_fails_f2(
     )
     assert "a fresh handle then found" not in result.details  # the old rule alone passed them
     assert _count(result, "sync faults") >= 1
-    assert f"replay with --stress-seed {stress_options.seed}" in result.details
+    assert f"pytest --stress-seed {stress_options.seed}" in result.details
 
 
 @pytest.mark.usefixtures("zoo_importable")
