@@ -236,10 +236,13 @@ class ZooSqliteStore:
     """Offsets in one SQLite table (rollback journal): its I/O happens in C, out of the
     interposer's sight, so D3 follows it with strace. ``synchronous`` decides its durability."""
 
+    #: SQLite's journal mode; the WAL store below changes only this.
+    journal_mode = "DELETE"
+
     def __init__(self, path: str, synchronous: str) -> None:
         os.makedirs(path, exist_ok=True)
         self._db = sqlite3.connect(os.path.join(path, "offsets.sqlite"), isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=DELETE")
+        self._db.execute(f"PRAGMA journal_mode={self.journal_mode}")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS offsets (topic INTEGER, consumer TEXT, offset TEXT,"
@@ -299,15 +302,7 @@ class ZooSqliteWalStore(ZooSqliteStore):
     """Offsets in SQLite with a write-ahead log: a commit appends frames to ``-wal`` and (unless
     ``synchronous=OFF``) fsyncs it; the last connection to close checkpoints and removes it."""
 
-    def __init__(self, path: str, synchronous: str) -> None:
-        os.makedirs(path, exist_ok=True)
-        self._db = sqlite3.connect(os.path.join(path, "offsets.sqlite"), isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS offsets (topic INTEGER, consumer TEXT, offset TEXT,"
-            " PRIMARY KEY (topic, consumer))"
-        )
+    journal_mode = "WAL"
 
 
 def sqlite_wal_full(path: str) -> ZooSqliteWalStore:
