@@ -21,12 +21,15 @@ are serialized, so within a handle the chain of ``previous_offset`` values is ex
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol, runtime_checkable
 
+from ._batch import check_batch, save_each
 from ._domain import check_key, check_offset
 from ._errors import HookError
 from ._protocol import OffsetStore
@@ -236,6 +239,35 @@ class HookedOffsetStore:
                 timestamp=datetime.datetime.now(datetime.timezone.utc),
             )
             self._run_hooks(info)
+
+    def save_many(self, offsets: Mapping[tuple[int, int], int]) -> None:
+        """Save a batch through the inner store, then run the hooks once per key, in key order.
+
+        The inner store's ``save_many`` is used (one save per key when it has none), so the batch
+        has the inner store's semantics (B1). ``previous_offset`` of each key is read
+        before the batch. When hooks fail, every hook still runs for every key, and then
+        :class:`~lance_offsets.HookError` for the first key whose hooks failed is raised (the
+        whole batch WAS committed).
+        """
+        batch = check_batch(offsets)
+        with contextlib.ExitStack() as held:
+            for key, _ in batch:
+                held.enter_context(self._key_lock(key))
+            previous = {key: self._inner.load(*key) for key, _ in batch}
+            inner_many = getattr(self._inner, "save_many", None)
+            if inner_many is None:
+                save_each(self._inner, batch)
+            else:
+                inner_many(dict(batch))
+            now = datetime.datetime.now(datetime.timezone.utc)
+            first: HookError | None = None
+            for key, value in batch:
+                try:
+                    self._run_hooks(CommitInfo(key[0], key[1], value, previous[key], now))
+                except HookError as exc:
+                    first = first or exc
+            if first is not None:
+                raise first
 
     def _run_hooks(self, info: CommitInfo) -> None:
         errors: list[BaseException] = []

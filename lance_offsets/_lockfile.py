@@ -8,6 +8,9 @@ On-disk protocol (``docs/lockfile.md`` is the long version)::
 
 save:   lock .lock (re-checked, see _keylock) -> write .offset.tmp -> fsync it (F_FULLFSYNC on
         macOS) -> os.replace onto .offset -> fsync the directory (POSIX) -> unlock.
+save_many: lock every key's .lock in key order -> write and fsync each .offset.tmp -> os.replace
+        each onto its .offset -> ONE directory fsync -> unlock all. Per-key durable, not atomic:
+        the renames of K files are K separate directory changes (see docs/lockfile.md).
 delete: lock .lock -> remove .offset and any leftover .offset.tmp -> fsync the directory -> unlock.
 load / list_all: read the .offset files without locking; a replace is atomic, so a reader sees
         the old file or the new one, whole.
@@ -33,10 +36,11 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Final
 
 from . import _keylock, _layout, _platform
+from ._batch import check_batch
 from ._domain import check_key, check_offset
 from ._errors import StoreClosedError
 
@@ -157,6 +161,43 @@ class LockFileOffsetStore:
                 # We hold the lock, so the temp file is ours to remove (invariant 2).
                 with contextlib.suppress(OSError):
                     os.remove(tmp)
+                raise
+            _platform.fsync_dir(self._dir)
+
+    def save_many(self, offsets: Mapping[Key, int]) -> None:
+        """Commit every ``{(topic_id, consumer_id): offset}`` with one directory fsync.
+
+        K offsets cost K file fsyncs and one directory fsync instead of K of each. Each file keeps
+        the per-key format, so the Rust client reads a batch like K saves. Per-key durable, not
+        atomic (B1): a kill or power cut inside the call leaves each key with its old or its new
+        offset, never a mix within a key; once it returns, every offset is durable. Validation of
+        the whole mapping comes before any effect. On failure the error is raised and the temp
+        files are removed; keys renamed before the failure hold their new offset (not durable
+        until the next save of them if only the directory fsync failed).
+
+        :raises LockTimeoutError: ``lock_timeout`` passed before one of the locks was free; no
+            offset was written.
+        """
+        batch = check_batch(offsets)
+        self._check_open()
+        if not batch:
+            return
+        with contextlib.ExitStack() as locks:
+            # Key order: two batches sharing keys take their locks in one order (no deadlock).
+            for key, _ in batch:
+                locks.enter_context(self._locked(key))
+            temps = [self._path(_layout.tmp_name(*key)) for key, _ in batch]
+            try:
+                # Every temp durable before the first rename: a power cut can then only undo
+                # renames, and each undone rename leaves that key's old offset whole.
+                for tmp, (_, offset) in zip(temps, batch, strict=True):
+                    _write_synced(tmp, _layout.encode_offset(offset))
+                for tmp, (key, _) in zip(temps, batch, strict=True):
+                    _platform.replace(tmp, self._path(_layout.offset_name(*key)))
+            except BaseException:
+                for tmp in temps:  # we hold every lock, so every temp file is ours (invariant 2)
+                    with contextlib.suppress(OSError):
+                        os.remove(tmp)
                 raise
             _platform.fsync_dir(self._dir)
 

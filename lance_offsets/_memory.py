@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 
+from ._batch import check_batch
 from ._domain import check_key, check_offset
 from ._errors import StoreClosedError
 
@@ -37,6 +39,13 @@ class MemoryOffsetStore:
         with self._lock:
             self._check_open()
             self._offsets[key] = value
+
+    def save_many(self, offsets: Mapping[tuple[int, int], int]) -> None:
+        """Store every offset of the mapping at once: other threads see all of it or none."""
+        batch = check_batch(offsets)
+        with self._lock:
+            self._check_open()
+            self._offsets.update(batch)
 
     def delete(self, topic_id: int, consumer_id: int) -> None:
         key = check_key(topic_id, consumer_id)

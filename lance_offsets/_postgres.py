@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final, Protocol, TypeAlias
 
@@ -31,6 +31,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from . import _layout
+from ._batch import check_batch
 from ._dbcommon import CorruptDatabaseError
 from ._domain import MAX_OFFSET, MAX_TOPIC_ID, check_key, check_offset
 from ._errors import OffsetStoreError, StoreClosedError
@@ -141,6 +142,16 @@ class PostgresOffsetStore:
             _idle(conn, self._where)
             with _committed(conn):
                 self._queries.save(conn, self._name, key, value)
+
+    def save_many(self, offsets: Mapping[Key, int]) -> None:
+        """Commit every offset of the mapping in ONE transaction: atomic and durable (B1)."""
+        batch = check_batch(offsets)
+        if not batch:
+            self._check_open()
+            return
+        with self.transaction() as tx:
+            for key, offset in batch:
+                tx.save(*key, offset)
 
     def delete(self, topic_id: int, consumer_id: int) -> None:
         """Remove the key's offset; deleting an absent key is not an error."""
