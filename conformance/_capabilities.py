@@ -19,6 +19,12 @@ optional; a factory that declares nothing is held to everything, so nothing pass
     Format-aware corruption the suite cannot invent on its own (F1); each damages the stored
     offset of ``key`` under ``path``, with every handle closed (cold) or while one handle is open
     in another process (warm). A callable that raises while a handle is open skips that example.
+``batch_atomic`` (bool, default False)
+    For stores with ``save_many``: a batch is atomic, all keys old or all new after a kill or
+    power cut (B1). Without it a batch is held to per-key durability only.
+``batch`` (bool, default: found by opening one handle)
+    Whether the store's handles have ``save_many`` (B1 applies), for a factory that cannot be
+    probed cheaply.
 ``handles_per_process`` (int >= 1, default: no limit)
     ``1`` declares that, as documented for LMDB and RocksDB, the store refuses a second open handle
     on one location in one process. The checks then never open a helper handle in the process
@@ -59,6 +65,7 @@ class Capabilities:
     open_named: Callable[[str, str], OffsetStore] | None = None
     damage: Mapping[str, Damage] = field(default_factory=dict)
     handles_per_process: int | None = None
+    batch_atomic: bool = False
 
     @property
     def one_handle(self) -> bool:
@@ -78,6 +85,14 @@ class Capabilities:
 
 def _flag(factory: object, name: str) -> bool:
     value = getattr(factory, name, True)
+    if not isinstance(value, bool):
+        raise TypeError(f"capability {name!r} on {factory!r} must be a bool, got {value!r}")
+    return value
+
+
+def _optional_flag(factory: object, name: str) -> bool:
+    """A flag that is a stronger promise, so it defaults to False (not claimed)."""
+    value = getattr(factory, name, False)
     if not isinstance(value, bool):
         raise TypeError(f"capability {name!r} on {factory!r} must be a bool, got {value!r}")
     return value
@@ -117,4 +132,5 @@ def capabilities_of(factory: object) -> Capabilities:
         open_named=open_named,
         damage=dict(damage),
         handles_per_process=_handles(factory),
+        batch_atomic=_optional_flag(factory, "batch_atomic"),
     )

@@ -54,6 +54,8 @@ PROPERTIES: Final[dict[str, Property]] = {
         Property("H2", "previous_offset is right, even after reopen", (), "conformance"),
         Property("H3", "failed saves call no hook; hook failures are loud", (), "conformance"),
         Property("S1", "unsafe consumer names rejected", ("named",), "conformance"),
+        # Applies to stores whose handles have save_many (the check finds out): no flag to claim.
+        Property("B1", "save_many is durable per key (or atomic, as declared)", (), "stress"),
     )
 }
 

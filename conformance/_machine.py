@@ -1,6 +1,7 @@
 """The stateful machine: a store driven by random programs and compared with a dict model.
 
-Rules save, load, delete, list_all, reopen the store (P1), open a second live handle (P2),
+Rules save, save_many (B1, where the store has it), load, delete, list_all, reopen the store
+(P1), open a second live handle (P2),
 save or delete from another process (P2), and re-commit a handle's own last offset after another
 writer moved the key (P2). Every wrong answer is blamed on the property it demonstrates
 (:meth:`StoreMachine._blame`), so a failure names its ID; a machine built with ``focus`` reports
@@ -31,6 +32,7 @@ from hypothesis.stateful import (
 from ._capabilities import Capabilities, Factory, capabilities_of
 from ._catalog import PROPERTIES
 from ._profiles import Tally
+from ._props_batch import BatchRules, batch_of
 from ._remote import RemoteStore
 from ._spec import load_factory
 from ._strategies import Key, near_collisions, offsets
@@ -50,6 +52,7 @@ MACHINE_PLANS: dict[str, frozenset[str]] = {
     "C6": frozenset({"delete", "list_all"}),
     "P1": frozenset({"delete", "list_all", "reopen"}),
     "P2": frozenset({"delete", "list_all", "second", "remote", "recommit"}),
+    "B1": frozenset({"batch", "delete", "list_all", "reopen", "second"}),
 }
 
 #: How many other keys a C5 check reloads around each write.
@@ -92,7 +95,7 @@ def _runner_draw(make: Callable[[Capabilities], st.SearchStrategy[Any]]) -> Any:
     return st.runner().flatmap(lambda machine: make(machine.caps))
 
 
-class StoreMachine(RuleBasedStateMachine):
+class StoreMachine(BatchRules, RuleBasedStateMachine):
     """The machine for one store; build concrete ones with :func:`store_machine`."""
 
     factory: ClassVar[Factory]
@@ -597,6 +600,8 @@ def store_machine(
             f"the machine does not check {sorted(unknown)}; it checks {list(MACHINE_PLANS)}"
         )
     families = _families(caps, (f for pid in ids for f in MACHINE_PLANS[pid]), spec)
+    if "batch" in families and not batch_of(factory, workdir):
+        families -= {"batch"}  # B1 is not applicable; the other rules still run
     workspace = Workspace(factory, workdir)
     atexit.register(workspace.cleanup)
     remote = RemoteStore(spec) if "remote" in families and spec is not None else None

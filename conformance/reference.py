@@ -56,6 +56,7 @@ LOCKFILE_DAMAGE = {
 }
 
 lockfile.damage = LOCKFILE_DAMAGE  # type: ignore[attr-defined]
+lockfile.batch = True  # type: ignore[attr-defined]  # save_many: per-key durable, not atomic
 
 
 def memory(path: str) -> MemoryOffsetStore:
@@ -75,6 +76,7 @@ def hooked_lockfile(path: str) -> HookedOffsetStore:
 
 
 hooked_lockfile.damage = LOCKFILE_DAMAGE  # type: ignore[attr-defined]
+lockfile.batch = True  # type: ignore[attr-defined]  # save_many: per-key durable, not atomic
 hooked_lockfile.open_named = lambda path, name: HookedOffsetStore(  # type: ignore[attr-defined]
     LockFileOffsetStore.open(path, name)
 )
@@ -96,6 +98,8 @@ def _sqlite_named(path: str, name: str) -> SQLiteOffsetStore:
 
 
 sqlite.open_named = _sqlite_named  # type: ignore[attr-defined]
+sqlite.batch = True  # type: ignore[attr-defined]
+sqlite.batch_atomic = True  # type: ignore[attr-defined]  # save_many is one transaction
 
 
 def _sqlite_changed_in_place(path: str, key: tuple[int, int]) -> None:
@@ -162,3 +166,5 @@ def _postgres_named(path: str, name: str) -> PostgresOffsetStore:
 
 
 postgres.open_named = _postgres_named  # type: ignore[attr-defined]
+postgres.batch = True  # type: ignore[attr-defined]
+postgres.batch_atomic = True  # type: ignore[attr-defined]  # save_many is one transaction
