@@ -25,6 +25,10 @@ optional; a factory that declares nothing is held to everything, so nothing pass
 ``batch`` (bool, default: found by opening one handle)
     Whether the store's handles have ``save_many`` (B1 applies), for a factory that cannot be
     probed cheaply.
+``acknowledge`` (``"return"``, the default, or ``"flush"``)
+    When a save is acknowledged: when it returns, or when a later ``flush()`` returns (a
+    coalescing committer). With ``"flush"`` every check goes through handles that flush after
+    each write (``_acknowledge.py``), so every property is about flushed saves.
 ``handles_per_process`` (int >= 1, default: no limit)
     ``1`` declares that, as documented for LMDB and RocksDB, the store refuses a second open handle
     on one location in one process. The checks then never open a helper handle in the process

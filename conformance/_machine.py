@@ -29,6 +29,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from ._acknowledge import acknowledged
 from ._capabilities import Capabilities, Factory, capabilities_of
 from ._catalog import PROPERTIES
 from ._profiles import Tally
@@ -591,6 +592,7 @@ def store_machine(
     if isinstance(factory, str):
         spec = spec or factory
         factory = load_factory(factory)
+    factory = acknowledged(factory)
     spec = spec or spec_of(factory)
     caps = capabilities_of(factory)
     ids = frozenset(MACHINE_PLANS) if focus is None else frozenset(focus)

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from hypothesis.errors import Flaky, Unsatisfiable
 
+from ._acknowledge import acknowledged
 from ._capabilities import Factory, capabilities_of
 from ._catalog import PROPERTIES, property_ids
 from ._context import CheckContext, Unverified
@@ -170,6 +171,7 @@ def check_property(
     if isinstance(factory, str):
         spec = spec or factory
         factory = load_factory(factory)
+    factory = acknowledged(factory)
     start = time.monotonic()
     caps = capabilities_of(factory)
     missing = caps.missing(PROPERTIES[pid].needs)

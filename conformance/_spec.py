@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Final
 
+from ._acknowledge import acknowledged
 from ._capabilities import Factory
 
 __all__ = ["DEFAULT_SPEC", "SpecError", "cwd_importable", "load_factory"]
@@ -20,7 +21,11 @@ class SpecError(ValueError):
 
 
 def load_factory(spec: str) -> Factory:
-    """Import ``pkg.module:attr`` (attr may be dotted) and return the callable it names."""
+    """Import ``pkg.module:attr`` (attr may be dotted) and return the callable it names.
+
+    For a factory declaring ``acknowledge = "flush"``, the callable whose handles flush after
+    each write (:mod:`._acknowledge`).
+    """
     module_name, sep, attr_path = spec.partition(":")
     if not sep or not module_name or not attr_path:
         raise SpecError(f"store spec {spec!r} must look like 'package.module:factory'")
@@ -35,7 +40,8 @@ def load_factory(spec: str) -> Factory:
             raise SpecError(f"store spec {spec!r}: {module_name!r} has no {attr_path!r}") from None
     if not callable(target):
         raise SpecError(f"store spec {spec!r} names {type(target).__name__}, not a callable")
-    return target
+    # A store acknowledged by flush() is checked through handles that flush each write.
+    return acknowledged(target)
 
 
 def cwd_importable() -> None:

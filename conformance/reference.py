@@ -12,11 +12,12 @@ import os
 from typing import TYPE_CHECKING
 
 from lance_offsets import HookedOffsetStore, LockFileOffsetStore, MemoryOffsetStore
+from lance_offsets._committer import CoalescingCommitter
 
 if TYPE_CHECKING:
     from lance_offsets import PostgresOffsetStore, SQLiteOffsetStore
 
-__all__ = ["hooked_lockfile", "lockfile", "memory", "postgres", "sqlite"]
+__all__ = ["coalescing", "hooked_lockfile", "lockfile", "memory", "postgres", "sqlite"]
 
 #: Consumer name the reference factories use under the test directory.
 CONSUMER_NAME = "conformance"
@@ -70,13 +71,22 @@ memory.shared = False  # type: ignore[attr-defined]
 memory.durable = False  # type: ignore[attr-defined]
 
 
+def coalescing(path: str) -> CoalescingCommitter:
+    """The lock-file store behind a :class:`CoalescingCommitter`: acknowledged by ``flush()``."""
+    return CoalescingCommitter(LockFileOffsetStore.open(path, CONSUMER_NAME))
+
+
+coalescing.acknowledge = "flush"  # type: ignore[attr-defined]
+coalescing.damage = LOCKFILE_DAMAGE  # type: ignore[attr-defined]
+coalescing.batch = True  # type: ignore[attr-defined]
+
+
 def hooked_lockfile(path: str) -> HookedOffsetStore:
     """The lock-file store wrapped in :class:`HookedOffsetStore` with no hooks of its own."""
     return HookedOffsetStore(LockFileOffsetStore.open(path, CONSUMER_NAME))
 
 
 hooked_lockfile.damage = LOCKFILE_DAMAGE  # type: ignore[attr-defined]
-lockfile.batch = True  # type: ignore[attr-defined]  # save_many: per-key durable, not atomic
 hooked_lockfile.open_named = lambda path, name: HookedOffsetStore(  # type: ignore[attr-defined]
     LockFileOffsetStore.open(path, name)
 )

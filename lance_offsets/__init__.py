@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._committer import CoalescingCommitter as CoalescingCommitter
 from ._domain import MAX_CONSUMER_ID as MAX_CONSUMER_ID
 from ._domain import MAX_OFFSET as MAX_OFFSET
 from ._domain import MAX_TOPIC_ID as MAX_TOPIC_ID
@@ -32,6 +33,7 @@ __all__ = [
     "MAX_CONSUMER_ID",
     "MAX_OFFSET",
     "MAX_TOPIC_ID",
+    "CoalescingCommitter",
     "CollectingCommitHook",
     "CommitInfo",
     "CorruptOffsetError",
