@@ -34,6 +34,7 @@ CHECKS: Final[dict[str, str]] = {
     "D4": "lance_offsets.stress.crash._campaign:check_d4",
     "D5": "lance_offsets.stress.crash._campaign:check_d5",
     "F2": "lance_offsets.stress.faults._campaign:check_f2",
+    "B1": "lance_offsets.stress.batch._campaign:check_b1",
 }
 
 

@@ -158,8 +158,13 @@ def check_d3(spec: str, options: StressOptions) -> PropertyResult:
     return run_powerloss(spec, options).result
 
 
-def run_powerloss(spec: str, options: StressOptions) -> PowerLossRun:
-    """Record, explore and verify; see the module docstring. Scratch files are removed after."""
+def run_powerloss(
+    spec: str, options: StressOptions, steps: list[Step] | None = None
+) -> PowerLossRun:
+    """Record, explore and verify; see the module docstring. Scratch files are removed after.
+
+    :param steps: the workload (default: :func:`workload`); B1 passes one with batches.
+    """
     clock = _Clock()
     if not sys.platform.startswith("linux"):
         return _unverified(
@@ -173,7 +178,7 @@ def run_powerloss(spec: str, options: StressOptions) -> PowerLossRun:
     try:
         with open(os.path.join(scratch, _OWNER), "w", encoding="ascii") as fh:
             fh.write(str(os.getpid()))
-        return _run(spec, options, scratch, clock)
+        return _run(spec, options, scratch, clock, steps or workload(options))
     except MemoryError:
         # Bounded by design (streamed states, capped batches and traces); if memory still runs
         # out, this machine is too small for the run: that is no finding about the store.
@@ -501,8 +506,9 @@ def _strace_recording(
     return _Recording(root, recorded["initial"], recorded["trace"], "strace", work)
 
 
-def _run(spec: str, options: StressOptions, scratch: str, clock: _Clock) -> PowerLossRun:
-    steps = workload(options)
+def _run(
+    spec: str, options: StressOptions, scratch: str, clock: _Clock, steps: list[Step]
+) -> PowerLossRun:
     recording = _recording(spec, steps, scratch, options.seed)
     if isinstance(recording, tuple):
         outcome, details = recording

@@ -62,11 +62,17 @@ Phase = Literal["begin", "ack", "fail"]
 
 @dataclass(frozen=True)
 class Step:
-    """One store call of the workload: ``save`` (with its value) or ``delete`` (value None)."""
+    """One store call of the workload: ``save`` (with its value) or ``delete`` (value None).
+
+    Consecutive saves with one nonzero ``batch`` number are one ``save_many`` call (B1): each
+    key is marked begun before the call and acknowledged after it, so the oracle holds every
+    key of the batch to old-or-new during it and to new once it returned (per-key durable).
+    """
 
     kind: Literal["save", "delete"]
     key: Key
     value: int | None = None
+    batch: int = 0
 
     def note(self, phase: Phase) -> str:
         """Return the mark note recording ``phase`` of this call (``"ack save 1 2 5"``)."""

@@ -41,18 +41,34 @@ FRESH_VALUE: Final = 424242
 
 
 def run_steps(store: Any, steps: list[Step], mark: Callable[[str], None]) -> None:
-    for step in steps:
-        mark(step.note("begin"))
+    for call in _calls(steps):
+        for step in call:
+            mark(step.note("begin"))
         try:
-            if step.kind == "save":
-                assert step.value is not None
-                store.save(*step.key, step.value)
+            if call[0].batch:
+                store.save_many({step.key: step.value for step in call})
+            elif call[0].kind == "save":
+                assert call[0].value is not None
+                store.save(*call[0].key, call[0].value)
             else:
-                store.delete(*step.key)
+                store.delete(*call[0].key)
         except Exception as exc:  # any failure leaves the call in flight
-            mark(step.note("fail") + f": {exc!r}")
+            for step in call:
+                mark(step.note("fail") + f": {exc!r}")
         else:
-            mark(step.note("ack"))
+            for step in call:
+                mark(step.note("ack"))
+
+
+def _calls(steps: list[Step]) -> list[list[Step]]:
+    """The store calls of a workload: one step each, or the steps of one batch together."""
+    calls: list[list[Step]] = []
+    for step in steps:
+        if step.batch and calls and calls[-1][0].batch == step.batch:
+            calls[-1].append(step)
+        else:
+            calls.append([step])
+    return calls
 
 
 class Progress:

@@ -16,6 +16,8 @@ Jobs (dicts with a ``"job"`` name):
 ``loop``
     Save increasing values forever, sending ``("acked", value)`` after each save returned; with
     ``"action": "open"``, commit ``setup`` and then open, read and close the store forever.
+``batch``
+    As ``crash``, with ``save_many(batch)`` over ``setup`` as the change (B1).
 ``verify``
     From a fresh handle: reply ``("read", found)`` with the values of the keys and
     ``list_all()``; then, if asked, save a later value and reply ``("saved", report)`` with the
@@ -136,6 +138,35 @@ def _crash(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
         if not opening:  # an open acknowledges nothing new: all it finds was committed before
             note(f"ack {'delete' if new is None else 'save'} {key[0]} {key[1]} {new}")
             conn.send(("acked", new))
+        time.sleep(job.get("linger", 0.0))  # let a store's background writer show itself
+        store.close()
+    return ("done", list(trace))
+
+
+def _batch(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
+    """B1's crash job: ``crash`` with ``save_many(batch)`` over ``setup`` as the change.
+
+    Sends ``("acked", None)`` once the batch returned.
+    """
+    stop: tuple[int, str] | None = job["stop"]
+    if (missing := _no_shim(job)) is not None:
+        return missing
+
+    def stopper(op: TraceOp, phase: str) -> None:
+        if stop is not None and (op.index, phase) == stop:
+            conn.send(("stopped", op))
+            _block_forever()
+
+    store = factory(job["path"])
+    _setup(store, job["setup"])
+    block, note = _tracing(job, on_op=stopper)
+    with block as trace:
+        try:
+            store.save_many(job["batch"])
+        except Exception as exc:  # reported: the parent decides what it means
+            return ("raised", (_describe(exc), list(trace)))
+        note("ack save_many")
+        conn.send(("acked", None))
         time.sleep(job.get("linger", 0.0))  # let a store's background writer show itself
         store.close()
     return ("done", list(trace))
@@ -348,6 +379,7 @@ _JOBS: dict[str, Callable[[Callable[[str], Any], Any, dict[str, Any]], Reply]] =
     "loop": _loop,
     "verify": _verify,
     "fault": _fault,
+    "batch": _batch,
 }
 
 

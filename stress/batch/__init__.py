@@ -1,0 +1,1 @@
+"""B1, batch saves: kills at the crash points inside ``save_many``, power cuts around it."""

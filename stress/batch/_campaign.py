@@ -1,0 +1,284 @@
+"""B1 on any store with ``save_many``: the machine's half, then kills and power cuts in a batch.
+
+1. The one-process half (``conformance/_props_batch.py``): read-back, refused batches.
+2. Kills: a worker sets up old values, runs ``save_many`` of new ones under the interposer and
+   is killed at each crash point of it (all of them in a long run; in a short one, those around
+   renames and syncs, where a batch's keys can part ways). A verifier process then opens the
+   store fresh. Per-key durable (the default): each key of the batch holds its old or its new
+   offset, the key outside it is untouched, nothing else is listed, and all are new once the
+   batch was acknowledged. ``batch_atomic``: in addition, all old or all new.
+3. Power cuts: the power-loss explorer (D3's) runs a workload whose saves are batches; its oracle
+   holds each key of a batch in flight to old-or-new, and to new once acknowledged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, Final
+
+from lance_offsets.conformance._capabilities import capabilities_of
+from lance_offsets.conformance._profiles import DEFAULT_PROFILE
+from lance_offsets.conformance._props_batch import batch_of
+from lance_offsets.conformance._results import Outcome, PropertyResult
+from lance_offsets.conformance._run import check_property
+from lance_offsets.conformance._spec import load_factory
+
+from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
+
+from .._options import StressOptions
+from ..crash._points import label, points
+from ..powerloss._campaign import run_powerloss
+from ..powerloss._oracle import Step
+from ..seam._trace import TraceOp
+from ..workers._fleet import Fleet, Worker, WorkerGone
+from ..workers._jobs import NO_SHIM
+
+__all__ = ["check_b1", "power_workload"]
+
+Key = tuple[int, int]
+
+#: Operations whose neighbourhood a short run kills at: where a batch's keys can part ways.
+_PIVOTS: Final = frozenset({"rename", "replace", "fsync", "fdatasync"})
+#: Seconds a worker may take to reach its stop point or answer a job.
+_STEP_SECONDS: Final = 60.0
+#: Violations after which the kills stop (the report shows the first ones).
+_ENOUGH: Final = 3
+
+_OTHER: Final[Key] = (7, 7)
+_SETUP: Final[dict[Key, int]] = {(1, 2): 5, (MAX_TOPIC_ID, MAX_CONSUMER_ID): 40, _OTHER: 700}
+# Different decimal widths from the old values: a torn or mixed file cannot pass for either.
+_BATCH: Final[dict[Key, int]] = {
+    (1, 2): 123456,
+    (MAX_TOPIC_ID, MAX_CONSUMER_ID): MAX_OFFSET,
+    (0, 0): 9,  # absent before: a first save inside the batch
+}
+
+
+def power_workload() -> list[Step]:
+    """Saves, a batch over them, a delete, a second batch: what D3's explorer replays for B1."""
+    a, b, c = (1, 2), (MAX_TOPIC_ID, MAX_CONSUMER_ID), (0, 0)
+    return [
+        Step("save", a, 5),
+        Step("save", b, 40),
+        Step("save", a, 123456, batch=1),
+        Step("save", b, MAX_OFFSET, batch=1),
+        Step("save", c, 9, batch=1),
+        Step("delete", c),
+        Step("save", c, 77, batch=2),
+        Step("save", a, 0, batch=2),
+    ]
+
+
+def check_b1(spec: str, options: StressOptions) -> PropertyResult:
+    """Check B1 on the store ``spec`` names (not applicable without ``save_many``)."""
+    start = time.monotonic()
+    factory = load_factory(spec)
+    if not batch_of(factory, options.workdir):
+        return PropertyResult("B1", "not-applicable", 0.0, "the store's handles have no save_many")
+    caps = capabilities_of(factory)
+    profile = "ci" if options.long else DEFAULT_PROFILE
+    machine = check_property(spec, "B1", profile=profile, seed=options.seed)
+    evidence: dict[str, int | float | str] = {
+        f"machine {name}": value for name, value in machine.evidence.items()
+    }
+    if machine.outcome != "passed" or not caps.durable:
+        note = "" if caps.durable else "kills and power cuts not checked: not claimed durable"
+        details = "; ".join(filter(None, [machine.details, note]))
+        return dataclasses.replace(
+            machine, id="B1", seconds=time.monotonic() - start, details=details, evidence=evidence
+        )
+    semantics = "atomic" if caps.batch_atomic else "per-key durable"
+    evidence["semantics"] = semantics
+    kills = _Kills(spec, options, caps.batch_atomic)
+    try:
+        kills.run()
+    finally:
+        kills.close()
+    evidence.update(kills.evidence())
+    if kills.violations:
+        details = (
+            f"[B1] save_many ({semantics}) broken by a kill inside the batch (seed "
+            f"{options.seed}):\n" + "\n".join(kills.violations[:_ENOUGH])
+        )
+        return PropertyResult("B1", "failed", time.monotonic() - start, details, evidence)
+    power = run_powerloss(spec, options, power_workload()).result
+    evidence.update({f"power {name}": value for name, value in power.evidence.items()})
+    seconds = time.monotonic() - start
+    if power.outcome == "failed":
+        # The explorer speaks of D3, whose oracle it is: here every key of a batch in flight is
+        # held to old-or-new, and to new once save_many returned.
+        text = power.details.replace("violate D3", "violate B1's per-key rule")
+        details = "[B1] a power cut inside or after save_many:\n" + text
+        return PropertyResult("B1", "failed", seconds, details, evidence)
+    notes = [kills.unseen, "" if power.outcome == "passed" else f"power cuts: {power.details}"]
+    outcome: Outcome = "passed" if power.outcome == "passed" and kills.killed else "unverified"
+    return PropertyResult("B1", outcome, seconds, "; ".join(filter(None, notes)), evidence)
+
+
+class _Kills:
+    """Kill a worker at each chosen crash point of one ``save_many``; judge in a fresh process."""
+
+    def __init__(self, spec: str, options: StressOptions, atomic: bool) -> None:
+        self.options = options
+        self.atomic = atomic
+        self.fleet = Fleet(spec)
+        self.root = tempfile.mkdtemp(prefix="lance-batch-", dir=options.workdir)
+        self.count = self.killed = self.unreached = 0
+        self.violations: list[str] = []
+        self.unseen = ""
+        self.verifier: Worker | None = None
+        self.backend = "python"
+
+    def evidence(self) -> dict[str, int | float | str]:
+        return {
+            "batch crash points killed": self.killed,
+            "batch tracing": self.backend,
+            "batch points not reached": self.unreached,
+        }
+
+    def close(self) -> None:
+        self.fleet.close()
+        if self.verifier is not None:
+            self.verifier.kill()
+        if not self.violations:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _directory(self) -> str:
+        self.count += 1
+        path = os.path.join(self.root, f"cycle-{self.count}")
+        os.mkdir(path)
+        return path
+
+    def _job(self, path: str, stop: tuple[int, str] | None) -> dict[str, Any]:
+        return {
+            "job": "batch",
+            "path": path,
+            "setup": dict(_SETUP),
+            "batch": dict(_BATCH),
+            "stop": stop,
+            "linger": 0.0,
+            "backend": self.backend,
+        }
+
+    def _count(self) -> list[TraceOp] | None:
+        """The trace of one uncrashed batch, or None (a violation or a missing shim, noted)."""
+        path = self._directory()
+        worker = self.fleet.take()
+        worker.send(self._job(path, None))
+        while True:
+            tag, payload = worker.recv(_STEP_SECONDS, "the uncrashed batch")
+            if tag == "done":
+                worker.kill()
+                return list(payload)
+            if tag == "raised":
+                worker.kill()
+                self.violations.append(f"save_many({_BATCH}) raised with no crash: {payload[0]}")
+                return None
+            if tag == NO_SHIM:
+                worker.kill()
+                self.unseen = f"kills inside the batch: no syscall shim ({payload})"
+                return None
+
+    def run(self) -> None:
+        trace = self._count()
+        if trace is not None and not points(trace):
+            # I/O made in C (SQLite): the preloaded syscall shim sees it, as in D1's campaign.
+            self.backend = "syscall"
+            trace = self._count()
+        if trace is None:
+            return
+        chosen = points(trace)
+        if not chosen:
+            self.unseen = "kills inside the batch: neither tracer saw the store's I/O"
+            return
+        self.unseen = ""
+        if not self.options.long:
+            near = {op.index + d for op in trace if op.kind in _PIVOTS for d in (-1, 0, 1)}
+            chosen = [(op, phase) for op, phase in chosen if op.index in near]
+        for op, phase in chosen:
+            self._kill_at(op, phase, trace)
+            if len(self.violations) >= _ENOUGH:
+                return
+
+    def _kill_at(self, op: TraceOp, phase: str, trace: list[TraceOp]) -> None:
+        path = self._directory()
+        worker = self.fleet.take()
+        worker.send(self._job(path, (op.index, phase)))
+        acked = False
+        while True:
+            tag, _ = worker.recv(_STEP_SECONDS, f"the batch to reach op #{op.index}")
+            if tag == "acked":
+                acked = True
+            elif tag == "stopped":
+                break
+            else:  # not reached this time (a racing background thread)
+                worker.kill()
+                self.unreached += 1
+                return
+        worker.kill()
+        self.killed += 1
+        where = label(op, phase, trace, path)
+        found = self._read(path)
+        for problem in judge_batch(found, acked=acked, atomic=self.atomic):
+            self.violations.append(f"{where}: {problem}")
+
+    def _read(self, path: str) -> dict[str, Any]:
+        if self.verifier is None:
+            # One verifier for every cycle: it opens each crashed directory with a new handle,
+            # and never had any of them open before.
+            self.verifier = self.fleet.take()
+        keys = sorted({*_SETUP, *_BATCH})
+        self.verifier.send({"job": "verify", "path": path, "keys": keys, "later": None})
+        try:
+            _, found = self.verifier.recv(_STEP_SECONDS, f"reading {path}")
+            if "open" not in found:
+                self.verifier.recv(_STEP_SECONDS, "closing the verifier's handle")
+        except WorkerGone as exc:
+            self.verifier.kill()
+            self.verifier = None
+            return {"open": f"the verifier died or hung: {exc}"}
+        return dict(found)
+
+
+def _shown(value: object) -> str:
+    return "absent" if value is None else repr(value)
+
+
+def judge_batch(found: dict[str, Any], *, acked: bool, atomic: bool) -> list[str]:
+    """What is wrong with the state a fresh handle read after a kill inside ``save_many``."""
+    if "open" in found:
+        return [f"a fresh handle could not open the store: {found['open']}"]
+    problems = []
+    state: dict[Key, str] = {}
+    for key in sorted({*_SETUP, *_BATCH}):
+        got = found.get(f"load{key}")
+        old, new = _SETUP.get(key), _BATCH.get(key, _SETUP.get(key))
+        if isinstance(got, str):
+            problems.append(f"load{key} {got}")
+            continue
+        if key not in _BATCH:
+            if got != old:
+                problems.append(f"key {key} outside the batch holds {_shown(got)}, not {old}")
+            continue
+        if acked and got != new:
+            problems.append(f"save_many returned, yet load{key} gave {_shown(got)}, not {new}")
+        elif got not in (old, new):
+            problems.append(
+                f"load{key} gave {_shown(got)}: neither the old {_shown(old)} nor the new {new}"
+            )
+        state[key] = "new" if got == new else "old"
+    listing = found.get("list_all")
+    loads = {k: found.get(f"load{k}") for k in sorted({*_SETUP, *_BATCH})}
+    expected_listing = {k: v for k, v in loads.items() if v is not None and not isinstance(v, str)}
+    if isinstance(listing, str):
+        problems.append(f"list_all() {listing}")
+    elif listing != expected_listing:
+        problems.append(f"list_all() gave {listing}, the loads {expected_listing}")
+    if atomic and len(set(state.values())) > 1 and not problems:
+        parts = ", ".join(f"{k}: {v}" for k, v in state.items())
+        problems.append(f"declared batch_atomic, yet the batch is half done ({parts})")
+    return problems
