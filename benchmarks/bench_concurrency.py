@@ -14,7 +14,6 @@ Usage: ``PYTHONPATH=tests python benchmarks/bench_concurrency.py [--seconds S] [
 from __future__ import annotations
 
 import argparse
-import random
 import shutil
 import time
 
@@ -22,6 +21,8 @@ from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress.concurrency._campaign import M1_WORKLOAD, run_workload
 from lance_offsets.stress.concurrency._history import Op
 from lance_offsets.stress.concurrency._linearize import check_history
+
+from lance_offsets._bench_suite import synthetic_history
 
 BASELINE = "zoo.stress_concurrency_zoo:careful"
 
@@ -43,24 +44,7 @@ def measure(spec: str, options: StressOptions) -> float:
 
 
 def synthetic(ops_per_worker: int, workers: int = 4) -> list[Op]:
-    rng = random.Random(0)
-    timeline = []
-    for w in range(workers):
-        t = 0.0
-        for s in range(1, ops_per_worker + 1):
-            start = t + rng.random()
-            point = start + rng.random()
-            t = point + rng.random()
-            timeline.append((point, w, s, start, t, rng.choice(["save", "load", "load", "delete"])))
-    state: int | None = None
-    ops = []
-    for _, w, s, start, end, kind in sorted(timeline):
-        value = w * 2**32 + s if kind == "save" else None
-        if kind != "load":
-            state = value
-        result = state if kind == "load" else None
-        ops.append(Op(w, s, kind, (1, 23), value, start, end, "ok", result))  # type: ignore[arg-type]
-    return ops
+    return synthetic_history(ops_per_worker * workers, workers)  # type: ignore[return-value]
 
 
 def main() -> None:

@@ -24,14 +24,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from lance_offsets.conformance._spec import DEFAULT_SPEC
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress.crash._campaign import run_campaign
 from lance_offsets.stress.faults._campaign import check_f2
 from lance_offsets.stress.seam._shim import build
-from lance_offsets.stress.workers._fleet import Fleet
+
+from lance_offsets._bench_suite import bare_cycles
 
 BASELINE = "zoo.stress_crash_zoo:careful"
 SQLITE = "zoo.sqlite_zoo:wal_full"
@@ -76,16 +76,6 @@ def shim_overhead(calls: int = 20000) -> dict[str, float]:
         )
         figures.update(json.loads(done.stdout))
     return figures
-
-
-def bare_cycles(spec: str, count: int) -> float:
-    """Worker start-ready-kill cycles per second: the floor under every crash cycle."""
-    with Fleet(spec) as fleet:
-        fleet.take().kill()  # the fork server's own start-up is not a cycle
-        began = time.perf_counter()
-        for _ in range(count):
-            fleet.take().kill()
-        return count / (time.perf_counter() - began)
 
 
 def measure(spec: str, options: StressOptions) -> tuple[float, float]:

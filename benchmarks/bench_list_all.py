@@ -26,43 +26,14 @@ import time
 from collections.abc import Callable
 
 from lance_offsets import LockFileOffsetStore
-from lance_offsets._layout import encode_offset, lock_name, offset_name
+from lance_offsets._bench_floors import read_inline, scandir_read
+from lance_offsets._bench_store import _populate as populate
 
 
 def timed(call: Callable[[], object]) -> float:
     started = time.perf_counter_ns()
     call()
     return (time.perf_counter_ns() - started) / 1e6
-
-
-def populate(directory: str, keys: int) -> None:
-    """Write N keys as a Rust client leaves them (offset + lock file), quickly: no fsync needed."""
-    for i in range(keys):
-        topic, consumer = i % 97, i
-        with open(os.path.join(directory, offset_name(topic, consumer)), "wb") as f:
-            f.write(encode_offset(i * 1000))
-        open(os.path.join(directory, lock_name(topic, consumer)), "wb").close()
-
-
-def scandir_read(directory: str) -> dict[str, bytes]:
-    found = {}
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.name.endswith(".offset"):
-                fd = os.open(entry.path, os.O_RDONLY)
-                try:
-                    found[entry.name] = os.read(fd, 64)
-                finally:
-                    os.close(fd)
-    return found
-
-
-def read_inline(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.read(fd, 64)
-    finally:
-        os.close(fd)
 
 
 def repeated(call: Callable[[], object], times: int) -> Callable[[], None]:

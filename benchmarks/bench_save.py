@@ -9,90 +9,30 @@ directory, so disk noise hits them alike:
     file, replace, open/fsync/close the directory, unlock), without checks or re-check;
 (c) ``seed``:   the Rust seed's protocol: (b) without the directory fsync.
 
-Usage: ``python benchmarks/bench_save.py [--dir DIR] [--rounds N] [--per-round K]``. DIR decides
-the file system measured (default: a temporary directory under the current directory).
+``lance-offsets bench`` measures the same (and C and SQLite floors) with the rest of the figures;
+this script keeps the seed's variant. Usage: ``python benchmarks/bench_save.py [--dir DIR]
+[--rounds N] [--per-round K]``. DIR decides the file system measured (default: a temporary
+directory under the current directory).
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
-import random
 import shutil
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 
 from lance_offsets import LockFileOffsetStore
-
-Variant = Callable[[int], None]
-
-
-def inline_save(directory: str, key: int, dir_fsync: bool) -> Variant:
-    # Each variant has its own key, so no variant's journal updates coalesce with another's.
-    stem = os.path.join(directory, f"topic-{key}-consumer-{key}")
-    lock, tmp, target = stem + ".lock", stem + ".offset.tmp", stem + ".offset"
-
-    def save(offset: int) -> None:
-        lfd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(lfd, fcntl.LOCK_EX)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            try:
-                os.write(fd, b"%d\n" % offset)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-            if dir_fsync:
-                dfd = os.open(directory, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
-            fcntl.flock(lfd, fcntl.LOCK_UN)
-        finally:
-            os.close(lfd)
-
-    return save
-
-
-def file_system(path: str) -> str:
-    """Name the file system holding ``path`` (Linux only; 'unknown' elsewhere)."""
-    best, kind = "", "unknown"
-    real = os.path.realpath(path)
-    try:
-        with open("/proc/mounts") as mounts:
-            for line in mounts:
-                _, point, fstype, *_ = line.split()
-                if real.startswith(point) and len(point) > len(best):
-                    best, kind = point, fstype
-    except OSError:
-        pass
-    return kind
+from lance_offsets._bench_floors import Variant, file_system, inline_save, interleaved
 
 
 def measure(
     variants: dict[str, Variant], rounds: int, per_round: int, seed: int
 ) -> dict[str, list[float]]:
-    # The order is shuffled every time: on ext4 a directory fsync commits the whole journal, so
-    # the save right after a seed-style save (which leaves its rename unsynced) pays for it. A
-    # fixed order would charge that to one variant.
-    rng = random.Random(seed)
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    names = list(variants)
-    offset = 0
-    for _ in range(rounds * per_round):
-        rng.shuffle(names)
-        for name in names:
-            offset += 1
-            started = time.perf_counter_ns()
-            variants[name](offset)
-            samples[name].append((time.perf_counter_ns() - started) / 1000)
-    return samples
+    """Interleaved timings (``lance_offsets._bench_floors.interleaved``), kept for bench_stores."""
+    return interleaved(variants, rounds * per_round, seed)
 
 
 def main(argv: list[str] | None = None) -> int:

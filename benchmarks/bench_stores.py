@@ -27,9 +27,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench_save import Variant, file_system, measure
+from bench_save import measure
 
 from lance_offsets import LockFileOffsetStore, OffsetStore, SQLiteOffsetStore
+from lance_offsets._bench_floors import Variant, file_system
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import _postgres  # the tests' cluster helper, importable once the path is set

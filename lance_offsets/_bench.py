@@ -1,0 +1,117 @@
+"""``lance-offsets bench``: one run, one disk, every figure with its floor, ratio and goal.
+
+Prints a table, writes it as JSON, and draws the ratios against their goals as a PNG when
+matplotlib is installed. The figures come from :mod:`._bench_store` (the stores beside inline
+syscalls, C and SQLite) and :mod:`._bench_suite` (the conformance and stress kit itself). Goals
+are printed, never asserted: a bench on a shared, loaded machine reports, it does not judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any
+
+from ._bench_floors import file_system
+from ._bench_store import Figure, store_figures
+
+__all__ = ["register", "run"]
+
+_HELP = "measure the stores and the suite beside their floors and goals (table, JSON, PNG)"
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``bench`` subcommand."""
+    parser = subparsers.add_parser("bench", help=_HELP, description=_HELP)
+    parser.add_argument("--dir", default=".", help="parent of the scratch directory (the disk)")
+    parser.add_argument("--json", default="bench.json", help="where to write the figures")
+    parser.add_argument("--png", default="bench.png", help="chart of ratios (needs matplotlib)")
+    parser.add_argument(
+        "--only", choices=("stores", "suite"), help="measure only the stores or only the suite"
+    )
+    parser.add_argument("--calls", type=int, default=150, help="durable saves per variant")
+    parser.add_argument("--seconds", type=float, default=1.0, help="each throughput run")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.set_defaults(handler=run)
+
+
+def _value(number: float) -> str:
+    return f"{number:,.0f}" if abs(number) >= 100 else f"{number:,.2f}"
+
+
+def table(figures: list[Figure]) -> str:
+    """The figures as aligned text, one per line, grouped."""
+    lines = []
+    group = ""
+    for f in figures:
+        if f.group != group:
+            group = f.group
+            lines.append(f"\n{group}")
+        floor = "" if f.floor is None else f"{f.floor_name} {_value(f.floor)}"
+        ratio = "" if f.ratio is None else f"{f.ratio:.2f}x"
+        verdict = {True: "met", False: "NOT met", None: ""}[f.met]
+        goal = f"goal {f.goal}: {verdict}" if f.goal else ""
+        lines.append(
+            f"  {f.name:42} {_value(f.value):>10} {f.unit:9} {floor:54} {ratio:>8}  {goal}".rstrip()
+        )
+    return "\n".join(lines)
+
+
+def _chart(figures: list[Figure], path: str) -> str:
+    try:
+        import matplotlib  # type: ignore[import-not-found, unused-ignore]
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return "no chart: matplotlib is not installed"
+    rated = [f for f in figures if f.ratio is not None]
+    fig, ax = plt.subplots(figsize=(10, 0.4 * len(rated) + 1))
+    colours = ["tab:green" if f.met else "tab:red" if f.met is False else "tab:gray" for f in rated]
+    ax.barh([f"{f.name} / {f.floor_name}" for f in rated], [f.ratio for f in rated], color=colours)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("ratio to floor (green: goal met, red: not met, grey: no goal)")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return f"chart: {path}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure, print, save; exit 0 whatever the figures say."""
+    scratch = tempfile.mkdtemp(prefix="lance-bench-", dir=args.dir)
+    began = time.perf_counter()
+    try:
+        where = f"{file_system(scratch)} at {os.path.realpath(scratch)}"
+        print(f"lance-offsets bench: python {platform.python_version()}, {sys.platform}, {where}")
+        print(f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}", flush=True)
+        figures: list[Figure] = []
+        if args.only in (None, "stores"):
+            figures += store_figures(
+                scratch, calls=args.calls, seconds=args.seconds, seed=args.seed
+            )
+        if args.only in (None, "suite"):
+            from ._bench_suite import suite_figures
+
+            figures += suite_figures(scratch, seed=args.seed)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(table(figures))
+    met = [f for f in figures if f.met is not None]
+    print(
+        f"\n{sum(1 for f in met if f.met)} of {len(met)} goals met in "
+        f"{time.perf_counter() - began:.0f} s; load average now {os.getloadavg()[0]:.2f}"
+    )
+    with open(args.json, "w", encoding="utf-8") as fh:
+        json.dump([dataclasses.asdict(f) for f in figures], fh, indent=2)
+    print(f"figures: {args.json}; {_chart(figures, args.png)}")
+    return 0
