@@ -53,7 +53,8 @@ MACHINE_PLANS: dict[str, frozenset[str]] = {
     "C6": frozenset({"delete", "list_all"}),
     "P1": frozenset({"delete", "list_all", "reopen"}),
     "P2": frozenset({"delete", "list_all", "second", "remote", "recommit"}),
-    "B1": frozenset({"batch", "delete", "list_all", "reopen", "second"}),
+    # No reopen: kills and power cuts inside a batch (the stress half) test what persists.
+    "B1": frozenset({"batch", "delete", "list_all", "second"}),
 }
 
 #: How many other keys a C5 check reloads around each write.
