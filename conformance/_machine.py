@@ -97,7 +97,7 @@ def _runner_draw(make: Callable[[Capabilities], st.SearchStrategy[Any]]) -> Any:
     return st.runner().flatmap(lambda machine: make(machine.caps))
 
 
-class StoreMachine(BatchRules, RuleBasedStateMachine):
+class StoreMachine(RuleBasedStateMachine):
     """The machine for one store; build concrete ones with :func:`store_machine`."""
 
     factory: ClassVar[Factory]
@@ -557,6 +557,10 @@ class StoreMachine(BatchRules, RuleBasedStateMachine):
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+class BatchStoreMachine(BatchRules, StoreMachine):
+    """The machine with ``save_many`` rules (B1)."""
+
+
 def _families(caps: Capabilities, wanted: Iterable[str], spec: str | None) -> frozenset[str]:
     families = set(wanted)
     if not caps.persistent:
@@ -612,9 +616,12 @@ def store_machine(
         atexit.register(remote.stop)
     name = getattr(factory, "__name__", "Store")
     name = name if name[:1].isupper() else name.title()
+    # The batch rules only where B1 is checked: a machine without them draws exactly the programs
+    # it drew before save_many existed (same seed, same programs, same time).
+    bases = (BatchStoreMachine,) if "batch" in families else (StoreMachine,)
     return type(
         f"{''.join(c for c in name if c.isalnum())}Machine",
-        (StoreMachine,),
+        bases,
         {
             "factory": staticmethod(factory),
             "caps": caps,
