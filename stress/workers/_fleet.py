@@ -1,7 +1,7 @@
 """Warm worker processes for crash and fault runs: one starting while another works.
 
 Every crash cycle kills a worker, so cycles are bounded by how fast a new process is ready. A
-:class:`Fleet` keeps spares starting in the background while the current worker runs, and
+:class:`Fleet` keeps one spare starting in the background while the current worker runs, and
 starts workers with ``forkserver`` where the platform has it: each is forked from a clean server
 process (not from the test process: no inherited handles, threads or caches, like spawn) that has
 already imported the worker module, about ten times faster than spawn. Windows has only spawn.
@@ -27,8 +27,6 @@ __all__ = ["START_METHOD", "Fleet", "Worker", "WorkerGone"]
 #: How workers start: forkserver (a clean server process forks them) where available, else spawn.
 START_METHOD: Final = "spawn" if sys.platform == "win32" else "forkserver"
 
-#: Workers a fleet keeps starting ahead of need (see :class:`Fleet`).
-SPARES: Final = 2
 #: Seconds a new worker may take to import and build its factory (the machine may be loaded).
 READY_SECONDS: Final = 120.0
 
@@ -135,19 +133,12 @@ class Worker:
 
 
 class Fleet:
-    """Workers for one store spec; :meth:`take` returns a ready one and starts the next.
+    """Workers for one store spec; :meth:`take` returns a ready one and starts the next."""
 
-    :param spares: workers kept starting ahead of need. Two, not one: a worker takes longer to
-        become ready (fork, unpickle, import the store: about 50 ms on a loaded 2-core machine)
-        than a short kill-verify cycle runs, so with one spare every cycle waited for the rest of
-        a start (``lance-offsets bench``: kill-verify cycles beside bare starts).
-    """
-
-    def __init__(self, spec: str, spares: int = SPARES) -> None:
+    def __init__(self, spec: str) -> None:
         self.spec = spec
         self._ctx = _context()
-        self._spares: list[Worker] = []
-        self._want = max(1, spares)
+        self._spare: Worker | None = None
         self._idle: list[Worker] = []
         self.started = 0
 
@@ -159,9 +150,8 @@ class Fleet:
         """A ready worker: a new one (``fresh``: it never opened a store), or an idle one."""
         if not fresh and self._idle:
             return self._idle.pop()
-        worker = self._spares.pop(0) if self._spares else self._start()
-        while len(self._spares) < self._want:
-            self._spares.append(self._start())
+        worker = self._spare or self._start()
+        self._spare = self._start()
         if not worker.ready:
             started = time.monotonic()
             try:
@@ -179,10 +169,10 @@ class Fleet:
 
     def close(self) -> None:
         """Stop every worker this fleet started."""
-        for worker in [*self._idle, *self._spares]:
+        for worker in [*self._idle, *([self._spare] if self._spare else [])]:
             worker.kill()
         self._idle.clear()
-        self._spares.clear()
+        self._spare = None
 
     def __enter__(self) -> Fleet:
         return self
