@@ -205,5 +205,7 @@ def test_conformance_properties(dsn: str, monkeypatch: pytest.MonkeyPatch) -> No
     failed = {r.id: r.details for r in results if r.outcome == "failed"}
     assert failed == {}
     assert outcomes.pop("F1") == "unverified"  # no files to damage, and no damage mapping
+    # save_many's one-process half passed; kills and power cuts inside it act on client file I/O.
+    assert outcomes.pop("B1") == "unverified"
     assert set(outcomes.values()) == {"passed"}, outcomes
     assert {"M1", "M2", "P2", "H2", "S1"} <= set(outcomes)
