@@ -52,13 +52,13 @@ def open_database(url: str) -> Database:
     """Open the offset store named by ``sqlite:///path`` or ``postgresql://...``."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite" and parts.netloc == "" and parts.path:
-        store = SQLiteOffsetStore.open(unquote(parts.path), CONSUMER_NAME)
-        return Database(store, "INSERT INTO results VALUES (?, ?)")
+        sqlite = SQLiteOffsetStore.open(unquote(parts.path), CONSUMER_NAME)
+        return Database(sqlite, "INSERT INTO results VALUES (?, ?)")
     if parts.scheme in ("postgresql", "postgres"):
-        store = PostgresOffsetStore(url, CONSUMER_NAME)
+        postgres = PostgresOffsetStore(url, CONSUMER_NAME)
         # The lock key names this consumer's key; any 64-bit number your consumers agree on works.
         lock = f"SELECT pg_advisory_xact_lock({TOPIC_ID}, {CONSUMER_ID})"
-        return Database(store, "INSERT INTO results VALUES (%s, %s)", lock)
+        return Database(postgres, "INSERT INTO results VALUES (%s, %s)", lock)
     raise SystemExit(f"not a store URL: {url!r} (sqlite:///path or postgresql://...)")
 
 

@@ -217,6 +217,7 @@ def kills_wanted(request: pytest.FixtureRequest, default: int) -> int:
 def run_rounds(
     new_url: Callable[[int], str],
     verdict: Callable[[str, int], Verdict],
+    *,
     records: int,
     workdir: Path,
     seed: int,
@@ -238,6 +239,7 @@ def run_rounds(
     return total
 
 
+@pytest.mark.timeout(1800)  # with --stress: 240 kills and restarts, a minute or two
 def test_sqlite_consumer_survives_random_kills_exactly_once(
     tmp_path: Path, request: pytest.FixtureRequest, stress_options: StressOptions
 ) -> None:
@@ -245,10 +247,10 @@ def test_sqlite_consumer_survives_random_kills_exactly_once(
     counts = run_rounds(
         lambda n: f"sqlite://{tmp_path / f'round-{n}.sqlite3'}",
         lambda url, end: sqlite_verdict(Path(url.removeprefix("sqlite://")), end),
-        SQLITE_RECORDS,
-        tmp_path,
-        stress_options.seed,
-        kills,
+        records=SQLITE_RECORDS,
+        workdir=tmp_path,
+        seed=stress_options.seed,
+        kills=kills,
     )
     assert counts.kills >= kills
     # Evidence that the kills hit work in progress, not only idle or starting processes.
@@ -294,6 +296,7 @@ def pg_dsn() -> Iterator[str]:
         yield cluster.dsn
 
 
+@pytest.mark.timeout(1800)
 def test_postgres_consumer_survives_random_kills_exactly_once(
     tmp_path: Path, request: pytest.FixtureRequest, stress_options: StressOptions, pg_dsn: str
 ) -> None:
@@ -318,6 +321,13 @@ def test_postgres_consumer_survives_random_kills_exactly_once(
         return check_exactly_once(rows, offset, end)
 
     kills = kills_wanted(request, DEFAULT_PG_KILLS)
-    counts = run_rounds(new_url, verdict, PG_RECORDS, tmp_path, stress_options.seed, kills)
+    counts = run_rounds(
+        new_url,
+        verdict,
+        records=PG_RECORDS,
+        workdir=tmp_path,
+        seed=stress_options.seed,
+        kills=kills,
+    )
     assert counts.kills >= kills
     assert counts.in_transaction > 0, counts.summary()
