@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sqlite3
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -942,3 +943,16 @@ def test_a_sqlite_writer_holding_the_lock_times_out_the_cli_in_one_line(
     assert line.startswith("lance-offsets: error: ")
     assert str(db) in line
     assert run(capsys, "get", url, "billing", "1", "2").out == "43\n"
+
+
+def test_a_postgresql_url_without_psycopg_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what an installation without it imports
+    result = run(capsys, "ls", "postgresql://app:pw@db.example/offsets")
+    assert result == Result(
+        1,
+        "",
+        "lance-offsets: error: 'postgresql://app:***@db.example/offsets' needs psycopg 3, which "
+        "is not installed; install it with: pip install 'lance-offsets[postgres]'\n",
+    )
