@@ -190,10 +190,11 @@ class PostgresLocation(Location):
         return self._conn
 
     def _table_exists(self) -> bool:
+        conn = self._connection()  # first: it says so clearly when psycopg is missing
         from psycopg import sql
 
-        name = sql.Identifier(self.url.schema, self.url.table).as_string(self._connection())
-        row = self._connection().execute("SELECT to_regclass(%s)", (name,)).fetchone()
+        name = sql.Identifier(self.url.schema, self.url.table).as_string(conn)
+        row = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
         return row is not None and row[0] is not None
 
     def require(self) -> None:
