@@ -33,9 +33,17 @@ CHILD_TIMEOUT = 120.0
 
 
 def consume_in_two_commits(
-    db: example.Database, end: int, batch: int, on_phase: Callable[[str], None]
+    db: example.Database,
+    end: int,
+    batch: int,
+    on_phase: Callable[[str], None],
+    offset_first: bool = False,
 ) -> None:
-    """The defect: results committed, THEN the offset saved; a kill between them redoes a batch."""
+    """The defect: results and offset in two commits; a kill between them breaks exactly-once.
+
+    Results first (the usual mistake): the restart redoes the batch, whose results are then stored
+    twice. Offset first: the restart skips the batch, whose results are lost.
+    """
     with db.store.transaction() as tx:
         tx.execute(example.CREATE_RESULTS)
     while True:
@@ -43,18 +51,23 @@ def consume_in_two_commits(
         records = example.fetch(offset, batch, end)
         if not records:
             return
+        if offset_first:
+            db.store.save(example.TOPIC_ID, example.CONSUMER_ID, records[-1][0] + 1)
+            on_phase("between")
         with db.store.transaction() as tx:
             on_phase("begin")
             for n, payload in records:
                 tx.execute(db.insert, (n, example.process(payload)))
             on_phase("commit")
-        on_phase("between")
-        db.store.save(example.TOPIC_ID, example.CONSUMER_ID, records[-1][0] + 1)
+        if not offset_first:
+            on_phase("between")
+            db.store.save(example.TOPIC_ID, example.CONSUMER_ID, records[-1][0] + 1)
         on_phase("idle")
 
 
 def main(argv: list[str]) -> int:
-    """Run the consumer (MODE ``atomic``: the example; ``two-commits``: the defect).
+    """Run the consumer (MODE ``atomic``: the example; ``results-first``, ``offset-first``: the
+    defects, committing results and offset in two transactions, in that order).
 
     The child pauses the PAUSE_AT-th time it reaches PAUSE_PHASE (PAUSE_AT 0: never), so that the
     test can kill it exactly there.
@@ -72,9 +85,12 @@ def main(argv: list[str]) -> int:
             time.sleep(CHILD_TIMEOUT)  # the test kills us here
 
     db = example.open_database(url)
-    consume = example.consume if mode == "atomic" else consume_in_two_commits
     with db.store:
-        consume(db, int(end), int(batch), on_phase)
+        if mode == "atomic":
+            example.consume(db, int(end), int(batch), on_phase)
+        else:
+            first = mode == "offset-first"
+            consume_in_two_commits(db, int(end), int(batch), on_phase, offset_first=first)
     return 0
 
 

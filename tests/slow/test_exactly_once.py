@@ -12,8 +12,9 @@ one-byte shared file, written through mmap so that reporting costs no system cal
 after a kill says where the kill landed. The counts are printed and asserted: a kill test that
 only ever hit idle processes would prove nothing.
 
-The counter-example: the same consumer committing its results and its offset in two transactions
-is killed, deterministically, between the two; the same checker must find the duplicates.
+The counter-examples: the same consumer committing its results and its offset in two transactions
+is killed, deterministically, between the two; the same checker must find the duplicates (results
+committed first) or the loss (offset first).
 
 The child program is ``_exactly_once_child.py``.
 """
@@ -270,17 +271,23 @@ def test_a_kill_inside_the_commit_block_loses_and_repeats_nothing(tmp_path: Path
     assert judged.exactly_once, judged.describe()
 
 
-def test_two_separate_commits_are_caught_as_duplicates(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("mode", "lost", "duplicated"),
+    [("results-first", [], {6: 2, 7: 2, 8: 2}), ("offset-first", [6, 7, 8], {})],
+)
+def test_two_separate_commits_are_caught_by_the_same_checker(
+    tmp_path: Path, mode: str, lost: list[int], duplicated: dict[int, int]
+) -> None:
     database = tmp_path / "broken.sqlite3"
-    consumer = Consumer(f"sqlite://{database}", 30, tmp_path, mode="two-commits")
-    proc = consumer.start(pause=("between", 3))  # rows 6..8 committed, offset still 6
+    consumer = Consumer(f"sqlite://{database}", 30, tmp_path, mode=mode)
+    proc = consumer.start(pause=("between", 3))  # the third batch, 6..8, half committed
     assert consumer.wait_for(proc, lambda phase: phase == PAUSED)
     assert consumer.kill(proc)
     consumer.finish(consumer.start())
     judged = sqlite_verdict(database, 30)
     assert not judged.exactly_once
-    assert judged.duplicated == {6: 2, 7: 2, 8: 2}, judged.describe()
-    assert (judged.lost, judged.wrong, judged.offset) == ([], [], 30)
+    assert (judged.lost, judged.duplicated) == (lost, duplicated), judged.describe()
+    assert (judged.wrong, judged.strangers, judged.offset) == ([], [], 30)
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
