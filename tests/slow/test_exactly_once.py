@@ -167,15 +167,18 @@ class Consumer:
         return True
 
     def kill(self, proc: subprocess.Popen[bytes]) -> bool:
-        """SIGKILL the child if it still runs; True if this kill ended it."""
-        if proc.poll() is not None:
-            return False
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=CHILD_TIMEOUT)  # reaps it and closes the pipes
-        if proc.returncode != -signal.SIGKILL:
-            return False  # it exited on its own just before the signal
-        self.counts.by_phase[self.phase()] += 1
-        return True
+        """SIGKILL the child if it still runs; True if this kill ended it.
+
+        False when it had finished its stream first; a child that failed on its own fails here.
+        """
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        _out, err = proc.communicate(timeout=CHILD_TIMEOUT)  # reaps it and closes the pipes
+        if proc.returncode == -signal.SIGKILL:
+            self.counts.by_phase[self.phase()] += 1
+            return True
+        assert proc.returncode == 0, f"consumer failed ({proc.returncode}): {err.decode()}"
+        return False
 
     def finish(self, proc: subprocess.Popen[bytes]) -> None:
         """Let the child run to its end; it must exit 0."""
@@ -199,8 +202,7 @@ class Consumer:
             else:
                 time.sleep(rng.uniform(0.0, 0.02))
             if not self.kill(proc):
-                self.finish(proc)
-                return
+                return  # it finished its stream before the kill
 
 
 def sqlite_verdict(database: Path, end: int) -> Verdict:
