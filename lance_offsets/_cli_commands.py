@@ -163,7 +163,9 @@ def _previous(store: OffsetStore, topic_id: int, consumer_id: int) -> str:
     try:
         offset = store.load(topic_id, consumer_id)
     except CorruptOffsetError as exc:
-        return f"corrupt ({exc.reason}, content {exc.content[:40]!r})"
+        # A database's damage has no file content to show, only the reason.
+        content = f", content {exc.content[:40]!r}" if exc.content else ""
+        return f"corrupt ({exc.reason}{content})"
     return "none" if offset is None else str(offset)
 
 

@@ -956,3 +956,21 @@ def test_a_postgresql_url_without_psycopg_names_the_extra_to_install(
         "lance-offsets: error: 'postgresql://app:***@db.example/offsets' needs psycopg 3, which "
         "is not installed; install it with: pip install 'lance-offsets[postgres]'\n",
     )
+
+
+def test_set_repairs_a_corrupt_sqlite_row_and_says_what_it_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "o.sqlite3"
+    url = f"sqlite://{db}"
+    assert run(capsys, "set", url, "billing", "7", "1", "10").code == 0
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        con.execute("UPDATE lance_offsets SET committed_offset = committed_offset + 1")
+        con.commit()
+    repaired = run(capsys, "set", url, "billing", "7", "1", "12")
+    assert repaired.code == 0
+    assert repaired.out.startswith(
+        "consumer 'billing' topic 7 consumer id 1: corrupt (row checksum"
+    )
+    assert repaired.out.endswith(" does not match its offset) -> 12\n")
+    assert run(capsys, "get", url, "billing", "7", "1").out == "12\n"
