@@ -56,8 +56,9 @@ def open_database(url: str) -> Database:
         return Database(sqlite, "INSERT INTO results VALUES (?, ?)")
     if parts.scheme in ("postgresql", "postgres"):
         postgres = PostgresOffsetStore(url, CONSUMER_NAME)
-        # The lock key names this consumer's key; any 64-bit number your consumers agree on works.
-        lock = f"SELECT pg_advisory_xact_lock({TOPIC_ID}, {CONSUMER_ID})"
+        # The lock's key is a hash of the consumer's name and key, so other consumers sharing the
+        # database do not wait for this one (a rare hash collision only makes two take turns).
+        lock = f"SELECT pg_advisory_xact_lock(hashtext('{CONSUMER_NAME}/{TOPIC_ID}/{CONSUMER_ID}'))"
         return Database(postgres, "INSERT INTO results VALUES (%s, %s)", lock)
     raise SystemExit(f"not a store URL: {url!r} (sqlite:///path or postgresql://...)")
 
