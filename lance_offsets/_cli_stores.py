@@ -127,7 +127,8 @@ class SQLiteLocation(Location):
         super().__init__(url, lock_timeout)
         from ._sqlite_file import DEFAULT_FILE_NAME
 
-        path = url.path
+        # Native separators in messages: "sqlite:///C:/x.db" is C:\x.db on Windows.
+        path = os.path.normpath(url.path)
         self.database = os.path.join(path, DEFAULT_FILE_NAME) if os.path.isdir(path) else path
 
     def _timeout(self) -> float:

@@ -56,6 +56,11 @@ def tree(root: Path) -> dict[str, bytes | None]:
     return snapshot
 
 
+def sqlite_url(path: Path) -> str:
+    """The ``sqlite:///abs/path`` URL of a path (``sqlite:///C:/x`` on Windows)."""
+    return "sqlite:///" + path.as_posix().lstrip("/")
+
+
 def seed_offsets(base: Path) -> None:
     with LockFileOffsetStore.open(base, "billing") as store:
         store.save(1, 2, 42)
@@ -795,7 +800,7 @@ def test_every_command_works_on_a_sqlite_url(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "offsets.sqlite3"
-    url = f"sqlite://{db}"
+    url = sqlite_url(db)
     assert run(capsys, "set", url, "billing", "1", "2", "42").out == (
         "consumer 'billing' topic 1 consumer id 2: none -> 42\n"
     )
@@ -829,12 +834,12 @@ def test_every_command_works_on_a_sqlite_url(
 def test_a_sqlite_url_of_a_directory_means_its_default_database(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(capsys, "set", f"sqlite://{tmp_path}", "billing", "1", "2", "5").code == 0
+    assert run(capsys, "set", sqlite_url(tmp_path), "billing", "1", "2", "5").code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lance-offsets.sqlite3"]
     with SQLiteOffsetStore.open(tmp_path, "billing") as store:
         assert store.load(1, 2) == 5
     assert run(capsys, "get", f"sqlite:{tmp_path.name}", "billing", "1", "2").code == 1  # cwd
-    assert run(capsys, "get", f"sqlite://{tmp_path}", "billing", "1", "2").out == "5\n"
+    assert run(capsys, "get", sqlite_url(tmp_path), "billing", "1", "2").out == "5\n"
 
 
 @pytest.mark.parametrize(
@@ -845,7 +850,7 @@ def test_reading_a_missing_sqlite_database_exits_1_and_creates_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
 ) -> None:
     db = tmp_path / "missing.sqlite3"
-    result = run(capsys, command[0], f"sqlite://{db}", *command[1:])
+    result = run(capsys, command[0], sqlite_url(db), *command[1:])
     assert result == Result(
         1, "", f"lance-offsets: error: SQLite database {str(db)!r} does not exist\n"
     )
@@ -856,7 +861,7 @@ def test_writing_creates_a_sqlite_database_but_never_its_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "no-such-folder" / "o.sqlite3"
-    result = run(capsys, "set", f"sqlite://{db}", "billing", "1", "2", "3")
+    result = run(capsys, "set", sqlite_url(db), "billing", "1", "2", "3")
     assert result.code == 1
     assert result.err == (
         f"lance-offsets: error: cannot create SQLite database {str(db)!r}: "
@@ -873,7 +878,7 @@ def test_a_file_that_is_not_an_offset_database_is_one_line_exit_1(
         con.execute("CREATE TABLE t (x)")
     before = tree(tmp_path)
     for argv in (["ls"], ["set", "billing", "1", "2", "3"]):
-        result = run(capsys, argv[0], f"sqlite://{other}", *argv[1:])
+        result = run(capsys, argv[0], sqlite_url(other), *argv[1:])
         assert result.code == 1
         (line,) = result.err.splitlines()
         assert f"corrupt offset database {str(other)!r}" in line
@@ -888,8 +893,8 @@ def test_migrating_a_directory_into_sqlite_and_back_round_trips(
     source.mkdir()
     seed_offsets(source)
     backup = tmp_path / "backup.json"
-    assert run(capsys, "export", f"file://{source}", "-o", str(backup)).code == 0
-    db = f"sqlite://{tmp_path / 'o.sqlite3'}"
+    assert run(capsys, "export", source.as_uri(), "-o", str(backup)).code == 0
+    db = sqlite_url(tmp_path / "o.sqlite3")
     imported = run(capsys, "import", db, str(backup), "--merge")
     assert imported.code == 0
     assert imported.err == f"imported {backup}: 4 set, 0 deleted, 0 unchanged in 2 consumer(s)\n"
@@ -902,7 +907,7 @@ def test_sqlite_import_replace_and_rm_all_step_over_a_corrupt_row(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "o.sqlite3"
-    url = f"sqlite://{db}"
+    url = sqlite_url(db)
     for key, offset in (("1", "10"), ("2", "20"), ("3", "30")):
         assert run(capsys, "set", url, "billing", "7", key, offset).code == 0
     # A changed byte in a stored offset: the row's checksum no longer matches.
@@ -933,7 +938,7 @@ def test_a_sqlite_writer_holding_the_lock_times_out_the_cli_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "o.sqlite3"
-    url = f"sqlite://{db}"
+    url = sqlite_url(db)
     assert run(capsys, "set", url, "billing", "1", "2", "42").code == 0
     with SQLiteOffsetStore.open(db, "billing") as holder, holder.transaction() as tx:
         tx.save(1, 2, 43)  # the write lock is held until the block ends
@@ -962,7 +967,7 @@ def test_set_repairs_a_corrupt_sqlite_row_and_says_what_it_replaced(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "o.sqlite3"
-    url = f"sqlite://{db}"
+    url = sqlite_url(db)
     assert run(capsys, "set", url, "billing", "7", "1", "10").code == 0
     with contextlib.closing(sqlite3.connect(db)) as con:
         con.execute("UPDATE lance_offsets SET committed_offset = committed_offset + 1")

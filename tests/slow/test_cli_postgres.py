@@ -166,7 +166,7 @@ def test_a_directory_migrates_to_postgresql_through_a_pipe(
     url = url_of(server, f"schema={schema}")
     command = [sys.executable, "-m", "lance_offsets"]
     exported = subprocess.run(
-        [*command, "export", f"file://{tmp_path}"],
+        [*command, "export", tmp_path.as_uri()],
         capture_output=True, text=True, timeout=DEADLINE, check=True,
     )  # fmt: skip
     imported = subprocess.run(

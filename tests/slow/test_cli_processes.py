@@ -210,9 +210,9 @@ def test_directory_commands_load_no_database_driver(tmp_path: Path) -> None:
         "import sys\n"
         "from lance_offsets._cli import main\n"
         f"assert main(['ls', {str(tmp_path)!r}]) == 0\n"
-        f"assert main(['set', 'file://{tmp_path}', 'billing', '1', '2', '3']) == 0\n"
+        f"assert main(['set', {tmp_path.as_uri()!r}, 'billing', '1', '2', '3']) == 0\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlite3', 'psycopg')))\n"
-        f"assert main(['ls', 'sqlite://{tmp_path}/o.sqlite3']) == 1\n"
+        f"assert main(['ls', {'sqlite:' + str(tmp_path / 'o.sqlite3')!r}]) == 1\n"
         "print('sqlite3' in sys.modules, 'psycopg' in sys.modules)\n"
     )
     result = subprocess.run(
