@@ -39,7 +39,7 @@ from lance_offsets.conformance._results import Evidence, Outcome, PropertyResult
 from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
 from .._options import StressOptions
-from ..seam._strace import MAX_TRACE_BYTES
+from ..seam._syscalls import MAX_TRACE_BYTES
 from ..seam._trace import TraceOp
 from ..workers._procs import JOIN_SECONDS, context, running
 from ._fsmodel import (
@@ -242,7 +242,8 @@ def _record_trace(spec: str, root: str, steps: list[Step], scratch: str) -> dict
 
 def _record_strace(spec: str, root: str, steps: list[Step], scratch: str) -> dict[str, Any]:
     """Run the workload under strace in a fresh interpreter; return tree and parsed trace."""
-    from ..seam._strace import StraceError, data_only, parse, strace_command
+    from ..seam._strace import StraceError, parse, strace_command
+    from ..seam._syscalls import data_only
 
     out, log = os.path.join(scratch, "strace.pickle"), os.path.join(scratch, "strace.log")
     args = os.path.join(scratch, "strace-args.pickle")
