@@ -39,6 +39,7 @@ from lance_offsets.conformance._results import PropertyResult
 
 from .._options import StressOptions
 from ..crash._judge import listing
+from ..seam._record import SHIM_SAW_NOTHING, Backend, choose_backend
 from ..seam._trace import TraceOp
 from ..seam._tracer import FaultPlan
 from ..workers._fleet import Fleet, Worker, WorkerGone
@@ -110,6 +111,10 @@ def _action_plans(
     return plans
 
 
+def _no_ops(ops: list[TraceOp]) -> str | None:
+    return None if ops else SHIM_SAW_NOTHING
+
+
 class _Faults:
     def __init__(self, spec: str, options: StressOptions, bound: float) -> None:
         self.spec = spec
@@ -149,19 +154,16 @@ class _Faults:
         Under the "auto" backend, a save the Python interposer saw nothing of is counted again
         through the syscall shim (I/O made in C), which then injects the faults.
         """
-        ops = self._count()
-        if not ops and self.options.backend == "auto":
-            self.backend = "syscall"
-            ops = self._count()
-            if not ops:
-                self.backend = "python"
-                self.unseen = self.unseen or (
-                    "the syscall shim saw no file-system call under the store's directory "
-                    "either (a remote or in-memory store?)"
-                )
-        return ops
 
-    def _count(self) -> list[TraceOp]:
+        def record(backend: Backend) -> list[TraceOp] | str:
+            self.backend = backend
+            return self._count()
+
+        chosen = choose_backend(record, _no_ops, self.options.backend)
+        self.backend, self.unseen = chosen.backend, chosen.unseen
+        return chosen.counted or []
+
+    def _count(self) -> list[TraceOp] | str:
         old, new, _, other = self.values()
         job = {
             "job": "crash",
@@ -179,8 +181,7 @@ class _Faults:
             if tag == "done":
                 break
             if tag == NO_SHIM:
-                self.unseen = str(payload)
-                return []
+                return str(payload)
             if tag == "raised":
                 raise WorkerGone(f"a save with no fault raised: {payload[0]}")
         ops: list[TraceOp] = []
