@@ -12,10 +12,15 @@ model (D3) alike:
 
 What a campaign counts as "saw the store's I/O" is its own: the crash campaign needs a crash
 point, F2 an operation of the save, D3 a trace that replays to the directory the store left.
+
+One trace for the campaigns that run the same operation: the crash campaign's counting run of a
+save over an old value is kept here (:func:`remember_save`), and F2 plans its faults from it
+(:func:`counted_save`) instead of counting the same save again, in the same backend.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -27,7 +32,15 @@ from ._interpose import traced
 from ._trace import TraceOp
 from ._tracer import FaultPlan, OnOp
 
-__all__ = ["Backend", "Chosen", "choose_backend", "tracing"]
+__all__ = [
+    "Backend",
+    "Chosen",
+    "CountedSave",
+    "choose_backend",
+    "counted_save",
+    "remember_save",
+    "tracing",
+]
 
 Backend = Literal["python", "syscall"]
 T = TypeVar("T")
@@ -109,3 +122,46 @@ def _shim_instead(
     if why is not None:
         return Chosen("python", first, why)
     return Chosen("syscall", second)
+
+
+@dataclass(frozen=True)
+class CountedSave:
+    """The counted trace of one save over an old value, up to its acknowledgement.
+
+    :ivar backend: the backend chosen for the store (its operations are numbered by it).
+    :ivar ops: the save's operations (no content needed: faults are planned by index and kind).
+    :ivar unseen: why no backend saw the save's I/O, when ``ops`` is empty.
+    """
+
+    backend: Backend
+    ops: tuple[TraceOp, ...]
+    unseen: str = ""
+
+
+#: Which save: (spec, the options' backend, seed, key). The seed draws the key and the values,
+#: and the operations of a save do not depend on the values (the crash campaign relies on that).
+SaveKey = tuple[str, str, int, tuple[int, int]]
+_SAVES: dict[SaveKey, CountedSave] = {}
+#: Entries kept at most (one per store and seed in a ``check`` run; tests run many).
+_KEPT: Final = 8
+
+
+def _before_ack(trace: list[TraceOp]) -> tuple[TraceOp, ...]:
+    ops = []
+    for op in trace:
+        if op.kind == "mark":
+            break  # the save returned here; what follows is close()
+        ops.append(dataclasses.replace(op, content=None))
+    return tuple(ops)
+
+
+def remember_save(which: SaveKey, backend: Backend, trace: list[TraceOp], unseen: str) -> None:
+    """Keep a counting run's trace of a save over an old value, for F2."""
+    while len(_SAVES) >= _KEPT:
+        del _SAVES[next(iter(_SAVES))]
+    _SAVES[which] = CountedSave(backend, _before_ack(trace), unseen)
+
+
+def counted_save(which: SaveKey) -> CountedSave | None:
+    """The save counted earlier in this process for the same store, options and key, if any."""
+    return _SAVES.get(which)
