@@ -8,7 +8,10 @@ starts their forkserver with it). It stays passive until :func:`syscall_traced` 
 worker; then every file-system call on a path under the store's directory, from any thread,
 comes back here through a ctypes callback and goes through the same :class:`Tracer` as the
 Python interposer's: the same numbering, :class:`FaultPlan`, ``on_op`` stop hook and
-:class:`TraceOp` records, so the crash and fault judges and their reports work unchanged.
+:class:`TraceOp` records, so the crash and fault judges and their reports work unchanged. The
+records also carry each file's content after the call and the descriptor, and shared writable
+mappings are reported (``on_map``): the power-loss check (D3) records C stores through the shim
+too, its records turned into the model's trace by ``_syscalls.py``.
 
 Linux only (``/proc/self/fd`` names descriptors; ``LD_PRELOAD`` is the ELF loader's). No C
 compiler, another OS, or workers started before the shim was built: the backend is unavailable
