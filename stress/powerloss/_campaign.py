@@ -1,20 +1,21 @@
 """D3, acknowledged offsets survive a power cut: record, explore every crash state, verify each.
 
-1. A worker process opens the store once (untraced: what it creates on open is taken as durable),
-   snapshots the directory, then runs a workload of saves and deletes under the interposer
-   (:func:`~._interpose.traced`), bracketing each call with ``begin``/``ack`` marks.
+1. A fleet worker opens the store once (untraced: what it creates on open is taken as durable),
+   snapshots the directory, then runs a workload of saves and deletes through the fault seam,
+   bracketing each call with ``begin``/``ack`` marks (:mod:`._recording`).
 2. The trace must explain the directory the worker left (replayed from the snapshot, it rebuilds
-   every name and byte); otherwise the store's I/O is out of the interposer's sight (C code) and
-   the workload runs again under strace (:mod:`._strace`), whose trace must pass the same test.
+   every name and byte). The seam chooses the backend as for the crash points and F2: the Python
+   interposer first, the syscall shim when the store's I/O is out of the interposer's sight (C
+   code), strace as the fallback; each trace must pass the same test.
 3. The parent replays the trace in the file-system model (:mod:`._fsmodel`) and collects every
    crash state: exhaustively where a crash point has few, sampled with the seed where it has many.
 4. Each distinct directory is written out, and one fresh verifier process (spawned: nothing cached
    from the worker) opens the store on each, loads every key, lists, and saves again.
-5. The oracle (:mod:`._powerloss_oracle`) judges each crash state against the marks before it.
-   A failure found through the interposer is confirmed with strace when it is installed (an
-   ``fsync`` bound at import is invisible to the interposer, and must not be blamed).
+5. The oracle (:mod:`._oracle`) judges each crash state against the marks before it. A failure
+   found through the interposer is confirmed at the system-call level (the shim, else strace):
+   an ``fsync`` bound at import is invisible to the interposer, and must not be blamed.
 
-A store whose I/O neither tracer can see (a server, mmap'ed writes) gets "unverified" with the
+A store whose I/O no tracer can see (a server, mmap'ed writes) gets "unverified" with the
 reason, never a pass ("not applicable" is the runner's answer for a store not claiming ``durable``).
 """
 

@@ -6,7 +6,8 @@ and F2 record through, and the backend is chosen by :func:`~..seam._record.choos
 Python interposer first; the syscall shim when the interposer's trace does not explain the
 directory the store left (its I/O is in C). The shim's records go through the syscall model
 (``seam/_syscalls.py``: ``O_DSYNC``, shared-memory files left out, writable mappings refused).
-Where the shim cannot be built (no C compiler) strace feeds the same model instead.
+Where the shim cannot be built (no C compiler), or its trace does not explain the directory
+either (I/O glibc makes internally, a static binary), strace feeds the same model instead.
 
 A trace is trusted only if replaying it rebuilds, byte for byte, the directory the worker left.
 """
@@ -82,7 +83,7 @@ def recording(
         return done
 
     chosen = choose_backend(record, _blind, forced)
-    if chosen.counted is None:  # only a forced shim that is missing: no run raises here
+    if chosen.counted is None:  # a forced shim that is missing (a run never raises here)
         return "unverified", chosen.unseen
     root, work, recorded = chosen.counted
     if "error" in recorded:
