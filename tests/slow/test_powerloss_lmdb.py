@@ -54,6 +54,7 @@ def test_lmdb_without_its_syncs_loses_an_acknowledged_commit(
     run = run_powerloss(f"{ZOO}:{name}", short)
     print(run.result.details)
     assert run.result.outcome == "failed"
+    assert run.result.evidence["tracer"] == TRACER
     assert "lost or rewound an acknowledged offset" in run.result.details.splitlines()[0]
 
 

@@ -74,6 +74,7 @@ def test_sqlite_full_loses_a_commit_when_the_journal_unlink_is_undone(
 def test_sqlite_without_fsync_fails(short: StressOptions) -> None:
     run = run_powerloss(f"{ZOO}:sqlite_off", short)
     assert run.result.outcome == "failed"
+    assert f"traced by {TRACER}" in run.result.details
     assert "VIOLATION" in run.result.details
 
 
@@ -89,4 +90,5 @@ def test_sqlite_wal_full_passes(short: StressOptions) -> None:
 def test_sqlite_wal_off_loses_commits(short: StressOptions) -> None:
     run = run_powerloss(f"{ZOO}:sqlite_wal_off", short)
     assert run.result.outcome == "failed"
+    assert f"traced by {TRACER}" in run.result.details
     assert "lost or rewound an acknowledged offset" in run.result.details.splitlines()[0]
