@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -142,6 +143,9 @@ def test_several_failures_are_reported_together(tmp_path: Path) -> None:
     assert inner.entered.wait(30)
     committer.save(2, 2, 2)  # the next batch, which fails too
     inner.gate.set()
+    deadline = time.monotonic() + 30
+    while len(inner.batches) < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)  # both writes attempted before the flush (else it may see only one)
     with pytest.raises(OffsetStoreError, match="2 background writes failed") as raised:
         committer.flush()
     assert isinstance(raised.value.__cause__, OSError)
