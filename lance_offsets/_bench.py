@@ -17,10 +17,10 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._bench_floors import file_system
-from ._bench_store import Figure, store_figures
+if TYPE_CHECKING:
+    from ._bench_store import Figure
 
 __all__ = ["register", "run"]
 
@@ -75,7 +75,8 @@ def _chart(figures: list[Figure], path: str) -> str:
     rated = [f for f in figures if f.ratio is not None]
     fig, ax = plt.subplots(figsize=(10, 0.4 * len(rated) + 1))
     colours = ["tab:green" if f.met else "tab:red" if f.met is False else "tab:gray" for f in rated]
-    ax.barh([f"{f.name} / {f.floor_name}" for f in rated], [f.ratio for f in rated], color=colours)
+    ratios = [f.ratio or 0.0 for f in rated]
+    ax.barh([f"{f.name} / {f.floor_name}" for f in rated], ratios, color=colours)
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("ratio to floor (green: goal met, red: not met, grey: no goal)")
@@ -88,6 +89,11 @@ def _chart(figures: list[Figure], path: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Measure, print, save; exit 0 whatever the figures say."""
+    # Imported here: the CLI registers bench for every command, and a directory command must
+    # not load sqlite3 or the stress kit (tests/slow/test_cli_processes.py).
+    from ._bench_floors import file_system
+    from ._bench_store import store_figures
+
     scratch = tempfile.mkdtemp(prefix="lance-bench-", dir=args.dir)
     began = time.perf_counter()
     try:
