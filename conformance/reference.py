@@ -2,14 +2,19 @@
 
 ``lance-offsets check`` with no SPEC checks :func:`lockfile`. Each is importable by string, e.g.
 ``lance_offsets.conformance.reference:memory``. :func:`postgres` needs psycopg (the ``postgres``
-extra) and a server named by ``LANCE_OFFSETS_PG_DSN``.
+extra) and a server: the one ``LANCE_OFFSETS_PG_DSN`` names, else a temporary cluster it starts
+from the machine's PostgreSQL binaries (its ``server`` declaration, which ``--stress`` kills).
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 from typing import TYPE_CHECKING
+
+from lance_offsets.stress.servers._declaration import Address
+from lance_offsets.stress.servers.postgres import PostgresServer
 
 from lance_offsets import HookedOffsetStore, LockFileOffsetStore, MemoryOffsetStore
 
@@ -127,18 +132,47 @@ PG_DSN_VARIABLE = "LANCE_OFFSETS_PG_DSN"
 PG_DSN_FILE_VARIABLE = "LANCE_OFFSETS_PG_DSN_FILE"
 
 
+class _ReferencePostgres(PostgresServer):
+    """The temporary cluster of the ``postgres`` factory: once started, the factory uses it.
+
+    Starting it points ``LANCE_OFFSETS_PG_DSN_FILE`` at its DSN file, so every handle opened
+    afterwards, here or in a process started later, reaches it (or the proxy ``route`` named).
+    It is stopped and removed when the process that started it exits.
+    """
+
+    def start(self) -> Address:
+        fresh = not self.running()
+        address = super().start()
+        os.environ[PG_DSN_FILE_VARIABLE] = self.dsn_file
+        if fresh:
+            atexit.register(self.close)
+        return address
+
+
+#: The ``server`` declaration of :func:`postgres`.
+PG_SERVER = _ReferencePostgres()
+
+
 def postgres_dsn() -> str:
-    """The DSN from ``LANCE_OFFSETS_PG_DSN_FILE`` (if set) or ``LANCE_OFFSETS_PG_DSN``."""
+    """The DSN from ``LANCE_OFFSETS_PG_DSN_FILE`` (if set) or ``LANCE_OFFSETS_PG_DSN``.
+
+    With neither set, the factory's own temporary cluster is started (once per process that
+    needs it; processes started after it inherit the variable and share it).
+    """
     file = os.environ.get(PG_DSN_FILE_VARIABLE)
     if file:
         with open(file, encoding="utf-8") as handle:
             return handle.read().strip()
     dsn = os.environ.get(PG_DSN_VARIABLE)
-    if not dsn:
+    if dsn:
+        return dsn
+    if not PG_SERVER.available:
         raise RuntimeError(
-            f"set {PG_DSN_VARIABLE} (or {PG_DSN_FILE_VARIABLE}) to the PostgreSQL server to check"
+            f"set {PG_DSN_VARIABLE} (or {PG_DSN_FILE_VARIABLE}) to the PostgreSQL server to "
+            "check, or install PostgreSQL's server binaries (initdb, pg_ctl) for a temporary one"
         )
-    return dsn
+    PG_SERVER.start()
+    return PG_SERVER.dsn
 
 
 def _pg_schema(path: str) -> str:
@@ -162,3 +196,4 @@ def _postgres_named(path: str, name: str) -> PostgresOffsetStore:
 
 
 postgres.open_named = _postgres_named  # type: ignore[attr-defined]
+postgres.server = PG_SERVER  # type: ignore[attr-defined]
