@@ -164,6 +164,11 @@ class PostgresServer:
             return None
         return pid if _alive(pid) else None
 
+    def processes(self) -> list[int]:
+        """The server's processes now: the postmaster, then its children (empty when down)."""
+        pid = self._postmaster() if self._root is not None else None
+        return [] if pid is None else [pid, *_children(pid)]
+
     def start(self) -> Address:
         """Create the cluster on first use, start the server if not running; its address."""
         if self._root is None:
@@ -189,12 +194,11 @@ class PostgresServer:
                 check=False, capture_output=True,
             )  # fmt: skip
             return
-        pid = self._postmaster()
-        if pid is None:
-            return
         # Each backend calls setsid(), so the postmaster's group holds it alone: the server's
         # processes are the postmaster and its children, all killed at once, none warned.
-        victims = [pid, *_children(pid)]
+        victims = self.processes()
+        if not victims:
+            return
         for victim in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(victim, signal.SIGKILL)
