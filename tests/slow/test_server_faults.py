@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -20,7 +20,7 @@ psycopg = pytest.importorskip("psycopg", reason="psycopg is in the test extra: p
 from lance_offsets.conformance import reference  # noqa: E402
 from lance_offsets.conformance._results import PropertyResult  # noqa: E402
 from lance_offsets.stress._options import StressOptions  # noqa: E402
-from lance_offsets.stress.servers import server_of  # noqa: E402
+from lance_offsets.stress.servers import ServerDeclaration, server_of  # noqa: E402
 from lance_offsets.stress.servers.campaigns import with_server_faults  # noqa: E402
 from lance_offsets.stress.servers.connfaults import check_connection_faults  # noqa: E402
 from lance_offsets.stress.servers.crash import check_server_crash  # noqa: E402
@@ -110,9 +110,12 @@ def test_the_proxy_cut_loses_the_reply_after_the_server_did_the_work(
             with psycopg.connect(dsn, autocommit=True) as proxied:
                 proxy.fault("stall")
                 done = threading.Event()
-                worker = threading.Thread(
-                    target=lambda: (proxied.execute("SELECT 1"), done.set()), daemon=True
-                )
+
+                def query() -> None:
+                    proxied.execute("SELECT 1")
+                    done.set()
+
+                worker = threading.Thread(target=query, daemon=True)
                 worker.start()
                 assert not done.wait(0.3), "a query went through a stalled proxy"
                 proxy.clear()
@@ -127,20 +130,31 @@ def test_the_reference_store_passes_server_kills_and_connection_faults(
     crash = check_server_crash(spec, server, short)
     assert crash.outcome == "passed", crash.details
     assert crash.evidence["fault"] == "server killed"
-    assert crash.evidence["server kills"] >= 1
-    assert crash.evidence["commits acknowledged before a kill"] > 0
+    assert _count(crash, "server kills") >= 1
+    assert _count(crash, "commits acknowledged before a kill") > 0
     faults = check_connection_faults(spec, server, short)
     assert faults.outcome == "passed", faults.details
-    assert faults.evidence["connection cut after the request, before the reply"] > 0
-    assert faults.evidence["operations a fault made indeterminate"] > 0
+    assert _count(faults, "connection cut after the request, before the reply") > 0
+    assert _count(faults, "operations a fault made indeterminate") > 0
 
 
-def _fails(check: object, spec: str, server: object, options: StressOptions) -> PropertyResult:
+def _count(result: PropertyResult, name: str) -> int:
+    value = result.evidence[name]
+    assert isinstance(value, int)
+    return value
+
+
+Check = Callable[[str, ServerDeclaration, StressOptions], PropertyResult]
+
+
+def _fails(
+    check: Check, spec: str, server: ServerDeclaration, options: StressOptions
+) -> PropertyResult:
     result = None
     for attempt in range(TRIES):
         seed = options.seed + attempt
         print(f"{spec}: run with seed {seed}")
-        result = check(spec, server, dataclasses.replace(options, seed=seed))  # type: ignore[operator]
+        result = check(spec, server, dataclasses.replace(options, seed=seed))
         if result.outcome == "failed":
             return result
     assert result is not None
