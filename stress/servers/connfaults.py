@@ -38,6 +38,9 @@ KIND_NAMES: Final = {
 #: The order faults come in: every other one a cut, the fault that loses acknowledgements (each
 #: cut costs a client only its connection's next reply, so it needs the most turns).
 ORDER: Final[tuple[FaultKind, ...]] = ("cut", "drop", "cut", "stall", "cut", "delay")
+#: Replies a connection passes in a cut before one is lost: 0 loses the one in flight; more let
+#: a connection made during the fault start up and lose a later reply (a commit's, say).
+CUT_AFTER: Final = (0, 6)
 #: Seconds between faults, and how long each lasts.
 GAP: Final = (0.1, 0.5)
 LENGTH: Final = (0.05, 0.3)
@@ -49,7 +52,7 @@ def check_connection_faults(
     """F2 for the server's connection: drop, delay, stall, cut-before-reply through a proxy."""
     started = time.monotonic()
     upstream = server.start()
-    with FaultProxy(upstream) as proxy:
+    with FaultProxy(upstream, cut_after=CUT_AFTER, seed=options.seed) as proxy:
         server.route(proxy.address)
         turn = [0]
 

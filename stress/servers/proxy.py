@@ -15,14 +15,18 @@ Faults (:meth:`FaultProxy.fault`, until :meth:`FaultProxy.clear`):
 ``stall``
     nothing is forwarded (bytes wait in the kernel's buffers) until the fault clears.
 ``cut``
-    requests still reach the server, but the first reply chunk of each connection is thrown
-    away and the connection closed: the server did the work, the client never hears of it.
-    This is the fault that makes an acknowledgement lost in flight.
+    requests still reach the server, but a reply chunk is thrown away and the connection
+    closed: the server did the work, the client never hears of it. This is the fault that makes
+    an acknowledgement lost in flight. Which reply: the next one of each connection, or, with
+    ``cut_after=(low, high)``, one drawn per connection (seeded) after ``low..high`` replies
+    passed, so connections made during the fault get through their start-up and lose a reply
+    at some later point of their conversation (a commit's, a query's...).
 """
 
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import threading
 import time
@@ -54,9 +58,18 @@ class FaultProxy:
         (``stall``, ``delay``), for the evidence of a verdict.
     """
 
-    def __init__(self, upstream: Address, *, delay_seconds: float = 0.05) -> None:
+    def __init__(
+        self,
+        upstream: Address,
+        *,
+        delay_seconds: float = 0.05,
+        cut_after: tuple[int, int] = (0, 0),
+        seed: int = 0,
+    ) -> None:
         self.upstream = _loopback(upstream)
         self.delay_seconds = delay_seconds
+        self.cut_after = cut_after
+        self._rng = random.Random(seed)
         self.counts: dict[str, int] = dict.fromkeys(FAULT_KINDS, 0)
         self.connections = 0
         self._mode: FaultKind | None = None
@@ -155,8 +168,8 @@ class FaultProxy:
             with self._lock:
                 self._open.update((client, server))
             pumps = [2]  # the last pump out closes both sockets: no fd is closed under the other
-            self._spawn(self._pump, "proxy-up", client, server, False, pumps)
-            self._spawn(self._pump, "proxy-down", server, client, True, pumps)
+            self._spawn(self._pump, "proxy-up", client, server, None, pumps)
+            self._spawn(self._pump, "proxy-down", server, client, [-1], pumps)
 
     def _hold(self) -> FaultKind | None:
         """Wait while stalled; return the fault in force after that."""
@@ -169,9 +182,30 @@ class FaultProxy:
                 self._flowing.wait(0.5)
             return self._mode
 
+    def _cut(self, mode: FaultKind | None, replies: list[int]) -> bool:
+        """Whether this reply is the one a cut loses (the request got through: it is its reply)."""
+        if mode != "cut":
+            replies[0] = -1  # the next cut draws afresh
+            return False
+        if replies[0] < 0:
+            replies[0] = self._rng.randint(*self.cut_after)
+        if replies[0] == 0:
+            self.counts["cut"] += 1
+            return True
+        replies[0] -= 1
+        return False
+
     def _pump(
-        self, source: socket.socket, sink: socket.socket, reply: bool, pumps: list[int]
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        replies: list[int] | None,
+        pumps: list[int],
     ) -> None:
+        """Forward ``source`` to ``sink``; ``replies`` (server to client only) counts down to a cut.
+
+        ``replies[0]`` is -1 outside a cut, else how many more replies pass before one is cut.
+        """
         try:
             while True:
                 try:
@@ -181,14 +215,12 @@ class FaultProxy:
                 if not data:
                     return
                 mode = self._hold()
+                if mode == "drop":
+                    return
                 if mode == "delay":
                     self.counts["delay"] += 1
                     time.sleep(self.delay_seconds)
-                elif mode == "cut" and reply:
-                    # The request got through (this is its reply): lose the reply, then hang up.
-                    self.counts["cut"] += 1
-                    return
-                elif mode == "drop":
+                if replies is not None and self._cut(mode, replies):
                     return
                 try:
                     sink.sendall(data)
