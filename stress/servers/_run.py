@@ -29,8 +29,8 @@ from typing import Any, Final
 
 from lance_offsets.conformance._spec import load_factory
 
-from .._concurrency import Workload, plan
-from .._history import Key, Op, OpKind
+from ..concurrency._campaign import Workload, plan
+from ..concurrency._history import Key, Op, OpKind
 
 __all__ = ["SERVER_WORKLOAD", "RunRecord", "Window", "excuse", "run_with_faults"]
 

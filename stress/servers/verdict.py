@@ -9,8 +9,8 @@ from typing import Final
 
 from lance_offsets.conformance._results import Outcome, PropertyResult
 
-from .._linearize import Violation, check_history, drawn_history, format_violations
 from .._options import StressOptions
+from ..concurrency._linearize import Violation, check_history, drawn_history, format_violations
 from ._run import RunRecord, Window, excuse
 
 __all__ = ["combine", "verdict"]
