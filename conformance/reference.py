@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import multiprocessing.util
 import os
 from typing import TYPE_CHECKING
 
@@ -146,6 +147,8 @@ class _ReferencePostgres(PostgresServer):
         os.environ[PG_DSN_FILE_VARIABLE] = self.dsn_file
         if fresh:
             atexit.register(self.close)
+            # A pool worker (check --workers) ends through os._exit: no atexit, but this runs.
+            multiprocessing.util.Finalize(self, self.close, exitpriority=10)
         return address
 
 

@@ -19,21 +19,30 @@ __all__ = ["combine", "verdict"]
 _RANK: Final[dict[Outcome, int]] = {"failed": 0, "passed": 1, "unverified": 2, "not-applicable": 3}
 
 
+#: Faults named before a violation's operations, most recent first.
+NAMED_BEFORE: Final = 3
+
+
 def _faults_near(violation: Violation, windows: Sequence[Window]) -> str:
-    """Name the faults in force from the excerpt's first invocation to its last completion."""
+    """Name the faults in force during the excerpt, else the last few before it.
+
+    A lost or invented value is usually seen by a load after the fault that caused it (the load
+    that reveals a doubled increment, the fresh handle after a restart), hence the look back.
+    """
     if not violation.excerpt:
         return ""
     start = min(op.invoke for op in violation.excerpt)
     end = max(op.complete or op.invoke for op in violation.excerpt)
-    kinds = sorted({w.kind for w in windows if w.start <= end and start <= w.end})
-    before = [w for w in windows if w.end < start]
-    if kinds:
-        return f"  fault in force during these operations: {', '.join(kinds)}"
-    if before:
-        last = before[-1]
-        ago = (start - last.end) * 1000
-        return f"  last fault before these operations: {last.kind}, ended {ago:.0f} ms earlier"
-    return "  no fault had been injected yet"
+    during = sorted({w.kind for w in windows if w.start <= end and start <= w.end})
+    if during:
+        return f"  fault in force during these operations: {', '.join(during)}"
+    before = [w for w in windows if w.end < start][-NAMED_BEFORE:]
+    if not before:
+        return "  no fault had been injected yet"
+    named = ", ".join(
+        f"{w.kind} ({(start - w.end) * 1000:.0f} ms earlier)" for w in reversed(before)
+    )
+    return f"  faults just before these operations, latest first: {named}"
 
 
 def verdict(
