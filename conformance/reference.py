@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import multiprocessing
 import multiprocessing.util
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from lance_offsets.stress.servers._declaration import Address
@@ -138,18 +140,48 @@ class _ReferencePostgres(PostgresServer):
 
     Starting it points ``LANCE_OFFSETS_PG_DSN_FILE`` at its DSN file, so every handle opened
     afterwards, here or in a process started later, reaches it (or the proxy ``route`` named).
-    It is stopped and removed when the process that started it exits.
+    It is stopped and removed when the process that started it exits. It refuses to start when
+    the environment names another server: the suite kills and proxies only a server it runs, and
+    the factory must keep using the one it was given.
     """
 
     def start(self) -> Address:
-        fresh = not self.running()
+        configured = os.environ.get(PG_DSN_FILE_VARIABLE) or os.environ.get(PG_DSN_VARIABLE)
+        mine = self.dsn_file if self.made else None
+        # A process of the run (a check --workers pool worker) adopts its parent's cluster.
+        if configured and mine is None and self._adopts(configured):
+            mine = self.dsn_file
+        if configured and configured != mine:
+            raise RuntimeError(
+                f"the postgres factory is configured for another server ({PG_DSN_VARIABLE} or "
+                f"{PG_DSN_FILE_VARIABLE} is set): the suite kills and proxies only a server it "
+                "starts itself; unset them to let the factory start its own temporary cluster"
+            )
+        if mine is None and _in_worker_process():
+            # A worker's own cluster would hold data its siblings never see, and die unstopped
+            # with the worker: the process that starts the workers starts the server first.
+            raise RuntimeError(
+                "the postgres factory's temporary cluster is started by the process that starts "
+                f"the workers (none was: {PG_DSN_FILE_VARIABLE} is not set in this worker)"
+            )
         address = super().start()
         os.environ[PG_DSN_FILE_VARIABLE] = self.dsn_file
-        if fresh:
+        if mine is None:
             atexit.register(self.close)
             # A pool worker (check --workers) ends through os._exit: no atexit, but this runs.
             multiprocessing.util.Finalize(self, self.close, exitpriority=10)
         return address
+
+    def _adopts(self, configured: str) -> bool:
+        return os.path.basename(configured) == "dsn" and self.adopt(os.path.dirname(configured))
+
+
+def _in_worker_process() -> bool:
+    """Whether this process was started by ``multiprocessing`` or ``multiprocess``."""
+    if multiprocessing.parent_process() is not None:
+        return True
+    other = sys.modules.get("multiprocess")
+    return other is not None and other.parent_process() is not None
 
 
 #: The ``server`` declaration of :func:`postgres`.
@@ -169,7 +201,7 @@ def postgres_dsn() -> str:
     dsn = os.environ.get(PG_DSN_VARIABLE)
     if dsn:
         return dsn
-    if not PG_SERVER.available:
+    if not PG_SERVER.available and not _in_worker_process():
         raise RuntimeError(
             f"set {PG_DSN_VARIABLE} (or {PG_DSN_FILE_VARIABLE}) to the PostgreSQL server to "
             "check, or install PostgreSQL's server binaries (initdb, pg_ctl) for a temporary one"

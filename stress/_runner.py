@@ -41,6 +41,10 @@ def run_properties(spec: str, ids: list[str], options: StressOptions) -> list[Pr
     """Check each property of ``ids`` (those in :data:`CHECKS`) on the store ``spec`` names."""
     factory = load_factory(spec)
     capabilities = capabilities_of(factory)
+    if capabilities.server is not None:  # before the workers, so they inherit where it listens
+        from .servers.campaigns import start_declared
+
+        start_declared(factory)
     results = []
     for pid in ids:
         start = time.monotonic()

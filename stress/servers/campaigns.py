@@ -16,7 +16,7 @@ from .._options import StressOptions
 from ._declaration import server_of
 from .verdict import combine
 
-__all__ = ["SERVER_CHECKS", "with_server_faults"]
+__all__ = ["SERVER_CHECKS", "start_declared", "with_server_faults"]
 
 #: Where each property's server-fault check lives.
 SERVER_CHECKS: Final[dict[str, str]] = {
@@ -25,6 +25,23 @@ SERVER_CHECKS: Final[dict[str, str]] = {
 }
 #: What each adds, as the note of a short run names it.
 _WHAT: Final = {"D2": "server killed", "F2": "connection faults"}
+
+
+def start_declared(factory: object) -> str | None:
+    """Start the factory's declared server, if any, before any check; why not, or None.
+
+    Before, so that every process the checks start (workers, a fork server, a pool) inherits
+    where it listens. A server that cannot be started here (the factory is configured for
+    another one, say) is no verdict: the checks then reach whatever the factory reaches.
+    """
+    server = server_of(factory)
+    if server is None:
+        return None
+    try:
+        server.start()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def with_server_faults(

@@ -99,6 +99,11 @@ class PostgresServer:
         self.kills = 0
 
     @property
+    def made(self) -> bool:
+        """Whether the cluster exists (made here, or adopted)."""
+        return self._root is not None
+
+    @property
     def available(self) -> bool:
         """Whether this machine has the server binaries."""
         return (self._bindir or find_bindir()) is not None
@@ -150,7 +155,24 @@ class PostgresServer:
                   "-E", "UTF8", "--no-sync")  # fmt: skip
         self._run("mkdir", self._path("sock"))
         self._port = _free_port()
+        with open(self._path("port"), "w", encoding="ascii") as file:
+            file.write(f"{self._port}\n")
         self.route(None)
+
+    def adopt(self, root: str) -> bool:
+        """Take over the cluster another process of this run made in ``root``; whether it was one.
+
+        The adopting process may kill, restart and route it; only the maker removes it.
+        """
+        try:
+            with open(os.path.join(root, "port"), encoding="ascii") as file:
+                port = int(file.read())
+        except (OSError, ValueError):
+            return False
+        if not os.path.isdir(os.path.join(root, "data")):
+            return False
+        self._root, self._port, self._owner = root, port, -1
+        return True
 
     def running(self) -> bool:
         """Whether the postmaster of the cluster is alive."""
