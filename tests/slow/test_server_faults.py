@@ -201,3 +201,20 @@ def test_the_runner_joins_the_server_campaign_to_the_client_verdict(
     assert joined.evidence["cycles"] == 6
     assert joined.evidence["fault"] == "server killed"
     assert "no crash point reached" in joined.details
+
+
+def test_a_configured_server_is_kept_and_its_campaigns_are_unverified(
+    monkeypatch: pytest.MonkeyPatch, short: StressOptions
+) -> None:
+    monkeypatch.delenv(reference.PG_DSN_FILE_VARIABLE, raising=False)
+    monkeypatch.setenv(reference.PG_DSN_VARIABLE, "host=127.0.0.1 port=1 user=nobody")
+    declared = reference._ReferencePostgres()
+    with pytest.raises(RuntimeError, match="configured for another server"):
+        declared.start()
+    assert not declared.made  # nothing was created
+    factory = type("Factory", (), {"server": declared})()
+    client = PropertyResult("F2", "unverified", 0.0, "the interposer saw no file operations")
+    long = dataclasses.replace(short, long=True)
+    result = with_server_faults("F2", "unused:spec", factory, long, client)
+    assert result.outcome == "unverified"
+    assert reference.PG_DSN_VARIABLE in result.details
