@@ -87,6 +87,12 @@ def verdict(
                 near = _faults_near(match, record.windows)
                 if near:
                     lines.append(near)
+    if excused:
+        lines.append(
+            "  (an operation shown as 'info (worker killed during the call ...)' is one a fault "
+            "made indeterminate: it raised while a fault was in force, or first on its handle "
+            "after one; the checker lets it take effect or not)"
+        )
     history = drawn_history(violations, ops, origin=record.origin)
     artifacts = {"history": history} if history else {}
     return PropertyResult(pid, "failed", seconds, "\n".join(lines), shown, artifacts)
