@@ -84,6 +84,9 @@ def excuse(ops: Sequence[Op], windows: Sequence[Window]) -> list[Op]:
             end = op.complete if op.complete is not None else float("inf")
             during = any(w.start <= end and op.invoke <= w.end for w in windows)
             after = any(since <= w.start <= op.invoke for w in windows)
+            if after and not during:
+                # One raise per handle after a window: the handle must then work again.
+                since = end
             # Forgotten like a killed worker's call: no completion, no result, no exception.
             excused.append(replace(op.indeterminate(), error=None) if during or after else op)
     return excused

@@ -26,7 +26,10 @@ psycopg = pytest.importorskip("psycopg", reason="psycopg is in the test extra: p
 from lance_offsets.conformance import reference  # noqa: E402
 from lance_offsets.conformance._results import PropertyResult  # noqa: E402
 from lance_offsets.stress._options import StressOptions  # noqa: E402
+from lance_offsets.stress.concurrency._history import Op  # noqa: E402
+from lance_offsets.stress.concurrency._linearize import check_history  # noqa: E402
 from lance_offsets.stress.servers import ServerDeclaration, server_of  # noqa: E402
+from lance_offsets.stress.servers._run import Window, excuse  # noqa: E402
 from lance_offsets.stress.servers.campaigns import with_server_faults  # noqa: E402
 from lance_offsets.stress.servers.connfaults import check_connection_faults  # noqa: E402
 from lance_offsets.stress.servers.crash import check_server_crash  # noqa: E402
@@ -218,3 +221,23 @@ def test_a_configured_server_is_kept_and_its_campaigns_are_unverified(
     result = with_server_faults("F2", "unused:spec", factory, long, client)
     assert result.outcome == "unverified"
     assert reference.PG_DSN_VARIABLE in result.details
+
+
+def test_a_fault_excuses_what_it_touched_and_one_raise_after_it() -> None:
+    def op(worker: int, seq: int, invoke: float, ok: bool) -> Op:
+        if ok:
+            return Op(worker, seq, "load", (1, 1), None, invoke, invoke + 1, "ok", None)
+        return Op(worker, seq, "save", (1, 1), seq, invoke, invoke + 1, "info", None, "E: x")
+
+    ops = [
+        op(0, 1, 0.0, ok=True),
+        op(0, 2, 2.0, ok=False),  # raised while the fault was in force
+        op(0, 3, 5.0, ok=False),  # first raise on the handle after it: its connection died
+        op(0, 4, 7.0, ok=False),  # and again: the handle does not work once the fault cleared
+        op(1000, 1, 10.0, ok=False),  # a fresh handle opened after the fault
+    ]
+    excused = excuse(ops, [Window("connection dropped", 2.5, 4.0)])
+    assert [(o.worker, o.seq) for o in excused if o.complete is None] == [(0, 2), (0, 3)]
+    assert all(o.error is None for o in excused if o.complete is None)
+    kinds = {v.kind for v in check_history(excused)}
+    assert kinds == {"exception"}  # the two raises no fault explains are violations
