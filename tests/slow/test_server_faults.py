@@ -241,3 +241,17 @@ def test_a_fault_excuses_what_it_touched_and_one_raise_after_it() -> None:
     assert all(o.error is None for o in excused if o.complete is None)
     kinds = {v.kind for v in check_history(excused)}
     assert kinds == {"exception"}  # the two raises no fault explains are violations
+
+
+@pytest.mark.stress
+def test_long_server_kills_and_connection_faults_on_the_reference_store(
+    server: reference._ReferencePostgres, stress_options: StressOptions
+) -> None:
+    """The --stress length (60 s each by default; CI's bounded pass gives 10 s)."""
+    for pid in ("D2", "F2"):
+        client = PropertyResult(pid, "unverified", 0.0, "client part not run here")
+        result = with_server_faults(
+            pid, "zoo.server_zoo:control", reference.postgres, stress_options, client
+        )
+        print(result.details)
+        assert (result.id, result.outcome) == (pid, "passed"), result.details
