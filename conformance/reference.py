@@ -8,16 +8,9 @@ from the machine's PostgreSQL binaries (its ``server`` declaration, which ``--st
 
 from __future__ import annotations
 
-import atexit
 import hashlib
-import multiprocessing
-import multiprocessing.util
 import os
-import sys
-from typing import TYPE_CHECKING
-
-from lance_offsets.stress.servers._declaration import Address
-from lance_offsets.stress.servers.postgres import PostgresServer
+from typing import TYPE_CHECKING, Any
 
 from lance_offsets import HookedOffsetStore, LockFileOffsetStore, MemoryOffsetStore
 
@@ -135,57 +128,41 @@ PG_DSN_VARIABLE = "LANCE_OFFSETS_PG_DSN"
 PG_DSN_FILE_VARIABLE = "LANCE_OFFSETS_PG_DSN_FILE"
 
 
-class _ReferencePostgres(PostgresServer):
-    """The temporary cluster of the ``postgres`` factory: once started, the factory uses it.
+class _PostgresDeclaration:
+    """The ``server`` of :func:`postgres`: a temporary cluster, made on first use.
 
-    Starting it points ``LANCE_OFFSETS_PG_DSN_FILE`` at its DSN file, so every handle opened
-    afterwards, here or in a process started later, reaches it (or the proxy ``route`` named).
-    It is stopped and removed when the process that started it exits. It refuses to start when
-    the environment names another server: the suite kills and proxies only a server it runs, and
-    the factory must keep using the one it was given.
+    Lazy, because every worker of a crash campaign imports this module whatever store it
+    checks, and forks pay for each module loaded: the cluster code (and the stress package
+    under it) is imported only when a PostgreSQL check needs it. Everything else a
+    :class:`~lance_offsets.stress.servers.postgres.FallbackCluster` has is reached through it.
     """
 
-    def start(self) -> Address:
-        configured = os.environ.get(PG_DSN_FILE_VARIABLE) or os.environ.get(PG_DSN_VARIABLE)
-        mine = self.dsn_file if self.made else None
-        # A process of the run (a check --workers pool worker) adopts its parent's cluster.
-        if configured and mine is None and self._adopts(configured):
-            mine = self.dsn_file
-        if configured and configured != mine:
-            raise RuntimeError(
-                f"the postgres factory is configured for another server ({PG_DSN_VARIABLE} or "
-                f"{PG_DSN_FILE_VARIABLE} is set): the suite kills and proxies only a server it "
-                "starts itself; unset them to let the factory start its own temporary cluster"
-            )
-        if mine is None and _in_worker_process():
-            # A worker's own cluster would hold data its siblings never see, and die unstopped
-            # with the worker: the process that starts the workers starts the server first.
-            raise RuntimeError(
-                "the postgres factory's temporary cluster is started by the process that starts "
-                f"the workers (none was: {PG_DSN_FILE_VARIABLE} is not set in this worker)"
-            )
-        address = super().start()
-        os.environ[PG_DSN_FILE_VARIABLE] = self.dsn_file
-        if mine is None:
-            atexit.register(self.close)
-            # A pool worker (check --workers) ends through os._exit: no atexit, but this runs.
-            multiprocessing.util.Finalize(self, self.close, exitpriority=10)
+    def __init__(self) -> None:
+        self._cluster: Any = None
+
+    def _real(self) -> Any:
+        if self._cluster is None:
+            from lance_offsets.stress.servers.postgres import FallbackCluster
+
+            self._cluster = FallbackCluster(PG_DSN_VARIABLE, PG_DSN_FILE_VARIABLE)
+        return self._cluster
+
+    def start(self) -> tuple[str, int]:
+        address: tuple[str, int] = self._real().start()
         return address
 
-    def _adopts(self, configured: str) -> bool:
-        return os.path.basename(configured) == "dsn" and self.adopt(os.path.dirname(configured))
+    def stop(self, *, kill: bool = False) -> None:
+        self._real().stop(kill=kill)
 
+    def route(self, address: tuple[str, int] | None) -> None:
+        self._real().route(address)
 
-def _in_worker_process() -> bool:
-    """Whether this process was started by ``multiprocessing`` or ``multiprocess``."""
-    if multiprocessing.parent_process() is not None:
-        return True
-    other = sys.modules.get("multiprocess")
-    return other is not None and other.parent_process() is not None
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
 
 
 #: The ``server`` declaration of :func:`postgres`.
-PG_SERVER = _ReferencePostgres()
+PG_SERVER = _PostgresDeclaration()
 
 
 def postgres_dsn() -> str:
@@ -201,13 +178,15 @@ def postgres_dsn() -> str:
     dsn = os.environ.get(PG_DSN_VARIABLE)
     if dsn:
         return dsn
-    if not PG_SERVER.available and not _in_worker_process():
+    if not PG_SERVER.available and not PG_SERVER.in_worker_process():
         raise RuntimeError(
             f"set {PG_DSN_VARIABLE} (or {PG_DSN_FILE_VARIABLE}) to the PostgreSQL server to "
             "check, or install PostgreSQL's server binaries (initdb, pg_ctl) for a temporary one"
         )
     PG_SERVER.start()
-    return PG_SERVER.dsn
+    dsn = PG_SERVER.dsn
+    assert isinstance(dsn, str)
+    return dsn
 
 
 def _pg_schema(path: str) -> str:

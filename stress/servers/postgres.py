@@ -12,13 +12,17 @@ and points the factory at a proxy by rewriting the DSN file the factory reads at
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
+import multiprocessing
+import multiprocessing.util
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,7 +31,7 @@ from typing import Final
 
 from ._declaration import Address
 
-__all__ = ["Cluster", "PostgresServer", "find_bindir", "temporary_cluster"]
+__all__ = ["Cluster", "FallbackCluster", "PostgresServer", "find_bindir", "temporary_cluster"]
 
 #: Seconds pg_ctl waits for the server to accept connections (crash recovery included).
 START_SECONDS: Final = 60
@@ -271,6 +275,67 @@ def _alive(pid: int) -> bool:
         except PermissionError:
             return True  # alive, owned by the postgres account
         return True
+
+
+class FallbackCluster(PostgresServer):
+    """The temporary cluster a factory falls back to when its environment names no server.
+
+    The factory reads a DSN from the environment variable ``dsn_variable``, or from the file
+    that ``file_variable`` names (re-read at every open). Starting the cluster points
+    ``file_variable`` at its DSN file, so every handle opened afterwards, here or in a process
+    started later, reaches it (or the proxy :meth:`route` named). It is stopped and removed
+    when the process that started it exits. It refuses to start when the environment names
+    another server: the suite kills and proxies only a server it runs, and the factory must
+    keep using the one it was given.
+    """
+
+    def __init__(self, dsn_variable: str, file_variable: str, bindir: str | None = None) -> None:
+        super().__init__(bindir)
+        self.dsn_variable = dsn_variable
+        self.file_variable = file_variable
+
+    @staticmethod
+    def in_worker_process() -> bool:
+        """Whether this process was started by ``multiprocessing`` or ``multiprocess``."""
+        return _in_worker_process()
+
+    def start(self) -> Address:
+        configured = os.environ.get(self.file_variable) or os.environ.get(self.dsn_variable)
+        mine = self.dsn_file if self.made else None
+        # A process of the run (a check --workers pool worker) adopts its parent's cluster.
+        if configured and mine is None and self._adopts(configured):
+            mine = self.dsn_file
+        if configured and configured != mine:
+            raise RuntimeError(
+                f"the postgres factory is configured for another server ({self.dsn_variable} or "
+                f"{self.file_variable} is set): the suite kills and proxies only a server it "
+                "starts itself; unset them to let the factory start its own temporary cluster"
+            )
+        if mine is None and _in_worker_process():
+            # A worker's own cluster would hold data its siblings never see, and die unstopped
+            # with the worker: the process that starts the workers starts the server first.
+            raise RuntimeError(
+                "the postgres factory's temporary cluster is started by the process that starts "
+                f"the workers (none was: {self.file_variable} is not set in this worker)"
+            )
+        address = super().start()
+        os.environ[self.file_variable] = self.dsn_file
+        if mine is None:
+            atexit.register(self.close)
+            # A pool worker (check --workers) ends through os._exit: no atexit, but this runs.
+            multiprocessing.util.Finalize(self, self.close, exitpriority=10)
+        return address
+
+    def _adopts(self, configured: str) -> bool:
+        return os.path.basename(configured) == "dsn" and self.adopt(os.path.dirname(configured))
+
+
+def _in_worker_process() -> bool:
+    """Whether this process was started by ``multiprocessing`` or ``multiprocess``."""
+    if multiprocessing.parent_process() is not None:
+        return True
+    other = sys.modules.get("multiprocess")
+    return other is not None and other.parent_process() is not None
 
 
 def _children(pid: int) -> list[int]:

@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ from lance_offsets.stress.servers._run import Window, excuse  # noqa: E402
 from lance_offsets.stress.servers.campaigns import with_server_faults  # noqa: E402
 from lance_offsets.stress.servers.connfaults import check_connection_faults  # noqa: E402
 from lance_offsets.stress.servers.crash import check_server_crash  # noqa: E402
-from lance_offsets.stress.servers.postgres import _alive  # noqa: E402
+from lance_offsets.stress.servers.postgres import FallbackCluster, _alive  # noqa: E402
 from lance_offsets.stress.servers.proxy import FaultProxy  # noqa: E402
 from zoo.server_zoo import EXPECTED  # noqa: E402  (importable once the path is set)
 
@@ -47,7 +48,7 @@ TRIES = 3
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[reference._ReferencePostgres]:
+def server() -> Iterator[Any]:
     if not reference.PG_SERVER.available:
         pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
     before = os.environ.get(reference.PG_DSN_FILE_VARIABLE)
@@ -74,7 +75,7 @@ def test_the_reference_factory_declares_its_server() -> None:
 
 
 def test_a_server_kill_leaves_no_process_and_keeps_every_commit(
-    server: reference._ReferencePostgres,
+    server: Any,
 ) -> None:
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS kill_probe (n int)")
@@ -93,7 +94,7 @@ def test_a_server_kill_leaves_no_process_and_keeps_every_commit(
 
 
 def test_the_proxy_cut_loses_the_reply_after_the_server_did_the_work(
-    server: reference._ReferencePostgres,
+    server: Any,
 ) -> None:
     with psycopg.connect(server.dsn, autocommit=True) as direct:
         direct.execute("CREATE TABLE IF NOT EXISTS cut_probe (n int)")
@@ -134,7 +135,7 @@ def test_the_proxy_cut_loses_the_reply_after_the_server_did_the_work(
 
 
 def test_the_reference_store_passes_server_kills_and_connection_faults(
-    server: reference._ReferencePostgres, short: StressOptions
+    server: Any, short: StressOptions
 ) -> None:
     spec = "zoo.server_zoo:control"
     crash = check_server_crash(spec, server, short)
@@ -177,7 +178,7 @@ CAMPAIGNS: dict[str, Check] = {"D2": check_server_crash, "F2": check_connection_
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_zoo_store_fails_its_property_with_the_fault_named(
-    name: str, server: reference._ReferencePostgres, short: StressOptions
+    name: str, server: Any, short: StressOptions
 ) -> None:
     pid, fault = EXPECTED[name]
     result = _fails(CAMPAIGNS[pid], f"zoo.server_zoo:{name}", server, short)
@@ -192,7 +193,7 @@ def test_each_zoo_store_fails_its_property_with_the_fault_named(
 
 
 def test_the_runner_joins_the_server_campaign_to_the_client_verdict(
-    server: reference._ReferencePostgres, short: StressOptions
+    server: Any, short: StressOptions
 ) -> None:
     client = PropertyResult("D2", "unverified", 1.0, "no crash point reached", {"cycles": 6})
     quick = with_server_faults("D2", "zoo.server_zoo:control", reference.postgres, short, client)
@@ -211,7 +212,7 @@ def test_a_configured_server_is_kept_and_its_campaigns_are_unverified(
 ) -> None:
     monkeypatch.delenv(reference.PG_DSN_FILE_VARIABLE, raising=False)
     monkeypatch.setenv(reference.PG_DSN_VARIABLE, "host=127.0.0.1 port=1 user=nobody")
-    declared = reference._ReferencePostgres()
+    declared = FallbackCluster(reference.PG_DSN_VARIABLE, reference.PG_DSN_FILE_VARIABLE)
     with pytest.raises(RuntimeError, match="configured for another server"):
         declared.start()
     assert not declared.made  # nothing was created
@@ -245,7 +246,7 @@ def test_a_fault_excuses_what_it_touched_and_one_raise_after_it() -> None:
 
 @pytest.mark.stress
 def test_long_server_kills_and_connection_faults_on_the_reference_store(
-    server: reference._ReferencePostgres, stress_options: StressOptions
+    server: Any, stress_options: StressOptions
 ) -> None:
     """The --stress length (60 s each by default; CI's bounded pass gives 10 s)."""
     for pid in ("D2", "F2"):
