@@ -11,7 +11,7 @@ pointed at another address (the proxy). With one declared, ``check --stress`` ad
   :class:`.proxy.FaultProxy`, which drops connections, delays, stalls, and cuts them after a
   request reached the server but before its reply reached the client.
 
-Operations a fault touched are indeterminate in the history (:func:`.history.excuse`), exactly as
+Operations a fault touched are indeterminate in the history (:func:`._run.excuse`), exactly as
 a killed worker's last call: they may have taken effect or not, and nothing else is excused.
 """
 
