@@ -222,12 +222,18 @@ def _load_every_module_of_the_kit() -> None:
     # far; from a checkout (an editable install) ours are local. Without this, what a property
     # draws would depend on which checks ran earlier in the process (a serial run, a worker of
     # --workers, pytest), and a seed would not replay. Loaded once, they are the same for all.
+    # Subpackages too (stress/crash, stress/batch, ...): a check that imports one of them would
+    # otherwise add its constants mid-process, and a serial run would draw unlike a fresh worker.
     for package in ("lance_offsets", "lance_offsets.conformance", "lance_offsets.stress"):
         module = importlib.import_module(package)
-        for info in pkgutil.iter_modules(module.__path__, f"{package}."):
+        for info in pkgutil.walk_packages(module.__path__, f"{package}.", onerror=_ignore):
             if not info.name.endswith("__main__"):
                 with contextlib.suppress(Exception):  # a platform's module missing elsewhere
                     importlib.import_module(info.name)
+
+
+def _ignore(_: str) -> None:
+    pass
 
 
 def run_settings(
