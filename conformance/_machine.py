@@ -82,7 +82,9 @@ def spec_of(factory: object) -> str | None:
         return None
     spec = f"{module}:{name}"
     try:
-        return spec if load_factory(spec) is factory else None
+        loaded = load_factory(spec)  # seen through sync_factory, which keeps it as __wrapped__
+        same = loaded is factory or getattr(loaded, "__wrapped__", None) is factory
+        return spec if same else None
     except ValueError:
         return None
 

@@ -1,4 +1,10 @@
-"""Loading a store factory from its ``pkg.module:attr`` import string (docs/conformance.md)."""
+"""Loading a store factory from its ``pkg.module:attr`` import string (docs/conformance.md).
+
+Every part of the suites (machines, checks, stress workers in their own processes) gets its
+factory here, so this is where an asyncio factory (``async def``, or returning an asyncio store)
+is adapted to the synchronous calls they make: see :func:`lance_offsets._aio_sync.sync_factory`
+and docs/async.md.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import importlib
 import os
 import sys
 from typing import Final
+
+from lance_offsets._aio_sync import sync_factory
 
 from ._capabilities import Factory
 
@@ -20,7 +28,12 @@ class SpecError(ValueError):
 
 
 def load_factory(spec: str) -> Factory:
-    """Import ``pkg.module:attr`` (attr may be dotted) and return the callable it names."""
+    """Import ``pkg.module:attr`` (attr may be dotted) and return the callable it names.
+
+    The callable comes back through :func:`sync_factory`: synchronous stores it makes are
+    returned untouched, asyncio ones are driven on a private loop. Loading one spec twice gives
+    the same object.
+    """
     module_name, sep, attr_path = spec.partition(":")
     if not sep or not module_name or not attr_path:
         raise SpecError(f"store spec {spec!r} must look like 'package.module:factory'")
@@ -35,7 +48,7 @@ def load_factory(spec: str) -> Factory:
             raise SpecError(f"store spec {spec!r}: {module_name!r} has no {attr_path!r}") from None
     if not callable(target):
         raise SpecError(f"store spec {spec!r} names {type(target).__name__}, not a callable")
-    return target
+    return sync_factory(target)
 
 
 def cwd_importable() -> None:

@@ -11,12 +11,17 @@ import hashlib
 import os
 from typing import TYPE_CHECKING
 
-from lance_offsets import HookedOffsetStore, LockFileOffsetStore, MemoryOffsetStore
+from lance_offsets import (
+    AsyncOffsetStore,
+    HookedOffsetStore,
+    LockFileOffsetStore,
+    MemoryOffsetStore,
+)
 
 if TYPE_CHECKING:
     from lance_offsets import PostgresOffsetStore, SQLiteOffsetStore
 
-__all__ = ["hooked_lockfile", "lockfile", "memory", "postgres", "sqlite"]
+__all__ = ["async_lockfile", "hooked_lockfile", "lockfile", "memory", "postgres", "sqlite"]
 
 #: Consumer name the reference factories use under the test directory.
 CONSUMER_NAME = "conformance"
@@ -162,3 +167,21 @@ def _postgres_named(path: str, name: str) -> PostgresOffsetStore:
 
 
 postgres.open_named = _postgres_named  # type: ignore[attr-defined]
+
+
+async def async_lockfile(path: str) -> AsyncOffsetStore:
+    """The lock-file store through its asyncio face, opened in its own thread (docs/async.md).
+
+    An ``async def`` factory: the suite drives it on a private event loop per handle, so
+    ``lance-offsets check lance_offsets.conformance.reference:async_lockfile`` checks the asyncio
+    face through the same machines as :func:`lockfile`.
+    """
+    return await AsyncOffsetStore.open(lambda: LockFileOffsetStore.open(path, CONSUMER_NAME))
+
+
+async def _async_named(path: str, name: str) -> AsyncOffsetStore:
+    return await AsyncOffsetStore.open(lambda: LockFileOffsetStore.open(path, name))
+
+
+async_lockfile.open_named = _async_named  # type: ignore[attr-defined]
+async_lockfile.damage = LOCKFILE_DAMAGE  # type: ignore[attr-defined]

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._aio_sync import SyncOverAsyncStore as SyncOverAsyncStore
+from ._aio_sync import sync_factory as sync_factory
+from ._async import AsyncOffsetStore as AsyncOffsetStore
 from ._domain import MAX_CONSUMER_ID as MAX_CONSUMER_ID
 from ._domain import MAX_OFFSET as MAX_OFFSET
 from ._domain import MAX_TOPIC_ID as MAX_TOPIC_ID
@@ -32,6 +35,7 @@ __all__ = [
     "MAX_CONSUMER_ID",
     "MAX_OFFSET",
     "MAX_TOPIC_ID",
+    "AsyncOffsetStore",
     "CollectingCommitHook",
     "CommitInfo",
     "CorruptOffsetError",
@@ -49,7 +53,9 @@ __all__ = [
     "SQLiteOffsetStore",
     "SQLiteTransaction",
     "StoreClosedError",
+    "SyncOverAsyncStore",
     "__version__",
+    "sync_factory",
 ]
 
 
