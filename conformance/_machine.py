@@ -83,10 +83,10 @@ def spec_of(factory: object) -> str | None:
     spec = f"{module}:{name}"
     try:
         loaded = load_factory(spec)  # seen through sync_factory, which keeps it as __wrapped__
-        same = loaded is factory or getattr(loaded, "__wrapped__", None) is factory
-        return spec if same else None
     except ValueError:
         return None
+    same = loaded is factory or getattr(loaded, "__wrapped__", None) is factory
+    return spec if same else None
 
 
 def _runner_draw(make: Callable[[Capabilities], st.SearchStrategy[Any]]) -> Any:

@@ -1,0 +1,300 @@
+"""The asyncio face (docs/async.md): the contract with await, a loop that keeps ticking, and
+cancellation that leaves the old or the new offset, settled, never a half-state."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lance_offsets.conformance import reference
+from lance_offsets.conformance._spec import load_factory
+
+from lance_offsets import (
+    AsyncOffsetStore,
+    LockFileOffsetStore,
+    MemoryOffsetStore,
+    StoreClosedError,
+    SyncOverAsyncStore,
+    sync_factory,
+)
+from lance_offsets._async import is_async_store
+
+
+def _open(directory: Path) -> LockFileOffsetStore:
+    return LockFileOffsetStore.open(str(directory), "billing")
+
+
+async def _aopen(directory: Path) -> AsyncOffsetStore:
+    return await AsyncOffsetStore.open(lambda: _open(directory))
+
+
+def test_contract_with_await(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with await _aopen(tmp_path) as store:
+            assert await store.load(1, 2) is None
+            await store.save(1, 2, 40)
+            await store.save(3, 4, 7)
+            assert await store.load(1, 2) == 40
+            assert await store.list_all() == {(1, 2): 40, (3, 4): 7}
+            await store.delete(1, 2)
+            await store.delete(1, 2)  # absent: not an error
+            assert await store.list_all() == {(3, 4): 7}
+        # What the async handle saved is on disk for any synchronous handle.
+        with _open(tmp_path) as plain:
+            assert plain.list_all() == {(3, 4): 7}
+
+    asyncio.run(main())
+
+
+def test_argument_errors_before_any_effect(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with await _aopen(tmp_path) as store:
+            with pytest.raises(TypeError):
+                await store.save(1, 2, 1.0)  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match="topic_id"):
+                await store.save(2**32, 0, 1)
+            with pytest.raises(TypeError):
+                await store.load(True, 0)
+            assert await store.list_all() == {}
+
+    asyncio.run(main())
+
+
+def test_closed_handle_raises_and_close_is_idempotent(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = await _aopen(tmp_path)
+        await store.save(1, 1, 1)
+        await store.close()
+        await store.close()
+        with pytest.raises(StoreClosedError):
+            await store.load(1, 1)
+
+    asyncio.run(main())
+
+
+def test_calls_on_one_handle_run_in_the_order_awaited(tmp_path: Path) -> None:
+    # Tasks started in order on one handle: the last one started must win, as in sync code.
+    async def main() -> None:
+        async with await _aopen(tmp_path) as store:
+            await asyncio.gather(*(store.save(5, 5, n) for n in range(50)))
+            assert await store.load(5, 5) == 49
+
+    asyncio.run(main())
+
+
+class _WithExtras(MemoryOffsetStore):
+    """A store with a method beyond the protocol, as ``save_many`` will be."""
+
+    def save_many(self, offsets: dict[tuple[int, int], int]) -> None:
+        for (topic_id, consumer_id), offset in offsets.items():
+            self.save(topic_id, consumer_id, offset)
+
+
+def test_methods_beyond_the_protocol_are_forwarded() -> None:
+    async def main() -> None:
+        async with AsyncOffsetStore(_WithExtras()) as store:
+            await store.save_many({(1, 1): 3, (2, 2): 4})
+            assert await store.list_all() == {(1, 1): 3, (2, 2): 4}
+            with pytest.raises(AttributeError):
+                store.no_such_method  # noqa: B018
+
+    asyncio.run(main())
+
+
+def test_heartbeat_ticks_while_saves_fsync(tmp_path: Path) -> None:
+    """Structure, not time: every async save lets the loop run a ready task; a blocking one never.
+
+    A heartbeat task that is always ready (``sleep(0)``) counts its ticks. Each awaited save
+    suspends its task until the worker thread finishes, so the heartbeat runs at least once
+    inside every save; a plain blocking save in a coroutine gives it no turn at all.
+    """
+    saves = 60
+    inside: list[int] = []
+    blocking_inside: list[int] = []
+
+    async def main() -> None:
+        ticks = 0
+        stop = False
+
+        async def heartbeat() -> None:
+            nonlocal ticks
+            while not stop:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        beat = asyncio.create_task(heartbeat())
+        await asyncio.sleep(0)
+        async with await _aopen(tmp_path / "a") as store:
+            for n in range(saves):
+                before = ticks
+                await store.save(1, 1, n)  # open() then fsync() of file and directory
+                inside.append(ticks - before)
+        with _open(tmp_path / "b") as plain:
+            for n in range(saves):
+                before = ticks
+                plain.save(1, 1, n)  # the same work, blocking the loop
+                blocking_inside.append(ticks - before)
+                await asyncio.sleep(0)
+        stop = True
+        await beat
+
+    asyncio.run(main())
+    print(f"heartbeat ticks inside async saves: {sum(inside)}; inside blocking saves: 0")
+    assert all(n >= 1 for n in inside), inside
+    assert blocking_inside == [0] * saves
+
+
+def test_cancelled_saves_leave_the_old_or_the_new_offset_settled(tmp_path: Path) -> None:
+    """Real cancellation at random moments; after each CancelledError nothing is in flight."""
+    seed = random.randrange(2**32)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    outcomes = {"old": 0, "new": 0}
+
+    async def main() -> None:
+        async with await _aopen(tmp_path) as store:
+            await store.save(9, 9, 0)
+            current = 0
+            for n in range(1, 81):
+                # Queue some saves first sometimes, so a cancel can find the save not started.
+                queued = [asyncio.create_task(store.save(8, 8, k)) for k in range(rng.randrange(3))]
+                task = asyncio.create_task(store.save(9, 9, n))
+                for _ in range(rng.randrange(4)):
+                    await asyncio.sleep(0)
+                if rng.random() < 0.5:
+                    await asyncio.sleep(rng.random() / 500)
+                cancelled = task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                else:
+                    cancelled = False
+                await asyncio.gather(*queued)
+                # Read behind the handle's back with a fresh synchronous handle, twice: the state
+                # is settled (the save cannot land later) and is the old or the new offset.
+                seen = _open(tmp_path).load(9, 9)
+                await asyncio.sleep(0.002)
+                assert _open(tmp_path).load(9, 9) == seen
+                if cancelled:
+                    assert seen in (current, n), (seen, current, n)
+                    outcomes["old" if seen == current else "new"] += 1
+                else:
+                    assert seen == n
+                current = seen if seen is not None else current
+
+    asyncio.run(main())
+    print(f"cancelled saves that kept the old offset / stored the new one: {outcomes}")
+    assert sum(outcomes.values()) >= 1
+
+
+def test_a_cancel_during_a_running_save_waits_for_it(tmp_path: Path) -> None:
+    """Deterministic: the save is held inside the thread while the task is cancelled."""
+    entered, release = threading.Event(), threading.Event()
+
+    class Gated(LockFileOffsetStore):
+        def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
+            entered.set()
+            release.wait(30)
+            super().save(topic_id, consumer_id, offset)
+
+    async def main() -> None:
+        store = AsyncOffsetStore(Gated.open(str(tmp_path), "billing"))
+        task = asyncio.create_task(store.save(1, 1, 2))
+        while not entered.is_set():
+            await asyncio.sleep(0.001)
+        task.cancel()
+        await asyncio.sleep(0.01)
+        assert not task.done()  # held: the save is running, the cancel waits for it
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert _open(tmp_path).load(1, 1) == 2  # the new offset, complete
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_cancel_before_the_save_starts_withdraws_it(tmp_path: Path) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class Gated(LockFileOffsetStore):
+        def load(self, topic_id: int, consumer_id: int) -> int | None:
+            entered.set()
+            release.wait(30)
+            return super().load(topic_id, consumer_id)
+
+    async def main() -> None:
+        store = AsyncOffsetStore(Gated.open(str(tmp_path), "billing"))
+        blocker = asyncio.create_task(store.load(1, 1))  # occupies the handle's thread
+        while not entered.is_set():
+            await asyncio.sleep(0.001)
+        task = asyncio.create_task(store.save(1, 1, 5))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()
+        assert await blocker is None
+        assert await store.load(1, 1) is None  # withdrawn: the old state (absent) stays
+        await store.close()
+
+    asyncio.run(main())
+
+
+# -- the suite's side: asyncio factories driven synchronously --------------------------------
+
+
+def test_an_async_def_factory_gives_synchronous_handles(tmp_path: Path) -> None:
+    factory = load_factory("lance_offsets.conformance.reference:async_lockfile")
+    assert factory is load_factory("lance_offsets.conformance.reference:async_lockfile")
+    handle = factory(str(tmp_path))
+    assert isinstance(handle, SyncOverAsyncStore)
+    with handle:
+        handle.save(1, 2, 3)
+        assert handle.load(1, 2) == 3
+    with pytest.raises(StoreClosedError):
+        handle.load(1, 2)
+    with reference.lockfile(str(tmp_path)) as plain:
+        assert plain.load(1, 2) == 3
+    # Capabilities read through; open_named is adapted as well.
+    assert factory.damage is reference.LOCKFILE_DAMAGE  # type: ignore[attr-defined]
+    named = factory.open_named(str(tmp_path), "other")  # type: ignore[attr-defined]
+    assert isinstance(named, SyncOverAsyncStore)
+    named.close()
+
+
+def test_a_sync_factory_returning_an_async_store_is_adapted(tmp_path: Path) -> None:
+    def factory(path: str) -> AsyncOffsetStore:
+        return AsyncOffsetStore(LockFileOffsetStore.open(path, "x"))
+
+    with sync_factory(factory)(str(tmp_path)) as handle:
+        assert isinstance(handle, SyncOverAsyncStore)
+        handle.save(1, 1, 1)
+        with pytest.raises(ValueError, match="offset"):
+            handle.save(1, 1, -1)  # the asyncio store's own error, unchanged
+        assert handle.list_all() == {(1, 1): 1}
+
+
+def test_synchronous_factories_pass_through_untouched(tmp_path: Path) -> None:
+    factory = load_factory("lance_offsets.conformance.reference:lockfile")
+    handle: Any = factory(str(tmp_path))
+    assert type(handle) is LockFileOffsetStore
+    handle.close()
+    assert not is_async_store(handle)
+    assert sync_factory(factory) is factory  # idempotent
+
+
+def test_no_thread_is_left_behind(tmp_path: Path) -> None:
+    factory = sync_factory(reference.async_lockfile)
+    before = threading.active_count()
+    for n in range(5):
+        with factory(str(tmp_path)) as handle:
+            handle.save(0, 0, n)
+    assert threading.active_count() == before
+    assert os.path.exists(tmp_path / reference.CONSUMER_NAME)
