@@ -158,3 +158,74 @@ def test_consumer_restarts_from_the_stored_offset(tmp_path: Path) -> None:
     # Commits follow processing, and a kill comes right after a commit: nothing is processed
     # twice, nothing skipped, whatever the number of restarts.
     assert processed == list(range(RECORDS))
+
+
+# -- lance-offsets import-lnc ---------------------------------------------------------------
+
+
+def _lnc_dir(tmp_path: Path) -> Path:
+    lnc_dir = tmp_path / "lnc"
+
+    async def main() -> None:
+        theirs = lnc_offset.FileOffsetStore(lnc_dir)  # the real package writes the files
+        await theirs.save("billing", 3, 42)
+        await theirs.save("a/b", 0, 7, topic_name="orders")
+
+    asyncio.run(main())
+    (lnc_dir / "billing_3.tmp").write_text('{"offset": 99}')  # an interrupted lnc save
+    return lnc_dir
+
+
+def test_import_lnc_dry_run_then_import_then_the_drop_in_continues(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lance_offsets._cli import main
+
+    lnc_dir, base = _lnc_dir(tmp_path), tmp_path / "base"
+    base.mkdir()
+    assert main(["import-lnc", str(lnc_dir), "--to", str(base), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would set consumer 'billing' topic id 3" in out
+    assert "absent -> 42" in out
+    assert "skipped billing_3.tmp" in out
+    assert list(base.iterdir()) == []  # a dry run writes nothing
+    assert main(["import-lnc", str(lnc_dir), "--to", str(base)]) == 0
+    assert "changed 2, unchanged 0" in capsys.readouterr().out
+    assert main(["import-lnc", str(lnc_dir), "--to", str(base)]) == 0
+    assert "changed 0, unchanged 2" in capsys.readouterr().out
+
+    async def resumed() -> tuple[int | None, int | None]:
+        async with LanceOffsetStore.lockfile(base) as ours:
+            return (
+                await ours.load("billing", 3),
+                await ours.load("a/b", 5, topic_name="orders"),
+            )
+
+    assert asyncio.run(resumed()) == (42, 7)  # never the .tmp file's 99
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not an lnc-client offset file"),
+        ('{"consumer": "c", "topic_id": 1}', "no 'offset' field"),
+        ('{"consumer": "c", "topic_id": 1, "offset": -5}', "got -5"),
+        ('{"consumer": "c", "topic_id": 1, "offset": "12"}', "offset must be an int"),
+        ('{"consumer": 4, "topic_id": 1, "offset": 1}', "'consumer' must be a string, got 4"),
+        ('{"consumer": "c", "topic_id": 4294967296, "offset": 1}', "got 4294967296"),
+        ("[1]", "expected a JSON object"),
+    ],
+)
+def test_import_lnc_bad_input_names_file_and_value_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    from lance_offsets._cli import main
+
+    lnc_dir, base = _lnc_dir(tmp_path), tmp_path / "base"
+    base.mkdir()
+    (lnc_dir / "zzz_1.offset").write_text(content)
+    assert main(["import-lnc", str(lnc_dir), "--to", str(base)]) == 1
+    err = capsys.readouterr().err
+    assert "zzz_1.offset" in err
+    assert message in err
+    assert list(base.iterdir()) == []
