@@ -18,10 +18,10 @@ import random
 import shutil
 import time
 
-from lance_offsets.stress._concurrency import M1_WORKLOAD, run_workload
-from lance_offsets.stress._history import Op
-from lance_offsets.stress._linearize import check_history
 from lance_offsets.stress._options import StressOptions
+from lance_offsets.stress.concurrency._campaign import M1_WORKLOAD, run_workload
+from lance_offsets.stress.concurrency._history import Op
+from lance_offsets.stress.concurrency._linearize import check_history
 
 BASELINE = "zoo.stress_concurrency_zoo:careful"
 

@@ -7,7 +7,7 @@ it is ready, kill it: the floor any crash cycle pays) and ``zoo.stress_crash_zoo
 same protocol as the reference store, in 60 lines); ratios are against them. Each store's
 cycles/s is printed beside the bare cycles of a worker built for it.
 
-Then the syscall shim's per-call overhead (``stress/_shim.py``): a loop of 64-byte ``pwrite`` +
+Then the syscall shim's per-call overhead (``stress/seam/_shim.py``): a loop of 64-byte ``pwrite`` +
 ``fsync`` on tmpfs, timed in one process with the shim preloaded but unarmed, armed for another
 directory (the filter's cost: resolve the descriptor, compare), and armed for the loop's own
 directory (a callback into Python and a content read per call, as in a crash campaign), and in
@@ -27,11 +27,11 @@ import sys
 import time
 
 from lance_offsets.conformance._spec import DEFAULT_SPEC
-from lance_offsets.stress._crash import run_campaign
-from lance_offsets.stress._faults import check_f2
-from lance_offsets.stress._fleet import Fleet
 from lance_offsets.stress._options import StressOptions
-from lance_offsets.stress._shim import build
+from lance_offsets.stress.crash._campaign import run_campaign
+from lance_offsets.stress.faults._campaign import check_f2
+from lance_offsets.stress.seam._shim import build
+from lance_offsets.stress.workers._fleet import Fleet
 
 BASELINE = "zoo.stress_crash_zoo:careful"
 SQLITE = "zoo.sqlite_zoo:wal_full"
@@ -39,7 +39,7 @@ SQLITE = "zoo.sqlite_zoo:wal_full"
 #: Run in a child process (with or without the shim preloaded): seconds per call of each mode.
 _LOOP = r"""
 import json, os, sys, tempfile, time
-from lance_offsets.stress._shim import loaded, syscall_traced
+from lance_offsets.stress.seam._shim import loaded, syscall_traced
 calls = int(sys.argv[1])
 here, elsewhere = tempfile.mkdtemp(dir="/dev/shm"), tempfile.mkdtemp(dir="/dev/shm")
 fd = os.open(os.path.join(here, "f"), os.O_RDWR | os.O_CREAT, 0o644)

@@ -16,7 +16,7 @@ import argparse
 import importlib.util
 
 from lance_offsets.stress._options import StressOptions
-from lance_offsets.stress._powerloss import run_powerloss
+from lance_offsets.stress.powerloss._campaign import run_powerloss
 
 STORES = [
     "lance_offsets.conformance.reference:lockfile",

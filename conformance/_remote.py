@@ -64,7 +64,7 @@ class RemoteStore:
 
     def start(self) -> None:
         """Spawn the child (spawn on every platform: what macOS and Windows do)."""
-        from lance_offsets.stress._procs import context
+        from lance_offsets.stress.workers._procs import context
 
         ctx = context()
         self._conn, child_conn = ctx.Pipe()
@@ -106,7 +106,7 @@ class RemoteStore:
         """Ask the child to close its handle and exit; reap it whatever state it is in."""
         if self._proc is None:
             return
-        from lance_offsets.stress._procs import reap
+        from lance_offsets.stress.workers._procs import reap
 
         with contextlib.suppress(Exception):
             self._conn.send(("stop", ()))

@@ -308,7 +308,7 @@ def run_checks(
         seed = choose_seed()
     if stress_options is None and any(PROPERTIES[p].suite != "conformance" for p in ids):
         # One options object (one seed) for the whole run: D1, D2, D4 and D5 then share one
-        # crash campaign (stress/_crash.py caches it by spec and seed) instead of running four.
+        # crash campaign (stress/crash/_campaign.py caches it by spec and seed), not four.
         stress_options = _default_stress_options(stress, seed)
     if workers <= 1:
         results = []

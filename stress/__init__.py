@@ -1,22 +1,28 @@
-"""The stress suite: multi-process workers, crash injection, power-loss model, history checker."""
+"""The stress suite: multi-process workers, crash injection, power-loss model, history checker.
+
+The layout (docs/stress.md, "Where the code lives"): ``seam/`` sees and faults a store's file
+system calls, ``workers/`` runs processes, and ``crash/``, ``faults/``, ``powerloss/`` and
+``concurrency/`` are the campaigns that consume the seam's trace.
+"""
 
 from __future__ import annotations
+
+from .concurrency._history import Op as Op
+from .concurrency._linearize import Violation as Violation
+from .concurrency._linearize import check_history as check_history
+from .concurrency._linearize import format_violations as format_violations
 
 # The history checker, the file-system interposer and the power-loss model are light (no
 # multiprocess), so they are re-exported for anyone checking their own histories, tracing their
 # own store's I/O or exploring its crash states; the process-starting checks stay behind
 # stress._runner's lazy lookup.
-from ._fsmodel import CrashState as CrashState
-from ._fsmodel import Exploration as Exploration
-from ._fsmodel import explore as explore
-from ._history import Op as Op
-from ._interpose import FaultPlan as FaultPlan
-from ._interpose import mark as mark
-from ._interpose import set_fault as set_fault
-from ._interpose import traced as traced
-from ._linearize import Violation as Violation
-from ._linearize import check_history as check_history
-from ._linearize import format_violations as format_violations
+from .powerloss._fsmodel import CrashState as CrashState
+from .powerloss._fsmodel import Exploration as Exploration
+from .powerloss._fsmodel import explore as explore
+from .seam._interpose import FaultPlan as FaultPlan
+from .seam._interpose import mark as mark
+from .seam._interpose import set_fault as set_fault
+from .seam._interpose import traced as traced
 
 __all__: list[str] = [
     "CrashState",

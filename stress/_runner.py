@@ -26,14 +26,14 @@ __all__ = ["CHECKS", "run_properties"]
 
 #: Where each multi-process property's check lives.
 CHECKS: Final[dict[str, str]] = {
-    "M1": "lance_offsets.stress._concurrency:check_m1",
-    "M2": "lance_offsets.stress._concurrency:check_m2",
-    "D1": "lance_offsets.stress._crash:check_d1",
-    "D2": "lance_offsets.stress._crash:check_d2",
-    "D3": "lance_offsets.stress._powerloss:check_d3",
-    "D4": "lance_offsets.stress._crash:check_d4",
-    "D5": "lance_offsets.stress._crash:check_d5",
-    "F2": "lance_offsets.stress._faults:check_f2",
+    "M1": "lance_offsets.stress.concurrency._campaign:check_m1",
+    "M2": "lance_offsets.stress.concurrency._campaign:check_m2",
+    "D1": "lance_offsets.stress.crash._campaign:check_d1",
+    "D2": "lance_offsets.stress.crash._campaign:check_d2",
+    "D3": "lance_offsets.stress.powerloss._campaign:check_d3",
+    "D4": "lance_offsets.stress.crash._campaign:check_d4",
+    "D5": "lance_offsets.stress.crash._campaign:check_d5",
+    "F2": "lance_offsets.stress.faults._campaign:check_f2",
 }
 
 

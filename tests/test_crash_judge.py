@@ -1,4 +1,4 @@
-"""What a fresh process must find after a crash, judged without processes (``stress/_judge.py``)."""
+"""What a fresh process must find after a crash, judged without processes (crash/_judge.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pathlib
 from typing import Any
 
 import pytest
-from lance_offsets.stress._crashrun import label, points
-from lance_offsets.stress._judge import Crash, judge, listing
-from lance_offsets.stress._trace import TraceOp
+from lance_offsets.stress.crash._cycle import label, points
+from lance_offsets.stress.crash._judge import Crash, judge, listing
+from lance_offsets.stress.seam._trace import TraceOp
 
 K, N = (7, 42), (7, 43)
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lance_offsets.stress._fsdata import content_choices
-from lance_offsets.stress._fsmodel import (
+from lance_offsets.stress.powerloss._fsdata import content_choices
+from lance_offsets.stress.powerloss._fsmodel import (
     CrashState,
     ModelError,
     StateStream,
@@ -20,7 +20,7 @@ from lance_offsets.stress._fsmodel import (
     materialise,
     replay,
 )
-from lance_offsets.stress._trace import OpKind, TraceOp
+from lance_offsets.stress.seam._trace import OpKind, TraceOp
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32", reason="the model's paths are POSIX paths; D3 runs on Linux only"

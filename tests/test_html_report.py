@@ -16,18 +16,18 @@ from typing import Any
 from lance_offsets.conformance._html import report_html
 from lance_offsets.conformance._report import Verdict
 from lance_offsets.conformance._results import PropertyResult
-from lance_offsets.stress._fsmodel import CrashState
-from lance_offsets.stress._history import Op, OpKind
-from lance_offsets.stress._linearize import check_history, drawn_history
-from lance_offsets.stress._powerloss_oracle import (
+from lance_offsets.stress.concurrency._history import Op, OpKind
+from lance_offsets.stress.concurrency._linearize import check_history, drawn_history
+from lance_offsets.stress.powerloss._fsmodel import CrashState
+from lance_offsets.stress.powerloss._oracle import (
     SHOWN_BYTES,
     Expectation,
     Observation,
     Problem,
     drawn_crash_state,
 )
-from lance_offsets.stress._powerloss_oracle import Verdict as StateVerdict
-from lance_offsets.stress._trace import TraceOp
+from lance_offsets.stress.powerloss._oracle import Verdict as StateVerdict
+from lance_offsets.stress.seam._trace import TraceOp
 
 MEMORY = "lance_offsets.conformance.reference:memory"
 KEY = (1, 2)

@@ -13,10 +13,10 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from lance_offsets.stress._faultjudge import SYNC_KINDS, injected, swallowed_syncs
-from lance_offsets.stress._interpose import FaultPlan, mark, set_fault, traced
-from lance_offsets.stress._trace import TraceOp
-from lance_offsets.stress._tracer import REAL
+from lance_offsets.stress.faults._judge import SYNC_KINDS, injected, swallowed_syncs
+from lance_offsets.stress.seam._interpose import FaultPlan, mark, set_fault, traced
+from lance_offsets.stress.seam._trace import TraceOp
+from lance_offsets.stress.seam._tracer import REAL
 
 #: Opening a directory to fsync it, or renaming an open file, is POSIX only.
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file semantics")
@@ -313,7 +313,7 @@ def test_blocks_do_not_nest(tmp_path: pathlib.Path) -> None:
         pass  # pragma: no cover
 
 
-# --- faults on syncs, and F2's rule for a save that returns after one (stress/_faultjudge.py) --
+# --- faults on syncs, and F2's rule for a save that returns after one (stress/faults/_judge.py) --
 
 
 def _sync_file_object(directory: pathlib.Path) -> None:

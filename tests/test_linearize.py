@@ -8,9 +8,9 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lance_offsets.stress import _linearize as linearize
-from lance_offsets.stress._history import Op, OpKind, Outcome
-from lance_offsets.stress._linearize import (
+from lance_offsets.stress.concurrency import _linearize as linearize
+from lance_offsets.stress.concurrency._history import Op, OpKind, Outcome
+from lance_offsets.stress.concurrency._linearize import (
     check_history,
     first_unexplained,
     format_violations,

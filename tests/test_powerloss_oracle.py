@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from lance_offsets.stress._fsmodel import CrashState, Tree, explore, materialise
-from lance_offsets.stress._fstree import snapshot
-from lance_offsets.stress._interpose import mark, traced
 from lance_offsets.stress._options import StressOptions
-from lance_offsets.stress._powerloss import workload
-from lance_offsets.stress._powerloss_oracle import (
+from lance_offsets.stress.powerloss._campaign import workload
+from lance_offsets.stress.powerloss._fsmodel import CrashState, Tree, explore, materialise
+from lance_offsets.stress.powerloss._fstree import snapshot
+from lance_offsets.stress.powerloss._oracle import (
     KINDS,
     SHOWN_FAILURES,
     Expectation,
@@ -34,8 +33,9 @@ from lance_offsets.stress._powerloss_oracle import (
     report,
     shown,
 )
-from lance_offsets.stress._powerloss_workers import observe, run_steps
-from lance_offsets.stress._trace import TraceOp
+from lance_offsets.stress.powerloss._workers import observe, run_steps
+from lance_offsets.stress.seam._interpose import mark, traced
+from lance_offsets.stress.seam._trace import TraceOp
 
 A, B = (1, 2), (3, 4)
 KEYS = [A, B]

@@ -1,4 +1,4 @@
-"""The syscall shim (``stress/_shim.py``) in a real process with it preloaded: what it numbers.
+"""The syscall shim (``stress/seam/_shim.py``) in a real process with it preloaded: what it numbers.
 
 Each test runs a short script in a child process started with the compiled shim in
 ``LD_PRELOAD`` (the shim must be there from exec) and checks the trace it prints. Linux with a C
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from lance_offsets.stress._shim import build, unavailable
+from lance_offsets.stress.seam._shim import build, unavailable
 
 TESTS = str(Path(__file__).resolve().parent)  # the zoo is importable from here as ``zoo.*``
 SHIM = build()
@@ -41,8 +41,8 @@ def _run(script: str, tmp_path: object, *, preload: bool = True) -> list[dict[st
 
 _PRELUDE = """
 import dataclasses, errno, json, os, sys, threading
-from lance_offsets.stress._shim import syscall_traced
-from lance_offsets.stress._tracer import FaultPlan
+from lance_offsets.stress.seam._shim import syscall_traced
+from lance_offsets.stress.seam._tracer import FaultPlan
 root = sys.argv[1]
 def show(trace):
     return [dict(index=op.index, kind=op.kind, call=op.call, name=os.path.basename(op.path),
@@ -154,7 +154,7 @@ def test_calls_outside_the_root_and_while_unarmed_are_not_counted(tmp_path: obje
 def test_without_the_preload_the_backend_refuses_to_arm(tmp_path: object) -> None:
     script = (
         "import sys\n"
-        "from lance_offsets.stress._shim import loaded, syscall_traced\n"
+        "from lance_offsets.stress.seam._shim import loaded, syscall_traced\n"
         "assert loaded() is None\n"
         "try:\n"
         "    with syscall_traced(sys.argv[1]):\n"

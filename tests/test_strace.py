@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 import pytest
-from lance_offsets.stress._fsmodel import explore
-from lance_offsets.stress._strace import StraceError, mark_path, parse
+from lance_offsets.stress.powerloss._fsmodel import explore
+from lance_offsets.stress.seam._strace import StraceError, mark_path, parse
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="strace output is Linux only"
@@ -177,7 +177,7 @@ def test_a_shared_writable_mapping_of_data_cannot_be_followed() -> None:
 
 
 def test_a_trace_past_its_byte_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lance_offsets.stress import _strace
+    from lance_offsets.stress.seam import _strace
 
     monkeypatch.setattr(_strace, "MAX_TRACE_BYTES", 100)
     log = f"{ROOT}/log"

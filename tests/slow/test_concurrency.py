@@ -17,7 +17,8 @@ import time
 
 import pytest
 from lance_offsets.conformance._results import PropertyResult
-from lance_offsets.stress._concurrency import (
+from lance_offsets.stress._options import StressOptions
+from lance_offsets.stress.concurrency._campaign import (
     M1_WORKLOAD,
     check_m1,
     check_m2,
@@ -25,8 +26,7 @@ from lance_offsets.stress._concurrency import (
     plan,
     run_workload,
 )
-from lance_offsets.stress._linearize import check_history
-from lance_offsets.stress._options import StressOptions
+from lance_offsets.stress.concurrency._linearize import check_history
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("zoo_importable")]
 

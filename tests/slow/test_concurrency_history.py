@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lance_offsets.stress._history import HistoryWriter, read_worker
+from lance_offsets.stress.concurrency._history import HistoryWriter, read_worker
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 WRITER = textwrap.dedent(
     """
     import sys
-    from lance_offsets.stress._history import HistoryWriter
+    from lance_offsets.stress.concurrency._history import HistoryWriter
     writer = HistoryWriter(sys.argv[1], 7)
     writer.ready()
     seq = 0

@@ -9,8 +9,10 @@ import dataclasses
 
 import pytest
 from lance_offsets.conformance._spec import DEFAULT_SPEC
-from lance_offsets.stress import _crashrun
-from lance_offsets.stress._crash import (
+from lance_offsets.stress._options import StressOptions
+from lance_offsets.stress._runner import run_properties
+from lance_offsets.stress.crash import _cycle as _crashrun
+from lance_offsets.stress.crash._campaign import (
     OPEN,
     OPEN_RANDOM_KILLS,
     SAVE_OVER,
@@ -22,8 +24,6 @@ from lance_offsets.stress._crash import (
     property_result,
     run_campaign,
 )
-from lance_offsets.stress._options import StressOptions
-from lance_offsets.stress._runner import run_properties
 
 pytestmark = pytest.mark.slow
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from lance_offsets.conformance._results import PropertyResult
 from lance_offsets.conformance._spec import DEFAULT_SPEC
-from lance_offsets.stress._faultjudge import injected, swallowed_syncs
-from lance_offsets.stress._faults import _commit_index, check_f2
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress._runner import run_properties
-from lance_offsets.stress._trace import TraceOp
-from lance_offsets.stress._tracer import FaultPlan
+from lance_offsets.stress.faults._campaign import _commit_index, check_f2
+from lance_offsets.stress.faults._judge import injected, swallowed_syncs
+from lance_offsets.stress.seam._trace import TraceOp
+from lance_offsets.stress.seam._tracer import FaultPlan
 
 pytestmark = pytest.mark.slow
 

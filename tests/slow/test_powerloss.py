@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from lance_offsets.stress import _powerloss
 from lance_offsets.stress._options import StressOptions
-from lance_offsets.stress._powerloss import PowerLossRun, check_d3, run_powerloss
 from lance_offsets.stress._runner import run_properties
+from lance_offsets.stress.powerloss import _campaign as _powerloss
+from lance_offsets.stress.powerloss._campaign import PowerLossRun, check_d3, run_powerloss
 
 
 def strace_works() -> bool:

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 from lance_offsets.stress._options import StressOptions
-from lance_offsets.stress._powerloss import run_powerloss
+from lance_offsets.stress.powerloss._campaign import run_powerloss
 from test_powerloss_strace import strace_works
 
 pytest.importorskip("lmdb", reason="py-lmdb is not installed (pip install lmdb)")

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 from lance_offsets.stress._options import StressOptions
-from lance_offsets.stress._powerloss import run_powerloss
+from lance_offsets.stress.powerloss._campaign import run_powerloss
 
 
 def strace_works() -> bool:

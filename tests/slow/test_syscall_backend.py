@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from lance_offsets.stress._crash import SAVE_OVER, property_result, run_campaign
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress._runner import run_properties
-from lance_offsets.stress._shim import build, unavailable
+from lance_offsets.stress.crash._campaign import SAVE_OVER, property_result, run_campaign
+from lance_offsets.stress.seam._shim import build, unavailable
 
 pytestmark = [
     pytest.mark.slow,

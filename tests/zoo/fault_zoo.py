@@ -3,7 +3,7 @@
 Each changes one step of ``stress_crash_zoo``'s :class:`CarefulStore` (lock, temp, fsync,
 replace, fsync the directory), whose ``careful`` factory is their positive control. The first
 three return from a save after a failed sync: a fresh handle then reads the new value from the
-page cache, so only the sync rule of F2 (``stress/_faultjudge.py``) can catch them. The last
+page cache, so only the sync rule of F2 (``stress/faults/_judge.py``) can catch them. The last
 hangs, and F2 must say where and why instead of printing a bare harness timeout.
 ``rewrites_after_failed_fsync`` is correct: it answers a failed fsync by writing the bytes
 again, which F2 must accept.

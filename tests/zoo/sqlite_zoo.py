@@ -1,4 +1,4 @@
-"""SQLite stores whose I/O happens in C: the syscall backend (``stress/_shim.py``) must see it.
+"""SQLite stores whose I/O happens in C: the syscall backend (``stress/seam/_shim.py``) must see it.
 
 ``wal_full`` is correct: WAL, ``synchronous=FULL`` (a WAL commit is durable once its frames are
 synced), offsets stored losslessly as decimal TEXT (SQLite's INTEGER is signed 64-bit), and loud

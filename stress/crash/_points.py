@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ._trace import TraceOp
+from ..seam._trace import TraceOp
 
 __all__ = ["label", "points"]
 

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._fleet import Fleet, Worker, WorkerGone
+from .._options import StressOptions
+from ..seam._trace import TraceOp
+from ..workers._fleet import Fleet, Worker, WorkerGone
+from ..workers._jobs import NO_SHIM
 from ._judge import LOCK_WAIT_BOUND, Crash, Violation, judge, judge_damaged, listing
-from ._options import StressOptions
 from ._points import label, points
-from ._trace import TraceOp
-from ._worker import NO_SHIM
 
 __all__ = ["Campaign", "Found", "Run", "Scenario", "label", "points"]
 

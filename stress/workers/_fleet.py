@@ -41,7 +41,7 @@ def _context() -> Any:
         # Our worker module, and the main script (pytest's, the CLI's), which every child would
         # otherwise import again. Not the store's module: it could start threads in the server,
         # and forking a process with threads is unsafe. Each worker imports the store itself.
-        ctx.set_forkserver_preload(["__main__", "lance_offsets.stress._worker"])
+        ctx.set_forkserver_preload(["__main__", "lance_offsets.stress.workers._jobs"])
         _start_forkserver_outside_checkouts()
     return ctx
 
@@ -57,7 +57,7 @@ def _start_forkserver_outside_checkouts() -> None:
 
     from multiprocess import forkserver
 
-    from ._shim import build
+    from ..seam._shim import build
 
     here = os.getcwd()
     before = os.environ.get("LD_PRELOAD")
@@ -79,7 +79,7 @@ class Worker:
     """One worker process and the parent's end of its pipe."""
 
     def __init__(self, ctx: Any, spec: str) -> None:
-        from ._worker import serve
+        from ._jobs import serve
 
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=serve, args=(child, spec), name="stress-worker", daemon=True)

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from ._fsmodel import Tree
+from ..powerloss._fsmodel import Tree
 from ._trace import OpKind, TraceOp
 
 __all__ = [

@@ -46,10 +46,10 @@ from typing import Any
 
 from lance_offsets.conformance._spec import load_factory
 
-from . import _shim
-from ._interpose import FaultPlan, mark, traced
-from ._trace import TraceOp
-from ._tracer import OnOp
+from ..seam import _shim
+from ..seam._interpose import FaultPlan, mark, traced
+from ..seam._trace import TraceOp
+from ..seam._tracer import OnOp
 
 __all__ = ["serve"]
 

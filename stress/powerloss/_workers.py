@@ -18,9 +18,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Final
 
+from ..seam._strace import mark_path
 from ._fsmodel import snapshot
-from ._powerloss_oracle import Key, Observation, Step
-from ._strace import mark_path
+from ._oracle import Key, Observation, Step
 
 __all__ = [
     "FRESH_KEY",
@@ -79,7 +79,7 @@ def record(spec: str, root: str, steps: list[Step], out: str) -> None:
     """Worker: run ``steps`` on the store under the interposer; pickle (tree, trace) to ``out``."""
     from lance_offsets.conformance._spec import load_factory
 
-    from ._interpose import mark, traced
+    from ..seam._interpose import mark, traced
 
     progress = Progress(out)
 
@@ -230,6 +230,6 @@ def _resave(store: Any, keys: list[Key]) -> str | None:
 
 
 if __name__ == "__main__":
-    # ``python -m lance_offsets.stress._powerloss_workers ARGS.pickle``: the strace'd worker.
+    # ``python -m lance_offsets.stress.powerloss._workers ARGS.pickle``: the strace'd worker.
     with open(sys.argv[1], "rb") as _fh:
         record_for_strace(*pickle.load(_fh))

@@ -20,11 +20,11 @@ from typing import Final
 
 from lance_offsets.conformance._results import PropertyResult
 
-from ._crashrun import Campaign, Found, Run, Scenario, label, points
-from ._fleet import WorkerGone
+from .._options import StressOptions
+from ..seam._trace import TraceOp
+from ..workers._fleet import WorkerGone
+from ._cycle import Campaign, Found, Run, Scenario, label, points
 from ._judge import LOCK_WAIT_BOUND
-from ._options import StressOptions
-from ._trace import TraceOp
 
 __all__ = [
     "DELETE",

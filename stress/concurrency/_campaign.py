@@ -40,10 +40,10 @@ from lance_offsets.conformance._spec import load_factory
 
 from lance_offsets._errors import LockTimeoutError
 
+from .._options import StressOptions
+from ..workers._procs import context, kill, reap
 from ._history import HistoryWriter, Key, Op, OpKind, read_worker
 from ._linearize import check_history, drawn_history, format_violations
-from ._options import StressOptions
-from ._procs import context, kill, reap
 
 __all__ = [
     "M1_WORKLOAD",

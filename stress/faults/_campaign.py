@@ -2,7 +2,7 @@
 
 A worker counts the operations of one save over an old value. Then, for every operation ``k`` and
 each of ENOSPC, EIO and EACCES, once and from then on, a worker (A) sets up the old value, saves a
-new one under a :class:`~lance_offsets.stress._tracer.FaultPlan`, and reports what happened; a
+new one under a :class:`~lance_offsets.stress.seam._tracer.FaultPlan`, and reports what happened; a
 second worker (B, with its own fresh handle) reads the key. The rules:
 
 - a save that raised left the old value; the new one only when the fault hit after the commit
@@ -37,7 +37,13 @@ from typing import Any, Final
 
 from lance_offsets.conformance._results import PropertyResult
 
-from ._faultjudge import (
+from .._options import StressOptions
+from ..crash._judge import listing
+from ..seam._trace import TraceOp
+from ..seam._tracer import FaultPlan
+from ..workers._fleet import Fleet, Worker, WorkerGone
+from ..workers._jobs import NO_SHIM
+from ._judge import (
     OTHER_ACTIONS,
     Tally,
     allowed_after,
@@ -45,12 +51,6 @@ from ._faultjudge import (
     injected,
     swallowed_syncs,
 )
-from ._fleet import Fleet, Worker, WorkerGone
-from ._judge import listing
-from ._options import StressOptions
-from ._trace import TraceOp
-from ._tracer import FaultPlan
-from ._worker import NO_SHIM
 
 __all__ = ["FAULT_BOUND", "check_f2"]
 

@@ -38,9 +38,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from ..seam._trace import TraceOp
 from ._fsdata import DataChoices, DigestCache, content_choices
 from ._fstree import Tree, materialise, snapshot
-from ._trace import TraceOp
 
 __all__ = [
     "EXHAUSTIVE_LIMIT",

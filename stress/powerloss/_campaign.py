@@ -38,6 +38,10 @@ from lance_offsets.conformance._results import Evidence, Outcome, PropertyResult
 
 from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
+from .._options import StressOptions
+from ..seam._strace import MAX_TRACE_BYTES
+from ..seam._trace import TraceOp
+from ..workers._procs import JOIN_SECONDS, context, running
 from ._fsmodel import (
     CrashState,
     ModelError,
@@ -46,8 +50,7 @@ from ._fsmodel import (
     materialise,
     replay,
 )
-from ._options import StressOptions
-from ._powerloss_oracle import (
+from ._oracle import (
     Failure,
     Findings,
     Key,
@@ -61,10 +64,7 @@ from ._powerloss_oracle import (
     report,
     shown,
 )
-from ._powerloss_workers import last_doing, progress_path, record, verify
-from ._procs import JOIN_SECONDS, context, running
-from ._strace import MAX_TRACE_BYTES
-from ._trace import TraceOp
+from ._workers import last_doing, progress_path, record, verify
 
 __all__ = ["PowerLossRun", "check_d3", "run_powerloss", "workload"]
 
@@ -242,7 +242,7 @@ def _record_trace(spec: str, root: str, steps: list[Step], scratch: str) -> dict
 
 def _record_strace(spec: str, root: str, steps: list[Step], scratch: str) -> dict[str, Any]:
     """Run the workload under strace in a fresh interpreter; return tree and parsed trace."""
-    from ._strace import StraceError, data_only, parse, strace_command
+    from ..seam._strace import StraceError, data_only, parse, strace_command
 
     out, log = os.path.join(scratch, "strace.pickle"), os.path.join(scratch, "strace.log")
     args = os.path.join(scratch, "strace-args.pickle")
@@ -252,7 +252,7 @@ def _record_strace(spec: str, root: str, steps: list[Step], scratch: str) -> dic
         command = strace_command(log)
     except StraceError as exc:
         return {"unavailable": str(exc)}
-    worker = [sys.executable, "-m", "lance_offsets.stress._powerloss_workers", args]
+    worker = [sys.executable, "-m", "lance_offsets.stress.powerloss._workers", args]
     try:
         done = subprocess.run(
             [*command, *worker],

@@ -28,8 +28,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._trace import TraceOp
-from ._tracer import FaultPlan
+from ..seam._trace import TraceOp
+from ..seam._tracer import FaultPlan
 
 __all__ = [
     "OTHER_ACTIONS",

@@ -203,8 +203,8 @@ def syscall_traced(
 ) -> Iterator[list[TraceOp]]:
     """Arm the preloaded shim for calls on paths under ``root``; yield the live trace.
 
-    The same contract as :func:`~lance_offsets.stress._interpose.traced`. The trace is sorted by
-    index on exit (threads may finish their calls out of order).
+    The same contract as :func:`~lance_offsets.stress.seam._interpose.traced`. The trace is
+    sorted by index on exit (threads may finish their calls out of order).
 
     :raises RuntimeError: the shim is not preloaded in this process.
     """

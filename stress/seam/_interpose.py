@@ -4,7 +4,7 @@ Inside :func:`traced`, this process's ``os`` functions a store must call to be d
 (``open write pwrite truncate ftruncate fsync fdatasync close replace rename remove unlink mkdir
 rmdir``), ``fcntl.fcntl(fd, F_FULLFSYNC)``, and ``open``/``io.open`` (hence ``os.fdopen`` and
 ``pathlib.Path.open/write_text/write_bytes``) are replaced by wrappers that record each operation
-on a path under ``root`` as a :class:`~lance_offsets.stress._trace.TraceOp`. ``os.makedirs``
+on a path under ``root`` as a :class:`~lance_offsets.stress.seam._trace.TraceOp`. ``os.makedirs``
 calls ``os.mkdir`` through the module, so it records one ``mkdir`` per level it creates.
 Everything is restored when the block exits.
 

@@ -33,8 +33,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from ..seam._trace import TraceOp
 from ._fsmodel import CrashState, Tree
-from ._trace import TraceOp
 
 __all__ = [
     "KINDS",
