@@ -14,7 +14,7 @@ from __future__ import annotations
 import atexit
 import shutil
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from hypothesis import note, reject
 from hypothesis import strategies as st
@@ -66,10 +66,15 @@ _RAISED: Any = object()
 
 
 class ContractViolation(AssertionError):
-    """The store broke property :attr:`property_id`; the message says how."""
+    """The store broke property :attr:`property_id`; the message says how.
 
-    def __init__(self, property_id: str, message: str) -> None:
-        title = PROPERTIES[property_id].title
+    ``property_id`` is a catalog ID, or one of a store author's own properties (then ``title``
+    names it; see :meth:`StoreMachine.violation`).
+    """
+
+    def __init__(self, property_id: str, message: str, title: str | None = None) -> None:
+        known = PROPERTIES.get(property_id)
+        title = title or (known.title if known else "a property of your own")
         super().__init__(f"[{property_id} {title}] {message}")
         self.property_id = property_id
 
@@ -129,6 +134,18 @@ class StoreMachine(RuleBasedStateMachine):
         self.remote_open = False
         self.names: dict[str, str] = {}
         self._open("A", "C1")
+
+    # -- extension point: properties of your own (docs/conformance.md) ---------------------
+    #
+    # Subclass the class store_machine() returns and add Hypothesis @rule/@invariant methods.
+    # They may read self.handles (slot -> open handle, "A" always there), self.model (key ->
+    # offset every handle must see), self.path (the store's directory) and self.caps, and report
+    # a failure with self.violation(); the built-in rules keep model and handles up to date.
+
+    def violation(self, property_id: str, message: str, title: str | None = None) -> NoReturn:
+        """Fail the example as a violation of ``property_id`` (yours: not in the catalog)."""
+        self._note(f"[{property_id}] {message}")
+        raise ContractViolation(property_id, message, title)
 
     # -- bookkeeping -------------------------------------------------------------------------
 
