@@ -32,7 +32,7 @@ from ._capabilities import Capabilities, Factory, capabilities_of
 from ._catalog import PROPERTIES
 from ._profiles import Tally
 from ._remote import RemoteStore
-from ._spec import load_factory
+from ._spec import load_factory, sync_factory
 from ._strategies import Key, near_collisions, offsets
 from ._strategies import keys as key_strategy
 from ._workspace import Workspace, close_quietly
@@ -607,6 +607,8 @@ def store_machine(
     if isinstance(factory, str):
         spec = spec or factory
         factory = load_factory(factory)
+    else:
+        factory = sync_factory(factory)  # an asyncio factory given as an object (docs/async.md)
     spec = spec or spec_of(factory)
     caps = capabilities_of(factory)
     ids = frozenset(MACHINE_PLANS) if focus is None else frozenset(focus)

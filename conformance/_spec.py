@@ -17,7 +17,7 @@ from lance_offsets._aio_sync import sync_factory
 
 from ._capabilities import Factory
 
-__all__ = ["DEFAULT_SPEC", "SpecError", "cwd_importable", "load_factory"]
+__all__ = ["DEFAULT_SPEC", "SpecError", "cwd_importable", "load_factory", "sync_factory"]
 
 #: The store ``lance-offsets check`` tests when given no SPEC: the reference lock-file store.
 DEFAULT_SPEC: Final = "lance_offsets.conformance.reference:lockfile"

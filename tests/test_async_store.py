@@ -298,3 +298,46 @@ def test_no_thread_is_left_behind(tmp_path: Path) -> None:
             handle.save(0, 0, n)
     assert threading.active_count() == before
     assert os.path.exists(tmp_path / reference.CONSUMER_NAME)
+
+
+class _FireAndForget:
+    """A realistic asyncio defect: ``save`` hands the blocking save to a thread and returns
+    without awaiting it, so the offset is acknowledged before it is stored."""
+
+    def __init__(self, store: LockFileOffsetStore) -> None:
+        self._store = store
+        self._pending: set[asyncio.Future[None]] = set()
+
+    async def load(self, topic_id: int, consumer_id: int) -> int | None:
+        return self._store.load(topic_id, consumer_id)
+
+    async def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
+        future = asyncio.get_running_loop().run_in_executor(
+            None, self._store.save, topic_id, consumer_id, offset
+        )
+        self._pending.add(future)  # kept, never awaited: the defect
+        future.add_done_callback(self._pending.discard)
+
+    async def delete(self, topic_id: int, consumer_id: int) -> None:
+        self._store.delete(topic_id, consumer_id)
+
+    async def list_all(self) -> dict[tuple[int, int], int]:
+        return self._store.list_all()
+
+    async def close(self) -> None:
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        self._store.close()
+
+
+async def _fire_and_forget(path: str) -> _FireAndForget:
+    return _FireAndForget(LockFileOffsetStore.open(path, "conformance"))
+
+
+def test_the_suite_checks_an_asyncio_factory_given_as_an_object() -> None:
+    from lance_offsets.conformance import check_property
+
+    good = check_property(reference.async_lockfile, "C3", profile="smoke")
+    assert good.outcome == "passed", good
+    bad = check_property(_fire_and_forget, "C1", profile="smoke")
+    assert bad.outcome == "failed", bad
+    assert "[C1 " in bad.details
