@@ -21,7 +21,15 @@ from lance_offsets import (
 if TYPE_CHECKING:
     from lance_offsets import PostgresOffsetStore, SQLiteOffsetStore
 
-__all__ = ["async_lockfile", "hooked_lockfile", "lockfile", "memory", "postgres", "sqlite"]
+__all__ = [
+    "async_lockfile",
+    "async_sqlite",
+    "hooked_lockfile",
+    "lockfile",
+    "memory",
+    "postgres",
+    "sqlite",
+]
 
 #: Consumer name the reference factories use under the test directory.
 CONSUMER_NAME = "conformance"
@@ -185,3 +193,16 @@ async def _async_named(path: str, name: str) -> AsyncOffsetStore:
 
 async_lockfile.open_named = _async_named  # type: ignore[attr-defined]
 async_lockfile.damage = LOCKFILE_DAMAGE  # type: ignore[attr-defined]
+
+
+async def async_sqlite(path: str) -> AsyncOffsetStore:
+    """The SQLite store through its asyncio face (opened, like every call, in its own thread)."""
+    return await AsyncOffsetStore.open(lambda: sqlite(path))
+
+
+async def _async_sqlite_named(path: str, name: str) -> AsyncOffsetStore:
+    return await AsyncOffsetStore.open(lambda: _sqlite_named(path, name))
+
+
+async_sqlite.open_named = _async_sqlite_named  # type: ignore[attr-defined]
+async_sqlite.damage = sqlite.damage  # type: ignore[attr-defined]
