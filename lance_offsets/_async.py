@@ -96,10 +96,14 @@ class AsyncOffsetStore:
         Opening can block too (directory creation, a database connection, a lock).
         """
         thread = cls._new_thread()
+        opening = thread.submit(opener)
         try:
-            store = await _settled(thread.submit(opener))
+            store = await _settled(opening)
         except BaseException:
-            thread.shutdown(wait=False)
+            if opening.done() and not opening.cancelled() and opening.exception() is None:
+                # Cancelled while it opened: it did open, and nobody will ever close it but us.
+                thread.submit(opening.result().close)
+            thread.shutdown(wait=False)  # ends after that close, without blocking the loop
             raise
         return cls(store, _thread=thread)
 

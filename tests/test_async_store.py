@@ -342,3 +342,58 @@ def test_the_suite_checks_an_asyncio_factory_given_as_an_object() -> None:
     bad = check_property(_fire_and_forget, "C1", profile="smoke")  # type: ignore[arg-type]
     assert bad.outcome == "failed", bad
     assert "[C1 " in bad.details
+
+
+def test_a_timeout_around_a_save_is_a_timeout_and_leaves_it_settled(tmp_path: Path) -> None:
+    async def main() -> dict[str, int]:
+        counts = {"timed out": 0, "of which kept the old offset": 0}
+        current = None
+        async with await _aopen(tmp_path) as store:
+            for n in range(1, 31):
+                try:
+                    await asyncio.wait_for(store.save(2, 2, n), 0.0005)
+                except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11 on
+                    counts["timed out"] += 1
+                seen = _open(tmp_path).load(2, 2)
+                assert seen in (current, n), (seen, current, n)
+                counts["of which kept the old offset"] += seen != n
+                current = seen
+        return counts
+
+    print(f"30 saves under a 0.5 ms timeout: {asyncio.run(main())}")
+
+
+def test_an_open_cancelled_midway_closes_what_it_opened(tmp_path: Path) -> None:
+    opened: list[LockFileOffsetStore] = []
+    release = threading.Event()
+
+    def slow_open() -> LockFileOffsetStore:
+        release.wait(30)
+        store = _open(tmp_path)
+        opened.append(store)
+        return store
+
+    async def main() -> None:
+        task = asyncio.create_task(AsyncOffsetStore.open(slow_open))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.sleep(0.01)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert opened
+
+    def closed() -> bool:
+        try:
+            opened[0].load(1, 1)
+        except StoreClosedError:
+            return True
+        return False
+
+    for _ in range(500):  # the close runs in the abandoned handle's thread, right after
+        if closed():
+            break
+        threading.Event().wait(0.01)
+    assert closed()
