@@ -7,6 +7,8 @@ import asyncio
 import os
 import random
 import threading
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +149,45 @@ def test_heartbeat_ticks_while_saves_fsync(tmp_path: Path) -> None:
     print(f"heartbeat ticks inside async saves: {sum(inside)}; inside blocking saves: 0")
     assert all(n >= 1 for n in inside), inside
     assert blocking_inside == [0] * saves
+
+
+def test_longest_stall_is_measured_and_printed(tmp_path: Path) -> None:
+    """The longest event-loop stall while 4 tasks save, async beside blocking: printed, with
+    what was exercised asserted (never a time bound: the figure depends on the machine)."""
+    beat = 0.001
+
+    async def stalls(save: Callable[[int, int], Awaitable[None]]) -> tuple[float, int]:
+        late: list[float] = []
+        done = False
+
+        async def heartbeat() -> None:
+            while not done:
+                due = time.perf_counter() + beat
+                await asyncio.sleep(beat)
+                late.append(time.perf_counter() - due)
+
+        ticking = asyncio.create_task(heartbeat())
+        await asyncio.sleep(beat * 3)
+        await asyncio.gather(*(save(task, n) for task in range(4) for n in range(15)))
+        done = True
+        await ticking
+        return max(late), len(late)
+
+    async def main() -> dict[str, tuple[float, int]]:
+        async with await _aopen(tmp_path) as store:
+            measured = {"async": await stalls(lambda task, n: store.save(task, 0, n))}
+        with _open(tmp_path) as plain:
+
+            async def blocking(task: int, n: int) -> None:
+                plain.save(task, 1, n)  # the fsync blocks the loop
+
+            measured["blocking"] = await stalls(blocking)
+        return measured
+
+    measured = asyncio.run(main())
+    shown = {k: f"{v[0] * 1000:.2f} ms over {v[1]} heartbeats" for k, v in measured.items()}
+    print(f"longest event-loop stall during 60 durable saves: {shown}")
+    assert all(heartbeats >= 1 for _, heartbeats in measured.values())
 
 
 def test_cancelled_saves_leave_the_old_or_the_new_offset_settled(tmp_path: Path) -> None:
