@@ -4,18 +4,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant, run_state_machine_as_test
 from lance_offsets.conformance import ContractViolation, store_machine
-from lance_offsets.conformance._kill import KillHelper
 
 from lance_offsets import LockFileOffsetStore
 
@@ -28,57 +23,6 @@ def test_factory_and_directory_fixtures(
         store.save(1, 2, 3)
     with offset_store_factory(offset_store_dir) as store:
         assert store.load(1, 2) == 3
-
-
-def _writer(point: Callable[[str], None], path: str) -> None:
-    with LockFileOffsetStore.open(path, "w") as store:
-        for offset in range(1, 6):
-            store.save(1, 1, offset)
-            point(f"saved {offset}")
-
-
-def _forever(path: str) -> None:
-    with LockFileOffsetStore.open(path, "w") as store:
-        offset = 0
-        while True:
-            offset += 1
-            store.save(1, 1, offset)
-
-
-def _load(path: str) -> int | None:
-    with LockFileOffsetStore.open(path, "w") as store:
-        return store.load(1, 1)
-
-
-def test_kill_at_a_point(kill_helper: KillHelper, offset_store_dir: str) -> None:
-    child = kill_helper.start(_writer, offset_store_dir, points=True)
-    child.kill_at("saved 3")
-    assert child.exitcode == -9
-    assert child.points_passed == ["saved 1", "saved 2"]
-    assert _load(offset_store_dir) == 3  # killed right there: no later save happened
-
-
-def test_kill_when_a_condition_holds(kill_helper: KillHelper, offset_store_dir: str) -> None:
-    child = kill_helper.start(_forever, offset_store_dir)
-    child.kill_when(lambda: (_load(offset_store_dir) or 0) >= 20)
-    assert child.exitcode == -9
-    settled = _load(offset_store_dir)
-    assert settled is not None
-    assert settled >= 20
-    assert _load(offset_store_dir) == settled  # dead: nothing moves any more
-
-
-def test_kill_after_and_a_point_never_reached(
-    kill_helper: KillHelper, offset_store_dir: str
-) -> None:
-    child = kill_helper.start(_forever, offset_store_dir)
-    child.kill_after(0.2)
-    assert child.exitcode == -9
-    finished = kill_helper.start(_writer, offset_store_dir, points=True)
-    with pytest.raises(AssertionError, match="without reaching point 'saved 9'"):
-        finished.kill_at("saved 9")
-    assert finished.exitcode == 0
-    assert finished.points_passed == [f"saved {n}" for n in range(1, 6)]
 
 
 # -- a property of your own, added to the machine ------------------------------------------
@@ -127,55 +71,3 @@ def test_own_property_catches_a_leaky_store() -> None:
     with pytest.raises(ContractViolation, match=r"\[X1 no stray files\] stray files") as caught:
         run_state_machine_as_test(_with_x1(_leaky), settings=_FEW)
     assert caught.value.property_id == "X1"
-
-
-# -- the worked example of docs/conformance.md, run as its reader would run it ----------------
-
-WORKED_EXAMPLE = """
-from hypothesis import settings
-from hypothesis.stateful import invariant, run_state_machine_as_test
-
-from lance_offsets.conformance import load_factory, store_machine
-
-
-def writer(point, spec, path):
-    with load_factory(spec)(path) as store:
-        store.save(1, 1, 5)
-        point("saved 5")
-        store.save(1, 1, 6)
-
-
-def test_kill_after_a_save_keeps_it(store_spec, offset_store_factory, offset_store_dir,
-                                    kill_helper):
-    child = kill_helper.start(writer, store_spec, offset_store_dir, points=True)
-    child.kill_at("saved 5")
-    with offset_store_factory(offset_store_dir) as store:
-        assert store.load(1, 1) == 5
-
-
-def test_load_agrees_with_list_all(store_spec):
-    class Machine(store_machine(store_spec)):
-        @invariant()
-        def load_agrees_with_list_all(self):
-            handle = self.handles["A"]
-            for key, offset in handle.list_all().items():
-                if handle.load(*key) != offset:
-                    self.violation("X1", f"load{key} != {offset}", "load agrees with list_all")
-
-    run_state_machine_as_test(Machine, settings=settings(max_examples=10))
-"""
-
-
-def test_worked_example_runs_on_an_async_store(tmp_path: Path) -> None:
-    (tmp_path / "test_mystore.py").write_text(textwrap.dedent(WORKED_EXAMPLE))
-    spec = "lance_offsets.conformance.reference:async_lockfile"
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--store", spec],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 passed" in done.stdout

@@ -1,4 +1,5 @@
-"""Four processes on one lnc key: lnc-client's own FileOffsetStore beside our drop-in.
+"""lnc-client's interface through our drop-in, with real processes: four processes on one key
+(lnc-client's own FileOffsetStore beside ours), and a consumer killed and restarted.
 
 Each process saves its own rising offsets on one ``(consumer, topic)`` and loads after each save.
 The key holds an offset before the workers start, so a load that returns None has lost it, and a
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 
 lnc_offset = pytest.importorskip("lnc_client.offset", reason="the lnc extra installs lnc-client")
+lnc_config = pytest.importorskip("lnc_client.config")
 
 from lance_offsets.lnc import LanceOffsetStore  # noqa: E402
 
@@ -119,3 +122,74 @@ def test_four_processes_one_key(tmp_path: Path) -> None:
     assert ours["loads of None"] == 0, ours
     assert ours["loads of a value never saved"] == 0, ours
     assert ours["final"] in ours["last saves"], ours  # the last save of some process won
+
+
+# -- a consumer-style loop that restarts from the stored offset -------------------------------
+
+RECORDS = 400
+BATCH = 25
+
+
+async def _consume(store_dir: str, config: object, log: str, stop_after: int | None) -> int:
+    """What lnc-client's StandaloneConsumer does with its offset store, around a fake fetch.
+
+    ``connect()`` loads ``(consumer_name, topic_id, topic_name=...)`` and starts there; each
+    ``commit()`` saves the current offset under the same key. Records are "processed" by
+    appending their number to ``log``.
+    """
+    async with LanceOffsetStore.lockfile(store_dir) as store:
+        offset = await store.load(
+            config.consumer_name,  # type: ignore[attr-defined]
+            config.topic_id,  # type: ignore[attr-defined]
+            topic_name=config.topic_name,  # type: ignore[attr-defined]
+        )
+        offset = offset or 0
+        batches = 0
+        while offset < RECORDS:
+            end = min(offset + BATCH, RECORDS)
+            with open(log, "a", encoding="ascii") as out:
+                out.write("".join(f"{n}\n" for n in range(offset, end)))
+                out.flush()
+                os.fsync(out.fileno())
+            offset = end
+            await store.save(
+                config.consumer_name,  # type: ignore[attr-defined]
+                config.topic_id,  # type: ignore[attr-defined]
+                offset,
+                topic_name=config.topic_name,  # type: ignore[attr-defined]
+            )
+            batches += 1
+            if stop_after is not None and batches >= stop_after:
+                os.kill(os.getpid(), 9)  # a crash right after a commit
+        return offset
+
+
+def _consumer_process(store_dir: str, log: str, stop_after: int | None) -> None:
+    config = lnc_config.StandaloneConfig(consumer_name="billing", topic_name="orders")
+    asyncio.run(_consume(store_dir, config, log, stop_after))
+
+
+def test_consumer_restarts_from_the_stored_offset(tmp_path: Path) -> None:
+    """Real processes killed with SIGKILL right after commits; every restart resumes there."""
+    seed = random.randrange(2**32)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    log = str(tmp_path / "processed.log")
+    ctx = multiprocessing.get_context("spawn")
+    runs = 0
+    while True:
+        runs += 1
+        stop_after = rng.randrange(1, 5) if runs < 6 else None
+        proc = ctx.Process(target=_consumer_process, args=(str(tmp_path), log, stop_after))
+        proc.start()
+        proc.join(120)
+        assert proc.exitcode is not None, "consumer did not finish"
+        if proc.exitcode == 0:
+            break
+        assert proc.exitcode == -9
+    with open(log, encoding="ascii") as file:
+        processed = [int(line) for line in file]
+    print(f"{runs} runs, {len(processed)} records processed")
+    # Commits follow processing, and a kill comes right after a commit: nothing is processed
+    # twice, nothing skipped, whatever the number of restarts.
+    assert processed == list(range(RECORDS))
