@@ -3,9 +3,9 @@ docs/conformance.md section 9 run as its reader runs it (pytest in a subprocess)
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,43 +68,20 @@ def test_kill_after_and_a_point_never_reached(
 
 # -- the worked example of docs/conformance.md, run as its reader would run it ----------------
 
-WORKED_EXAMPLE = """
-from hypothesis import settings
-from hypothesis.stateful import invariant, run_state_machine_as_test
-
-from lance_offsets.conformance import load_factory, store_machine
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"
 
 
-def writer(point, spec, path):
-    with load_factory(spec)(path) as store:
-        store.save(1, 1, 5)
-        point("saved 5")
-        store.save(1, 1, 6)
-
-
-def test_kill_after_a_save_keeps_it(store_spec, offset_store_factory, offset_store_dir,
-                                    kill_helper):
-    child = kill_helper.start(writer, store_spec, offset_store_dir, points=True)
-    child.kill_at("saved 5")
-    with offset_store_factory(offset_store_dir) as store:
-        assert store.load(1, 1) == 5
-
-
-def test_load_agrees_with_list_all(store_spec):
-    class Machine(store_machine(store_spec)):
-        @invariant()
-        def load_agrees_with_list_all(self):
-            handle = self.handles["A"]
-            for key, offset in handle.list_all().items():
-                if handle.load(*key) != offset:
-                    self.violation("X1", f"load{key} != {offset}", "load agrees with list_all")
-
-    run_state_machine_as_test(Machine, settings=settings(max_examples=10))
-"""
+def _worked_example() -> str:
+    # The python block after "A worked example" in section 9: the docs are what is run.
+    text = DOCS.read_text(encoding="utf-8")
+    after = text[text.index("A worked example, `test_mystore.py`") :]
+    match = re.search(r"```python\n(.*?)```", after, re.DOTALL)
+    assert match, "docs/conformance.md lost its worked example"
+    return match.group(1)
 
 
 def test_worked_example_runs_on_an_async_store(tmp_path: Path) -> None:
-    (tmp_path / "test_mystore.py").write_text(textwrap.dedent(WORKED_EXAMPLE))
+    (tmp_path / "test_mystore.py").write_text(_worked_example())
     spec = "lance_offsets.conformance.reference:async_lockfile"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--store", spec],
