@@ -7,7 +7,10 @@ directories, verify = the fresh verifier process, judge = the oracle) and two ra
 second over the whole check, and directories per second of the verifier alone. The baseline is
 the whole-check rate of the reference store in the same process.
 
-Usage: ``PYTHONPATH=tests python benchmarks/bench_powerloss.py [--long] [--seed N]``.
+The stores whose I/O is in C (SQLite, LMDB) are recorded through the syscall shim, the same
+seam the crash points and F2 use (strace where the shim cannot be built); the tracer is printed.
+
+Usage: ``PYTHONPATH=tests python benchmarks/bench_powerloss.py [--long] [--seed N] [SPEC ...]``.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ STORES = [
     "zoo.powerloss_zoo:no_dir_fsync",
     "zoo.powerloss_zoo:fsync_target_after_rename",
     "zoo.powerloss_zoo:rename_before_sync",
-    "zoo.powerloss_zoo:correct_bound_fsync",  # interposer fails it, strace clears it
-    "zoo.powerloss_zoo:sqlite_extra",  # traced by strace
+    "zoo.powerloss_zoo:correct_bound_fsync",  # interposer fails it, the shim clears it
+    "zoo.sqlite_zoo:wal_full",  # the SQLite zoo's correct store: traced by the syscall shim
+    "zoo.powerloss_zoo:sqlite_extra",
     "zoo.powerloss_zoo:sqlite_full",
     "zoo.powerloss_zoo:sqlite_wal_full",  # write-ahead log, -shm left out
     "zoo.powerloss_zoo:sqlite_wal_off",
@@ -39,10 +43,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--long", action="store_true", help="the long workload (48 calls)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("specs", nargs="*", default=STORES, help="stores (default: all above)")
     args = parser.parse_args()
     options = StressOptions(long=args.long, seed=args.seed)
     baseline = None
-    for spec in STORES:
+    for spec in args.specs:
         if spec.startswith("zoo.lmdb_zoo") and importlib.util.find_spec("lmdb") is None:
             print(f"{spec.split(':')[1]:28} skipped: py-lmdb is not installed")
             continue
@@ -55,7 +60,8 @@ def main() -> None:
         baseline = baseline or rate
         verify = max(sum(v for k, v in run.phases if k == "verify"), 1e-9)
         print(
-            f"{spec.split(':')[1]:28} {run.result.outcome:8} {run.states:6} states "
+            f"{spec.split(':')[1]:28} {run.result.outcome:8} "
+            f"{run.result.evidence.get('tracer')!s:12} {run.states:6} states "
             f"{run.directories:5} dirs {total:6.2f} s  {rate:7.0f} states/s "
             f"({rate / baseline:4.1f}x ref)  verifier {run.directories / verify:6.0f} dirs/s  "
             + " ".join(f"{k}={v:.2f}" for k, v in phases.items())

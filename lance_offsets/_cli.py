@@ -36,7 +36,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Inspect and reset the offsets LANCE consumers keep under a base directory "
-        "({BASE_DIR}/{consumer}/topic-{t}-consumer-{c}.offset), and check offset stores.",
+        "({BASE_DIR}/{consumer}/topic-{t}-consumer-{c}.offset) or in a database (STORE: "
+        "sqlite:///path, postgresql://...), and check offset stores.",
         epilog="Exit status: 0 done, 1 operational failure (missing key, corrupt file, lock "
         "timeout, I/O error), 2 usage error.",
     )

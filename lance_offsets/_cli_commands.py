@@ -15,18 +15,13 @@ from ._cli_common import (
     consumer_id_arg,
     consumer_name_arg,
     describe_key,
-    is_consumer_dir,
-    iter_consumers,
     offset_arg,
-    open_existing,
-    open_or_create,
     print_error,
-    require_base_dir,
-    stored_keys,
     topic_id_arg,
 )
+from ._cli_stores import STORE_HELP, open_location, store_arg
 from ._errors import CorruptOffsetError, OffsetStoreError
-from ._lockfile import LockFileOffsetStore
+from ._protocol import OffsetStore
 
 __all__ = ["register"]
 
@@ -37,10 +32,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``ls``, ``get``, ``set`` and ``rm`` to the top-level parser's subcommands."""
     ls = subparsers.add_parser(
         "ls",
-        help="list the offsets of every consumer (or one) under BASE_DIR",
+        help="list the offsets of every consumer (or one) in STORE",
         description="List offsets as a table: consumer, topic, consumer id, offset.",
     )
-    ls.add_argument("base_dir", metavar="BASE_DIR")
+    ls.add_argument("store", type=store_arg, metavar="STORE", help=STORE_HELP)
     ls.add_argument("--consumer", type=consumer_name_arg, metavar="NAME", help="only this one")
     ls.add_argument("--json", action="store_true", help="print a JSON array of rows instead")
     add_lock_timeout(ls)
@@ -58,10 +53,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     rm = subparsers.add_parser(
         "rm",
         help="delete one offset, or every offset of a consumer with --all",
-        usage="%(prog)s [-h] [--lock-timeout SECONDS] BASE_DIR CONSUMER "
-        "(TOPIC CONSUMER_ID | --all)",
+        usage="%(prog)s [-h] [--lock-timeout SECONDS] STORE CONSUMER (TOPIC CONSUMER_ID | --all)",
     )
-    rm.add_argument("base_dir", metavar="BASE_DIR")
+    rm.add_argument("store", type=store_arg, metavar="STORE", help=STORE_HELP)
     rm.add_argument("consumer", type=consumer_name_arg, metavar="CONSUMER")
     rm.add_argument("topic_id", type=_rm_topic_arg, metavar="TOPIC", nargs="?")
     rm.add_argument("consumer_id", type=consumer_id_arg, metavar="CONSUMER_ID", nargs="?")
@@ -75,13 +69,13 @@ def _rm_topic_arg(text: str) -> int:
         # After "--" every word is a name or a number (POSIX); a consumer named like an option
         # is reached with the option first.
         raise argparse.ArgumentTypeError(
-            "'--all' after '--' reads as a topic; put it first: rm BASE_DIR --all -- CONSUMER"
+            "'--all' after '--' reads as a topic; put it first: rm STORE --all -- CONSUMER"
         )
     return topic_id_arg(text)
 
 
 def _add_key_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("base_dir", metavar="BASE_DIR")
+    parser.add_argument("store", type=store_arg, metavar="STORE", help=STORE_HELP)
     parser.add_argument("consumer", type=consumer_name_arg, metavar="CONSUMER")
     parser.add_argument("topic_id", type=topic_id_arg, metavar="TOPIC")
     parser.add_argument("consumer_id", type=consumer_id_arg, metavar="CONSUMER_ID")
@@ -89,26 +83,26 @@ def _add_key_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    base: str = args.base_dir
-    require_base_dir(base)
-    if args.consumer is not None:
-        if not is_consumer_dir(base, args.consumer):
-            raise CliError(f"no consumer {args.consumer!r} under {base!r}")
-        names = [args.consumer]
-    else:
-        names = list(iter_consumers(base))
-    rows: list[tuple[str, int, int, int]] = []
-    failed = False
-    for name in names:
-        # One damaged consumer should not hide the others: report it and go on, exit 1 at the end.
-        try:
-            store = open_existing(base, name, args.lock_timeout)
-            offsets = {} if store is None else store.list_all()
-        except (OffsetStoreError, OSError) as exc:
-            print_error(f"consumer {name!r}: {exc}")
-            failed = True
-            continue
-        rows.extend((name, t, c, o) for (t, c), o in sorted(offsets.items()))
+    with open_location(args.store, args.lock_timeout) as location:
+        location.require()
+        if args.consumer is not None:
+            if not location.has_consumer(args.consumer):
+                raise CliError(f"no consumer {args.consumer!r} under {location.shown!r}")
+            names = [args.consumer]
+        else:
+            names = location.consumers()
+        rows: list[tuple[str, int, int, int]] = []
+        failed = False
+        for name in names:
+            # One damaged consumer should not hide the others: report it, go on, exit 1 at the end.
+            try:
+                store = location.open_existing(name)
+                offsets = {} if store is None else store.list_all()
+            except (OffsetStoreError, OSError) as exc:
+                print_error(f"consumer {name!r}: {exc}")
+                failed = True
+                continue
+            rows.extend((name, t, c, o) for (t, c), o in sorted(offsets.items()))
     if args.json:
         records = [
             {"consumer": n, "topic_id": t, "consumer_id": c, "offset": o} for n, t, c, o in rows
@@ -133,14 +127,15 @@ def _write_table(rows: list[tuple[str, int, int, int]]) -> None:
 
 
 def _get(args: argparse.Namespace) -> int:
-    require_base_dir(args.base_dir)
-    store = open_existing(args.base_dir, args.consumer, args.lock_timeout)
-    offset = None if store is None else store.load(args.topic_id, args.consumer_id)
+    with open_location(args.store, args.lock_timeout) as location:
+        location.require()
+        store = location.open_existing(args.consumer)
+        offset = None if store is None else store.load(args.topic_id, args.consumer_id)
     if offset is None:
         where = (
             ""
             if store is not None
-            else f" (no directory for that consumer under {args.base_dir!r})"
+            else f" (no directory for that consumer under {location.shown!r})"
         )
         raise CliError(
             f"no offset stored for {describe_key(args.consumer, args.topic_id, args.consumer_id)}"
@@ -151,9 +146,9 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _set(args: argparse.Namespace) -> int:
-    store = open_or_create(args.base_dir, args.consumer, args.lock_timeout)
     key = describe_key(args.consumer, args.topic_id, args.consumer_id)
-    with store:
+    with open_location(args.store, args.lock_timeout) as location:
+        store = location.open_or_create(args.consumer)
         # Not through HookedOffsetStore: it refuses to save over a corrupt value (it cannot say
         # what the save replaced), and overwriting one is exactly what CorruptOffsetError tells
         # the operator to do with this command.
@@ -163,12 +158,14 @@ def _set(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _previous(store: LockFileOffsetStore, topic_id: int, consumer_id: int) -> str:
+def _previous(store: OffsetStore, topic_id: int, consumer_id: int) -> str:
     """Return the key's current offset as text: a number, ``none``, or ``corrupt (...)``."""
     try:
         offset = store.load(topic_id, consumer_id)
     except CorruptOffsetError as exc:
-        return f"corrupt ({exc.reason}, content {exc.content[:40]!r})"
+        # A database's damage has no file content to show, only the reason.
+        content = f", content {exc.content[:40]!r}" if exc.content else ""
+        return f"corrupt ({exc.reason}{content})"
     return "none" if offset is None else str(offset)
 
 
@@ -178,24 +175,30 @@ def _rm(args: argparse.Namespace) -> int:
         args.topic_id is not None
     ):
         parser.error("give either TOPIC and CONSUMER_ID, or --all (not both)")
-    require_base_dir(args.base_dir)
-    store = open_existing(args.base_dir, args.consumer, args.lock_timeout)
-    if args.all:
-        if store is None:
-            # As `ls --consumer` does: a typo in the name must not look like a successful wipe.
-            raise CliError(f"no consumer {args.consumer!r} under {args.base_dir!r}")
-        # Keys from the file names, not list_all(): a corrupt value must not stop a wipe.
-        keys = stored_keys(store.directory)
-        for topic_id, consumer_id in keys:
-            store.delete(topic_id, consumer_id)
-        sys.stdout.write(f"removed {len(keys)} offset(s) of consumer {args.consumer!r}\n")
-        return EXIT_OK
-    key = describe_key(args.consumer, args.topic_id, args.consumer_id)
-    previous = "none" if store is None else _previous(store, args.topic_id, args.consumer_id)
-    if store is None or previous == "none":
-        # Deleting an absent key is not an error (the store's own rule); say so all the same.
-        sys.stdout.write(f"{key}: no offset stored, nothing removed\n")
-        return EXIT_OK
-    store.delete(args.topic_id, args.consumer_id)
+    with open_location(args.store, args.lock_timeout) as location:
+        location.require()
+        if args.all:
+            if not location.has_consumer(args.consumer):
+                # As `ls --consumer` does: a typo in the name must not look like a successful wipe.
+                raise CliError(f"no consumer {args.consumer!r} under {location.shown!r}")
+            store = location.open_existing(args.consumer)
+            assert store is not None  # the consumer exists
+            keys = location.stored_keys(store)  # works over corrupt values
+            for topic_id, consumer_id in keys:
+                store.delete(topic_id, consumer_id)
+            sys.stdout.write(f"removed {len(keys)} offset(s) of consumer {args.consumer!r}\n")
+            return EXIT_OK
+        key = describe_key(args.consumer, args.topic_id, args.consumer_id)
+        store_or_none = location.open_existing(args.consumer)
+        previous = (
+            "none"
+            if store_or_none is None
+            else _previous(store_or_none, args.topic_id, args.consumer_id)
+        )
+        if store_or_none is None or previous == "none":
+            # Deleting an absent key is not an error (the store's own rule); say so all the same.
+            sys.stdout.write(f"{key}: no offset stored, nothing removed\n")
+            return EXIT_OK
+        store_or_none.delete(args.topic_id, args.consumer_id)
     sys.stdout.write(f"{key}: removed (was {previous})\n")
     return EXIT_OK

@@ -28,22 +28,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._cli_common import (
-    EXIT_OK,
-    CliError,
-    add_lock_timeout,
-    consumer_name_arg,
-    is_consumer_dir,
-    iter_consumers,
-    open_existing,
-    open_or_create,
-    require_base_dir,
-    stored_keys,
-)
+from ._cli_common import EXIT_OK, CliError, add_lock_timeout, consumer_name_arg
+from ._cli_stores import STORE_HELP, Location, is_driver_error, open_location, store_arg
 from ._domain import check_key, check_offset
 from ._errors import CorruptOffsetError, InvalidConsumerNameError, OffsetStoreError
 from ._layout import check_consumer_name
-from ._lockfile import LockFileOffsetStore
+from ._protocol import OffsetStore
 
 __all__ = ["FORMAT", "parse_document", "register"]
 
@@ -60,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export = subparsers.add_parser(
         "export", help=f"write every offset (or one consumer's) as JSON ({FORMAT})"
     )
-    export.add_argument("base_dir", metavar="BASE_DIR")
+    export.add_argument("store", type=store_arg, metavar="STORE", help=STORE_HELP)
     export.add_argument("--consumer", type=consumer_name_arg, metavar="NAME", help="only this one")
     export.add_argument(
         "-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout"
@@ -70,11 +60,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     import_ = subparsers.add_parser(
         "import",
-        help="apply a JSON export to BASE_DIR (validated whole before any change)",
+        help="apply a JSON export to STORE (validated whole before any change)",
         description="--merge sets the offsets in FILE and keeps the others; --replace also "
         "deletes, in each consumer named in FILE, the offsets FILE does not list.",
     )
-    import_.add_argument("base_dir", metavar="BASE_DIR")
+    import_.add_argument("store", type=store_arg, metavar="STORE", help=STORE_HELP)
     import_.add_argument("file", metavar="FILE", help="an export document, or - for stdin")
     mode = import_.add_mutually_exclusive_group(required=True)
     mode.add_argument("--merge", action="store_true", help="keep offsets FILE does not list")
@@ -85,19 +75,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _export(args: argparse.Namespace) -> int:
-    base: str = args.base_dir
-    require_base_dir(base)
-    if args.consumer is not None and not is_consumer_dir(base, args.consumer):
-        raise CliError(f"no consumer {args.consumer!r} under {base!r}")
-    names = [args.consumer] if args.consumer is not None else list(iter_consumers(base))
     consumers: dict[str, list[dict[str, int]]] = {}
-    for name in names:
-        store = open_existing(base, name, args.lock_timeout)
-        # A corrupt file fails the whole export: a partial backup that looks complete is worse.
-        offsets = {} if store is None else store.list_all()
-        consumers[name] = [
-            {"topic_id": t, "consumer_id": c, "offset": o} for (t, c), o in sorted(offsets.items())
-        ]
+    with open_location(args.store, args.lock_timeout) as location:
+        location.require()
+        if args.consumer is not None and not location.has_consumer(args.consumer):
+            raise CliError(f"no consumer {args.consumer!r} under {location.shown!r}")
+        names = [args.consumer] if args.consumer is not None else location.consumers()
+        for name in names:
+            store = location.open_existing(name)
+            # A corrupt value fails the whole export: a partial backup that looks complete is
+            # worse.
+            offsets = {} if store is None else store.list_all()
+            consumers[name] = [
+                {"topic_id": t, "consumer_id": c, "offset": o}
+                for (t, c), o in sorted(offsets.items())
+            ]
     text = json.dumps({"format": FORMAT, "consumers": consumers}, indent=2) + "\n"
     if args.output is None or args.output == "-":
         sys.stdout.write(text)
@@ -209,13 +201,13 @@ class _Change:
         return f"set {what}: {self.old} -> {self.new}"
 
 
-def _read_current(base: str, name: str, keys: set[Key], timeout: float | None) -> dict[Key, str]:
-    store = open_existing(base, name, timeout)
+def _read_current(location: Location, name: str, keys: set[Key]) -> dict[Key, str]:
+    store = location.open_existing(name)
     if store is None:
         return {}
     current: dict[Key, str] = {}
     # Key by key rather than list_all(): a corrupt value is reported and replaced, not fatal.
-    for key in sorted(keys | set(stored_keys(store.directory))):
+    for key in sorted(keys | set(location.stored_keys(store))):
         try:
             offset = store.load(*key)
         except CorruptOffsetError as exc:
@@ -226,14 +218,12 @@ def _read_current(base: str, name: str, keys: set[Key], timeout: float | None) -
     return current
 
 
-def _plan(
-    base: str, wanted: Offsets, replace: bool, timeout: float | None
-) -> tuple[list[_Change], int]:
+def _plan(location: Location, wanted: Offsets, replace: bool) -> tuple[list[_Change], int]:
     changes: list[_Change] = []
     unchanged = 0
     for name in sorted(wanted):
         offsets = wanted[name]
-        current = _read_current(base, name, set(offsets), timeout)
+        current = _read_current(location, name, set(offsets))
         for key, offset in sorted(offsets.items()):
             old = current.get(key, "none")
             if old == str(offset):
@@ -248,8 +238,12 @@ def _plan(
 
 
 def _import(args: argparse.Namespace) -> int:
-    base: str = args.base_dir
-    require_base_dir(base)
+    with open_location(args.store, args.lock_timeout) as location:
+        return _import_into(location, args)
+
+
+def _import_into(location: Location, args: argparse.Namespace) -> int:
+    location.require_writable()
     source = "<stdin>" if args.file == "-" else args.file
     try:
         if args.file == "-":
@@ -265,13 +259,13 @@ def _import(args: argparse.Namespace) -> int:
         wanted = parse_document(text)
     except CliError as exc:
         raise CliError(f"{source}: {exc.message}; nothing was changed", exc.code) from None
-    changes, unchanged = _plan(base, wanted, args.replace, args.lock_timeout)
+    changes, unchanged = _plan(location, wanted, args.replace)
     if args.dry_run:
         for change in changes:
             sys.stdout.write(f"would {change.describe()}\n")
     else:
         # Each line once its change is durable: a failed import lists what it really did.
-        _apply(base, sorted(wanted), changes, args.lock_timeout)
+        _apply(location, sorted(wanted), changes)
     sets = sum(1 for c in changes if c.new is not None)
     summary = (
         f"{sets} set, {len(changes) - sets} deleted, {unchanged} unchanged "
@@ -285,14 +279,15 @@ def _import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _apply(base: str, names: list[str], changes: list[_Change], timeout: float | None) -> None:
+def _apply(location: Location, names: list[str], changes: list[_Change]) -> None:
     done = 0
-    stores: dict[str, LockFileOffsetStore] = {}
+    stores: dict[str, OffsetStore] = {}
     try:
         # Every consumer the file names exists afterwards, even one with no offsets, so an export
-        # of the result lists the same consumers.
+        # of the result lists the same consumers (a database store has no empty consumers: there a
+        # consumer exists while it has offsets).
         for name in names:
-            stores[name] = open_or_create(base, name, timeout)
+            stores[name] = location.open_or_create(name)
         for change in changes:
             store = stores[change.consumer]
             if change.new is None:
@@ -301,7 +296,9 @@ def _apply(base: str, names: list[str], changes: list[_Change], timeout: float |
                 store.save(*change.key, change.new)
             done += 1
             sys.stdout.write(f"{change.describe()}\n")
-    except (OffsetStoreError, OSError) as exc:
+    except Exception as exc:
+        if not (isinstance(exc, (OffsetStoreError, OSError)) or is_driver_error(exc)):
+            raise
         raise CliError(
             f"import stopped after {done} of {len(changes)} change(s): {exc}; "
             "the changes before it were applied; re-run the import to finish"

@@ -35,7 +35,7 @@ from ._dbcommon import CorruptDatabaseError
 from ._domain import MAX_OFFSET, MAX_TOPIC_ID, check_key, check_offset
 from ._errors import OffsetStoreError, StoreClosedError
 
-__all__ = ["DEFAULT_TABLE", "PostgresOffsetStore", "PostgresTransaction"]
+__all__ = ["DEFAULT_TABLE", "PostgresOffsetStore", "PostgresTransaction", "consumer_names"]
 
 Key = tuple[int, int]
 Connection: TypeAlias = "psycopg.Connection[Any]"
@@ -260,6 +260,19 @@ class PostgresTransaction:
         if self._finished:
             raise StoreClosedError(f"{self._store!r}'s transaction (the block has ended)")
         return self._conn
+
+
+def consumer_names(
+    conn: Connection, *, schema: str = "public", table: str = DEFAULT_TABLE
+) -> list[str]:
+    """Return, sorted, every consumer name with an offset in the table (which must exist).
+
+    Sorted here, not by the server: its collation depends on the database's locale.
+    """
+    query = sql.SQL("SELECT DISTINCT consumer_name FROM {}").format(sql.Identifier(schema, table))
+    with _committed(conn):
+        rows = conn.execute(query).fetchall()
+    return sorted(str(row[0]) for row in rows)
 
 
 class _Queries:

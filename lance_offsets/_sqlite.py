@@ -26,6 +26,7 @@ Choices, and why:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import threading
@@ -39,7 +40,7 @@ from ._domain import MAX_TOPIC_ID, check_key, check_offset
 from ._errors import LockTimeoutError, StoreClosedError
 from ._sqlite_file import DEFAULT_FILE_NAME
 
-__all__ = ["DEFAULT_FILE_NAME", "SQLiteOffsetStore", "SQLiteTransaction"]
+__all__ = ["DEFAULT_FILE_NAME", "SQLiteOffsetStore", "SQLiteTransaction", "consumer_names"]
 
 Key = tuple[int, int]
 
@@ -133,6 +134,15 @@ class SQLiteOffsetStore:
             key = (_topic(topic, self._db), from_signed(consumer, None, self._db))
             found[key] = _row(self._name, key, stored, checksum, self._db)
         return found
+
+    def stored_keys(self) -> list[Key]:
+        """Return, sorted, the keys this consumer name has a row for, without reading the offsets.
+
+        What a wipe (``lance-offsets rm --all``) needs: a damaged offset must not hide its key.
+        """
+        with self._lock, self._errors(None):
+            rows = self._connection().execute(_KEYS, (self._name,)).fetchall()
+        return sorted((_topic(t, self._db), from_signed(c, None, self._db)) for t, c in rows)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[SQLiteTransaction]:
@@ -242,6 +252,33 @@ class SQLiteTransaction:
         if self._finished:
             raise StoreClosedError(f"{self._store!r}'s transaction (the block has ended)")
         return self._con
+
+
+_KEYS = f"SELECT topic_id, consumer_id FROM {_sqlite_file.TABLE} WHERE consumer_name = ?"
+_NAMES = f"SELECT DISTINCT consumer_name FROM {_sqlite_file.TABLE}"
+
+
+def consumer_names(database: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> list[str]:
+    """Return, sorted, every consumer name with an offset in an existing database.
+
+    ``database`` is a file or a directory, as for :meth:`SQLiteOffsetStore.open`; unlike that,
+    this creates nothing: a missing database raises FileNotFoundError.
+    """
+    path = os.fspath(database)
+    if os.path.isdir(path):
+        path = os.path.join(path, DEFAULT_FILE_NAME)
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, "no such offset database", path)
+    con = _sqlite_file.connect_verified(path, float(busy_timeout))
+    try:
+        names = [row[0] for row in con.execute(_NAMES).fetchall()]
+    except sqlite3.DatabaseError as exc:
+        if _sqlite_file.is_damage(exc):
+            raise CorruptDatabaseError(path, str(exc)) from exc
+        raise
+    finally:
+        con.close()
+    return sorted(str(name) for name in names)
 
 
 def _checksum(name: str, key: Key, value: int) -> int:

@@ -6,9 +6,13 @@ process, stdin, what start-up imports).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import re
+import sqlite3
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,8 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lance_offsets import LockFileOffsetStore, __version__
+from lance_offsets import LockFileOffsetStore, SQLiteOffsetStore, __version__
 from lance_offsets._cli import CHECK_MODULE, main
+from lance_offsets._store_url import StoreUrlError, parse_store_url
 
 U64 = 2**64 - 1
 U32 = 2**32 - 1
@@ -49,6 +54,11 @@ def tree(root: Path) -> dict[str, bytes | None]:
             with open(path, "rb") as handle:
                 snapshot[os.path.relpath(path, root)] = handle.read()
     return snapshot
+
+
+def sqlite_url(path: Path) -> str:
+    """The ``sqlite:///abs/path`` URL of a path (``sqlite:///C:/x`` on Windows)."""
+    return "sqlite:///" + path.as_posix().lstrip("/")
 
 
 def seed_offsets(base: Path) -> None:
@@ -308,7 +318,7 @@ def test_check_is_wired_lazily(capsys: pytest.CaptureFixture[str]) -> None:
 def test_main_returns_codes_instead_of_exiting(capsys: pytest.CaptureFixture[str]) -> None:
     # main() is the console script's entry: it must return, not raise SystemExit, for --help too.
     assert main(["ls", "--help"]) == 0
-    assert "BASE_DIR" in capsys.readouterr().out
+    assert "STORE" in capsys.readouterr().out
 
 
 def test_result_helper_sees_real_streams(capsys: pytest.CaptureFixture[str]) -> None:
@@ -703,6 +713,269 @@ def test_rm_all_after_double_dash_says_where_it_belongs(
     assert run(capsys, "set", str(tmp_path), "--", "-x", "1", "1", "5").code == 0
     wrong = run(capsys, "rm", str(tmp_path), "--", "-x", "--all")
     assert wrong.code == 2
-    assert "put it first: rm BASE_DIR --all -- CONSUMER" in wrong.err
+    assert "put it first: rm STORE --all -- CONSUMER" in wrong.err
     right = run(capsys, "rm", str(tmp_path), "--all", "--", "-x")
     assert (right.code, right.out) == (0, "removed 1 offset(s) of consumer '-x'\n")
+
+
+# --- store URLs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "path"),
+    [
+        ("offsets", "directory", "offsets"),
+        ("/var/lib/offsets", "directory", "/var/lib/offsets"),
+        ("C:/offsets", "directory", "C:/offsets"),  # a drive letter is not a scheme
+        ("notes:v2/offsets", "directory", "notes:v2/offsets"),  # no "//": a relative path
+        ("file:///var/lib/offsets", "directory", "/var/lib/offsets"),
+        ("file://localhost/var/lib/a%20b", "directory", "/var/lib/a b"),
+        ("sqlite:///var/lib/o.sqlite3", "sqlite", "/var/lib/o.sqlite3"),
+        ("SQLite:///var/lib/o.sqlite3", "sqlite", "/var/lib/o.sqlite3"),
+        ("sqlite:data/o.sqlite3", "sqlite", "data/o.sqlite3"),
+    ],
+)
+def test_store_urls_name_directories_and_sqlite_files(text: str, kind: str, path: str) -> None:
+    url = parse_store_url(text)
+    assert (url.kind, url.path, url.shown) == (kind, path, text)
+
+
+def test_postgresql_urls_keep_libpq_parameters_and_take_schema_and_table() -> None:
+    url = parse_store_url("postgres://app:s3cret@db:5433/offsets?sslmode=require&schema=lance")
+    assert url.kind == "postgresql"
+    assert (url.schema, url.table) == ("lance", "lance_offsets")
+    assert url.conninfo == "postgres://app:s3cret@db:5433/offsets?sslmode=require"
+    assert url.shown == "postgres://app:***@db:5433/offsets?sslmode=require&schema=lance"
+    plain = parse_store_url("postgresql:///offsets?table=positions")
+    assert (plain.schema, plain.table, plain.conninfo) == (
+        "public",
+        "positions",
+        "postgresql:///offsets",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("", "empty store"),
+        ("redis://cache/0", "unsupported store URL 'redis://cache/0'"),
+        ("sqlite://o.sqlite3", "names a local path, not a host ('o.sqlite3')"),
+        ("sqlite:///o.sqlite3?mode=ro", "takes no '?' or '#' part"),
+        ("file:///x#frag", "takes no '?' or '#' part"),
+        ("sqlite://", "has no path"),
+        ("sqlite::memory:", "an in-memory database keeps no offsets"),
+        ("postgresql://u:pw@h/d?schema=a&schema=b", "give schema= once"),
+        ("postgresql://h/d?table=", "give table= once"),
+    ],
+)
+def test_bad_store_urls_are_named_and_rejected(text: str, says: str) -> None:
+    with pytest.raises(StoreUrlError, match=re.escape(says)) as caught:
+        parse_store_url(text)
+    assert "pw" not in str(caught.value)  # a password never reaches a message
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ls", "redis://cache/0"],
+        ["get", "sqlite://{base}/o.sqlite3?mode=ro", "billing", "1", "2"],
+        ["set", "sqlite://db.example/o.sqlite3", "billing", "1", "2", "3"],
+        ["import", "mysql://db/offsets", "{base}/doc.json", "--merge"],
+    ],
+)
+def test_bad_store_urls_exit_2_naming_the_url_and_change_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    seed_offsets(tmp_path)
+    before = tree(tmp_path.parent)
+    result = run(capsys, *(a.format(base=tmp_path) for a in argv))
+    assert result.code == 2
+    last = result.err.splitlines()[-1]
+    assert last.startswith(f"lance-offsets {argv[0]}: error: argument STORE: ")
+    assert argv[1].format(base=tmp_path) in last
+    assert tree(tmp_path.parent) == before
+
+
+def test_every_command_works_on_a_sqlite_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "offsets.sqlite3"
+    url = sqlite_url(db)
+    assert run(capsys, "set", url, "billing", "1", "2", "42").out == (
+        "consumer 'billing' topic 1 consumer id 2: none -> 42\n"
+    )
+    assert run(capsys, "set", url, "billing", str(U32), str(U64), str(U64)).code == 0
+    assert run(capsys, "set", url, "audit", "3", "0", "0").code == 0
+    with SQLiteOffsetStore.open(db, "billing") as store:  # what the library reads back
+        assert store.list_all() == {(1, 2): 42, (U32, U64): U64}
+    assert run(capsys, "get", url, "billing", "1", "2") == Result(0, "42\n", "")
+    listing = run(capsys, "ls", url, "--json")
+    assert json.loads(listing.out) == [
+        {"consumer": "audit", "topic_id": 3, "consumer_id": 0, "offset": 0},
+        {"consumer": "billing", "topic_id": 1, "consumer_id": 2, "offset": 42},
+        {"consumer": "billing", "topic_id": U32, "consumer_id": U64, "offset": U64},
+    ]
+    assert run(capsys, "ls", url, "--consumer", "audit").out.splitlines()[1].split() == [
+        "audit", "3", "0", "0"
+    ]  # fmt: skip
+    assert run(capsys, "ls", url, "--consumer", "nobody").err == (
+        f"lance-offsets: error: no consumer 'nobody' under {url!r}\n"
+    )
+    assert run(capsys, "rm", url, "billing", "1", "2").out == (
+        "consumer 'billing' topic 1 consumer id 2: removed (was 42)\n"
+    )
+    assert run(capsys, "get", url, "billing", "1", "2").code == 1
+    assert (
+        run(capsys, "rm", url, "audit", "--all").out == "removed 1 offset(s) of consumer 'audit'\n"
+    )
+    assert [r["consumer"] for r in json.loads(run(capsys, "ls", url, "--json").out)] == ["billing"]
+
+
+def test_a_sqlite_url_of_a_directory_means_its_default_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "set", sqlite_url(tmp_path), "billing", "1", "2", "5").code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lance-offsets.sqlite3"]
+    with SQLiteOffsetStore.open(tmp_path, "billing") as store:
+        assert store.load(1, 2) == 5
+    assert run(capsys, "get", f"sqlite:{tmp_path.name}", "billing", "1", "2").code == 1  # cwd
+    assert run(capsys, "get", sqlite_url(tmp_path), "billing", "1", "2").out == "5\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["ls"], ["get", "c", "1", "2"], ["rm", "c", "1", "2"], ["rm", "c", "--all"], ["export"]],
+)
+def test_reading_a_missing_sqlite_database_exits_1_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    db = tmp_path / "missing.sqlite3"
+    result = run(capsys, command[0], sqlite_url(db), *command[1:])
+    assert result == Result(
+        1, "", f"lance-offsets: error: SQLite database {str(db)!r} does not exist\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writing_creates_a_sqlite_database_but_never_its_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "no-such-folder" / "o.sqlite3"
+    result = run(capsys, "set", sqlite_url(db), "billing", "1", "2", "3")
+    assert result.code == 1
+    assert result.err == (
+        f"lance-offsets: error: cannot create SQLite database {str(db)!r}: "
+        f"no folder {str(db.parent)!r}\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_not_an_offset_database_is_one_line_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.sqlite3"
+    with contextlib.closing(sqlite3.connect(other)) as con:
+        con.execute("CREATE TABLE t (x)")
+    before = tree(tmp_path)
+    for argv in (["ls"], ["set", "billing", "1", "2", "3"]):
+        result = run(capsys, argv[0], sqlite_url(other), *argv[1:])
+        assert result.code == 1
+        (line,) = result.err.splitlines()
+        assert f"corrupt offset database {str(other)!r}" in line
+        assert "not an offset database" in line
+    assert tree(tmp_path) == before
+
+
+def test_migrating_a_directory_into_sqlite_and_back_round_trips(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "dir"
+    source.mkdir()
+    seed_offsets(source)
+    backup = tmp_path / "backup.json"
+    assert run(capsys, "export", source.as_uri(), "-o", str(backup)).code == 0
+    db = sqlite_url(tmp_path / "o.sqlite3")
+    imported = run(capsys, "import", db, str(backup), "--merge")
+    assert imported.code == 0
+    assert imported.err == f"imported {backup}: 4 set, 0 deleted, 0 unchanged in 2 consumer(s)\n"
+    assert json.loads(run(capsys, "export", db).out) == json.loads(backup.read_text())
+    again = run(capsys, "import", db, str(backup), "--replace")  # nothing left to do
+    assert again.err.endswith(": 0 set, 0 deleted, 4 unchanged in 2 consumer(s)\n")
+
+
+def test_sqlite_import_replace_and_rm_all_step_over_a_corrupt_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "o.sqlite3"
+    url = sqlite_url(db)
+    for key, offset in (("1", "10"), ("2", "20"), ("3", "30")):
+        assert run(capsys, "set", url, "billing", "7", key, offset).code == 0
+    # A changed byte in a stored offset: the row's checksum no longer matches.
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        con.execute("UPDATE lance_offsets SET committed_offset = committed_offset + 1")
+        con.commit()
+    assert "row checksum" in run(capsys, "get", url, "billing", "7", "1").err
+    doc = tmp_path / "doc.json"
+    entries = [{"topic_id": 7, "consumer_id": 1, "offset": 11}]
+    doc.write_text(json.dumps({"format": "lance-offsets/1", "consumers": {"billing": entries}}))
+    replaced = run(capsys, "import", url, str(doc), "--replace")
+    assert replaced.code == 0, replaced.err
+    assert "consumer 'billing' topic 7 consumer id 2 (was corrupt (" in replaced.out
+    with SQLiteOffsetStore.open(db, "billing") as store:
+        assert store.list_all() == {(7, 1): 11}
+        store.save(7, 5, 50)
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        con.execute("UPDATE lance_offsets SET committed_offset = committed_offset + 1")
+        con.commit()
+    assert run(capsys, "rm", url, "billing", "--all").out == (
+        "removed 2 offset(s) of consumer 'billing'\n"
+    )
+    with SQLiteOffsetStore.open(db, "billing") as store:
+        assert store.list_all() == {}
+
+
+def test_a_sqlite_writer_holding_the_lock_times_out_the_cli_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "o.sqlite3"
+    url = sqlite_url(db)
+    assert run(capsys, "set", url, "billing", "1", "2", "42").code == 0
+    with SQLiteOffsetStore.open(db, "billing") as holder, holder.transaction() as tx:
+        tx.save(1, 2, 43)  # the write lock is held until the block ends
+        result = run(capsys, "set", url, "billing", "1", "2", "99", "--lock-timeout", "0.2")
+    assert result.code == 1
+    (line,) = result.err.splitlines()
+    assert line.startswith("lance-offsets: error: ")
+    assert str(db) in line
+    assert run(capsys, "get", url, "billing", "1", "2").out == "43\n"
+
+
+def test_a_postgresql_url_without_psycopg_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what an installation without it imports
+    result = run(capsys, "ls", "postgresql://app:pw@db.example/offsets")
+    assert result == Result(
+        1,
+        "",
+        "lance-offsets: error: 'postgresql://app:***@db.example/offsets' needs psycopg 3, which "
+        "is not installed; install it with: pip install 'lance-offsets[postgres]'\n",
+    )
+
+
+def test_set_repairs_a_corrupt_sqlite_row_and_says_what_it_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "o.sqlite3"
+    url = sqlite_url(db)
+    assert run(capsys, "set", url, "billing", "7", "1", "10").code == 0
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        con.execute("UPDATE lance_offsets SET committed_offset = committed_offset + 1")
+        con.commit()
+    repaired = run(capsys, "set", url, "billing", "7", "1", "12")
+    assert repaired.code == 0
+    assert repaired.out.startswith(
+        "consumer 'billing' topic 7 consumer id 1: corrupt (row checksum"
+    )
+    assert repaired.out.endswith(" does not match its offset) -> 12\n")
+    assert run(capsys, "get", url, "billing", "7", "1").out == "12\n"

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lance_offsets.stress.seam._shim import build, unavailable
@@ -191,3 +192,38 @@ def test_an_msync_of_a_mapped_file_is_a_sync_of_that_file(tmp_path: object) -> N
     ops = _run(script, tmp_path)
     calls = [(op["call"], op["kind"], op["name"]) for op in ops]
     assert calls[0] == ("msync", "fsync", "data.mdb"), calls  # then mmap's own dup is closed
+
+
+@needs_shim
+def test_directories_and_shared_writable_mappings_are_reported(tmp_path: object) -> None:
+    # What the power-loss model needs beyond the crash points: mkdir/rmdir are numbered like
+    # any call, and a shared writable mapping of a file (whose writes no call shows) is reported
+    # once it exists, never numbered; read-only and private mappings change no file: not reported.
+    script = _PRELUDE + (
+        "import mmap\n"
+        "mapped = []\n"
+        "path = os.path.join(root, 'data')\n"
+        "with open(path, 'wb') as fh:\n"
+        "    fh.write(b'x' * 4096)\n"
+        "with syscall_traced(root, on_map=mapped.append) as trace:\n"
+        "    os.mkdir(os.path.join(root, 'sub'))\n"
+        "    os.rmdir(os.path.join(root, 'sub'))\n"
+        "    fd = os.open(path, os.O_RDWR)\n"
+        "    for prot, flags in ((mmap.PROT_READ, mmap.MAP_SHARED),\n"
+        "                        (mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE),\n"
+        "                        (mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED)):\n"
+        "        mmap.mmap(fd, 4096, flags=flags, prot=prot).close()\n"
+        "    os.close(fd)\n"
+        "print(json.dumps([show(trace), [os.path.basename(p) for p in mapped],\n"
+        "                  [op.fd for op in trace]]))\n"
+    )
+    shown: Any = _run(script, tmp_path)  # [the trace, the mapped files, the descriptors]
+    ops, mapped, fds = shown
+    print(ops, mapped)
+    seen = [(op["kind"], op["name"]) for op in ops]
+    assert seen[:3] == [("mkdir", "sub"), ("rmdir", "sub"), ("open", "data")]
+    # Python's mmap keeps a dup of the descriptor and closes it: a close each, then ours.
+    assert seen[3:] == [("close", "data")] * 4
+    assert mapped == ["data"]  # the shared writable one only
+    assert fds[0] == fds[1] == -1
+    assert fds[2] == fds[-1] >= 0

@@ -177,9 +177,9 @@ def test_a_shared_writable_mapping_of_data_cannot_be_followed() -> None:
 
 
 def test_a_trace_past_its_byte_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lance_offsets.stress.seam import _strace
+    from lance_offsets.stress.seam import _syscalls
 
-    monkeypatch.setattr(_strace, "MAX_TRACE_BYTES", 100)
+    monkeypatch.setattr(_syscalls, "MAX_TRACE_BYTES", 100)
     log = f"{ROOT}/log"
     lines = [
         mark("trace start"),

@@ -21,6 +21,7 @@ from typing import Final
 from lance_offsets.conformance._results import PropertyResult
 
 from .._options import StressOptions
+from ..seam._record import Backend, remember_save
 from ..seam._trace import TraceOp
 from ..workers._fleet import WorkerGone
 from ._cycle import Campaign, Found, Run, Scenario, label, points
@@ -141,6 +142,10 @@ def _crash_points(run: Run, key: Key, other: Key, only: Collection[str], total: 
             counted = run.count_ops(scenario)
             if counted is not None:
                 plans[scenario.name] = (scenario, *counted)
+                if scenario.name == SAVE_OVER:  # F2 plans its faults from this same trace
+                    same = (run.fleet.spec, run.options.backend, run.options.seed, key)
+                    backend: Backend = "syscall" if run.backend == "syscall" else "python"
+                    remember_save(same, backend, counted[0], run.result.unseen)
     if not any(points(trace) for _, trace, _ in plans.values()):
         return  # nothing traced: only random kills can test this store
     passes = 0

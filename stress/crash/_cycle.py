@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .._options import StressOptions
+from ..seam._record import SHIM_SAW_NOTHING, Backend, choose_backend
 from ..seam._trace import TraceOp
 from ..workers._fleet import Fleet, Worker, WorkerGone
 from ..workers._jobs import NO_SHIM
@@ -145,6 +146,11 @@ def _crash_of(scenario: Scenario, path: str, where: str, acked: bool, context: l
 
 class Found(Exception):
     """The violation a caller waited for (``run_campaign(until=...)``) was found."""
+
+
+def _no_points(counted: tuple[list[TraceOp], str]) -> str | None:
+    """Why a counting run gives no crash point to kill at, or None when it gives some."""
+    return None if points(counted[0]) else SHIM_SAW_NOTHING
 
 
 class Run:
@@ -292,28 +298,18 @@ class Run:
         The first count chooses the backend when the options leave it to us: the Python
         interposer, unless it saw no operation; then the syscall shim, if it sees any.
         """
-        chosen = self.backend
-        counted = self._count(scenario)
-        if chosen is None:
-            if counted is None or isinstance(counted, str) or points(counted[0]):
-                self.backend = "python"
-            else:
-                self.backend = "syscall"
-                shim = self._count(scenario)
-                if shim is None:
-                    return None
-                if isinstance(shim, str):
-                    self.result.unseen = shim
-                    self.backend = "python"
-                elif not points(shim[0]):
-                    self.result.unseen = (
-                        "the syscall shim saw no file-system call under the store's directory "
-                        "either (a remote or in-memory store?)"
-                    )
-                    self.backend = "python"
-                else:
-                    counted = shim
-        self.result.backend = self.backend or ""
+        if self.backend is not None:  # chosen by an earlier count, or by the options
+            counted = self._count(scenario)
+        else:
+
+            def record(backend: Backend) -> tuple[list[TraceOp], str] | str | None:
+                self.backend = backend
+                return self._count(scenario)
+
+            chosen = choose_backend(record, _no_points)
+            self.backend, counted = chosen.backend, chosen.counted
+            self.result.unseen = chosen.unseen
+        self.result.backend = self.backend
         if isinstance(counted, str):
             self.result.unseen = counted
             return None

@@ -39,6 +39,7 @@ from lance_offsets.conformance._results import PropertyResult
 
 from .._options import StressOptions
 from ..crash._judge import listing
+from ..seam._record import SHIM_SAW_NOTHING, Backend, choose_backend, counted_save
 from ..seam._trace import TraceOp
 from ..seam._tracer import FaultPlan
 from ..workers._fleet import Fleet, Worker, WorkerGone
@@ -110,6 +111,10 @@ def _action_plans(
     return plans
 
 
+def _no_ops(ops: list[TraceOp]) -> str | None:
+    return None if ops else SHIM_SAW_NOTHING
+
+
 class _Faults:
     def __init__(self, spec: str, options: StressOptions, bound: float) -> None:
         self.spec = spec
@@ -129,6 +134,8 @@ class _Faults:
         self.backend = "python" if options.backend == "auto" else options.backend
         #: Why neither backend saw the save's I/O, when that happened.
         self.unseen = ""
+        #: The save's operations came from the crash campaign's counting run (no count here).
+        self.shared = False
 
     def directory(self) -> str:
         self.count += 1
@@ -146,22 +153,25 @@ class _Faults:
     def save_ops(self) -> list[TraceOp]:
         """The operations of one save over an old value (a counting run, no fault).
 
-        Under the "auto" backend, a save the Python interposer saw nothing of is counted again
-        through the syscall shim (I/O made in C), which then injects the faults.
+        The crash campaign's counting run of the same save, when it ran first in this process
+        (``check`` runs D1 before F2), is the one trace both plan from (``seam/_record.py``);
+        else a counting run here, through the backend the seam chooses: a save the Python
+        interposer saw nothing of is counted again through the syscall shim (I/O made in C).
         """
-        ops = self._count()
-        if not ops and self.options.backend == "auto":
-            self.backend = "syscall"
-            ops = self._count()
-            if not ops:
-                self.backend = "python"
-                self.unseen = self.unseen or (
-                    "the syscall shim saw no file-system call under the store's directory "
-                    "either (a remote or in-memory store?)"
-                )
-        return ops
+        known = counted_save((self.spec, self.options.backend, self.options.seed, self.key))
+        if known is not None:
+            self.backend, self.unseen, self.shared = known.backend, known.unseen, True
+            return list(known.ops)
 
-    def _count(self) -> list[TraceOp]:
+        def record(backend: Backend) -> list[TraceOp] | str:
+            self.backend = backend
+            return self._count()
+
+        chosen = choose_backend(record, _no_ops, self.options.backend)
+        self.backend, self.unseen = chosen.backend, chosen.unseen
+        return chosen.counted or []
+
+    def _count(self) -> list[TraceOp] | str:
         old, new, _, other = self.values()
         job = {
             "job": "crash",
@@ -179,8 +189,7 @@ class _Faults:
             if tag == "done":
                 break
             if tag == NO_SHIM:
-                self.unseen = str(payload)
-                return []
+                return str(payload)
             if tag == "raised":
                 raise WorkerGone(f"a save with no fault raised: {payload[0]}")
         ops: list[TraceOp] = []
@@ -428,6 +437,7 @@ def check_f2(spec: str, options: StressOptions, *, bound: float = FAULT_BOUND) -
     evidence = {
         **tally.evidence(not_run),
         "tracing": f"{run.backend} " + ("shim" if run.backend == "syscall" else "interposer"),
+        "save counted by": "the crash campaign" if run.shared else "F2",
     }
     if not run.violations:
         return PropertyResult("F2", "passed", seconds, head, evidence)

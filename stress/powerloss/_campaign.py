@@ -1,20 +1,21 @@
 """D3, acknowledged offsets survive a power cut: record, explore every crash state, verify each.
 
-1. A worker process opens the store once (untraced: what it creates on open is taken as durable),
-   snapshots the directory, then runs a workload of saves and deletes under the interposer
-   (:func:`~._interpose.traced`), bracketing each call with ``begin``/``ack`` marks.
+1. A fleet worker opens the store once (untraced: what it creates on open is taken as durable),
+   snapshots the directory, then runs a workload of saves and deletes through the fault seam,
+   bracketing each call with ``begin``/``ack`` marks (:mod:`._recording`).
 2. The trace must explain the directory the worker left (replayed from the snapshot, it rebuilds
-   every name and byte); otherwise the store's I/O is out of the interposer's sight (C code) and
-   the workload runs again under strace (:mod:`._strace`), whose trace must pass the same test.
+   every name and byte). The seam chooses the backend as for the crash points and F2: the Python
+   interposer first, the syscall shim when the store's I/O is out of the interposer's sight (C
+   code), strace as the fallback; each trace must pass the same test.
 3. The parent replays the trace in the file-system model (:mod:`._fsmodel`) and collects every
    crash state: exhaustively where a crash point has few, sampled with the seed where it has many.
 4. Each distinct directory is written out, and one fresh verifier process (spawned: nothing cached
    from the worker) opens the store on each, loads every key, lists, and saves again.
-5. The oracle (:mod:`._powerloss_oracle`) judges each crash state against the marks before it.
-   A failure found through the interposer is confirmed with strace when it is installed (an
-   ``fsync`` bound at import is invisible to the interposer, and must not be blamed).
+5. The oracle (:mod:`._oracle`) judges each crash state against the marks before it. A failure
+   found through the interposer is confirmed at the system-call level (the shim, else strace):
+   an ``fsync`` bound at import is invisible to the interposer, and must not be blamed.
 
-A store whose I/O neither tracer can see (a server, mmap'ed writes) gets "unverified" with the
+A store whose I/O no tracer can see (a server, mmap'ed writes) gets "unverified" with the
 reason, never a pass ("not applicable" is the runner's answer for a store not claiming ``durable``).
 """
 
@@ -26,7 +27,6 @@ import os
 import pickle
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +39,6 @@ from lance_offsets.conformance._results import Evidence, Outcome, PropertyResult
 from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
 from .._options import StressOptions
-from ..seam._strace import MAX_TRACE_BYTES
 from ..seam._trace import TraceOp
 from ..workers._procs import JOIN_SECONDS, context, running
 from ._fsmodel import (
@@ -48,7 +47,6 @@ from ._fsmodel import (
     StateStream,
     Tree,
     materialise,
-    replay,
 )
 from ._oracle import (
     Failure,
@@ -60,16 +58,18 @@ from ._oracle import (
     drawn_crash_state,
     expectations,
     judge,
-    parse_mark,
     report,
     shown,
 )
-from ._workers import last_doing, progress_path, record, verify
+from ._recording import PROCESS_SECONDS, STRACE, TRACERS, Recording, syscall_recording
+from ._recording import recording as record_workload
+from ._workers import last_doing, verify
+
+PYTHON: Final = TRACERS["python"]
+SHIM: Final = TRACERS["syscall"]
 
 __all__ = ["PowerLossRun", "check_d3", "run_powerloss", "workload"]
 
-#: Seconds the traced worker may take before the check gives up on it (a hung store).
-PROCESS_SECONDS: Final = 120.0
 #: Seconds the verifier may spend on one crash state (open, read, save again) without progress
 #: before the store counts as hung on it.
 STATE_SECONDS: Final = 30.0
@@ -87,9 +87,6 @@ BATCH_STATES: Final = 256
 BATCH_BYTES: Final = 32 << 20
 #: Directories written before the verifier is told of them (it starts on them meanwhile).
 _CHUNK: Final = 16
-
-#: Operations that change what a power cut can leave; a trace with none saw no store I/O.
-_WRITING: Final = frozenset({"write", "truncate", "rename", "replace", "unlink", "mkdir"})
 
 
 def workload(options: StressOptions) -> list[Step]:
@@ -124,17 +121,6 @@ def workload(options: StressOptions) -> list[Step]:
         used.add((key, value))
         steps.append(Step("save", key, value))
     return steps
-
-
-def _in_process(target: Any, *args: Any) -> str | None:
-    """Run ``target(*args)`` in a fresh spawned process; return a complaint if it did not finish."""
-    with running(target, *args, name=target.__name__) as proc:
-        proc.join(PROCESS_SECONDS)
-        if proc.is_alive():
-            return f"{target.__name__} process still running after {PROCESS_SECONDS} s"
-        if proc.exitcode != 0:
-            return f"{target.__name__} process exited with code {proc.exitcode}"
-    return None
 
 
 @dataclass(frozen=True)
@@ -224,99 +210,6 @@ class _Clock:
         now = time.monotonic()
         self.phases.append((name, now - self.tick))
         self.tick = now
-
-
-def _record_trace(spec: str, root: str, steps: list[Step], scratch: str) -> dict[str, Any]:
-    out = os.path.join(scratch, "trace.pickle")
-    complaint = _in_process(record, spec, root, steps, out)
-    if complaint and "still running" in complaint:
-        complaint += _workload_hang(out, root, steps)
-    recorded: dict[str, Any] = {}
-    if os.path.exists(out):
-        with open(out, "rb") as fh:
-            recorded = pickle.load(fh)
-    if complaint:
-        recorded.setdefault("error", complaint)
-    return recorded
-
-
-def _record_strace(spec: str, root: str, steps: list[Step], scratch: str) -> dict[str, Any]:
-    """Run the workload under strace in a fresh interpreter; return tree and parsed trace."""
-    from ..seam._strace import StraceError, data_only, parse, strace_command
-
-    out, log = os.path.join(scratch, "strace.pickle"), os.path.join(scratch, "strace.log")
-    args = os.path.join(scratch, "strace-args.pickle")
-    with open(args, "wb") as fh:
-        pickle.dump((spec, root, steps, out), fh)
-    try:
-        command = strace_command(log)
-    except StraceError as exc:
-        return {"unavailable": str(exc)}
-    worker = [sys.executable, "-m", "lance_offsets.stress.powerloss._workers", args]
-    try:
-        done = subprocess.run(
-            [*command, *worker],
-            cwd=scratch,
-            capture_output=True,
-            timeout=PROCESS_SECONDS,
-            check=False,
-            env=_child_env(),
-        )
-    except subprocess.TimeoutExpired:
-        hang = _workload_hang(out, root, steps)
-        return {"error": f"the strace'd worker ran longer than {PROCESS_SECONDS} s{hang}"}
-    if not os.path.exists(out):
-        tail = done.stderr.decode(errors="replace")[-600:]
-        return {"unavailable": f"strace exited with code {done.returncode}: {tail}"}
-    with open(out, "rb") as fh:
-        recorded: dict[str, Any] = pickle.load(fh)
-    if "error" not in recorded:
-        # Shared-memory files (LMDB's lock.mdb, SQLite's -shm) are no data: left out.
-        recorded["initial"] = data_only(recorded["initial"])
-        recorded["final"] = data_only(recorded["final"])
-        try:
-            with open(log, encoding="latin-1") as fh:
-                recorded["trace"] = parse(fh, root, recorded["initial"], cwd=scratch)
-        except StraceError as exc:
-            return {"unavailable": str(exc)}
-    return recorded
-
-
-def _workload_hang(out: str, root: str, steps: list[Step]) -> str:
-    """Say where a traced worker hung: the call in flight (its last mark) and the files then."""
-    try:
-        with open(progress_path(out), encoding="utf-8") as fh:
-            note = fh.read()
-    except OSError:
-        note = ""
-    parsed = parse_mark(note)
-    if parsed is None:
-        where = "in close()" if note == "close()" else "before the first call (opening the store?)"
-    elif parsed[0] == "begin":
-        where = f"in {parsed[1]}"
-    else:
-        where = f"after {parsed[1]} returned"
-    files = ", ".join(
-        f"{os.path.relpath(os.path.join(d, n), root)}={os.path.getsize(os.path.join(d, n))} bytes"
-        for d, _, names in os.walk(root)
-        for n in sorted(names)
-    )
-    calls = ", ".join(str(step) for step in steps)
-    return (
-        f" (the store hung during the traced workload ({calls}), {where}, before any crash "
-        f"state existed; files then: {files or '(none)'}: a lock never released? an unbounded "
-        "retry?)"
-    )
-
-
-def _child_env() -> dict[str, str]:
-    """Return the strace'd worker's environment: this process's ``sys.path`` as PYTHONPATH.
-
-    Spawned workers inherit ``sys.path``; a plain subprocess needs it spelled out (the CLI puts
-    the working directory there, which is where a user's store module usually is).
-    """
-    paths = [os.path.abspath(p or os.curdir) for p in sys.path]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 class _Verifier:
@@ -456,83 +349,41 @@ class _VerifierError(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
-class _Recording:
-    root: str
-    initial: Tree
-    trace: list[TraceOp]
-    tracer: str
-    #: Where this recording's crash states are written out.
-    work: str = ""
-
-
-def _recording(
-    spec: str, steps: list[Step], scratch: str, seed: int
-) -> _Recording | tuple[Outcome, str]:
-    """Trace the workload (interposer first, strace when it sees nothing), or say why not."""
-    root = os.path.realpath(os.path.join(scratch, "store"))
-    os.mkdir(root)
-    recorded = _record_trace(spec, root, steps, scratch)
-    if "error" in recorded:
-        return "failed", f"the power-loss worker failed (seed {seed}):\n{recorded['error']}"
-    reason = _untraceable(recorded, root)
-    if not reason:
-        return _Recording(
-            root, recorded["initial"], recorded["trace"], "the Python interposer", scratch
-        )
-    # The store's I/O is out of the interposer's sight: follow its system calls instead.
-    return _strace_recording(spec, steps, os.path.join(scratch, "strace"), seed, reason)
-
-
-def _strace_recording(
-    spec: str, steps: list[Step], work: str, seed: int, reason: str
-) -> _Recording | tuple[Outcome, str]:
-    os.mkdir(work)
-    root = os.path.realpath(os.path.join(work, "store"))
-    os.mkdir(root)
-    recorded = _record_strace(spec, root, steps, work)
-    if "unavailable" in recorded:
-        return "unverified", f"{reason}; strace cannot help: {recorded['unavailable']}"
-    if "error" in recorded:
-        return "failed", f"the strace'd worker failed (seed {seed}):\n{recorded['error']}"
-    incomplete = _untraceable(recorded, root)
-    if incomplete:
-        return "unverified", f"{reason}; under strace too: {incomplete}"
-    return _Recording(root, recorded["initial"], recorded["trace"], "strace", work)
-
-
 def _run(spec: str, options: StressOptions, scratch: str, clock: _Clock) -> PowerLossRun:
     steps = workload(options)
-    recording = _recording(spec, steps, scratch, options.seed)
+    recording = record_workload(spec, steps, scratch, options.seed, options.backend)
     if isinstance(recording, tuple):
         outcome, details = recording
         # The scratch directory is gone once we return: name the store's files by their names.
-        for store in (os.path.join(scratch, "strace", "store"), os.path.join(scratch, "store")):
+        for way in ("python", "syscall", STRACE, "confirm"):
+            store = os.path.join(scratch, way, "store")
             details = details.replace(store + os.sep, "").replace(store, "the store's directory")
         seconds = time.monotonic() - clock.start
-        return PowerLossRun(PropertyResult("D3", outcome, seconds, details, _NOTHING_EXPLORED))
+        result = PropertyResult("D3", _outcome(outcome), seconds, details, _NOTHING_EXPLORED)
+        return PowerLossRun(result)
     clock.phase("record")
     run = _check(spec, options, steps, recording, clock)
-    if run.result.outcome != "failed" or not run.failures or recording.tracer == "strace":
+    if run.result.outcome != "failed" or not run.failures or recording.tracer != PYTHON:
         return run
     # A store that calls fsync through a name bound at import (``from os import fsync``) hides
-    # it from the interposer, and the model would blame it for a sync it made. strace sees
-    # every system call: a failure stands only if strace's trace fails too.
+    # it from the interposer, and the model would blame it for a sync it made. The syscall
+    # shim sees every libc call: a failure stands only if its trace fails too.
     work = os.path.join(scratch, "confirm")
-    second = _strace_recording(spec, steps, work, options.seed, "confirming the failure")
+    os.mkdir(work)
+    second = syscall_recording(spec, steps, work, options.seed, "confirming the failure")
     if isinstance(second, tuple):
-        note = f"\n(not confirmed with strace: {second[1]})"
+        note = f"\n(not confirmed at the system-call level: {second[1]})"
         return dataclasses.replace(run, result=_amended(run.result, clock, suffix=note))
     if _syncs(second.trace, second.root) == _syncs(recording.trace, recording.root):
-        note = "\nconfirmed with strace: it shows the same fsyncs, and no other"
+        note = f"\nconfirmed with {second.tracer}: it shows the same fsyncs, and no other"
         return dataclasses.replace(run, result=_amended(run.result, clock, suffix=note))
     confirmed = _check(spec, options, steps, second, clock)
     if confirmed.result.outcome == "failed":
-        note = f"\nconfirmed with strace: {confirmed.result.details.splitlines()[0]}"
+        note = f"\nconfirmed with {second.tracer}: {confirmed.result.details.splitlines()[0]}"
         return dataclasses.replace(run, result=_amended(run.result, clock, suffix=note))
     prefix = (
         "the Python interposer's trace missed some of the store's I/O (an fsync bound at import?),"
-        " so the verdict comes from strace's trace, which sees every system call: "
+        f" so the verdict comes from the trace of {second.tracer}, which sees every system call: "
     )
     return dataclasses.replace(confirmed, result=_amended(confirmed.result, clock, prefix=prefix))
 
@@ -552,7 +403,7 @@ def _amended(
 
 
 def _check(
-    spec: str, options: StressOptions, steps: list[Step], recording: _Recording, clock: _Clock
+    spec: str, options: StressOptions, steps: list[Step], recording: Recording, clock: _Clock
 ) -> PowerLossRun:
     """Explore the recording's crash states, verify each in a fresh process, judge."""
     try:
@@ -575,7 +426,7 @@ class _Tally:
 class _Judging:
     """Crash states in, verdicts out: one batch of distinct directories on disk at a time."""
 
-    def __init__(self, spec: str, steps: list[Step], recording: _Recording) -> None:
+    def __init__(self, spec: str, steps: list[Step], recording: Recording) -> None:
         self.keys = sorted({s.key for s in steps})
         self.expected = expectations(recording.trace, self.keys)
         self.saved: dict[Key, set[int]] = {}
@@ -640,7 +491,7 @@ class _Judging:
 
 
 def _explore_and_verify(
-    spec: str, options: StressOptions, steps: list[Step], recording: _Recording, clock: _Clock
+    spec: str, options: StressOptions, steps: list[Step], recording: Recording, clock: _Clock
 ) -> PowerLossRun:
     budget = 128 if options.long else 48
     judging = _Judging(spec, steps, recording)
@@ -666,7 +517,7 @@ def _explore_and_verify(
 def _verdict(
     options: StressOptions,
     calls: int,
-    recording: _Recording,
+    recording: Recording,
     clock: _Clock,
     *,
     stream: StateStream,
@@ -694,7 +545,7 @@ def _verdict(
         "crash points": stream.points,
         "states explored": tally.judged,
         "exhaustive": "yes" if exhaustive else "no",
-        "tracer": "strace" if tracer == "strace" else "interposer",
+        "tracer": _EVIDENCE_TRACER[tracer],
     }
     findings = tally.findings
     if findings.failed:
@@ -743,6 +594,14 @@ def _verdict(
     )
 
 
+#: How the evidence names each tracer.
+_EVIDENCE_TRACER: Final = {PYTHON: "interposer", SHIM: "syscall shim", STRACE: "strace"}
+
+
+def _outcome(name: str) -> Outcome:
+    return "failed" if name == "failed" else "unverified"
+
+
 def _counted(states: int, stream: StateStream) -> str:
     if stream.drawn == stream.candidates:
         return f"{states} crash states"
@@ -756,55 +615,6 @@ def _fast_scratch() -> str | None:
     """Prefer tmpfs: the states are scratch, and the verifier's saves fsync (free on tmpfs)."""
     shm = "/dev/shm"
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-
-
-def _untraceable(recorded: dict[str, Any], root: str) -> str | None:
-    """Return why the recorded trace cannot be trusted to hold all the store's I/O, if it cannot."""
-    trace: list[TraceOp] = recorded["trace"]
-    held = sum(len(c) for c in {id(op.content): op.content or b"" for op in trace}.values())
-    if held > MAX_TRACE_BYTES:
-        return (
-            f"the trace holds {held >> 20} MiB of file contents, more than the "
-            f"{MAX_TRACE_BYTES >> 20} MiB the model may hold"
-        )
-    audit = [op for op in trace if op.note == "audit"]
-    if audit:
-        return (
-            "the store calls file-system functions the interposer cannot wrap (bound at import "
-            f"or made from C), so its fsyncs would be invisible; first: {audit[0]}"
-        )
-    if not any(op.kind in _WRITING and op.error is None for op in trace):
-        return (
-            f"the trace shows no file-system write under {root}: the store's I/O cannot be traced "
-            "(a C extension or a server?)"
-        )
-    # Replaying the trace must rebuild the directory the worker left, byte for byte; otherwise
-    # some I/O went unseen (C code, mmap) and the model would judge a store it cannot see.
-    try:
-        replayed = dict(replay(trace, root, recorded["initial"]))
-    except ModelError as exc:
-        return f"the trace cannot be replayed on the directory it started from: {exc}"
-    final = dict(recorded["final"])
-    for path in sorted(set(replayed) | set(final)):
-        on_disk, traced = final.get(path, _ABSENT), replayed.get(path, _ABSENT)
-        if on_disk != traced:
-            return (
-                f"the trace does not explain the directory the store left: {path} holds "
-                f"{_short(on_disk)} on disk, {_short(traced)} by the trace (I/O the tracer "
-                "cannot see)"
-            )
-    return None
-
-
-_ABSENT: Final = b"<absent>"
-
-
-def _short(content: bytes | None) -> str:
-    if content == _ABSENT:
-        return "nothing"
-    if content is None:
-        return "a directory"
-    return repr(content) if len(content) < 40 else f"{len(content)} bytes"
 
 
 def _failed(clock: _Clock, details: str) -> PowerLossRun:

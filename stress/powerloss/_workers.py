@@ -1,9 +1,11 @@
-"""The two processes of the D3 check: the traced worker and the fresh verifier.
+"""The processes of the D3 check: the traced worker and the fresh verifier.
 
-Both are spawned (``_procs.py``) and import the store by its spec string. The worker hands its
-result back as a pickle file in the check's scratch directory; the verifier, which lives for the
-whole check, gets directories and sends back :class:`~._powerloss_oracle.Observation` over a
-pipe. Plain data only (trees, trace records, observations), so nothing but our own modules is
+The traced worker is a fleet worker (``workers/_fleet.py``, job ``record``: forked from a clean
+server with the syscall shim preloaded), or, where no shim can be built, an interpreter under
+strace (``python -m`` this module). It hands its result back as a pickle file in the check's
+scratch directory. The verifier, spawned (``_procs.py``) for the whole check, gets directories
+and sends back :class:`~._oracle.Observation` over a pipe. Both import the store by its spec
+string. Plain data only (trees, trace records, observations), so nothing but our own modules is
 needed to read them.
 """
 
@@ -18,6 +20,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Final
 
+from ..seam._record import tracing
 from ..seam._strace import mark_path
 from ._fsmodel import snapshot
 from ._oracle import Key, Observation, Step
@@ -75,28 +78,36 @@ def progress_path(out: str) -> str:
     return out + ".doing"
 
 
-def record(spec: str, root: str, steps: list[Step], out: str) -> None:
-    """Worker: run ``steps`` on the store under the interposer; pickle (tree, trace) to ``out``."""
-    from lance_offsets.conformance._spec import load_factory
+def record(
+    factory: Callable[[str], Any], root: str, steps: list[Step], out: str, backend: str
+) -> None:
+    """Fleet worker: run ``steps`` on the store through the seam's ``backend``; pickle to ``out``.
 
-    from ..seam._interpose import mark, traced
-
+    The pickle holds the tree before and after, the trace, and the files the shim saw mapped
+    shared and writable (``mapped``); or ``error``, the traceback of what went wrong.
+    """
     progress = Progress(out)
-
-    def both(note: str) -> None:
-        progress(note)
-        mark(note)
-
+    mapped: list[str] = []
     try:
-        factory = load_factory(spec)
         factory(root).close()
         initial = snapshot(root)
-        with traced(root) as trace:
+        block, mark = tracing(root, backend, on_map=mapped.append)
+
+        def both(note: str) -> None:
+            progress(note)
+            mark(note)
+
+        with block as trace:
             store = factory(root)
             run_steps(store, steps, both)
             progress("close()")
             store.close()
-        result: dict[str, Any] = {"initial": initial, "trace": list(trace), "final": snapshot(root)}
+        result: dict[str, Any] = {
+            "initial": initial,
+            "trace": list(trace),
+            "mapped": mapped,
+            "final": snapshot(root),
+        }
     except Exception:
         result = {"error": traceback.format_exc()}
     with open(out, "wb") as fh:

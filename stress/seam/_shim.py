@@ -8,7 +8,10 @@ starts their forkserver with it). It stays passive until :func:`syscall_traced` 
 worker; then every file-system call on a path under the store's directory, from any thread,
 comes back here through a ctypes callback and goes through the same :class:`Tracer` as the
 Python interposer's: the same numbering, :class:`FaultPlan`, ``on_op`` stop hook and
-:class:`TraceOp` records, so the crash and fault judges and their reports work unchanged.
+:class:`TraceOp` records, so the crash and fault judges and their reports work unchanged. The
+records also carry each file's content after the call and the descriptor, and shared writable
+mappings are reported (``on_map``): the power-loss check (D3) records C stores through the shim
+too, its records turned into the model's trace by ``_syscalls.py``.
 
 Linux only (``/proc/self/fd`` names descriptors; ``LD_PRELOAD`` is the ELF loader's). No C
 compiler, another OS, or workers started before the shim was built: the backend is unavailable
@@ -27,10 +30,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
-from ._shim_c import KINDS, SOURCE
+from ._shim_c import KINDS, MAPPED, SOURCE
 from ._trace import OpKind, TraceOp
 from ._tracer import CONTENT_KINDS, FaultPlan, OnOp, Tracer, read_content
 
@@ -138,8 +141,9 @@ _ACTIVE: list[_Bridge] = []
 class _Bridge:
     """Turns the shim's before/after reports into the :class:`Tracer`'s numbering and records."""
 
-    def __init__(self, tracer: Tracer) -> None:
+    def __init__(self, tracer: Tracer, on_map: Callable[[str], None] | None) -> None:
         self.tracer = tracer
+        self.on_map = on_map
         self.next = 0
         self.errors: list[str] = []
         self.callback = _CALLBACK(self._report)  # kept alive while armed
@@ -167,12 +171,17 @@ class _Bridge:
             sizes.append(f"{c.size} bytes")
         if c.offset >= 0:
             sizes.append(f"at {c.offset}")
+        note = " ".join(sizes)
         return TraceOp(
-            c.index, kind, path, target, bool(c.is_dir), c.flags, call=call, note=" ".join(sizes)
+            c.index, kind, path, target, bool(c.is_dir), c.flags, call=call, note=note, fd=c.fd
         )
 
     def _handle(self, c: _Op) -> int:
         tracer = self.tracer
+        if c.kind == MAPPED:  # no operation: a note for the power-loss model, never numbered
+            if self.on_map is not None:
+                self.on_map(tracer.normalize(os.fsdecode(c.path)) or os.fsdecode(c.path))
+            return 0
         if c.phase == 0:
             c.index = self.number()
             op = self._op(c)
@@ -199,12 +208,19 @@ class _Bridge:
 
 @contextlib.contextmanager
 def syscall_traced(
-    root: str, *, on_op: OnOp | None = None, fail: FaultPlan | None = None
+    root: str,
+    *,
+    on_op: OnOp | None = None,
+    fail: FaultPlan | None = None,
+    on_map: Callable[[str], None] | None = None,
 ) -> Iterator[list[TraceOp]]:
     """Arm the preloaded shim for calls on paths under ``root``; yield the live trace.
 
     The same contract as :func:`~lance_offsets.stress.seam._interpose.traced`. The trace is
     sorted by index on exit (threads may finish their calls out of order).
+
+    :param on_map: called with the path of each file the store maps shared and writable (its
+        writes through the mapping are invisible to any tracer), once the mapping exists.
 
     :raises RuntimeError: the shim is not preloaded in this process.
     """
@@ -212,7 +228,7 @@ def syscall_traced(
     if lib is None:
         raise RuntimeError("the syscall shim is not preloaded in this process")
     tracer = Tracer(root, on_op, fail)
-    bridge = _Bridge(tracer)
+    bridge = _Bridge(tracer, on_map)
     _ACTIVE.append(bridge)
     real, given = tracer.root.encode(), os.path.abspath(root).encode()
     lib.lo_begin(real, given, bridge.callback)

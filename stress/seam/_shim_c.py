@@ -22,7 +22,10 @@ __all__ = ["KINDS", "SOURCE"]
 
 #: The ``kind`` numbers the shim reports, as trace kinds (``_trace.OpKind``).
 KINDS: Final = ("open", "write", "truncate", "fsync", "fdatasync", "close", "rename", "unlink",
-                "rmdir")  # fmt: skip
+                "rmdir", "mkdir")  # fmt: skip
+#: The ``kind`` of a report that is no operation: a shared writable mapping of a file was made
+#: (its writes reach the file with no call the shim could see; the power-loss model must know).
+MAPPED: Final = len(KINDS)
 
 SOURCE: Final = r"""
 #define _GNU_SOURCE
@@ -41,7 +44,7 @@ SOURCE: Final = r"""
 #include <sys/uio.h>
 #include <unistd.h>
 
-enum { K_OPEN, K_WRITE, K_TRUNCATE, K_FSYNC, K_FDATASYNC, K_CLOSE, K_RENAME, K_UNLINK, K_RMDIR };
+enum { K_OPEN, K_WRITE, K_TRUNCATE, K_FSYNC, K_FDATASYNC, K_CLOSE, K_RENAME, K_UNLINK, K_RMDIR, K_MKDIR, K_MAPPED };
 
 struct lo_op {
     int index, kind, phase, fd, flags, err, is_dir, pad;
@@ -326,4 +329,43 @@ int unlinkat(int d, const char *p, int f) {
         return real_unlinkat(d, p, f);
     AROUND(&op, real_unlinkat(d, p, f));
 }
+
+int rmdir(const char *p) {
+    REAL(int, rmdir, const char *);
+    struct lo_op op;
+    if (!on_path(&op, K_RMDIR, "rmdir", AT_FDCWD, p)) return real_rmdir(p);
+    op.is_dir = 1;
+    AROUND(&op, real_rmdir(p));
+}
+
+int mkdir(const char *p, mode_t m) {
+    REAL(int, mkdir, const char *, mode_t);
+    struct lo_op op;
+    if (!on_path(&op, K_MKDIR, "mkdir", AT_FDCWD, p)) return real_mkdir(p, m);
+    op.is_dir = 1;
+    AROUND(&op, real_mkdir(p, m));
+}
+int mkdirat(int d, const char *p, mode_t m) {
+    REAL(int, mkdirat, int, const char *, mode_t);
+    struct lo_op op;
+    if (!on_path(&op, K_MKDIR, "mkdirat", d, p)) return real_mkdirat(d, p, m);
+    op.is_dir = 1;
+    AROUND(&op, real_mkdirat(d, p, m));
+}
+
+/* A shared writable mapping is reported once it exists (never failed, never numbered): every
+   store of the program through it changes the file with no call to see. Read-only mappings
+   (LMDB's default) and private ones change no file. */
+#define MMAP_BODY(name, off_t_) \
+    REAL(void *, name, void *, size_t, int, int, int, off_t_); \
+    void *result = real_##name(addr, n, prot, flags, fd, off); \
+    struct lo_op op; \
+    if (result == MAP_FAILED || fd < 0 || !(prot & PROT_WRITE) || !(flags & MAP_SHARED)) return result; \
+    if (!on_fd(&op, K_MAPPED, #name, fd)) return result; \
+    op.size = (long long)n; op.offset = (long long)off; op.flags = prot; \
+    report(&op, 1, 0); \
+    return result
+
+void *mmap(void *addr, size_t n, int prot, int flags, int fd, off_t off) { MMAP_BODY(mmap, off_t); }
+void *mmap64(void *addr, size_t n, int prot, int flags, int fd, off64_t off) { MMAP_BODY(mmap64, off64_t); }
 """

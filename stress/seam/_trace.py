@@ -50,6 +50,8 @@ class TraceOp:
     :ivar note: free text for ``mark`` records (e.g. ``"ack save 1 2 5"``); for a record of the
         syscall backend, the call's size and offset (``"4096 bytes at 8192"``).
     :ivar call: the libc function the syscall backend saw (``"pwrite64"``), else ``""``.
+    :ivar fd: the descriptor a syscall-level record was made on (the one an ``open`` returned),
+        else -1: the syscall model (``_syscalls.py``) follows ``O_DSYNC`` per descriptor.
     """
 
     index: int
@@ -62,6 +64,7 @@ class TraceOp:
     error: str | None = None
     note: str = ""
     call: str = ""
+    fd: int = -1
 
     def __str__(self) -> str:
         where = f"{self.path} -> {self.target}" if self.target else self.path

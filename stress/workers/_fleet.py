@@ -146,12 +146,15 @@ class Fleet:
         self.started += 1
         return Worker(self._ctx, self.spec)
 
-    def take(self, *, fresh: bool = True) -> Worker:
-        """A ready worker: a new one (``fresh``: it never opened a store), or an idle one."""
+    def take(self, *, fresh: bool = True, spare: bool = True) -> Worker:
+        """A ready worker: a new one (``fresh``: it never opened a store), or an idle one.
+
+        :param spare: start the next worker meanwhile (False for a one-off job: D3's record).
+        """
         if not fresh and self._idle:
             return self._idle.pop()
         worker = self._spare or self._start()
-        self._spare = self._start()
+        self._spare = self._start() if spare else None
         if not worker.ready:
             started = time.monotonic()
             try:

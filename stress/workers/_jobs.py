@@ -28,9 +28,15 @@ Jobs (dicts with a ``"job"`` name):
     the two saves is watched: one still running after the job's ``bound`` seconds sends
     ``("stuck", report)`` (where it is blocked, the last operations) and the parent kills it.
 
-``crash`` and ``fault`` jobs trace with the backend their ``"backend"`` names: ``"python"`` (the
-default: the interposer) or ``"syscall"`` (the preloaded shim, for I/O made in C). A worker asked
-for the shim without having it replies ``("no shim", why)``.
+``record``
+    D3's workload (``powerloss/_workers.record``): save and delete through the job's backend,
+    with marks, and pickle the trees before and after and the trace to the job's ``out``; reply
+    ``("recorded", out)``.
+
+``crash``, ``fault`` and ``record`` jobs trace through the seam (``seam/_record.tracing``) with
+the backend their ``"backend"`` names: ``"python"`` (the default: the interposer) or
+``"syscall"`` (the preloaded shim, for I/O made in C). A worker asked for the shim without
+having it replies ``("no shim", why)``.
 """
 
 from __future__ import annotations
@@ -41,15 +47,14 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 from lance_offsets.conformance._spec import load_factory
 
 from ..seam import _shim
-from ..seam._interpose import FaultPlan, mark, traced
+from ..seam._record import tracing
 from ..seam._trace import TraceOp
-from ..seam._tracer import OnOp
+from ..seam._tracer import FaultPlan
 
 __all__ = ["serve"]
 
@@ -90,15 +95,6 @@ def _setup(store: Any, state: dict[Key, int]) -> None:
 NO_SHIM = "no shim"
 
 
-def _tracing(
-    job: dict[str, Any], on_op: OnOp | None = None, fail: FaultPlan | None = None
-) -> tuple[AbstractContextManager[list[TraceOp]], Callable[[str], None]]:
-    """The tracing block and its ``mark`` for the job's backend."""
-    if job.get("backend") == "syscall":
-        return _shim.syscall_traced(job["path"], on_op=on_op, fail=fail), _shim.mark
-    return traced(job["path"], on_op=on_op, fail=fail), mark
-
-
 def _no_shim(job: dict[str, Any]) -> Reply | None:
     if job.get("backend") == "syscall" and _shim.loaded() is None:
         why = "this worker was started without the syscall shim preloaded (LD_PRELOAD)"
@@ -122,7 +118,7 @@ def _crash(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
     opening = job.get("action") == "open"
     if opening:
         store.close()  # committed and closed: the traced change is a new handle's open
-    block, note = _tracing(job, on_op=stopper)
+    block, note = tracing(job["path"], job.get("backend", "python"), on_op=stopper)
     with block as trace:
         try:
             if opening:
@@ -303,7 +299,7 @@ def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
     plan: FaultPlan | None = job["plan"]
     bound: float = job["bound"]
     watch = _watchdog(conn)
-    block, _ = _tracing(job, fail=plan)
+    block, _ = tracing(job["path"], job.get("backend", "python"), fail=plan)
     outcome: dict[str, Any]
     with block as trace:
         watch.arm(bound, trace)
@@ -343,11 +339,21 @@ def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
     return ("later", result)
 
 
+def _record(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
+    if (missing := _no_shim(job)) is not None:
+        return missing
+    from ..powerloss._workers import record
+
+    record(factory, job["path"], job["steps"], job["out"], job.get("backend", "python"))
+    return ("recorded", job["out"])
+
+
 _JOBS: dict[str, Callable[[Callable[[str], Any], Any, dict[str, Any]], Reply]] = {
     "crash": _crash,
     "loop": _loop,
     "verify": _verify,
     "fault": _fault,
+    "record": _record,
 }
 
 

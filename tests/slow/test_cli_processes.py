@@ -202,3 +202,21 @@ def test_a_base_directory_the_user_cannot_enter_is_an_error(
     assert "nothing removed" not in done.stdout
     with LockFileOffsetStore.open(base, "billing") as store:
         assert store.load(7, 1) == 100
+
+
+def test_directory_commands_load_no_database_driver(tmp_path: Path) -> None:
+    # Store URLs are parsed for every command; only a database URL may load its driver.
+    probe = (
+        "import sys\n"
+        "from lance_offsets._cli import main\n"
+        f"assert main(['ls', {str(tmp_path)!r}]) == 0\n"
+        f"assert main(['set', {tmp_path.as_uri()!r}, 'billing', '1', '2', '3']) == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlite3', 'psycopg')))\n"
+        f"assert main(['ls', {'sqlite:' + str(tmp_path / 'o.sqlite3')!r}]) == 1\n"
+        "print('sqlite3' in sys.modules, 'psycopg' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=DEADLINE, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-2:] == ["[]", "True False"]  # sqlite:, never psycopg

@@ -16,7 +16,9 @@ import pytest
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress._runner import run_properties
 from lance_offsets.stress.powerloss import _campaign as _powerloss
+from lance_offsets.stress.powerloss import _recording
 from lance_offsets.stress.powerloss._campaign import PowerLossRun, check_d3, run_powerloss
+from lance_offsets.stress.seam._shim import build
 
 
 def strace_works() -> bool:
@@ -29,6 +31,10 @@ def strace_works() -> bool:
 
 
 STRACE = strace_works()
+#: The syscall shim builds here: C stores and confirmations are recorded through it.
+SHIM = build() is not None
+#: How a D3 report names the system-call level recorder this machine has, if any.
+SYSCALL_TRACER = "the syscall shim" if SHIM else "strace" if STRACE else None
 
 pytestmark = [
     pytest.mark.usefixtures("zoo_importable"),
@@ -92,18 +98,38 @@ def test_each_defect_fails_d3_with_the_crash_state_printed(name: str, short: Str
     assert "(acknowledged)" in result.details
     assert f"seed {short.seed}" in result.details
     assert LOST_STEP[name] in result.details
-    if STRACE:  # the interposer's verdict is confirmed at the system-call level
-        assert "confirmed with strace: " in result.details
+    if SYSCALL_TRACER:  # the interposer's verdict is confirmed at the system-call level
+        assert f"confirmed with {SYSCALL_TRACER}: " in result.details
 
 
-@pytest.mark.skipif(not STRACE, reason="needs strace (installed, ptrace allowed) to see fsyncs")
+@pytest.mark.skipif(SYSCALL_TRACER is None, reason="needs the syscall shim or strace for fsyncs")
 def test_fsyncs_hidden_from_the_interposer_are_not_blamed(short: StressOptions) -> None:
     # The store calls fsync through a name bound at import: the interposer's trace shows no
-    # sync at all, so its crash states lose data; strace's trace shows every sync, and wins.
+    # sync at all, so its crash states lose data; the shim (libc's fsync) shows every sync.
     run = run_powerloss(f"{ZOO}:correct_bound_fsync", short)
     assert passed(run), run.result.details
     assert "missed some of the store's I/O" in run.result.details
-    assert "traced by strace" in run.result.details
+    assert f"traced by {SYSCALL_TRACER}" in run.result.details
+
+
+@pytest.mark.skipif(not SHIM, reason="the syscall shim cannot be built here (no C compiler?)")
+@pytest.mark.parametrize("name", ["correct", "no_dir_fsync", "no_file_fsync"])
+def test_a_python_store_gets_the_same_verdict_through_the_interposer_and_the_shim(
+    name: str, short: StressOptions
+) -> None:
+    # One seam, two backends: the shim sees the same store calls from libc, and the model
+    # judges the same protocol the same way.
+    runs = {
+        backend: run_powerloss(f"{ZOO}:{name}", dataclasses.replace(short, backend=backend))
+        for backend in ("python", "syscall")
+    }
+    for backend, run in runs.items():
+        print(backend, run.result.outcome, run.result.evidence, run.result.details[:400])
+    python, shim = runs["python"].result, runs["syscall"].result
+    assert python.evidence["tracer"] == "interposer"
+    assert shim.evidence["tracer"] == "syscall shim"
+    assert python.outcome == shim.outcome
+    assert python.outcome == ("passed" if name == "correct" else "failed")
 
 
 def test_a_store_hanging_on_a_crash_state_is_reported_with_that_state(
@@ -131,7 +157,7 @@ def test_a_store_hanging_on_a_crash_state_is_reported_with_that_state(
 def test_a_store_hanging_in_the_workload_is_reported_with_the_call_and_files(
     short: StressOptions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_powerloss, "PROCESS_SECONDS", 3.0)
+    monkeypatch.setattr(_recording, "PROCESS_SECONDS", 3.0)
     run = run_powerloss(f"{ZOO}:delete_spins", short)
     details = run.result.details
     print(details)

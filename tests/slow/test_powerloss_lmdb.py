@@ -1,7 +1,8 @@
-"""D3 on LMDB (py-lmdb) through strace: O_DSYNC meta pages, the lock file left out, writemap.
+"""D3 on LMDB (py-lmdb) through the syscall shim: O_DSYNC meta pages, lock file out, writemap.
 
 A correct LMDB environment passes; ``sync=False`` and ``metasync=False`` lose acknowledged
-commits; ``writemap=True`` writes through a mapping strace cannot see, so D3 says unverified.
+commits; ``writemap=True`` writes through a mapping no tracer can see, so D3 says unverified.
+Where the shim cannot be built, strace records instead (the same syscall model).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 import pytest
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress.powerloss._campaign import run_powerloss
+from lance_offsets.stress.seam._shim import build
 from test_powerloss_strace import strace_works
 
 pytest.importorskip("lmdb", reason="py-lmdb is not installed (pip install lmdb)")
@@ -19,9 +21,14 @@ pytest.importorskip("lmdb", reason="py-lmdb is not installed (pip install lmdb)"
 pytestmark = [
     pytest.mark.usefixtures("zoo_importable"),
     pytest.mark.slow,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="strace is Linux only"),
-    pytest.mark.skipif(not strace_works(), reason="strace is not installed or may not trace"),
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the shim is Linux only"),
+    pytest.mark.skipif(
+        build() is None and not strace_works(), reason="neither the syscall shim nor strace here"
+    ),
 ]
+
+#: The system-call level recorder this machine has (the shim, when it can be built).
+TRACER = "syscall shim" if build() is not None else "strace"
 
 ZOO = "zoo.lmdb_zoo"
 
@@ -35,7 +42,7 @@ def test_correct_lmdb_passes(short: StressOptions) -> None:
     run = run_powerloss(f"{ZOO}:correct", short)
     print(run.result.details)
     assert run.result.outcome == "passed", run.result.details
-    assert run.result.evidence["tracer"] == "strace"
+    assert run.result.evidence["tracer"] == TRACER
     assert run.states > 50
     assert "lock.mdb" not in run.result.details
 
@@ -47,6 +54,7 @@ def test_lmdb_without_its_syncs_loses_an_acknowledged_commit(
     run = run_powerloss(f"{ZOO}:{name}", short)
     print(run.result.details)
     assert run.result.outcome == "failed"
+    assert run.result.evidence["tracer"] == TRACER
     assert "lost or rewound an acknowledged offset" in run.result.details.splitlines()[0]
 
 

@@ -1,4 +1,8 @@
-"""D3 through strace: SQLite's I/O happens in C, out of the Python interposer's sight.
+"""D3 at the system-call level: SQLite's I/O happens in C, out of the Python interposer's sight.
+
+Recorded through the syscall shim where it can be built, else through strace: both feed the
+same syscall model (``seam/_syscalls.py``; ``tests/slow/test_syscall_backend.py`` shows they give
+the same trace).
 
 SQLite with a rollback journal commits by unlinking the journal. With ``synchronous=FULL`` the
 directory is not synced after that unlink, so a power cut can bring the journal back and roll an
@@ -16,6 +20,7 @@ import sys
 import pytest
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress.powerloss._campaign import run_powerloss
+from lance_offsets.stress.seam._shim import build
 
 
 def strace_works() -> bool:
@@ -30,9 +35,14 @@ def strace_works() -> bool:
 pytestmark = [
     pytest.mark.usefixtures("zoo_importable"),
     pytest.mark.slow,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="strace is Linux only"),
-    pytest.mark.skipif(not strace_works(), reason="strace is not installed or may not trace"),
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only"),
+    pytest.mark.skipif(
+        build() is None and not strace_works(), reason="neither the syscall shim nor strace here"
+    ),
 ]
+
+#: How reports name the system-call level recorder this machine has.
+TRACER = "the syscall shim" if build() is not None else "strace"
 
 ZOO = "zoo.powerloss_zoo"
 
@@ -42,11 +52,11 @@ def short(stress_options: StressOptions) -> StressOptions:
     return dataclasses.replace(stress_options, long=False, workdir=None)
 
 
-def test_sqlite_extra_passes_through_strace(short: StressOptions) -> None:
+def test_sqlite_extra_passes_at_the_system_call_level(short: StressOptions) -> None:
     run = run_powerloss(f"{ZOO}:sqlite_extra", short)
     print(run.result.details)
     assert run.result.outcome == "passed", run.result.details
-    assert "traced by strace" in run.result.details
+    assert f"traced by {TRACER}" in run.result.details
     assert run.states > 100
 
 
@@ -64,6 +74,7 @@ def test_sqlite_full_loses_a_commit_when_the_journal_unlink_is_undone(
 def test_sqlite_without_fsync_fails(short: StressOptions) -> None:
     run = run_powerloss(f"{ZOO}:sqlite_off", short)
     assert run.result.outcome == "failed"
+    assert f"traced by {TRACER}" in run.result.details
     assert "VIOLATION" in run.result.details
 
 
@@ -79,4 +90,5 @@ def test_sqlite_wal_full_passes(short: StressOptions) -> None:
 def test_sqlite_wal_off_loses_commits(short: StressOptions) -> None:
     run = run_powerloss(f"{ZOO}:sqlite_wal_off", short)
     assert run.result.outcome == "failed"
+    assert f"traced by {TRACER}" in run.result.details
     assert "lost or rewound an acknowledged offset" in run.result.details.splitlines()[0]

@@ -9,12 +9,18 @@ way through either backend. Every test prints its seed; replay with ``--stress-s
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import pytest
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress._runner import run_properties
 from lance_offsets.stress.crash._campaign import SAVE_OVER, property_result, run_campaign
+from lance_offsets.stress.powerloss._campaign import workload
+from lance_offsets.stress.powerloss._recording import attempt, record_strace
 from lance_offsets.stress.seam._shim import build, unavailable
+from lance_offsets.stress.seam._trace import TraceOp
+from test_powerloss_strace import strace_works
 
 pytestmark = [
     pytest.mark.slow,
@@ -103,3 +109,82 @@ def test_a_store_neither_backend_sees_is_unverified_for_f2(stress_options: Stres
     print(result.details)
     assert result.outcome == "unverified"
     assert "the syscall shim saw no file-system call" in result.details
+
+
+def _seen(trace: list[TraceOp], root: str, *, until: str = "") -> list[tuple[str, str, str]]:
+    """Kinds and paths under ``root`` (and rename targets), up to the mark ``until``."""
+    seen: list[tuple[str, str, str]] = []
+    for op in trace:
+        if op.kind == "mark" and op.note == until:
+            break
+        if op.kind != "mark" or op.note not in ("trace start", "trace end"):
+            target = os.path.relpath(op.target, root) if op.target else ""
+            seen.append((op.kind, os.path.relpath(op.path, root), target))
+    return seen
+
+
+#: Files whose first bytes SQLite draws at random on each run (the rollback journal's nonce, the
+#: WAL's salts): two runs write the same lengths there, never the same bytes.
+_RANDOM_HEADERS = ("-journal", "-wal")
+
+
+@pytest.mark.skipif(not strace_works(), reason="strace is not installed or may not trace")
+@pytest.mark.parametrize("spec", [f"{ZOO}:wal_full", "zoo.powerloss_zoo:sqlite_extra"])
+def test_the_shim_and_strace_feed_the_syscall_model_the_same_trace(
+    spec: str, tmp_path: Path
+) -> None:
+    # One model (seam/_syscalls.py), two feeders: the shim's records (contents read from the
+    # files) and strace's lines (contents rebuilt from the bytes written) give the same trace.
+    steps = workload(StressOptions(seed=1))
+    (tmp_path / "strace").mkdir()
+    shim = attempt(spec, steps, str(tmp_path / "shim"), "syscall")
+    assert not isinstance(shim, str), shim
+    shim_root, _, recorded = shim
+    strace_root = os.path.realpath(tmp_path / "strace" / "store")
+    os.mkdir(strace_root)
+    traced = record_strace(spec, strace_root, steps, str(tmp_path / "strace"))
+    assert "trace" in traced, traced
+    a: list[TraceOp] = recorded["trace"]
+    b: list[TraceOp] = traced["trace"]
+    b = b[: next(i for i, op in enumerate(b) if op.note == "trace end")]  # then: the snapshot
+    b = [op for op in b if op.note != "trace start"]
+    print(len(a), "records through the shim,", len(b), "through strace")
+    assert _seen(a, shim_root) == _seen(b, strace_root)
+    assert any(op.kind in {"fdatasync", "fsync"} for op in a)
+    for x, y in zip(a, b, strict=True):
+        if x.content is None or x.path.endswith(_RANDOM_HEADERS):
+            assert (x.content is None) == (y.content is None)
+            assert len(x.content or b"") == len(y.content or b""), (x, y)
+        else:
+            assert x.content == y.content, (str(x), str(y))
+
+
+@pytest.mark.skipif(not strace_works(), reason="strace is not installed or may not trace")
+def test_the_shim_and_strace_model_lmdbs_o_dsync_meta_page_alike(tmp_path: Path) -> None:
+    # LMDB writes its meta page through an O_DSYNC descriptor: both feeders model that write as
+    # durable when it returns (a write, then an fdatasync). strace also sees an open and close
+    # the shim cannot (made inside glibc), so the durable operations are compared.
+    pytest.importorskip("lmdb", reason="py-lmdb is not installed (pip install lmdb)")
+    spec, steps = "zoo.lmdb_zoo:correct", workload(StressOptions(seed=1))
+    (tmp_path / "strace").mkdir()
+    shim = attempt(spec, steps, str(tmp_path / "shim"), "syscall")
+    assert not isinstance(shim, str), shim
+    strace_root = os.path.realpath(tmp_path / "strace" / "store")
+    os.mkdir(strace_root)
+    traced = record_strace(spec, strace_root, steps, str(tmp_path / "strace"))
+    assert "trace" in traced, traced
+
+    def durable(trace: list[TraceOp], root: str) -> list[tuple[str, str, bytes | None]]:
+        kinds = ("write", "fdatasync", "fsync", "rename", "unlink", "truncate")
+        end = next((i for i, op in enumerate(trace) if op.note == "trace end"), len(trace))
+        return [
+            (op.kind, os.path.relpath(op.path, root), op.content)
+            for op in trace[:end]
+            if op.kind in kinds
+        ]
+
+    a, b = durable(shim[2]["trace"], shim[0]), durable(traced["trace"], strace_root)
+    print([x[:2] for x in a])
+    assert a == b
+    assert ("fdatasync", "data.mdb") in [x[:2] for x in a]
+    assert not any("lock.mdb" in x[1] for x in a)  # shared memory: left out by both
