@@ -11,15 +11,10 @@ import hashlib
 import os
 from typing import TYPE_CHECKING
 
-from lance_offsets import (
-    AsyncOffsetStore,
-    HookedOffsetStore,
-    LockFileOffsetStore,
-    MemoryOffsetStore,
-)
+from lance_offsets import HookedOffsetStore, LockFileOffsetStore, MemoryOffsetStore
 
 if TYPE_CHECKING:
-    from lance_offsets import PostgresOffsetStore, SQLiteOffsetStore
+    from lance_offsets import AsyncOffsetStore, PostgresOffsetStore, SQLiteOffsetStore
 
 __all__ = [
     "async_lockfile",
@@ -184,10 +179,14 @@ async def async_lockfile(path: str) -> AsyncOffsetStore:
     ``lance-offsets check lance_offsets.conformance.reference:async_lockfile`` checks the asyncio
     face through the same machines as :func:`lockfile`.
     """
+    from lance_offsets import AsyncOffsetStore  # lazy: the other factories' workers skip asyncio
+
     return await AsyncOffsetStore.open(lambda: LockFileOffsetStore.open(path, CONSUMER_NAME))
 
 
 async def _async_named(path: str, name: str) -> AsyncOffsetStore:
+    from lance_offsets import AsyncOffsetStore
+
     return await AsyncOffsetStore.open(lambda: LockFileOffsetStore.open(path, name))
 
 
@@ -197,10 +196,14 @@ async_lockfile.damage = LOCKFILE_DAMAGE  # type: ignore[attr-defined]
 
 async def async_sqlite(path: str) -> AsyncOffsetStore:
     """The SQLite store through its asyncio face (opened, like every call, in its own thread)."""
+    from lance_offsets import AsyncOffsetStore
+
     return await AsyncOffsetStore.open(lambda: sqlite(path))
 
 
 async def _async_sqlite_named(path: str, name: str) -> AsyncOffsetStore:
+    from lance_offsets import AsyncOffsetStore
+
     return await AsyncOffsetStore.open(lambda: _sqlite_named(path, name))
 
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._aio_sync import SyncOverAsyncStore as SyncOverAsyncStore
-from ._aio_sync import sync_factory as sync_factory
-from ._async import AsyncOffsetStore as AsyncOffsetStore
 from ._domain import MAX_CONSUMER_ID as MAX_CONSUMER_ID
 from ._domain import MAX_OFFSET as MAX_OFFSET
 from ._domain import MAX_TOPIC_ID as MAX_TOPIC_ID
@@ -60,12 +57,19 @@ __all__ = [
 
 
 if TYPE_CHECKING:
+    from ._aio_sync import SyncOverAsyncStore as SyncOverAsyncStore
+    from ._aio_sync import sync_factory as sync_factory
+    from ._async import AsyncOffsetStore as AsyncOffsetStore
     from ._postgres import PostgresOffsetStore as PostgresOffsetStore
     from ._sqlite import SQLiteOffsetStore as SQLiteOffsetStore
     from ._sqlite import SQLiteTransaction as SQLiteTransaction
 
 #: Names imported on first use, and the module holding each.
 _LAZY = {
+    # asyncio only for those who use it: the suites' worker processes import this package.
+    "AsyncOffsetStore": "._async",
+    "SyncOverAsyncStore": "._aio_sync",
+    "sync_factory": "._aio_sync",
     "PostgresOffsetStore": "._postgres",
     "SQLiteOffsetStore": "._sqlite",
     "SQLiteTransaction": "._sqlite",

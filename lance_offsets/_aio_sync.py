@@ -7,40 +7,52 @@ its own thread, and every call is submitted to that loop and waited for. The asy
 created and used on that one loop, so stores whose connections are bound to the loop that opened
 them (asyncio database drivers) work too. A factory that returns a synchronous store is passed
 through untouched: its handles are exactly what it returns.
+
+asyncio is imported only when an asyncio store turns up: every worker process the suites spawn
+loads its factory through here, and most never need an event loop (the import costs tens of
+milliseconds per process, times every crash cycle).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._async import is_async_store
 from ._errors import StoreClosedError
 from ._protocol import OffsetStore
 
-__all__ = ["SyncOverAsyncStore", "sync_factory"]
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["SyncOverAsyncStore", "is_async_store", "sync_factory"]
 
 T = TypeVar("T")
 
-#: What a factory of either kind returns when called.
-Made = OffsetStore | Awaitable[Any] | Any
+
+def is_async_store(store: object) -> bool:
+    """Return whether ``store`` has the asyncio face: its ``save`` is a coroutine function."""
+    save = getattr(store, "save", None)
+    return save is not None and inspect.iscoroutinefunction(save)
 
 
 class _LoopThread:
     """An event loop running forever in a daemon thread (daemon: a killed worker never waits)."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        import asyncio  # here, not at the top: see the module documentation
+
+        self.loop: asyncio.AbstractEventLoop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="lance-offsets-loop", daemon=True
         )
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def stop(self) -> None:
@@ -122,7 +134,7 @@ class SyncOverAsyncStore:
         return f"SyncOverAsyncStore({self._store!r})"
 
 
-def _open(make: Callable[..., Made], *args: Any) -> Any:
+def _open(make: Callable[..., Any], *args: Any) -> Any:
     """Call ``make(*args)``; give what it made a private loop only if it is asyncio.
 
     The factory is called in the caller's thread, as the suite calls any factory: a synchronous
@@ -154,7 +166,7 @@ def _open(make: Callable[..., Made], *args: Any) -> Any:
 class _SyncFactory:
     """``factory`` seen through :func:`_open`; its capability attributes read through."""
 
-    def __init__(self, factory: Callable[..., Made]) -> None:
+    def __init__(self, factory: Callable[..., Any]) -> None:
         self.__wrapped__ = factory
         for name in ("__module__", "__name__", "__qualname__", "__doc__"):
             value = getattr(factory, name, None)

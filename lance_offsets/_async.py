@@ -31,7 +31,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
-import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -39,15 +38,9 @@ from ._domain import check_key, check_offset
 from ._errors import StoreClosedError
 from ._protocol import OffsetStore
 
-__all__ = ["AsyncOffsetStore", "is_async_store"]
+__all__ = ["AsyncOffsetStore"]
 
 T = TypeVar("T")
-
-
-def is_async_store(store: object) -> bool:
-    """Return whether ``store`` has the asyncio face: its ``save`` is a coroutine function."""
-    save = getattr(store, "save", None)
-    return save is not None and inspect.iscoroutinefunction(save)
 
 
 async def _settled(future: concurrent.futures.Future[T]) -> T:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +26,7 @@ from lance_offsets import (
     SyncOverAsyncStore,
     sync_factory,
 )
-from lance_offsets._async import is_async_store
+from lance_offsets._aio_sync import is_async_store
 
 
 def _open(directory: Path) -> LockFileOffsetStore:
@@ -438,3 +440,17 @@ def test_an_open_cancelled_midway_closes_what_it_opened(tmp_path: Path) -> None:
             break
         threading.Event().wait(0.01)
     assert closed()
+
+
+def test_synchronous_stores_never_import_asyncio() -> None:
+    # Every worker process the suites spawn loads its factory through sync_factory: a store
+    # without the asyncio face must not pay for the asyncio import there (tens of ms a process).
+    code = (
+        "import sys, tempfile\n"
+        "from lance_offsets.conformance._spec import load_factory\n"
+        "factory = load_factory('lance_offsets.conformance.reference:lockfile')\n"
+        "factory(tempfile.mkdtemp()).close()\n"
+        "assert 'asyncio' not in sys.modules, 'asyncio imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
