@@ -108,6 +108,10 @@ def test_methods_beyond_the_protocol_are_forwarded() -> None:
                 store.no_such_method  # noqa: B018
 
     asyncio.run(main())
+    # And back through the suite's synchronous side: both layers forward it.
+    with sync_factory(lambda _path: AsyncOffsetStore(_WithExtras()))("unused") as handle:
+        handle.save_many({(3, 3): 5})  # type: ignore[attr-defined]
+        assert handle.list_all() == {(3, 3): 5}
 
 
 def test_heartbeat_ticks_while_saves_fsync(tmp_path: Path) -> None:
