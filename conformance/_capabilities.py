@@ -26,6 +26,10 @@ optional; a factory that declares nothing is held to everything, so nothing pass
     the store claims ``shared``) or say which part was not checked; P2's same-process part does
     not apply. Without the declaration a refused helper handle is handled the same way, and never
     becomes a verdict.
+``server`` (object with ``start()``, ``stop(kill=...)``, ``route(address)``)
+    The server the store talks to (``lance_offsets.stress.servers.ServerDeclaration``): with
+    ``--stress``, D2 adds server kills and F2 connection faults through a proxy (docs/stress.md,
+    "Servers").
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class Capabilities:
     open_named: Callable[[str, str], OffsetStore] | None = None
     damage: Mapping[str, Damage] = field(default_factory=dict)
     handles_per_process: int | None = None
+    server: object | None = None
 
     @property
     def one_handle(self) -> bool:
@@ -117,4 +122,5 @@ def capabilities_of(factory: object) -> Capabilities:
         open_named=open_named,
         damage=dict(damage),
         handles_per_process=_handles(factory),
+        server=getattr(factory, "server", None),
     )

@@ -303,7 +303,13 @@ def run_checks(
     if unknown:
         raise ValueError(f"unknown property IDs {sorted(unknown)}; known: {', '.join(PROPERTIES)}")
     profile_settings(profile)  # an unknown profile fails before any work
-    load_factory(spec)
+    factory = load_factory(spec)
+    if getattr(factory, "server", None) is not None:
+        # A declared server runs before any check, so every process the checks start inherits
+        # where it listens (stress/servers).
+        from lance_offsets.stress.servers.campaigns import start_declared
+
+        start_declared(factory)
     if seed is None:
         from lance_offsets.stress._options import choose_seed
 

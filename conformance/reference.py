@@ -2,14 +2,15 @@
 
 ``lance-offsets check`` with no SPEC checks :func:`lockfile`. Each is importable by string, e.g.
 ``lance_offsets.conformance.reference:memory``. :func:`postgres` needs psycopg (the ``postgres``
-extra) and a server named by ``LANCE_OFFSETS_PG_DSN``.
+extra) and a server: the one ``LANCE_OFFSETS_PG_DSN`` names, else a temporary cluster it starts
+from the machine's PostgreSQL binaries (its ``server`` declaration, which ``--stress`` kills).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lance_offsets import HookedOffsetStore, LockFileOffsetStore, MemoryOffsetStore
 
@@ -135,17 +136,64 @@ PG_DSN_VARIABLE = "LANCE_OFFSETS_PG_DSN"
 PG_DSN_FILE_VARIABLE = "LANCE_OFFSETS_PG_DSN_FILE"
 
 
+class _PostgresDeclaration:
+    """The ``server`` of :func:`postgres`: a temporary cluster, made on first use.
+
+    Lazy, because every worker of a crash campaign imports this module whatever store it
+    checks, and forks pay for each module loaded: the cluster code (and the stress package
+    under it) is imported only when a PostgreSQL check needs it. Everything else a
+    :class:`~lance_offsets.stress.servers.postgres.FallbackCluster` has is reached through it.
+    """
+
+    def __init__(self) -> None:
+        self._cluster: Any = None
+
+    def _real(self) -> Any:
+        if self._cluster is None:
+            from lance_offsets.stress.servers.postgres import FallbackCluster
+
+            self._cluster = FallbackCluster(PG_DSN_VARIABLE, PG_DSN_FILE_VARIABLE)
+        return self._cluster
+
+    def start(self) -> tuple[str, int]:
+        address: tuple[str, int] = self._real().start()
+        return address
+
+    def stop(self, *, kill: bool = False) -> None:
+        self._real().stop(kill=kill)
+
+    def route(self, address: tuple[str, int] | None) -> None:
+        self._real().route(address)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+
+#: The ``server`` declaration of :func:`postgres`.
+PG_SERVER = _PostgresDeclaration()
+
+
 def postgres_dsn() -> str:
-    """The DSN from ``LANCE_OFFSETS_PG_DSN_FILE`` (if set) or ``LANCE_OFFSETS_PG_DSN``."""
+    """The DSN from ``LANCE_OFFSETS_PG_DSN_FILE`` (if set) or ``LANCE_OFFSETS_PG_DSN``.
+
+    With neither set, the factory's own temporary cluster is started (once per process that
+    needs it; processes started after it inherit the variable and share it).
+    """
     file = os.environ.get(PG_DSN_FILE_VARIABLE)
     if file:
         with open(file, encoding="utf-8") as handle:
             return handle.read().strip()
     dsn = os.environ.get(PG_DSN_VARIABLE)
-    if not dsn:
+    if dsn:
+        return dsn
+    if not PG_SERVER.available and not PG_SERVER.in_worker_process():
         raise RuntimeError(
-            f"set {PG_DSN_VARIABLE} (or {PG_DSN_FILE_VARIABLE}) to the PostgreSQL server to check"
+            f"set {PG_DSN_VARIABLE} (or {PG_DSN_FILE_VARIABLE}) to the PostgreSQL server to "
+            "check, or install PostgreSQL's server binaries (initdb, pg_ctl) for a temporary one"
         )
+    PG_SERVER.start()
+    dsn = PG_SERVER.dsn
+    assert isinstance(dsn, str)
     return dsn
 
 
@@ -170,6 +218,7 @@ def _postgres_named(path: str, name: str) -> PostgresOffsetStore:
 
 
 postgres.open_named = _postgres_named  # type: ignore[attr-defined]
+postgres.server = PG_SERVER  # type: ignore[attr-defined]
 
 
 async def async_lockfile(path: str) -> AsyncOffsetStore:

@@ -39,7 +39,12 @@ CHECKS: Final[dict[str, str]] = {
 
 def run_properties(spec: str, ids: list[str], options: StressOptions) -> list[PropertyResult]:
     """Check each property of ``ids`` (those in :data:`CHECKS`) on the store ``spec`` names."""
-    capabilities = capabilities_of(load_factory(spec))
+    factory = load_factory(spec)
+    capabilities = capabilities_of(factory)
+    if capabilities.server is not None:  # before the workers, so they inherit where it listens
+        from .servers.campaigns import start_declared
+
+        start_declared(factory)
     results = []
     for pid in ids:
         start = time.monotonic()
@@ -51,6 +56,10 @@ def run_properties(spec: str, ids: list[str], options: StressOptions) -> list[Pr
         module_name, _, func_name = CHECKS[pid].partition(":")
         check = getattr(importlib.import_module(module_name), func_name)
         result: PropertyResult = check(spec, options)
+        if capabilities.server is not None:  # a declared server adds its campaigns (D2, F2)
+            from .servers.campaigns import with_server_faults
+
+            result = with_server_faults(pid, spec, factory, options, result)
         if not result.seconds:
             result = dataclasses.replace(result, seconds=time.monotonic() - start)
         results.append(result)

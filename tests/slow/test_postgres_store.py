@@ -36,8 +36,9 @@ from lance_offsets._postgres import PostgresTransaction  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-#: Properties whose I/O happens in the server, out of reach of the kill and fault harnesses
-#: (a server-crash / connection-fault harness is the next step), and F1: no files to damage.
+#: Properties whose I/O happens in the server, out of reach of the client's kill and fault
+#: harnesses, and F1: no files to damage. D2 and F2 gain server kills and connection faults with
+#: --stress (tests/slow/test_server_faults.py runs those campaigns).
 SERVER_SIDE = {"D1", "D2", "D3", "D4", "F1", "F2"}
 
 
