@@ -15,7 +15,7 @@ from __future__ import annotations
 import atexit
 import shutil
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from hypothesis import note, reject
 from hypothesis import strategies as st
@@ -35,7 +35,7 @@ from ._catalog import PROPERTIES
 from ._profiles import Tally
 from ._props_batch import BatchRules, batch_of
 from ._remote import RemoteStore
-from ._spec import load_factory
+from ._spec import load_factory, sync_factory
 from ._strategies import Key, near_collisions, offsets
 from ._strategies import keys as key_strategy
 from ._workspace import Workspace, close_quietly
@@ -71,10 +71,15 @@ _RAISED: Any = object()
 
 
 class ContractViolation(AssertionError):
-    """The store broke property :attr:`property_id`; the message says how."""
+    """The store broke property :attr:`property_id`; the message says how.
 
-    def __init__(self, property_id: str, message: str) -> None:
-        title = PROPERTIES[property_id].title
+    ``property_id`` is a catalog ID, or one of a store author's own properties (then ``title``
+    names it; see :meth:`StoreMachine.violation`).
+    """
+
+    def __init__(self, property_id: str, message: str, title: str | None = None) -> None:
+        known = PROPERTIES.get(property_id)
+        title = title or (known.title if known else "a property of your own")
         super().__init__(f"[{property_id} {title}] {message}")
         self.property_id = property_id
 
@@ -87,9 +92,11 @@ def spec_of(factory: object) -> str | None:
         return None
     spec = f"{module}:{name}"
     try:
-        return spec if load_factory(spec) is factory else None
+        loaded = load_factory(spec)  # seen through sync_factory, which keeps it as __wrapped__
     except ValueError:
         return None
+    same = loaded is factory or getattr(loaded, "__wrapped__", None) is factory
+    return spec if same else None
 
 
 def _runner_draw(make: Callable[[Capabilities], st.SearchStrategy[Any]]) -> Any:
@@ -132,6 +139,18 @@ class StoreMachine(RuleBasedStateMachine):
         self.remote_open = False
         self.names: dict[str, str] = {}
         self._open("A", "C1")
+
+    # -- extension point: properties of your own (docs/conformance.md) ---------------------
+    #
+    # Subclass the class store_machine() returns and add Hypothesis @rule/@invariant methods.
+    # They may read self.handles (slot -> open handle, "A" always there), self.model (key ->
+    # offset every handle must see), self.path (the store's directory) and self.caps, and report
+    # a failure with self.violation(); the built-in rules keep model and handles up to date.
+
+    def violation(self, property_id: str, message: str, title: str | None = None) -> NoReturn:
+        """Fail the example as a violation of ``property_id`` (yours: not in the catalog)."""
+        self._note(f"[{property_id}] {message}")
+        raise ContractViolation(property_id, message, title)
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -597,6 +616,8 @@ def store_machine(
     if isinstance(factory, str):
         spec = spec or factory
         factory = load_factory(factory)
+    else:
+        factory = sync_factory(factory)  # an asyncio factory given as an object (docs/async.md)
     factory = acknowledged(factory)
     spec = spec or spec_of(factory)
     caps = capabilities_of(factory)

@@ -1,4 +1,9 @@
-"""The pytest plugin: ``--store SPEC`` and the ``--stress`` family of options.
+"""The pytest plugin: ``--store SPEC``, the ``--stress`` family of options, and fixtures.
+
+Fixtures for store authors (docs/conformance.md, "Fixtures for store authors"):
+``offset_store_factory`` (the factory ``--store`` names, asyncio ones adapted),
+``offset_store_dir`` (a fresh empty directory for one store) and ``kill_helper`` (a function in a
+real process, SIGKILLed at a chosen moment).
 
 Loaded through the ``pytest11`` entry point, so it must stay light: nothing heavy is imported at
 module level (Hypothesis issue #3140 shows what a heavy plugin costs everyone); the imports happen
@@ -7,12 +12,17 @@ inside hooks and fixtures.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import pytest
 
 if TYPE_CHECKING:
     from lance_offsets.stress._options import StressOptions
+
+    from ._capabilities import Factory
+    from ._kill import KillHelper
 
 #: The option group every lance-offsets option lives in.
 GROUP: Final = "lance-offsets"
@@ -92,6 +102,43 @@ def store_spec(request: pytest.FixtureRequest) -> str:
     if spec:
         cwd_importable()  # `pytest --store mystore:factory` from the folder holding mystore.py
     return spec or DEFAULT_SPEC
+
+
+@pytest.fixture
+def offset_store_factory(store_spec: str) -> Factory:
+    """The store factory under test: ``--store SPEC`` or the reference lock-file store.
+
+    Loaded as the suite loads it: an ``async def`` factory, or one returning an asyncio store,
+    comes back as a synchronous factory (docs/async.md); capability attributes read through.
+    """
+    from ._spec import load_factory
+
+    return load_factory(store_spec)
+
+
+@pytest.fixture
+def offset_store_dir(tmp_path: Path) -> str:
+    """A fresh, empty directory for one store (removed with pytest's other temporary files)."""
+    directory = tmp_path / "store"
+    directory.mkdir()
+    return str(directory)
+
+
+@pytest.fixture
+def kill_helper() -> Iterator[KillHelper]:
+    """Start functions in real processes and SIGKILL them at a chosen moment.
+
+    ``child = kill_helper.start(target, *args)``, then ``child.kill_after(s)``,
+    ``child.kill_when(condition)``, or with ``points=True`` ``child.kill_at("name")`` where the
+    target calls ``point("name")``. Every child is reaped when the test ends.
+    """
+    from ._kill import KillHelper
+
+    helper = KillHelper()
+    try:
+        yield helper
+    finally:
+        helper.close()
 
 
 @pytest.fixture

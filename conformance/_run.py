@@ -26,7 +26,7 @@ from ._context import CheckContext, Unverified
 from ._machine import MACHINE_PLANS, ContractViolation, spec_of, store_machine
 from ._profiles import DEFAULT_PROFILE, Tally, profile_settings, run_settings
 from ._results import Outcome, PropertyResult
-from ._spec import load_factory
+from ._spec import load_factory, sync_factory
 from ._workspace import Workspace
 
 __all__ = ["CHECKS", "check_property", "failure_text", "run_checks"]
@@ -171,6 +171,8 @@ def check_property(
     if isinstance(factory, str):
         spec = spec or factory
         factory = load_factory(factory)
+    else:
+        factory = sync_factory(factory)  # an asyncio factory given as an object (docs/async.md)
     factory = acknowledged(factory)
     start = time.monotonic()
     caps = capabilities_of(factory)

@@ -1,4 +1,10 @@
-"""Loading a store factory from its ``pkg.module:attr`` import string (docs/conformance.md)."""
+"""Loading a store factory from its ``pkg.module:attr`` import string (docs/conformance.md).
+
+Every part of the suites (machines, checks, stress workers in their own processes) gets its
+factory here, so this is where an asyncio factory (``async def``, or returning an asyncio store)
+is adapted to the synchronous calls they make: see :func:`lance_offsets._aio_sync.sync_factory`
+and docs/async.md.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,12 @@ import os
 import sys
 from typing import Final
 
+from lance_offsets._aio_sync import sync_factory
+
 from ._acknowledge import acknowledged
 from ._capabilities import Factory
 
-__all__ = ["DEFAULT_SPEC", "SpecError", "cwd_importable", "load_factory"]
+__all__ = ["DEFAULT_SPEC", "SpecError", "cwd_importable", "load_factory", "sync_factory"]
 
 #: The store ``lance-offsets check`` tests when given no SPEC: the reference lock-file store.
 DEFAULT_SPEC: Final = "lance_offsets.conformance.reference:lockfile"
@@ -23,6 +31,9 @@ class SpecError(ValueError):
 def load_factory(spec: str) -> Factory:
     """Import ``pkg.module:attr`` (attr may be dotted) and return the callable it names.
 
+    The callable comes back through :func:`sync_factory`: synchronous stores it makes are
+    returned untouched, asyncio ones are driven on a private loop. Loading one spec twice gives
+    the same object.
     For a factory declaring ``acknowledge = "flush"``, the callable whose handles flush after
     each write (:mod:`._acknowledge`).
     """
@@ -40,8 +51,9 @@ def load_factory(spec: str) -> Factory:
             raise SpecError(f"store spec {spec!r}: {module_name!r} has no {attr_path!r}") from None
     if not callable(target):
         raise SpecError(f"store spec {spec!r} names {type(target).__name__}, not a callable")
-    # A store acknowledged by flush() is checked through handles that flush each write.
-    return acknowledged(target)
+    # An asyncio store is driven on a private loop; a store acknowledged by flush() is checked
+    # through handles that flush each write.
+    return acknowledged(sync_factory(target))
 
 
 def cwd_importable() -> None:

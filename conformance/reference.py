@@ -16,9 +16,18 @@ from lance_offsets import HookedOffsetStore, LockFileOffsetStore, MemoryOffsetSt
 from lance_offsets._committer import CoalescingCommitter
 
 if TYPE_CHECKING:
-    from lance_offsets import PostgresOffsetStore, SQLiteOffsetStore
+    from lance_offsets import AsyncOffsetStore, PostgresOffsetStore, SQLiteOffsetStore
 
-__all__ = ["coalescing", "hooked_lockfile", "lockfile", "memory", "postgres", "sqlite"]
+__all__ = [
+    "async_lockfile",
+    "async_sqlite",
+    "coalescing",
+    "hooked_lockfile",
+    "lockfile",
+    "memory",
+    "postgres",
+    "sqlite",
+]
 
 #: Consumer name the reference factories use under the test directory.
 CONSUMER_NAME = "conformance"
@@ -227,3 +236,42 @@ postgres.open_named = _postgres_named  # type: ignore[attr-defined]
 postgres.batch = True  # type: ignore[attr-defined]
 postgres.batch_atomic = True  # type: ignore[attr-defined]  # save_many is one transaction
 postgres.server = PG_SERVER  # type: ignore[attr-defined]
+
+
+async def async_lockfile(path: str) -> AsyncOffsetStore:
+    """The lock-file store through its asyncio face, opened in its own thread (docs/async.md).
+
+    An ``async def`` factory: the suite drives it on a private event loop per handle, so
+    ``lance-offsets check lance_offsets.conformance.reference:async_lockfile`` checks the asyncio
+    face through the same machines as :func:`lockfile`.
+    """
+    from lance_offsets import AsyncOffsetStore  # lazy: the other factories' workers skip asyncio
+
+    return await AsyncOffsetStore.open(lambda: LockFileOffsetStore.open(path, CONSUMER_NAME))
+
+
+async def _async_named(path: str, name: str) -> AsyncOffsetStore:
+    from lance_offsets import AsyncOffsetStore
+
+    return await AsyncOffsetStore.open(lambda: LockFileOffsetStore.open(path, name))
+
+
+async_lockfile.open_named = _async_named  # type: ignore[attr-defined]
+async_lockfile.damage = LOCKFILE_DAMAGE  # type: ignore[attr-defined]
+
+
+async def async_sqlite(path: str) -> AsyncOffsetStore:
+    """The SQLite store through its asyncio face (opened, like every call, in its own thread)."""
+    from lance_offsets import AsyncOffsetStore
+
+    return await AsyncOffsetStore.open(lambda: sqlite(path))
+
+
+async def _async_sqlite_named(path: str, name: str) -> AsyncOffsetStore:
+    from lance_offsets import AsyncOffsetStore
+
+    return await AsyncOffsetStore.open(lambda: _sqlite_named(path, name))
+
+
+async_sqlite.open_named = _async_sqlite_named  # type: ignore[attr-defined]
+async_sqlite.damage = sqlite.damage  # type: ignore[attr-defined]

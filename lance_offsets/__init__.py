@@ -33,6 +33,7 @@ __all__ = [
     "MAX_CONSUMER_ID",
     "MAX_OFFSET",
     "MAX_TOPIC_ID",
+    "AsyncOffsetStore",
     "CoalescingCommitter",
     "CollectingCommitHook",
     "CommitInfo",
@@ -51,17 +52,26 @@ __all__ = [
     "SQLiteOffsetStore",
     "SQLiteTransaction",
     "StoreClosedError",
+    "SyncOverAsyncStore",
     "__version__",
+    "sync_factory",
 ]
 
 
 if TYPE_CHECKING:
+    from ._aio_sync import SyncOverAsyncStore as SyncOverAsyncStore
+    from ._aio_sync import sync_factory as sync_factory
+    from ._async import AsyncOffsetStore as AsyncOffsetStore
     from ._postgres import PostgresOffsetStore as PostgresOffsetStore
     from ._sqlite import SQLiteOffsetStore as SQLiteOffsetStore
     from ._sqlite import SQLiteTransaction as SQLiteTransaction
 
 #: Names imported on first use, and the module holding each.
 _LAZY = {
+    # asyncio only for those who use it: the suites' worker processes import this package.
+    "AsyncOffsetStore": "._async",
+    "SyncOverAsyncStore": "._aio_sync",
+    "sync_factory": "._aio_sync",
     "PostgresOffsetStore": "._postgres",
     "SQLiteOffsetStore": "._sqlite",
     "SQLiteTransaction": "._sqlite",

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Final
 
-from . import _bench, _cli_commands, _cli_transfer
+from . import _bench, _cli_commands, _cli_lnc, _cli_transfer
 from ._cli_common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, print_error
 from ._errors import InvalidConsumerNameError, OffsetStoreError
 from ._version import __version__
@@ -45,6 +45,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _cli_commands.register(subparsers)
     _cli_transfer.register(subparsers)
+    _cli_lnc.register(subparsers)  # import-lnc: lnc-client's offsets directory
     _bench.register(subparsers)
     check = subparsers.add_parser("check", help=_CHECK_HELP, description=_CHECK_HELP)
     if command == "check":

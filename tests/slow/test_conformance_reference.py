@@ -48,8 +48,10 @@ def test_store_keeps_property(spec: str, pid: str) -> None:
 def test_parallel_verdict_equals_serial() -> None:
     spec = "zoo.defects:ConcatenatedNames"
     ids = ["C1", "C2", "C4", "C5", "C6", "C7", "P1", "S1"]
-    serial = run_checks(spec, profile="smoke", only=ids)
-    parallel = run_checks(spec, profile="smoke", only=ids, workers=2)
+    # One seed for both: unseeded, each run draws its own, and a property whose examples the
+    # store's C5 defect mostly voids may then be unverified in one run and passed in the other.
+    serial = run_checks(spec, profile="smoke", only=ids, seed=1)
+    parallel = run_checks(spec, profile="smoke", only=ids, seed=1, workers=2)
     assert [(r.id, r.outcome) for r in parallel] == [(r.id, r.outcome) for r in serial]
     assert {r.id for r in serial if r.outcome == "failed"} >= {"C5"}
 
