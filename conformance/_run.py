@@ -309,7 +309,7 @@ def run_checks(
     if getattr(factory, "server", None) is not None:
         # A declared server runs before any check, so every process the checks start inherits
         # where it listens (stress/servers).
-        from lance_offsets.stress.servers.campaigns import start_declared
+        from lance_offsets.stress.servers._campaigns import start_declared
 
         start_declared(factory)
     if seed is None:

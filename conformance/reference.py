@@ -157,7 +157,7 @@ class _PostgresDeclaration:
     Lazy, because every worker of a crash campaign imports this module whatever store it
     checks, and forks pay for each module loaded: the cluster code (and the stress package
     under it) is imported only when a PostgreSQL check needs it. Everything else a
-    :class:`~lance_offsets.stress.servers.postgres.FallbackCluster` has is reached through it.
+    :class:`~lance_offsets.stress.servers._postgres.FallbackCluster` has is reached through it.
     """
 
     def __init__(self) -> None:
@@ -165,7 +165,7 @@ class _PostgresDeclaration:
 
     def _real(self) -> Any:
         if self._cluster is None:
-            from lance_offsets.stress.servers.postgres import FallbackCluster
+            from lance_offsets.stress.servers._postgres import FallbackCluster
 
             self._cluster = FallbackCluster(PG_DSN_VARIABLE, PG_DSN_FILE_VARIABLE)
         return self._cluster

@@ -43,7 +43,7 @@ def run_properties(spec: str, ids: list[str], options: StressOptions) -> list[Pr
     factory = load_factory(spec)
     capabilities = capabilities_of(factory)
     if capabilities.server is not None:  # before the workers, so they inherit where it listens
-        from .servers.campaigns import start_declared
+        from .servers._campaigns import start_declared
 
         start_declared(factory)
     results = []
@@ -58,7 +58,7 @@ def run_properties(spec: str, ids: list[str], options: StressOptions) -> list[Pr
         check = getattr(importlib.import_module(module_name), func_name)
         result: PropertyResult = check(spec, options)
         if capabilities.server is not None:  # a declared server adds its campaigns (D2, F2)
-            from .servers.campaigns import with_server_faults
+            from .servers._campaigns import with_server_faults
 
             result = with_server_faults(pid, spec, factory, options, result)
         if not result.seconds:

@@ -1,6 +1,6 @@
 """A throw-away PostgreSQL cluster for the PostgreSQL tests: the product's own, re-exported.
 
-The cluster code lives in ``lance_offsets.stress.servers.postgres`` (the ``postgres`` reference
+The cluster code lives in ``lance_offsets.stress.servers._postgres`` (the ``postgres`` reference
 factory starts one when no DSN is configured, and the server-fault campaigns kill and restart
 it); this module keeps the interface the tests and examples were written against. As root the
 cluster runs as the ``postgres`` account; with no binaries :func:`find_bindir` returns None and
@@ -9,7 +9,7 @@ the caller skips.
 
 from __future__ import annotations
 
-from lance_offsets.stress.servers.postgres import (
+from lance_offsets.stress.servers._postgres import (
     Cluster,
     PostgresServer,
     find_bindir,

@@ -1,18 +1,18 @@
 """One run under server faults: handles commit in threads while a driver injects faults.
 
 Each worker is a thread with its own handle (``factory(path)``), running the seeded schedule of
-:func:`lance_offsets.stress._concurrency.plan` on a few shared keys and recording every operation
-as an :class:`~lance_offsets.stress._history.Op`. Threads, not processes: the store's work happens
-in the server, the client's only job is to send requests and hear replies, and a thread blocked
-on a socket releases the GIL like any client would. After each fault clears, a fresh handle loads
-every key (a *verifier*, recorded under its own worker number), so an acknowledged commit the
-fault lost is seen even when no worker happens to read that key again.
+:func:`lance_offsets.stress.concurrency._campaign.plan` on a few shared keys and recording every
+operation as an :class:`~lance_offsets.stress.concurrency._history.Op`. Threads, not processes: the
+store's work happens in the server, the client's only job is to send requests and hear replies, and
+a thread blocked on a socket releases the GIL like any client would. After each fault clears, a
+fresh handle loads every key (a *verifier*, recorded under its own worker number), so an
+acknowledged commit the fault lost is seen even when no worker happens to read that key again.
 
 A fault is a :class:`Window` of time. :func:`excuse` then makes the operations a fault touched
-indeterminate, the same notion as a killed worker's last call (``Op.indeterminate``): an
-operation that raised while a window was open, or the first one that raised on a handle after a
-window (a client learns that its connection died only when it next uses it). Any other exception
-stays what the history checker calls it: undocumented, a violation.
+indeterminate, the same notion as a killed worker's last call (``Op.indeterminate``): an operation
+that raised while a window was open, or the first one that raised on a handle after a window (a
+client learns that its connection died only when it next uses it). Any other exception stays what
+the history checker calls it: undocumented, a violation.
 """
 
 from __future__ import annotations

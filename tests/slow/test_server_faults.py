@@ -30,12 +30,12 @@ from lance_offsets.stress._options import StressOptions  # noqa: E402
 from lance_offsets.stress.concurrency._history import Op  # noqa: E402
 from lance_offsets.stress.concurrency._linearize import check_history  # noqa: E402
 from lance_offsets.stress.servers import ServerDeclaration, server_of  # noqa: E402
+from lance_offsets.stress.servers._campaigns import with_server_faults  # noqa: E402
+from lance_offsets.stress.servers._connfaults import check_connection_faults  # noqa: E402
+from lance_offsets.stress.servers._crash import check_server_crash  # noqa: E402
+from lance_offsets.stress.servers._postgres import FallbackCluster, _alive  # noqa: E402
+from lance_offsets.stress.servers._proxy import FaultProxy  # noqa: E402
 from lance_offsets.stress.servers._run import Window, excuse  # noqa: E402
-from lance_offsets.stress.servers.campaigns import with_server_faults  # noqa: E402
-from lance_offsets.stress.servers.connfaults import check_connection_faults  # noqa: E402
-from lance_offsets.stress.servers.crash import check_server_crash  # noqa: E402
-from lance_offsets.stress.servers.postgres import FallbackCluster, _alive  # noqa: E402
-from lance_offsets.stress.servers.proxy import FaultProxy  # noqa: E402
 from zoo.server_zoo import EXPECTED  # noqa: E402  (importable once the path is set)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("zoo_importable")]

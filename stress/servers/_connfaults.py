@@ -1,6 +1,6 @@
 """Connection faults (F2 for servers): a fault in the store's network I/O must not make it lie.
 
-The store's traffic goes through :class:`.proxy.FaultProxy` (the factory is pointed at it through
+The store's traffic goes through :class:`._proxy.FaultProxy` (the factory is pointed at it through
 its server declaration's ``route``). At seeded times the proxy drops every connection, delays
 or stalls traffic, or cuts connections after a request reached the server but before its reply
 reached the client, so an acknowledgement is lost in flight. The history checker then holds the
@@ -20,9 +20,9 @@ from lance_offsets.conformance._results import PropertyResult
 
 from .._options import StressOptions
 from ._declaration import ServerDeclaration
+from ._proxy import FaultKind, FaultProxy
 from ._run import Window, run_with_faults
-from .proxy import FaultKind, FaultProxy
-from .verdict import verdict
+from ._verdict import verdict
 
 __all__ = ["FAULT", "check_connection_faults"]
 

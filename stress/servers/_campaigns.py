@@ -1,6 +1,6 @@
 """Which properties the server-fault campaigns decide, and how the runner adds them.
 
-D2 gains the server crash (:mod:`.crash`), F2 the connection faults (:mod:`.connfaults`), for a
+D2 gains the server crash (:mod:`._crash`), F2 the connection faults (:mod:`._connfaults`), for a
 factory that declares its server. They run in long runs (``check --stress``, ``pytest --stress``)
 only: the quick profile stays as fast as before, and says so in the verdict.
 """
@@ -14,14 +14,14 @@ from lance_offsets.conformance._results import PropertyResult
 
 from .._options import StressOptions
 from ._declaration import server_of
-from .verdict import combine
+from ._verdict import combine
 
 __all__ = ["SERVER_CHECKS", "start_declared", "with_server_faults"]
 
 #: Where each property's server-fault check lives.
 SERVER_CHECKS: Final[dict[str, str]] = {
-    "D2": "lance_offsets.stress.servers.crash:check_server_crash",
-    "F2": "lance_offsets.stress.servers.connfaults:check_connection_faults",
+    "D2": "lance_offsets.stress.servers._crash:check_server_crash",
+    "F2": "lance_offsets.stress.servers._connfaults:check_connection_faults",
 }
 #: What each adds, as the note of a short run names it.
 _WHAT: Final = {"D2": "server killed", "F2": "connection faults"}

@@ -2,9 +2,9 @@
 
 Handles commit in threads (:mod:`._run`) while the suite SIGKILLs the declared server's whole
 process group at seeded times and restarts it. After each restart a fresh handle loads every key,
-and the history checker (:func:`~lance_offsets.stress._linearize.check_history`) must explain
-every load: an acknowledged save that the restart lost makes a later load return an older value,
-which no linearization explains. Operations the kill touched are indeterminate (they may have
+and the history checker (:func:`~lance_offsets.stress.concurrency._linearize.check_history`) must
+explain every load: an acknowledged save that the restart lost makes a later load return an older
+value, which no linearization explains. Operations the kill touched are indeterminate (they may have
 committed or not); nothing else is excused.
 """
 
@@ -19,7 +19,7 @@ from lance_offsets.conformance._results import PropertyResult
 from .._options import StressOptions
 from ._declaration import ServerDeclaration
 from ._run import RunRecord, Window, run_with_faults
-from .verdict import verdict
+from ._verdict import verdict
 
 __all__ = ["FAULT", "check_server_crash"]
 
