@@ -56,7 +56,7 @@ from lance_offsets.conformance._spec import load_factory
 from ..seam import _shim
 from ..seam._record import tracing
 from ..seam._trace import TraceOp
-from ..seam._tracer import FaultPlan
+from ..seam._tracer import FaultPlan, OnOp
 
 __all__ = ["serve"]
 
@@ -104,16 +104,21 @@ def _no_shim(job: dict[str, Any]) -> Reply | None:
     return None
 
 
-def _crash(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
-    stop: tuple[int, str] | None = job["stop"]
-    if (missing := _no_shim(job)) is not None:
-        return missing
+def _stopper(conn: Any, stop: tuple[int, str] | None) -> OnOp:
+    """The hook that stops this worker at crash point ``stop`` (index, phase) for the kill."""
 
     def stopper(op: TraceOp, phase: str) -> None:
         if stop is not None and (op.index, phase) == stop:
             conn.send(("stopped", op))
             _block_forever()
 
+    return stopper
+
+
+def _crash(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
+    if (missing := _no_shim(job)) is not None:
+        return missing
+    stopper = _stopper(conn, job["stop"])
     store = factory(job["path"])
     _setup(store, job["setup"])
     key, new = job["key"], job["new"]
@@ -144,15 +149,9 @@ def _batch(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
 
     Sends ``("acked", None)`` once the batch returned.
     """
-    stop: tuple[int, str] | None = job["stop"]
     if (missing := _no_shim(job)) is not None:
         return missing
-
-    def stopper(op: TraceOp, phase: str) -> None:
-        if stop is not None and (op.index, phase) == stop:
-            conn.send(("stopped", op))
-            _block_forever()
-
+    stopper = _stopper(conn, job["stop"])
     store = factory(job["path"])
     _setup(store, job["setup"])
     block, note = tracing(job["path"], job.get("backend", "python"), on_op=stopper)
