@@ -30,10 +30,7 @@ from lance_offsets import AsyncOffsetStore, PostgresOffsetStore  # noqa: E402
 
 @pytest.fixture(scope="module")
 def dsn() -> Iterator[str]:
-    bindir = _postgres.find_bindir()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
-    with _postgres.temporary_cluster(bindir) as cluster:
+    with _postgres.cluster_or_skip() as cluster:
         yield cluster.dsn
 
 

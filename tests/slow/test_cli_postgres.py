@@ -52,10 +52,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[dict[str, Any]]:
-    bindir = _postgres.find_bindir()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
-    with _postgres.temporary_cluster(bindir) as cluster:
+    with _postgres.cluster_or_skip() as cluster:
         yield {**conninfo_to_dict(cluster.dsn), "dsn": cluster.dsn}
 
 

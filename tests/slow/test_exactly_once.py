@@ -300,10 +300,7 @@ def test_two_separate_commits_are_caught_by_the_same_checker(
 @pytest.fixture(scope="module")
 def pg_dsn() -> Iterator[str]:
     pytest.importorskip("psycopg", reason="psycopg is in the test extra: pip install .[test]")
-    bindir = _postgres.find_bindir()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
-    with _postgres.temporary_cluster(bindir) as cluster:
+    with _postgres.cluster_or_skip() as cluster:
         yield cluster.dsn
 
 
