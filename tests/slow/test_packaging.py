@@ -61,6 +61,23 @@ def test_wheel_holds_no_top_level_package_but_lance_offsets(wheel: Path) -> None
     assert not any(n.startswith(("tests/", "conformance/", "stress/")) for n in names)
 
 
+def test_wheel_holds_every_module_of_the_source_tree(wheel: Path) -> None:
+    # pyproject lists the packages one by one (package-dir maps the top-level folders), so a new
+    # subpackage left off the list would install without its modules.
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    expected = {
+        f"{installed}/{path.relative_to(ROOT / folder).as_posix()}"
+        for installed, folder in (
+            ("lance_offsets", "lance_offsets"),
+            ("lance_offsets/conformance", "conformance"),
+            ("lance_offsets/stress", "stress"),
+        )
+        for path in (ROOT / folder).rglob("*.py")
+    }
+    assert sorted(expected - names) == []
+
+
 def _import_locations(python_path: str | None, cwd: Path) -> dict[str, str]:
     code = (
         "import importlib, json\n"
