@@ -8,9 +8,10 @@ On-disk protocol (``docs/lockfile.md`` is the long version)::
 
 save:   lock .lock (re-checked, see _keylock) -> write .offset.tmp -> fsync it (F_FULLFSYNC on
         macOS) -> os.replace onto .offset -> fsync the directory (POSIX) -> unlock.
-save_many: lock every key's .lock in key order -> write and fsync each .offset.tmp -> os.replace
-        each onto its .offset -> ONE directory fsync -> unlock all. Per-key durable, not atomic:
-        the renames of K files are K separate directory changes (see docs/lockfile.md).
+save_many: lock every key's .lock in key order -> write each .offset.tmp, start every writeback
+        (Linux), fsync each -> os.replace each onto its .offset -> ONE directory fsync -> unlock.
+        Per-key durable, not atomic: the renames of K files are K separate directory changes
+        (see docs/lockfile.md).
 delete: lock .lock -> remove .offset and any leftover .offset.tmp -> fsync the directory -> unlock.
 load / list_all: read the .offset files without locking; a replace is atomic, so a reader sees
         the old file or the new one, whole.
