@@ -54,7 +54,7 @@ _BINARY: Final = getattr(os, "O_BINARY", 0)
 _READ_FLAGS: Final = os.O_RDONLY | _BINARY
 _WRITE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _BINARY
 #: Temp files save_many holds open at once: bounds its descriptors whatever the batch's size
-#: (a process may have only 1024), while 64 already share one journal commit (performance.md).
+#: (a process may have only 1024); batches of 64 are what docs/performance.md measured.
 _SYNC_WINDOW: Final = 64
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "replace",
     "retry_sharing_violations",
     "start_writeback",
+    "start_writeback_with",
 ]
 
 _T = TypeVar("_T")
