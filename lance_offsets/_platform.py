@@ -12,6 +12,11 @@
   they retry with bounded backoff and then raise; never delete-then-rename, which would leave a
   window with no offset file at all.
 
+- :func:`start_writeback`: a hint, not a step: on Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``
+  queues a file's dirty pages for writing without waiting, so a batch's fsyncs that follow find
+  the data in flight and share journal commits; a no-op elsewhere. Durability still comes from
+  :func:`fsync_file` alone.
+
 Every step calls ``os.fsync``/``os.replace``/``os.remove`` through the ``os`` module at call time,
 not through names bound at import, so the stress suite's interposer (docs/stress.md) sees
 each call. Branches for other platforms carry ``pragma: no cover``; their failure handling is
@@ -21,6 +26,7 @@ exercised on Linux by calling the underlying functions with injected faults
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import sys
@@ -38,6 +44,8 @@ __all__ = [
     "remove",
     "replace",
     "retry_sharing_violations",
+    "start_writeback",
+    "start_writeback_with",
 ]
 
 _T = TypeVar("_T")
@@ -147,7 +155,48 @@ def _open_windows(path: str, flags: int, mode: int = 0o666) -> int:  # pragma: n
     return retry_sharing_violations(lambda: os.open(path, flags, mode))
 
 
+def _start_writeback_none(fd: int) -> None:
+    del fd  # no cheap way to start writeback early: the fsync that follows does all the work
+
+
+#: errno values with which sync_file_range says it cannot act on this file (a pipe, a file
+#: system or seccomp filter that refuses it): the hint is lost, nothing failed.
+_WRITEBACK_UNSUPPORTED: Final = frozenset({errno.EINVAL, errno.ENOSYS, errno.ESPIPE, errno.EPERM})
+
+
+def start_writeback_with(fd: int, *, sync_file_range: Callable[[int, int, int, int], int]) -> None:
+    """Start writing ``fd``'s dirty pages back now, without waiting, through ``sync_file_range``.
+
+    Any error but "not supported" is raised (an EIO here is the one the fsync would report):
+    never swallowed, F2's rule. Separated from the ctypes binding so tests can inject errors.
+    """
+    if sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE) != 0:
+        code = ctypes.get_errno()
+        if code not in _WRITEBACK_UNSUPPORTED:
+            raise OSError(code, f"sync_file_range: {os.strerror(code)}")
+
+
+#: SYNC_FILE_RANGE_WRITE from <fcntl.h>: start writeback of the range, do not wait for it.
+_SYNC_FILE_RANGE_WRITE: Final = 2
+
+
+def _bind_start_writeback() -> Callable[[int], None]:
+    """Bind libc's sync_file_range (offset 0, length 0: the whole file) or fall back to a no-op."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):  # a libc without it: the hint is optional
+        return _start_writeback_none
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+
+    def start_writeback(fd: int) -> None:
+        start_writeback_with(fd, sync_file_range=function)
+
+    return start_writeback
+
+
 fsync_file: Callable[[int], None]
+start_writeback: Callable[[int], None]
 fsync_dir: Callable[[str], None]
 replace: Callable[[str, str], None]
 remove: Callable[[str], None]
@@ -156,6 +205,7 @@ open_file: Callable[..., int]
 if sys.platform == "win32":  # pragma: no cover - Windows only
     fsync_file, fsync_dir = _fsync_plain, _fsync_dir_windows
     replace, remove, open_file = _replace_windows, _remove_windows, _open_windows
+    start_writeback = _start_writeback_none
 elif sys.platform == "darwin":  # pragma: no cover - macOS only
     import fcntl
 
@@ -164,6 +214,10 @@ elif sys.platform == "darwin":  # pragma: no cover - macOS only
 
     fsync_file, fsync_dir = _fsync_macos, _fsync_dir_posix
     replace, remove, open_file = _replace_posix, _remove_posix, _open_posix
+    start_writeback = _start_writeback_none
 else:
     fsync_file, fsync_dir = _fsync_plain, _fsync_dir_posix
     replace, remove, open_file = _replace_posix, _remove_posix, _open_posix
+    start_writeback = (
+        _bind_start_writeback() if sys.platform.startswith("linux") else _start_writeback_none
+    )

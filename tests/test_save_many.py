@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -146,28 +149,116 @@ def test_lockfile_batch_syncs_each_file_and_the_directory_once(
     assert store.list_all() == batch
 
 
-def test_lockfile_batch_failing_midway_removes_its_temps_and_keeps_old_values(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = LockFileOffsetStore.open(tmp_path, "c")
-    store.save_many({(1, 1): 10, (1, 2): 20, (1, 3): 30})
-    real = _lockfile._write_synced
-    calls = []
+OLD = {(1, 1): 10, (1, 2): 20, (1, 3): 30}
+#: Two keys rewritten, two new: a failed batch must neither change the old nor invent the new.
+NEW = {(1, 1): 11, (1, 2): 21, (1, 4): 41, (1, 5): 51}
 
-    def failing(path: str, data: bytes) -> None:
-        calls.append(path)
-        if len(calls) == 3:
-            raise OSError(28, "No space left on device (injected)")
-        real(path, data)
 
-    monkeypatch.setattr(_lockfile, "_write_synced", failing)
-    with pytest.raises(OSError, match="injected"):
-        store.save_many({(1, 1): 11, (1, 2): 21, (1, 3): 31})
-    monkeypatch.undo()
-    assert store.list_all() == {(1, 1): 10, (1, 2): 20, (1, 3): 30}
+def _assert_failed_batch_left_old_state(store: LockFileOffsetStore) -> None:
+    assert store.list_all() == OLD
     assert not [n for n in os.listdir(store.directory) if n.endswith(".tmp")]
     store.save_many({(1, 3): 32})  # the handle and the locks are usable again
     assert store.load(1, 3) == 32
+
+
+@pytest.mark.parametrize("k", [1, 2, len(NEW)])
+def test_lockfile_batch_raises_the_kth_fsync_error_and_invents_no_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, k: int
+) -> None:
+    # F2's rule inside a batch: an fsync error is raised, never swallowed. Injected through the
+    # os module, where the stress kit's interposer sees the store's calls; the others are real.
+    store = LockFileOffsetStore.open(tmp_path, "c")
+    store.save_many(OLD)
+    real_fsync = os.fsync
+    calls: list[int] = []
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == k:
+            raise OSError(errno.EIO, "Input/output error (injected)")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="injected"):
+        store.save_many(NEW)
+    monkeypatch.undo()
+    assert len(calls) == k  # no fsync after the failing one, so no rename either
+    _assert_failed_batch_left_old_state(store)
+
+
+@pytest.mark.skipif(
+    _platform.start_writeback is _platform._start_writeback_none, reason="no sync_file_range"
+)
+def test_lockfile_batch_raises_a_writeback_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LockFileOffsetStore.open(tmp_path, "c")
+    store.save_many(OLD)
+
+    def failing(fd: int, offset: int, length: int, flags: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(
+        _platform,
+        "start_writeback",
+        functools.partial(_platform.start_writeback_with, sync_file_range=failing),
+    )
+    with pytest.raises(OSError, match="sync_file_range") as raised:
+        store.save_many(NEW)
+    monkeypatch.undo()
+    assert raised.value.errno == errno.EIO
+    _assert_failed_batch_left_old_state(store)
+
+
+def test_start_writeback_passes_over_files_it_cannot_act_on(tmp_path: Path) -> None:
+    # A real file: writeback starts; a pipe: the kernel's ESPIPE (Linux) means "no hint here",
+    # and the fsync that follows in save_many decides. Elsewhere both are no-ops.
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o666)
+    read_end, write_end = os.pipe()
+    try:
+        os.write(fd, b"1\n")
+        _platform.start_writeback(fd)
+        _platform.start_writeback(write_end)
+    finally:
+        for opened in (fd, read_end, write_end):
+            os.close(opened)
+
+
+def test_lockfile_batch_syncs_every_temp_before_any_rename_in_bounded_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch larger than the window: at most _SYNC_WINDOW temp files open at once, each
+    # window's writebacks started before its fsyncs, every fsync before the first rename.
+    events: list[str] = []
+    real_writeback, real_fsync, real_replace = (
+        _platform.start_writeback,
+        _platform.fsync_file,
+        _platform.replace,
+    )
+
+    def writeback(fd: int) -> None:
+        events.append("writeback")
+        real_writeback(fd)
+
+    def fsync_file(fd: int) -> None:
+        events.append("fsync")
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        events.append("rename")
+        real_replace(src, dst)
+
+    store = LockFileOffsetStore.open(tmp_path, "c")
+    monkeypatch.setattr(_lockfile, "_SYNC_WINDOW", 3)
+    monkeypatch.setattr(_platform, "start_writeback", writeback)
+    monkeypatch.setattr(_platform, "fsync_file", fsync_file)
+    monkeypatch.setattr(_platform, "replace", replace)
+    batch = {(2, k): k for k in range(8)}
+    store.save_many(batch)
+    windows = [["writeback"] * n + ["fsync"] * n for n in (3, 3, 2)]
+    assert events == [e for window in windows for e in window] + ["rename"] * 8
+    assert store.list_all() == batch
 
 
 def test_hooks_run_once_per_key_with_previous_offsets(tmp_path: Path) -> None:
