@@ -63,6 +63,13 @@ def test_each_finding_lands_on_its_property() -> None:
     assert _props(_crash(), {"open": "raised OSError: leftover"}) == ["D4"]
 
 
+def test_a_later_save_that_fails_on_a_fresh_store_too_is_not_blamed_on_the_crash() -> None:
+    # Blame by demonstration: the verifier repeats a failed later save on a new, empty store.
+    raised = _saved(error="OverflowError: Python int too large")
+    assert _props(_crash(), _read(10), {**raised, "fresh error": None}) == ["D4"]
+    assert _props(_crash(), _read(10), {**raised, "fresh error": "OverflowError: too large"}) == []
+
+
 def test_a_save_loop_keeps_the_last_acknowledged_value_or_the_next() -> None:
     crash = Crash(
         "save loop",

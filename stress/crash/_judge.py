@@ -159,18 +159,29 @@ def judge(
         return out, None
     if saved is None or later is None:
         return out, None
+    return out + _judge_later(crash, saved, later, expected, bound), saved["seconds"]
+
+
+def _judge_later(
+    crash: Crash, saved: dict[str, Any], later: int, expected: dict[Any, int], bound: float
+) -> list[Violation]:
+    """What the later save after the crash shows: it returned in time and reads back (D4, D5)."""
     seconds: float = saved["seconds"]
     error = saved["error"]
     if error is not None and ("Timeout" in error or seconds > bound):
         text = f"a later save in another process failed after {seconds:.2f} s: {error}"
-        out.append(Violation("D5", _story(crash, text)))
-    elif error is not None:
+        return [Violation("D5", _story(crash, text))]
+    if error is not None and saved.get("fresh error") is not None:
+        # The same save fails on a new, empty store: the store's own save is at fault (C1),
+        # not the crash's leftovers, so this cycle shows nothing about D4.
+        return []
+    if error is not None:
         text = f"a later save ({later}) in another process raised {error}"
-        out.append(Violation("D4", _story(crash, text)))
-    elif seconds > bound:
+        return [Violation("D4", _story(crash, text))]
+    if seconds > bound:
         text = f"a later save waited {seconds:.2f} s (bound {bound:g} s)"
-        out.append(Violation("D5", _story(crash, text)))
-    elif saved.get(f"load{crash.key}") != later or saved.get("list_all") != {
+        return [Violation("D5", _story(crash, text))]
+    if saved.get(f"load{crash.key}") != later or saved.get("list_all") != {
         **expected,
         crash.key: later,
     }:
@@ -178,8 +189,8 @@ def judge(
             f"after a later save of {later}: load {saved.get(f'load{crash.key}')}, "
             f"list_all() {saved.get('list_all')}"
         )
-        out.append(Violation("D4", _story(crash, text)))
-    return out, seconds
+        return [Violation("D4", _story(crash, text))]
+    return []
 
 
 def judge_damaged(crash: Crash, read: dict[str, Any]) -> list[Violation]:

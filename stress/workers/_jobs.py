@@ -44,7 +44,9 @@ having it replies ``("no shim", why)``.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -218,7 +220,29 @@ def _verify(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Re
     seconds = time.monotonic() - start
     report = {"seconds": seconds, "error": error, **_read(store, job["keys"])}
     store.close()
+    if error is not None:
+        report["fresh error"] = _save_fresh(factory, job["path"], key, value)
     return ("saved", report)
+
+
+def _save_fresh(factory: Callable[[str], Any], path: str, key: Key, value: int) -> str | None:
+    """The same save on a new, empty store beside ``path``: how it failed, or None.
+
+    Blame by demonstration: a save that fails on a store no crash ever touched shows the store's
+    own save at fault (C1), not what the crash left (D4).
+    """
+    fresh = tempfile.mkdtemp(prefix="fresh-", dir=os.path.dirname(path))
+    try:
+        store = factory(fresh)
+        try:
+            store.save(*key, value)
+        finally:
+            store.close()
+    except Exception as exc:  # reported: the judge decides what it means
+        return _describe(exc)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+    return None
 
 
 def _blocked_at(thread: int) -> list[str]:
