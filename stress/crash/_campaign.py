@@ -258,7 +258,7 @@ _NEEDS_POINTS: Final = frozenset({"D1", "D2", "D4"})
 
 def evidence(c: Campaign) -> dict[str, int | float | str]:
     """What campaign ``c`` exercised, for every property it decides."""
-    return {
+    shown: dict[str, int | float | str] = {
         "crash points killed": c.points,
         "random kills": c.random_kills,
         "cycles": c.cycles,
@@ -266,6 +266,9 @@ def evidence(c: Campaign) -> dict[str, int | float | str]:
         "damaged after a kill": c.damaged,
         "tracing": _TRACING.get(c.backend, "none"),
     }
+    if c.refused:
+        shown["changes that raised uncrashed (C1)"] = len(c.refused)
+    return shown
 
 
 #: How evidence names each backend.
@@ -286,6 +289,13 @@ def property_result(pid: str, c: Campaign) -> PropertyResult:
     if pid == "D5":
         lines.append(f"longest later save after a kill: {c.max_wait:.3f} s (bound {c.bound:g} s)")
     shown = evidence(c)
+    if c.refused:
+        # The store's own operation failed with nothing crashed or faulted: a C1 finding, which
+        # C1 reports. Here it only says which cycles judged nothing, never fails a D property.
+        lines.append(
+            f"{len(c.refused)} change(s) raised with no crash or fault, so their cycles judged "
+            f"nothing (the store's own error: see C1), e.g. {c.refused[0]}"
+        )
     if not found and not c.errors:
         if pid in _NEEDS_POINTS and c.points == 0:
             unseen = c.unseen or "the syscall backend was not tried"

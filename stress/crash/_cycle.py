@@ -55,6 +55,9 @@ class Campaign:
     violations: list[Violation] = field(default_factory=list)
     named: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: Plain changes the store raised on with no crash or fault near them: its own save is at
+    #: fault (C1's business), and the cycles they ended judged nothing of crash safety.
+    refused: list[str] = field(default_factory=list)
     kept: str = ""
     #: The tracing backend the crash points used ("python" or "syscall"), "" before counting.
     backend: str = ""
@@ -78,9 +81,15 @@ class Scenario:
         return self.setup.get(self.key)
 
 
+class Refused(Exception):
+    """The store raised on a plain save of a loop (no crash, no fault): its own fault, not ours."""
+
+
 def _acked(message: tuple[str, Any]) -> int:
     """The acknowledged value a save loop's message carries, or why the loop stopped."""
     tag, value = message
+    if tag == "raised":
+        raise Refused(f"save of {value[1]}: {value[0]}")
     if tag != "acked":
         raise WorkerGone(f"the save loop stopped: {tag} {value}")
     return int(value)
@@ -334,9 +343,9 @@ class Run:
                 return str(payload)
             if tag == "raised":
                 worker.kill()
-                self.result.errors.append(
-                    f"scenario {scenario.name}: the change raised with no crash or fault: "
-                    f"{payload[0]}"
+                self.result.refused.append(
+                    f"scenario {scenario.name}: the change ({_change(scenario)}) raised with no "
+                    f"crash or fault: {payload[0]}"
                 )
                 return None
 
@@ -447,14 +456,22 @@ class Run:
         began = time.monotonic()
         last: int | None = None
         try:
-            while (left := began + delay - time.monotonic()) > 0:
-                last = _acked(worker.recv(left))
-        except WorkerGone as exc:
-            if "sent nothing" not in str(exc):  # only a quiet pipe is normal here
-                worker.kill()
-                raise
-        for message in worker.kill():
-            last = _acked(message)
+            try:
+                while (left := began + delay - time.monotonic()) > 0:
+                    last = _acked(worker.recv(left))
+            except WorkerGone as exc:
+                if "sent nothing" not in str(exc):  # only a quiet pipe is normal here
+                    worker.kill()
+                    raise
+            for message in worker.kill():
+                last = _acked(message)
+        except Refused as exc:
+            # Nothing was killed mid-save: the loop ended on the store's own error. The cycle
+            # judges nothing; the error is reported as the store's, never as a harness failure.
+            worker.kill()
+            self.result.refused.append(f"save loop on {key}: {exc}")
+            shutil.rmtree(path, ignore_errors=True)
+            return
         self.result.kills += 1
         self.result.random_kills += 1
         acked = last is not None

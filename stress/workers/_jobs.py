@@ -14,7 +14,8 @@ Jobs (dicts with a ``"job"`` name):
     ``stop`` point ``(index, phase)`` is reached, send ``("stopped", op)`` and block until
     killed; otherwise reply ``("done", trace)`` (a counting run, or a point never reached).
 ``loop``
-    Save increasing values forever, sending ``("acked", value)`` after each save returned; with
+    Save increasing values forever, sending ``("acked", value)`` after each save returned (a save
+    that raises ends the loop: ``("raised", (error, value))``); with
     ``"action": "open"``, commit ``setup`` and then open, read and close the store forever.
 ``batch``
     As ``crash``, with ``save_many(batch)`` over ``setup`` as the change (B1).
@@ -176,7 +177,10 @@ def _loop(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Repl
     key, value = job["key"], job["start"]
     conn.send(("looping", value))
     while True:
-        store.save(*key, value)
+        try:
+            store.save(*key, value)
+        except Exception as exc:  # the store's own error: the parent reports it as the store's
+            return ("raised", (_describe(exc), value))
         conn.send(("acked", value))
         value += 1
 

@@ -6,6 +6,7 @@ Every test prints its seed (``stress seed: N``); replay with ``--stress-seed N``
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import pytest
 from lance_offsets.conformance._spec import DEFAULT_SPEC
@@ -65,6 +66,30 @@ def test_careful_zoo_store_passes(stress_options: StressOptions) -> None:
         "damaged after a kill": campaign.damaged,
         "tracing": "python interposer",
     }
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_a_save_the_store_raises_on_uncrashed_is_its_own_fault_not_a_crash_finding(
+    tmp_path: pathlib.Path,
+) -> None:
+    # SignedBigint raises OverflowError on offsets of 2**63 and above (C1 fails it). Seed 3
+    # starts one random save loop in that range: the loop ends on the store's own error, with
+    # nothing killed mid-save. That must neither stop the campaign as a harness failure nor
+    # fail D1-D5: the cycle judges nothing and the verdict says why, pointing at C1.
+    options = StressOptions(seed=3, workdir=str(tmp_path))
+    campaign = run_campaign("zoo.defects:SignedBigint", options, only=(SAVE_OVER,), random_kills=20)
+    print(options.seed, campaign)
+    assert campaign.errors == []
+    assert campaign.violations == []
+    assert len(campaign.refused) == 1, campaign.refused
+    assert "save of 9884925757868003054: OverflowError" in campaign.refused[0]
+    assert campaign.random_kills == 19  # the 20th loop was never killed: it had ended
+    for pid in ("D1", "D2", "D4", "D5"):
+        result = property_result(pid, campaign)
+        assert result.outcome == "passed", result.details
+        assert "1 change(s) raised with no crash or fault" in result.details
+        assert "see C1" in result.details
+        assert result.evidence["changes that raised uncrashed (C1)"] == 1
 
 
 @pytest.mark.usefixtures("zoo_importable")
