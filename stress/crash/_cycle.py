@@ -265,7 +265,8 @@ class Run:
         worker.send({"job": "verify", "path": crash.path, "keys": keys, "later": None})
         try:
             _, read = worker.recv(self.bound + 2.0)
-            worker.recv(self.bound + 2.0)  # ("saved", None): the handle closed
+            if "open" not in read:  # a store that refused to open has no handle to close
+                worker.recv(self.bound + 2.0)  # ("saved", None): the handle closed
         except WorkerGone as exc:
             worker.kill()
             if "sent nothing" in str(exc):  # blocked: D5's business, judged without damage

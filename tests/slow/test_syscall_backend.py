@@ -2,7 +2,9 @@
 
 A correct SQLite store passes D1, D2, D4, D5 and F2 with crash points and faults counted; the
 zoo's ``journal_off`` is torn by a kill between two page writes (D1, the call named) and
-``swallows_io_errors`` returns from a failed commit (F2). A pure-Python zoo store fails the same
+``swallows_io_errors`` returns from a failed commit (F2). With a rollback journal, the correct
+``delete_extra`` is judged on damaged databases too, and ``delete_full`` loses a commit to a power
+cut (D3). A pure-Python zoo store fails the same
 way through either backend. Every test prints its seed; replay with ``--stress-seed N``.
 """
 
@@ -15,7 +17,12 @@ from pathlib import Path
 import pytest
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress._runner import run_properties
-from lance_offsets.stress.crash._campaign import SAVE_OVER, property_result, run_campaign
+from lance_offsets.stress.crash._campaign import (
+    SAVE_OVER,
+    damages,
+    property_result,
+    run_campaign,
+)
 from lance_offsets.stress.powerloss._campaign import workload
 from lance_offsets.stress.powerloss._recording import attempt, record_strace
 from lance_offsets.stress.seam._shim import build, unavailable
@@ -45,6 +52,35 @@ def test_a_correct_sqlite_store_passes_with_crash_points_from_the_shim(
     assert int(f2.evidence["faulted saves"]) > 0
     assert int(f2.evidence["sync faults"]) > 0  # the WAL's fdatasync was made to fail
     assert f2.evidence["tracing"] == "syscall shim"
+
+
+def test_a_rollback_journal_store_is_judged_loud_on_damage_and_passes(
+    stress_options: StressOptions,
+) -> None:
+    # In DELETE mode a save writes the database file itself, so the damage points damage it after
+    # the kill. SQLite refuses a damaged database at open: one reply, no handle to close. Every
+    # damaged crash must be judged (loud is right); none may be taken for a store blocked on a
+    # lock (that wait cost 12 s per damage and judged nothing).
+    campaign = run_campaign(f"{ZOO}:delete_extra", stress_options, only=(SAVE_OVER,))
+    print(stress_options.seed, campaign.backend, campaign.damaged, campaign.errors)
+    assert campaign.violations == [], [v.text for v in campaign.violations]
+    assert campaign.errors == []
+    assert campaign.backend == "syscall"
+    assert campaign.damaged == len(damages())
+
+
+def test_a_rollback_journal_whose_unlink_is_not_synced_loses_a_commit_to_a_power_cut(
+    stress_options: StressOptions,
+) -> None:
+    passed, failed = (
+        run_properties(f"{ZOO}:delete_extra", ["D3"], stress_options),
+        run_properties(f"{ZOO}:delete_full", ["D3"], stress_options),
+    )
+    print(stress_options.seed, passed[0].details, failed[0].details, sep="\n")
+    assert passed[0].outcome == "passed", passed[0].details
+    assert failed[0].outcome == "failed"
+    assert "unlink offsets.sqlite-journal: UNDONE" in failed[0].details
+    assert "LOST OR REWOUND AN ACKNOWLEDGED OFFSET" in failed[0].details
 
 
 def test_a_kill_inside_a_commit_without_journal_tears_the_database(

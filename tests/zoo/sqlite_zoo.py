@@ -4,12 +4,16 @@
 synced), offsets stored losslessly as decimal TEXT (SQLite's INTEGER is signed 64-bit), and loud
 on a file that is not its database (an emptied or foreign file raises instead of reading as "no
 offsets"). The database is created under a temp name and renamed into place, so a crash while it
-is being made leaves no half-made database under the real name. Two stores, one defect each:
+is being made leaves no half-made database under the real name. ``delete_extra`` is correct too,
+with a rollback journal. Three stores, one defect each:
 
 - ``journal_off``: ``journal_mode=OFF``. A commit rewrites several pages in place (the table's
   leaf, the primary-key index's leaf, the header) with nothing to roll back from: a kill between
   two of those writes leaves a table and index that disagree (``database disk image is
   malformed``). D1, at the ``pwrite64`` between them.
+- ``delete_full`` (correct is ``delete_extra``): rollback journal with ``synchronous=FULL``,
+  which does not sync the directory after the journal's unlink, the commit: D3, a power cut
+  that undoes the unlink rolls an acknowledged save back.
 - ``swallows_io_errors``: catches ``sqlite3.Error`` in ``save`` and returns ("the offset will be
   saved next time"): F2, when an ``fdatasync`` or ``pwrite64`` of the commit fails.
 
@@ -46,14 +50,14 @@ def _fsync_dir(path: str) -> None:
 class SqliteStore:
     """Offsets in one SQLite table; ``journal`` is the journal mode, the rest is correct."""
 
-    def __init__(self, path: str, journal: str = "WAL") -> None:
+    def __init__(self, path: str, journal: str = "WAL", sync: str = "FULL") -> None:
         os.makedirs(path, exist_ok=True)
         self.file = os.path.join(path, FILE)
         if not os.path.exists(self.file):
             self._create(path, journal)
         self._db = sqlite3.connect(self.file, isolation_level=None, timeout=10.0)
         self._db.execute(f"PRAGMA journal_mode={journal}")  # only WAL persists in the file
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA synchronous={sync}")
         (ours,) = self._db.execute("PRAGMA application_id").fetchone()
         if ours != APPLICATION_ID:  # an emptied file reads as an empty database: refuse it
             self._db.close()
@@ -126,6 +130,19 @@ def wal_full(path: str) -> SqliteStore:
 def journal_off(path: str) -> SqliteStore:
     """D1: ``journal_mode=OFF``: a kill inside a multi-page commit tears the database."""
     return SqliteStore(path, "OFF")
+
+
+def delete_extra(path: str) -> SqliteStore:
+    """Correct: rollback journal (``DELETE``) with ``synchronous=EXTRA``, which also syncs the
+    directory after unlinking the journal, the unlink being the commit in this mode."""
+    return SqliteStore(path, "DELETE", "EXTRA")
+
+
+def delete_full(path: str) -> SqliteStore:
+    """D3: rollback journal with ``synchronous=FULL``. The commit is the journal's unlink, and
+    FULL does not sync the directory after it: a power cut can bring the journal back, and the
+    next open rolls the acknowledged transaction back (SQLite documents EXTRA for this)."""
+    return SqliteStore(path, "DELETE", "FULL")
 
 
 def swallows_io_errors(path: str) -> SwallowsIoErrors:
