@@ -120,6 +120,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
+        self.tally.within_budget()
         self.tally.examples += 1
         self.steps: list[str] = []
         self.tally.steps = self.steps
@@ -150,7 +151,9 @@ class StoreMachine(RuleBasedStateMachine):
     def violation(self, property_id: str, message: str, title: str | None = None) -> NoReturn:
         """Fail the example as a violation of ``property_id`` (yours: not in the catalog)."""
         self._note(f"[{property_id}] {message}")
-        raise ContractViolation(property_id, message, title)
+        found = ContractViolation(property_id, message, title)
+        self.tally.bad_news(found)
+        raise found
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -177,8 +180,13 @@ class StoreMachine(RuleBasedStateMachine):
             shown = dict(sorted(self.model.items())[:_MODEL_SHOWN])
             hidden = len(self.model) - len(shown)
             more = f" and {hidden} more" if hidden else ""
-            raise ContractViolation(pid, f"{message}\nmodel (what the store holds): {shown}{more}")
+            found = ContractViolation(
+                pid, f"{message}\nmodel (what the store holds): {shown}{more}"
+            )
+            self.tally.bad_news(found)
+            raise found
         # Another property broke first; this example says nothing about the focus property.
+        self.tally.bad_news()
         self.tally.discarded += 1
         self.tally.broke_first[pid] += 1
         self._note(f"(outside the focus: [{pid}] {message})")
@@ -263,6 +271,7 @@ class StoreMachine(RuleBasedStateMachine):
     ) -> Any:
         """``fn(*args)``; if it raises, a violation of ``pid`` (a callable: blamed only then)."""
         self.tally.running = what
+        self.tally.within_budget()
         try:
             return fn(*args)
         except Exception as exc:

@@ -19,19 +19,23 @@ import importlib
 import os
 import pkgutil
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import seed as hypothesis_seed
+from hypothesis.control import current_build_context
 from hypothesis.database import DirectoryBasedExampleDatabase
-from hypothesis.errors import UnsatisfiedAssumption
+from hypothesis.errors import InvalidArgument, UnsatisfiedAssumption
 
 __all__ = [
+    "BAD_NEWS_SECONDS",
     "DATABASE_ENV",
     "DEFAULT_PROFILE",
     "PROFILES",
+    "BudgetSpent",
     "RunSettings",
     "Tally",
     "profile_settings",
@@ -100,6 +104,21 @@ def property_seed(run_seed: int, pid: str) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
+#: Seconds a property's run goes on after its first violation (its own property's or another's).
+#: Shrinking, and examples discarded because another property broke first, replay the store's
+#: failing path each time; when that path is slow (a handle that keeps the others waiting for
+#: its busy timeout), one property's run took more than a quarter of an hour.
+BAD_NEWS_SECONDS: Final = 30.0
+
+
+class BudgetSpent(BaseException):
+    """A run's time after its first violation is spent: stop it.
+
+    A BaseException, not an Exception: Hypothesis takes it for an interruption and lets it
+    through at once, instead of taking it for a failure to shrink.
+    """
+
+
 @dataclass
 class Tally:
     """How many examples one property's run executed and discarded.
@@ -113,6 +132,10 @@ class Tally:
         Hypothesis test that discards does not say which).
     :ivar steps: the store operations of the latest example, for reports Hypothesis gives none.
     :ivar running: the store operation started last, for an error that is not a verdict.
+    :ivar bad_news_at: when (``time.monotonic()``) the run first saw a violation, of its own
+        property or another's; None before. Starts the machines' time budget.
+    :ivar latest: the latest violation of the run's own property and the steps that made it:
+        what a run stopped by its budget reports (while shrinking, the smallest so far).
     """
 
     examples: int = 0
@@ -120,6 +143,38 @@ class Tally:
     broke_first: Counter[str] = field(default_factory=Counter)
     steps: list[str] = field(default_factory=list)
     running: str = ""
+    bad_news_at: float | None = None
+    #: The budget stopped the run. Hypothesis may then report the stop as something else (an
+    #: example cut short before its draws reads as flaky data generation): the run's own
+    #: failure, if any, is :attr:`latest`, whatever Hypothesis says.
+    stopped: bool = False
+    latest: tuple[Exception, list[str]] | None = None
+
+    def bad_news(self, failure: Exception | None = None) -> None:
+        """A violation: start the time budget at the first; keep the latest of the property's own.
+
+        :param failure: the failure of the run's own property (None: another property broke).
+        """
+        if self.bad_news_at is None:
+            self.bad_news_at = time.monotonic()
+        if failure is not None:
+            self.latest = (failure, list(self.steps))
+
+    def within_budget(self) -> None:
+        """Raise :class:`BudgetSpent` once the run's time after its first violation is up.
+
+        Never in Hypothesis' final replay of the failing example (the run is over by then): cut
+        short, it would draw less than the first time, which Hypothesis reports as flaky.
+        """
+        if self.bad_news_at is None or time.monotonic() - self.bad_news_at <= BAD_NEWS_SECONDS:
+            return
+        try:
+            final = current_build_context().is_final
+        except InvalidArgument:  # outside a Hypothesis test: nothing to stop
+            return
+        if not final:
+            self.stopped = True
+            raise BudgetSpent
 
     def evidence(self) -> dict[str, int | float | str]:
         """The counts as :attr:`PropertyResult.evidence` entries."""
@@ -196,11 +251,16 @@ class RunSettings(settings):
 
         @functools.wraps(inner)
         def counted(*args: Any, **kwargs: Any) -> Any:
+            tally.within_budget()
             tally.examples += 1
             try:
                 return inner(*args, **kwargs)
             except UnsatisfiedAssumption:
                 tally.discarded += 1  # reject(): another property broke first
+                tally.bad_news()
+                raise
+            except Exception as exc:
+                tally.bad_news(exc)
                 raise
 
         return counted

@@ -15,16 +15,23 @@ import importlib
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from hypothesis.errors import Flaky, Unsatisfiable
 
+from . import _profiles
 from ._acknowledge import acknowledged
 from ._capabilities import Factory, capabilities_of
 from ._catalog import PROPERTIES, property_ids
 from ._context import CheckContext, Unverified
 from ._machine import MACHINE_PLANS, ContractViolation, spec_of, store_machine
-from ._profiles import DEFAULT_PROFILE, Tally, profile_settings, run_settings
+from ._profiles import (
+    DEFAULT_PROFILE,
+    BudgetSpent,
+    Tally,
+    profile_settings,
+    run_settings,
+)
 from ._results import Outcome, PropertyResult
 from ._spec import load_factory, sync_factory
 from ._workspace import Workspace
@@ -142,6 +149,32 @@ def _run_machine(ctx: CheckContext, pid: str) -> str:
     return "; ".join(notes)
 
 
+def _budget_spent(tally: Tally) -> NoReturn:
+    """End a run stopped :data:`~._profiles.BAD_NEWS_SECONDS` after its first violation.
+
+    Raises its latest violation of the property (a failure, shown with the steps that made it),
+    or, when only other properties broke, :class:`Unverified`: what ran is too little to pass.
+    """
+    stopped = (
+        f"(the run stopped {_profiles.BAD_NEWS_SECONDS:g} s after its first violation, after "
+        f"{tally.examples} examples: each replay of the store's failing path was slow, so this "
+        "example may not be the smallest)"
+    )
+    if tally.latest is not None:
+        found, steps = tally.latest
+        found.__notes__ = [  # type: ignore[attr-defined]  # set by hand: 3.10 has no add_note
+            "Store steps of the example (latest last):",
+            *steps,
+            stopped,
+        ]
+        raise found
+    culprits = ", ".join(pid for pid, _ in tally.broke_first.most_common()) or "another property"
+    raise Unverified(
+        f"{tally.discarded} of {tally.examples} examples discarded because {culprits} broke "
+        f"first: fix that, then check again {stopped}"
+    )
+
+
 def _checker(pid: str) -> Callable[[CheckContext], str]:
     if pid in MACHINE_PLANS:
         return lambda ctx: _run_machine(ctx, pid)
@@ -188,7 +221,12 @@ def check_property(
     with Workspace(factory, workdir) as workspace:
         ctx = CheckContext(factory, caps, spec, settings, workspace)
         try:
-            details = _checker(pid)(ctx)
+            try:
+                details = _checker(pid)(ctx)
+            except (BudgetSpent, Exception):
+                if not tally.stopped:
+                    raise
+                _budget_spent(tally)  # raises what the handlers below turn into the verdict
         except Unsatisfiable:
             # Every example broke another property first: the same "no verdict" as most did.
             why = tally.too_few_kept() or (

@@ -83,6 +83,10 @@ class Workspace:
         self._count = 0
         self._remote: Any = None
         self._refused = ""
+        #: Why a helper handle in another process could not be opened ("" before any refusal):
+        #: not tried again in this run. A store that holds its data locked (an exclusive lock
+        #: kept by the open handle) makes each try wait for its own lock timeout, every example.
+        self._remote_refused = ""
         self._aside_kinds: dict[str, str] = {}
         self.asides: dict[str, int] = {}
         self.evidence: dict[str, int] = {}
@@ -173,18 +177,21 @@ class Workspace:
             lacks = "has no import spec" if spec is None else "does not claim shared"
             self.aside("helper", f"{why}, and it {lacks}: {part} was not checked")
             return None
-        try:
-            handle = self.remote_handle(spec, path)
-        except Exception as exc:
-            self.aside(
-                "remote helper",
-                f"{why}, and a handle in another process could not be opened either "
-                f"({type(exc).__name__}: {exc}): {part} was not checked",
-            )
-            return None
-        self.aside("helper", f"{why}: {part} observed through another process")
-        self.count("helper handles in another process")
-        return handle
+        if not self._remote_refused:
+            try:
+                handle = self.remote_handle(spec, path)
+            except Exception as exc:
+                self._remote_refused = f"{type(exc).__name__}: {exc}"
+            else:
+                self.aside("helper", f"{why}: {part} observed through another process")
+                self.count("helper handles in another process")
+                return handle
+        self.aside(
+            "remote helper",
+            f"{why}, and a handle in another process could not be opened either "
+            f"({self._remote_refused}): {part} was not checked",
+        )
+        return None
 
     def outside(self, call: str, exc: BaseException, see: str, *, when: str = "") -> NoReturn:
         """Void this example: the store's own ``call`` failed where the property did not expect.

@@ -189,6 +189,42 @@ def test_a_time_dependent_store_is_reported_as_such_with_its_steps(
     assert "Store steps of the last example" in result.details
 
 
+def test_a_slow_failure_stops_the_run_soon_after_it_and_reports_it(
+    zoo_importable: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # HeldLock keeps a lock from open to close: a second handle waits 0.5 s, then raises.
+    # Shrinking replays that wait again and again (with a real busy timeout of 15 s, one
+    # property's run took a quarter of an hour). The budget stops the run 0.2 s (here) after its
+    # first violation and reports the latest failure with the steps that made it.
+    from lance_offsets.conformance import _profiles
+    from zoo import machine_zoo
+
+    monkeypatch.setattr(_profiles, "BAD_NEWS_SECONDS", 0.2)  # under one wait
+    result = check_property(machine_zoo.HeldLock, "P2", profile="ci")
+    print(result.details)
+    assert result.outcome == "failed", result
+    lines = result.details.splitlines()
+    assert lines[0].startswith("ContractViolation: [P2 open handles see other handles' writes]")
+    assert "a second handle on the same path in this process" in lines[0]
+    assert "TimeoutError" in lines[0]
+    assert "is locked by another handle" in lines[0]
+    assert "Store steps of the example (latest last):" in lines
+    assert lines[-1].startswith("(the run stopped 0.2 s after its first violation, after ")
+    assert int(result.evidence["examples"]) < 50  # the ci profile's 50 were not all run
+
+
+def test_without_a_violation_the_budget_never_starts() -> None:
+    tally = Tally()
+    tally.within_budget()  # no bad news: nothing to stop, inside Hypothesis or not
+    assert tally.bad_news_at is None
+    assert not tally.stopped
+    tally.bad_news()
+    assert tally.bad_news_at is not None
+    assert tally.latest is None
+    tally.within_budget()  # within the budget, and outside any Hypothesis test anyway
+    assert not tally.stopped
+
+
 def test_an_error_that_is_no_verdict_names_the_property_and_the_running_step() -> None:
     tally = Tally(steps=["A1.save(1, 2, 3)", "A1.load(1, 2) -> 3"], running="A1.list_all()")
     text = failure_text(RuntimeError("pipe closed"), "C6", tally)

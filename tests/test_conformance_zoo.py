@@ -133,3 +133,35 @@ def test_one_handle_store_without_spec_skips_helpers_and_says_so() -> None:
         result = check_property(OneHandleDeclared, pid, profile="smoke")
         assert result.outcome == "passed", result
         assert "was not checked" in result.details, result
+
+
+def test_a_helper_in_another_process_that_could_not_open_is_not_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # HeldLock's open handle keeps the store locked: a second handle here and one in another
+    # process both wait for the lock, then raise. Each try costs the store's whole wait (a
+    # busy timeout of 15 s with SQLite's exclusive locking), so a run tries the other process
+    # once and says, every time after, that the part was not checked.
+    from lance_offsets.conformance._workspace import Workspace
+    from zoo.machine_zoo import HeldLock
+
+    spec = "zoo.machine_zoo:HeldLock"
+    tries: list[str] = []
+    with Workspace(HeldLock) as workspace:
+        remote_handle = workspace.remote_handle
+
+        def counted(spec: str, path: str) -> object:
+            tries.append(path)
+            return remote_handle(spec, path)
+
+        monkeypatch.setattr(workspace, "remote_handle", counted)
+        path = workspace.fresh_dir()
+        first = workspace.open(path)
+        for _ in range(3):
+            assert workspace.second_handle(path, spec=spec, one_handle=False, part="a view") is None
+        first.close()
+        text = workspace.aside_text()
+    assert len(tries) == 1, tries
+    assert "a handle in another process could not be opened either" in text
+    assert "is locked by another handle" in text
+    assert "(3 times)" in text

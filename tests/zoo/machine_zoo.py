@@ -3,14 +3,17 @@
 Like ``defects.py``, each class is its own factory and :data:`EXPECTED` maps each store that must
 fail to the property it breaks. :class:`RareCorruption` and :class:`TickingCache` are not in it:
 they exist to show that a verdict replays by seed, and that a time-dependent failure is reported
-as one.
+as one; nor is :class:`HeldLock`, whose failure is slow on purpose (the time budget's test).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Final
+
+import portalocker
 
 from lance_offsets._domain import check_key, check_offset
 
@@ -81,6 +84,34 @@ class TickingCache(DirStore):
     def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
         super().save(topic_id, consumer_id, offset)
         self.cache.pop(check_key(topic_id, consumer_id), None)
+
+
+class HeldLock(DirStore):
+    """P2, slowly: a handle takes the store's lock when it opens and keeps it until it closes
+    (SQLite's ``locking_mode=EXCLUSIVE``, "faster: no lock per call"). A second handle waits
+    :attr:`WAIT` seconds for it (a busy timeout), then raises. Every replay of the failure waits
+    again, which the suite's time budget after a first violation bounds.
+    """
+
+    WAIT = 0.5
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.lock = portalocker.Lock(
+            os.path.join(path, "LOCK"),
+            timeout=self.WAIT,
+            check_interval=0.05,
+            flags=portalocker.LOCK_EX | portalocker.LOCK_NB,
+        )
+        try:
+            self.lock.acquire()
+        except portalocker.LockException as exc:
+            raise TimeoutError(f"{path} is locked by another handle") from exc
+
+    def close(self) -> None:
+        if not self.closed:
+            self.lock.release()
+        super().close()
 
 
 #: Factory name -> the property the suite must fail it on.
