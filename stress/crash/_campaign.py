@@ -265,6 +265,7 @@ def evidence(c: Campaign) -> dict[str, int | float | str]:
         "points not reached": c.unreached,
         "damaged after a kill": c.damaged,
         "tracing": _TRACING.get(c.backend, "none"),
+        "workers": c.workers,
     }
 
 
