@@ -48,30 +48,42 @@ REAP_SECONDS: Final = 30.0
 ORPHAN_SECONDS: Final = 5.0
 
 
-def _descriptors() -> set[int]:
-    """This process's open descriptors, where the system lists them (empty elsewhere)."""
+def _descriptors() -> dict[int, str]:
+    """This process's open descriptors and what each names, where the system lists them.
+
+    The listing's own descriptor is left out: it would take the lowest free number, which a
+    descriptor opened meanwhile makes a new one, and then look new itself.
+    """
     for where in ("/proc/self/fd", "/dev/fd"):
-        with contextlib.suppress(OSError):
-            return {int(name) for name in os.listdir(where)}
-    return set()
+        try:
+            listing = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            found = {}
+            for name in os.listdir(listing):
+                fd = int(name)
+                if fd != listing:
+                    try:
+                        found[fd] = os.readlink(f"{where}/{fd}")
+                    except OSError:  # /dev/fd entries are no links on every system
+                        found[fd] = f"descriptor {fd}"
+            return found
+        finally:
+            os.close(listing)
+    return {}
 
 
-def _named(fd: int) -> str:
-    with contextlib.suppress(OSError):
-        return os.readlink(f"/proc/self/fd/{fd}")
-    return f"descriptor {fd}"
-
-
-def _unsafe(before: set[int]) -> str:
+def _unsafe(before: dict[int, str]) -> str:
     """Why forking this process per cycle is unsafe or unfair, or "" when nothing says so."""
     threads = threading.active_count()
     with contextlib.suppress(OSError):  # threads a C extension started, invisible to threading
         threads = max(threads, len(os.listdir("/proc/self/task")))
     if threads > 1:
         return f"the factory started threads ({threads} in the template after building it)"
-    opened = sorted(_descriptors() - before)
+    opened = sorted(set(_descriptors().items()) - set(before.items()))
     if opened:
-        names = ", ".join(_named(fd) for fd in opened[:3])
+        names = ", ".join(target for _, target in opened[:3])
         return f"the factory opened descriptors every child would share ({names})"
     return ""
 
@@ -130,13 +142,16 @@ def template(conn: Any, spec: str) -> None:
     child's socket (``recv_handle``); ``("reap", pid)`` -> ``("gone", pid)``; None or the
     parent gone: kill and reap every child, and exit.
     """
+    # Children stay zombies until reaped on request (their pids cannot be reused meanwhile),
+    # which an ignored SIGCHLD would undo: the kernel would reap them at once.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     before = _descriptors()
     try:
         factory = load_factory(spec)
     except Exception as exc:  # the parent reports it with the spec
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
-    why = _unsafe(before | {conn.fileno()})
+    why = _unsafe(before)
     if why:
         conn.send(("unsafe", why))
         return
@@ -191,8 +206,15 @@ class Zygote:
         return "" if tag == "ready" else str(payload)
 
     def request(self) -> None:
-        """Ask for one more child (collected later with :meth:`collect`)."""
-        self.conn.send("fork")
+        """Ask for one more child (collected later with :meth:`collect`).
+
+        A template found dead here is replaced at the next take, as one found dead anywhere.
+        """
+        try:
+            self.conn.send("fork")
+        except (OSError, ValueError):
+            self.dead = True
+            return
         self.requested += 1
 
     def _next(self, deadline: float) -> None:

@@ -133,8 +133,9 @@ def test_a_factory_that_starts_threads_gets_one_process_per_cycle(
     assert str(result.evidence["workers"]).startswith(why)
 
 
+@pytest.mark.parametrize("at", [1, 5, 20])  # after the counting run, mid-points, near the end
 def test_a_template_killed_from_outside_is_replaced_and_the_campaign_goes_on(
-    stress_options: StressOptions, monkeypatch: pytest.MonkeyPatch
+    stress_options: StressOptions, monkeypatch: pytest.MonkeyPatch, at: int
 ) -> None:
     killed: list[int] = []
     tick = _cycle.Run.tick
@@ -142,7 +143,7 @@ def test_a_template_killed_from_outside_is_replaced_and_the_campaign_goes_on(
     def kill_the_template(run: _cycle.Run) -> None:
         tick(run)
         template = run.fleet._zygote
-        if run.result.cycles == 5 and template is not None and template.proc is not None:
+        if run.result.cycles == at and template is not None and template.proc is not None:
             killed.append(template.proc.pid)
             os.kill(template.proc.pid, signal.SIGKILL)  # a spare child may be pending
 
@@ -153,7 +154,7 @@ def test_a_template_killed_from_outside_is_replaced_and_the_campaign_goes_on(
     print(campaign, said)
     assert len(killed) == 1
     assert (campaign.violations, campaign.errors) == ([], [])
-    assert campaign.cycles > 10  # it went on past the kill
+    assert campaign.cycles > at + 2  # it went on past the kill
     assert campaign.workers == f"{FORKED} (1 replaced after dying)"
     assert "workers: the template process died; started a new one (1)" in said
 
@@ -205,3 +206,17 @@ def test_children_start_with_the_shim_unarmed_and_arm_it_themselves(
     assert counted[0], "the shim saw nothing"
     assert any(kind == "fsync" for kind, _ in counted[0])
     assert counted[0] == counted[1]
+
+
+def test_a_factory_that_opens_a_descriptor_gets_one_process_per_cycle(
+    zoo_importable: None,
+) -> None:
+    with Fleet("_descriptor_store:lockfile") as fleet:
+        worker = fleet.take()
+        worker.send({"job": "verify", "path": tempfile.mkdtemp(), "keys": [], "later": None})
+        assert worker.recv(60.0)[0] == "read"
+        worker.kill()
+        print(fleet.how)
+        assert fleet.how.startswith(f"{ONE_PER_CYCLE}: the factory opened descriptors")
+        assert tempfile.gettempdir() in fleet.how  # names what it opened
+        assert fleet._zygote is None
