@@ -265,6 +265,7 @@ def evidence(c: Campaign) -> dict[str, int | float | str]:
         "points not reached": c.unreached,
         "damaged after a kill": c.damaged,
         "tracing": _TRACING.get(c.backend, "none"),
+        "workers": c.workers,
     }
     if c.refused:
         shown["changes that raised uncrashed (C1)"] = len(c.refused)

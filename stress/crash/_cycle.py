@@ -30,6 +30,9 @@ __all__ = ["Campaign", "Found", "Run", "Scenario", "label", "points"]
 Key = tuple[int, int]
 
 #: Seconds a worker lingers after acknowledging, so a store's late writer shows up in the trace.
+#: Every counting run lingers; a crash-point run only when its change's counting run traced an
+#: operation while it lingered (a background writer): otherwise lingering changes nothing but
+#: the time, 50 ms a cycle for every point in ``close()`` (most of SQLite's).
 LINGER: Final = 0.05
 #: Seconds a worker may take to reach its stop point or answer a job.
 STEP_SECONDS: Final = 60.0
@@ -65,6 +68,8 @@ class Campaign:
     unseen: str = ""
     #: Crashes whose leftover files were damaged before a fresh process read them (D4).
     damaged: int = 0
+    #: How the workers started (``Fleet.how``), and how many dead templates were replaced.
+    workers: str = ""
 
 
 @dataclass(frozen=True)
@@ -178,11 +183,13 @@ class Run:
         self.until = until
         self.result = result
         self.rng = random.Random(options.seed)
-        self.fleet = Fleet(spec)
+        self.fleet = Fleet(spec, note=options.progress)
         self.root = tempfile.mkdtemp(prefix="lance-crash-", dir=options.workdir)
         self.count = 0
         self.pending: Crash | None = None
         self.skip_later = False  # after one D5 violation, later saves would only wait again
+        #: Per scenario: did its counting run trace operations while it lingered (``LINGER``)?
+        self.late: dict[str, bool] = {}
         self.started = time.monotonic()
         self.reported = self.started
         #: The tracing backend, once chosen (``count_ops``): "python" or "syscall".
@@ -297,7 +304,7 @@ class Run:
             "key": scenario.key,
             "new": scenario.new,
             "stop": stop,
-            "linger": LINGER,
+            "linger": LINGER if stop is None or self.late.get(scenario.name, True) else 0.0,
             "backend": self.backend or "python",
             "action": scenario.action,
         }
@@ -336,6 +343,8 @@ class Run:
         )
         while True:
             tag, payload = self._recv(worker, doing, path)  # kills the worker if none comes
+            if tag == "lingered":
+                self.late[scenario.name] = payload > 0
             if tag == "done":
                 worker.kill()
                 return list(payload), path
@@ -518,5 +527,8 @@ class Run:
             pass
         finally:
             self.fleet.close()
+            self.result.workers = self.fleet.how
+            if self.fleet.restarts:
+                self.result.workers += f" ({self.fleet.restarts} replaced after dying)"
             if not self.result.kept:
                 shutil.rmtree(self.root, ignore_errors=True)

@@ -7,6 +7,12 @@ process (not from the test process: no inherited handles, threads or caches, lik
 already imported the worker module, about ten times faster than spawn. Windows has only spawn.
 Whatever the method, a worker builds its store from the spec string in its own process.
 
+On POSIX a fleet goes one step further (``_zygote.py``): one fork-server worker, the template,
+builds the factory once and forks a child per cycle, ready with no import and no factory build.
+When the template sees that forking it is unsafe (the factory started threads, or opened
+descriptors), the fleet says so (:attr:`Fleet.how`) and starts one process per cycle as above;
+a template that dies is replaced (:attr:`Fleet.restarts`).
+
 On Linux the forkserver is started with the syscall shim (``_shim.py``) in ``LD_PRELOAD``, so
 every worker can trace a store whose I/O happens in C; the shim is passive until a worker arms
 it, and the parent's own environment is left as it was.
@@ -16,19 +22,24 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import multiprocess
 
 from ._procs import kill, reap
+from ._zygote import Zygote
 
-__all__ = ["START_METHOD", "Fleet", "Worker", "WorkerGone"]
+__all__ = ["FORKED", "ONE_PER_CYCLE", "START_METHOD", "Fleet", "Worker", "WorkerGone"]
 
 #: How workers start: forkserver (a clean server process forks them) where available, else spawn.
 START_METHOD: Final = "spawn" if sys.platform == "win32" else "forkserver"
 
 #: Seconds a new worker may take to import and build its factory (the machine may be loaded).
 READY_SECONDS: Final = 120.0
+#: How workers start, as the fleet reports it (:attr:`Fleet.how`; campaign evidence "workers").
+FORKED: Final = "forked from a warm template"
+ONE_PER_CYCLE: Final = "one process per cycle"
 
 
 class WorkerGone(RuntimeError):
@@ -76,16 +87,34 @@ def _start_forkserver_outside_checkouts() -> None:
 
 
 class Worker:
-    """One worker process and the parent's end of its pipe."""
+    """One worker process and the parent's end of its pipe.
 
-    def __init__(self, ctx: Any, spec: str) -> None:
+    Either a process this parent started (``proc``) or a child of a template (``zygote``), which
+    the parent kills by pid and the template reaps.
+    """
+
+    def __init__(
+        self, conn: Any, pid: int, *, proc: Any = None, zygote: Zygote | None = None
+    ) -> None:
+        self.conn = conn
+        self.pid = pid
+        self.proc = proc
+        self.zygote = zygote
+        self.ready = False
+
+    @classmethod
+    def start(cls, ctx: Any, spec: str) -> Worker:
+        """A new process that builds the factory itself (it says "ready" when it has)."""
         from ._jobs import serve
 
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=serve, args=(child, spec), name="stress-worker", daemon=True)
-        self.proc.start()
+        conn, child = ctx.Pipe()
+        proc = ctx.Process(target=serve, args=(child, spec), name="stress-worker", daemon=True)
+        proc.start()
         child.close()
-        self.ready = False
+        return cls(conn, proc.pid, proc=proc)
+
+    def _exitcode(self) -> int | None:
+        return self.proc.exitcode if self.proc is not None else None
 
     def send(self, message: object) -> None:
         self.conn.send(message)
@@ -99,12 +128,12 @@ class Worker:
         doing = f" while waiting for {waiting_for}" if waiting_for else ""
         try:
             if not self.conn.poll(timeout):
-                raise WorkerGone(f"worker {self.proc.pid} sent nothing for {timeout:g} s{doing}")
+                raise WorkerGone(f"worker {self.pid} sent nothing for {timeout:g} s{doing}")
             message: tuple[str, Any] = self.conn.recv()
         except (EOFError, OSError) as exc:
-            raise WorkerGone(f"worker {self.proc.pid} died ({self.proc.exitcode}){doing}") from exc
+            raise WorkerGone(f"worker {self.pid} died ({self._exitcode()}){doing}") from exc
         if message[0] == "error":
-            raise WorkerGone(f"worker {self.proc.pid} failed{doing}: {message[1]}")
+            raise WorkerGone(f"worker {self.pid} failed{doing}: {message[1]}")
         return message
 
     def drain(self) -> list[tuple[str, Any]]:
@@ -120,41 +149,111 @@ class Worker:
     def kill(self) -> list[tuple[str, Any]]:
         """Kill from outside (SIGKILL; TerminateProcess on Windows) and release everything.
 
+        Returns once the process is gone, its locks released.
+
         :returns: the messages it sent before it died that nobody had read yet.
         """
-        kill(self.proc)
+        if self.proc is not None:
+            kill(self.proc)
+        elif self.zygote is not None:
+            self.zygote.kill(self.pid)
         messages = self.drain()
         self.close()
         return messages
 
     def close(self) -> None:
-        reap(self.proc)
+        if self.proc is not None:
+            reap(self.proc)
+        elif self.zygote is not None:  # a child has nothing to finish: killing is stopping
+            self.zygote.kill(self.pid)
         self.conn.close()
 
 
 class Fleet:
-    """Workers for one store spec; :meth:`take` returns a ready one and starts the next."""
+    """Workers for one store spec; :meth:`take` returns a ready one and starts the next.
 
-    def __init__(self, spec: str) -> None:
+    :param warm: fork workers from a template where the platform can (False: one fork-server
+        process per worker, the path the bench compares against).
+    :param note: told once how workers start when it is not the fast way, and of every
+        template that died and was replaced (a campaign's progress).
+    """
+
+    def __init__(
+        self, spec: str, *, warm: bool = True, note: Callable[[str], None] | None = None
+    ) -> None:
         self.spec = spec
         self._ctx = _context()
         self._spare: Worker | None = None
         self._idle: list[Worker] = []
+        self._note = note or (lambda text: None)
+        # Windows has no fork; the template needs fork and Unix sockets that carry descriptors.
+        self._warm = warm and START_METHOD == "forkserver"
+        self._zygote: Zygote | None = None
+        self._retired: list[Zygote] = []
         self.started = 0
+        #: How workers start: FORKED, or ONE_PER_CYCLE with the reason.
+        self.how = FORKED if self._warm else ONE_PER_CYCLE
+        #: Templates that died and were replaced.
+        self.restarts = 0
 
     def _start(self) -> Worker:
         self.started += 1
-        return Worker(self._ctx, self.spec)
+        return Worker.start(self._ctx, self.spec)
+
+    def _template(self) -> Zygote | None:
+        """The running template, started (and waited for) if needed; None: fall back."""
+        if self._zygote is not None and not self._zygote.dead:
+            return self._zygote
+        if self._zygote is not None:  # it died: replace it, and say so
+            # Its children still in use are killed by their workers (or at close), not now.
+            self._zygote.close(children=False)
+            self._retired.append(self._zygote)
+            self.restarts += 1
+            self._note(f"workers: the template process died; started a new one ({self.restarts})")
+        self.started += 1
+        zygote = Zygote(self._ctx, self.spec)
+        try:
+            why = zygote.ready(READY_SECONDS)
+        except (OSError, EOFError, TimeoutError, RuntimeError) as exc:
+            zygote.close()
+            raise WorkerGone(f"store {self.spec!r}: the template did not start: {exc}") from exc
+        if why:
+            zygote.close()
+            self._warm = False
+            self.how = f"{ONE_PER_CYCLE}: {why}"
+            self._note(f"workers: {self.how}")
+            return None
+        self._zygote = zygote
+        return zygote
+
+    def _forked(self, spare: bool) -> Worker | None:
+        """A child of the template (and the next one requested if ``spare``); None: fall back."""
+        for _ in range(2):  # a template that died is replaced once per take
+            zygote = self._template()
+            if zygote is None:
+                return None
+            child = zygote.collect(READY_SECONDS)
+            if child is not None:
+                if spare:
+                    zygote.request()
+                pid, conn = child
+                return Worker(conn, pid, zygote=zygote)
+        raise WorkerGone(f"store {self.spec!r}: the template died twice in a row")
 
     def take(self, *, fresh: bool = True, spare: bool = True) -> Worker:
         """A ready worker: a new one (``fresh``: it never opened a store), or an idle one.
 
-        :param spare: start the next worker meanwhile (False for a one-off job: D3's record).
+        :param spare: start the next worker meanwhile (False for a one-off job: D3's record,
+            which starts no template for it either: one process costs less than two).
         """
         if not fresh and self._idle:
             return self._idle.pop()
-        worker = self._spare or self._start()
-        self._spare = self._start() if spare else None
+        worker = None
+        if self._warm and (spare or self._zygote is not None):
+            worker = self._forked(spare)
+        if worker is None:
+            worker = self._spare or self._start()
+            self._spare = self._start() if spare else None
         if not worker.ready:
             started = time.monotonic()
             try:
@@ -171,11 +270,15 @@ class Fleet:
         self._idle.append(worker)
 
     def close(self) -> None:
-        """Stop every worker this fleet started."""
+        """Stop every worker this fleet started (the template kills what it forked)."""
         for worker in [*self._idle, *([self._spare] if self._spare else [])]:
             worker.kill()
         self._idle.clear()
         self._spare = None
+        for zygote in [*self._retired, *([self._zygote] if self._zygote else [])]:
+            zygote.close()
+        self._retired.clear()
+        self._zygote = None
 
     def __enter__(self) -> Fleet:
         return self

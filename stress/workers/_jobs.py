@@ -61,7 +61,7 @@ from ..seam._record import tracing
 from ..seam._trace import TraceOp
 from ..seam._tracer import FaultPlan, OnOp
 
-__all__ = ["serve"]
+__all__ = ["serve", "serve_jobs"]
 
 Key = tuple[int, int]
 Reply = tuple[str, Any]
@@ -142,9 +142,25 @@ def _crash(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
         if not opening:  # an open acknowledges nothing new: all it finds was committed before
             note(f"ack {'delete' if new is None else 'save'} {key[0]} {key[1]} {new}")
             conn.send(("acked", new))
-        time.sleep(job.get("linger", 0.0))  # let a store's background writer show itself
+        _linger(conn, job, trace)
         store.close()
     return ("done", list(trace))
+
+
+def _linger(conn: Any, job: dict[str, Any], trace: list[TraceOp]) -> None:
+    """Let a store's background writer show itself: sleep the job's ``linger`` seconds.
+
+    A counting run (no ``stop``) that lingers reports ``("lingered", n)``: the ``n`` operations
+    traced meanwhile, all another thread's (this one only slept). With none, the parent kills
+    this change's crash points without lingering: the same operations come in the same order.
+    """
+    seconds = job.get("linger", 0.0)
+    if not seconds:
+        return
+    before = len(trace)
+    time.sleep(seconds)
+    if job.get("stop") is None:
+        conn.send(("lingered", len(trace) - before))
 
 
 def _batch(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
@@ -427,6 +443,15 @@ def serve(conn: Any, spec: str) -> None:
         conn.send(("error", _describe(exc)))
         return
     conn.send(("ready", None))
+    serve_jobs(conn, factory)
+
+
+def serve_jobs(conn: Any, factory: Callable[[str], Any]) -> None:
+    """Serve jobs from ``conn`` with ``factory`` until the parent says stop (None) or is gone.
+
+    The loop of :func:`serve`, shared with the children of a warm template (``_zygote.py``),
+    which inherit the factory their template built.
+    """
     while True:
         try:
             job = conn.recv()

@@ -65,6 +65,7 @@ def test_careful_zoo_store_passes(stress_options: StressOptions) -> None:
         "points not reached": campaign.unreached,
         "damaged after a kill": campaign.damaged,
         "tracing": "python interposer",
+        "workers": "forked from a warm template",
     }
 
 
