@@ -166,7 +166,7 @@ def test_problems_in_one_state_come_most_serious_first() -> None:
     seen = Observation(loads={A: None, B: 77}, listing={B: 77}, resave_error="EIO")
     kinds = [p.kind for p in judge(seen, want, KEYS, SAVED).problems]
     assert kinds == ["lost", "invented", "stuck"]
-    assert list(KINDS) == ["lost", "invented", "raised", "hung", "stuck"]
+    assert list(KINDS) == ["lost", "invented", "split", "raised", "hung", "stuck"]
 
 
 def test_workloads_save_over_values_delete_and_replay_from_the_seed() -> None:

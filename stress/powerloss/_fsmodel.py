@@ -315,7 +315,7 @@ class _Frontier:
                     files.append((rel, content))
                     if ino not in described:
                         described.add(ino)
-                        data.append(f"{rel}: {how} -> {content!r}"[:160])
+                        data.append(_cut(f"{rel}: {how} -> ", content, _DATA_CHARS))
                 else:
                     files.append((rel, self.synced[ino]))
 
@@ -397,6 +397,28 @@ class _Frontier:
             keep = tuple(rng.random() < 0.5 for _ in range(n))
             inos = self.reachable_dirty(self.names(keep))
             yield keep, {i: rng.randrange(len(self.dirty[i])) for i in inos}
+
+
+#: Characters of a crash state's account of one file's data (:attr:`CrashState.data`).
+_DATA_CHARS: Final = 160
+
+
+def _cut(text: str, content: bytes, chars: int) -> str:
+    """``(text + repr(content))[:chars]``, without escaping all of a large ``content``.
+
+    A SQLite file is hundreds of kilobytes, and every crash state describes its data: escaping
+    all of it for 160 characters was most of the model's time. Every byte is at least one
+    character of its ``repr``, so a head of ``chars`` bytes is enough, once it is quoted as the
+    whole would be: with double quotes only if the content has a ``'`` and no ``"``.
+    """
+    head = repr(content[:chars])
+    doubled = b"'" in content and b'"' not in content
+    if (head[1] == '"') != doubled:
+        inner = head[2:-1]
+        # The head chose other quotes than the whole: it has no double quote either way, and its
+        # single quotes are plain characters (a backslash byte is shown as two backslashes).
+        head = f'b"{inner}"' if doubled else "b'" + inner.replace("'", "\\'") + "'"
+    return (text + head)[:chars]
 
 
 #: One crash state's recipe: which pending entry ops persist, which data choice each file gets.
