@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from lance_offsets.stress.powerloss._fsmodel import (
     ModelError,
     StateStream,
     Tree,
+    _cut,
     explore,
     materialise,
     replay,
@@ -322,3 +324,17 @@ def test_a_file_written_many_times_is_explored_within_a_cap_without_building_eve
     assert len(choices) > 900  # lazily: recipes, not 900 copies of up to 800 kB
     assert choices[0][0] == content
     assert choices[1][0] == b""
+
+
+def test_a_states_data_account_quotes_a_large_file_as_its_whole_repr_would() -> None:
+    # The account is cut at 160 characters of repr(content); it is built from a head of the
+    # content only, so the quotes must still be those of the whole (its last bytes decide).
+    rng = random.Random(12)
+    pieces = [b"'", b'"', b"\\", b"a", b"\x00", b"\n", b"\xff", b"x" * 70]
+    for _ in range(20000):
+        content = b"".join(rng.choice(pieces) for _ in range(rng.randrange(120)))
+        chars = rng.choice([4, 40, 160])
+        assert _cut("f: kept -> ", content, chars) == f"f: kept -> {content!r}"[:chars]
+    # A single quote far past the cut, no double quote: the whole is shown in double quotes.
+    assert _cut("", b"a" * 500 + b"'", 8) == 'b"aaaaaa'
+    assert _cut("", b"'" + b"a" * 500 + b'"', 8) == "b'\\'aaaa"

@@ -23,7 +23,7 @@ from ._oracle import Key, Observation
 from ._recording import PROCESS_SECONDS
 from ._workers import last_doing, verify
 
-__all__ = ["MAX_HANGS", "STATE_SECONDS", "Lanes", "VerifierError", "lanes_for"]
+__all__ = ["MAX_HANGS", "MIN_SPLIT", "STATE_SECONDS", "Lanes", "VerifierError", "lanes_for"]
 
 #: Seconds the verifier may spend on one crash state (open, read, save again) without progress
 #: before the store counts as hung on it.
@@ -33,6 +33,8 @@ STATE_SECONDS: Final = 30.0
 MAX_HANGS: Final = 3
 #: Directories written before a verifier is told of them (it starts on them meanwhile).
 _CHUNK: Final = 16
+#: Directories a batch needs before it is split between lanes (each gets two chunks at least).
+MIN_SPLIT: Final = 2 * _CHUNK
 #: Verifier processes of a long run at most: two cores are what this project plans for, and
 #: each more costs a spawn (a fresh interpreter importing the store) for a share of the states.
 MAX_LANES: Final = 2
@@ -244,7 +246,7 @@ class Lanes:
     def observe(self, dirs: list[str], prepare: Callable[[int], None]) -> list[Observation | None]:
         """What the store showed on each of ``dirs`` (None: not verified); as one verifier."""
         count = len(self._lanes)
-        if self._pool is None or len(dirs) < count * _CHUNK:
+        if self._pool is None or len(dirs) < count * MIN_SPLIT // 2:
             return self._lanes[0].observe(dirs, prepare)
         cuts = [len(dirs) * n // count for n in range(count + 1)]
         futures = [
