@@ -478,6 +478,8 @@ def _verdict(
             f"; {tally.states - tally.judged} states not verified: the store hung or died on "
             f"{MAX_HANGS} states first"
         )
+        lanes = judging.lanes.count
+        summary += f" in each of its {lanes} verifier processes" if lanes > 1 else ""
     options.progress(f"D3: {summary}")
     # Exhaustive: every crash point enumerated, and no state dropped by the cap.
     exhaustive = stream.sampled_points == 0 and stream.drawn == stream.candidates

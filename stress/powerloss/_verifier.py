@@ -3,8 +3,13 @@
 Each verifier is spawned (``workers/_procs.py``: nothing cached from the traced worker, which it
 never saw) and opens every directory it is sent with a new store handle
 (:func:`~._workers.verify`). A long run keeps one per core (:class:`Lanes`): the states of a
-batch are split between them, and they share one hang budget. They are started before the
-workload is recorded, so importing the store overlaps the recording.
+batch are split between them. They are started before the workload is recorded, so importing
+the store overlaps the recording.
+
+Each lane has its own hang budget (:data:`MAX_HANGS`), so what it verifies depends on its own
+states only: the same seed verifies the same states, and every state one verifier would have
+verified before giving up on a hanging store is verified too (a lane has met no more hangs by
+then than the single verifier had).
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import contextlib
 import functools
 import os
 import pickle
-import threading
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -28,8 +32,8 @@ __all__ = ["MAX_HANGS", "MIN_SPLIT", "STATE_SECONDS", "Lanes", "VerifierError", 
 #: Seconds the verifier may spend on one crash state (open, read, save again) without progress
 #: before the store counts as hung on it.
 STATE_SECONDS: Final = 30.0
-#: States the store may hang or die on before the verifiers stop trying the rest (each hang
-#: costs :data:`STATE_SECONDS`).
+#: States the store may hang or die on before a verifier stops trying the rest (each hang costs
+#: :data:`STATE_SECONDS`; the lanes wait for theirs at the same time).
 MAX_HANGS: Final = 3
 #: Directories written before a verifier is told of them (it starts on them meanwhile).
 _CHUNK: Final = 16
@@ -59,38 +63,25 @@ class VerifierError(RuntimeError):
     pass
 
 
-class _HangBudget:
-    """States the store hung or died on, counted across every lane of one check."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.hangs = 0
-
-    def spend(self) -> None:
-        with self._lock:
-            self.hangs += 1
-
-    @property
-    def exhausted(self) -> bool:
-        return self.hangs >= MAX_HANGS
-
-
 class _Verifier:
     """One fresh verifier process (nothing cached from the worker), fed batches of directories.
 
     A state the store hangs on (no progress for :data:`STATE_SECONDS`) or dies on gets an
-    observation saying so, and a new verifier carries on with the states after it, until the
-    budget's :data:`MAX_HANGS` such states; the states left after that stay None (not verified).
+    observation saying so, and a new verifier carries on with the states after it, until
+    :data:`MAX_HANGS` such states; the states left after that stay None (not verified).
     """
 
-    def __init__(
-        self, spec: str, keys: list[Key], scratch: str, budget: _HangBudget, lane: int
-    ) -> None:
-        self.spec, self.keys, self.budget = spec, keys, budget
+    def __init__(self, spec: str, keys: list[Key], scratch: str, lane: int) -> None:
+        self.spec, self.keys = spec, keys
+        self.hangs = 0
         self.progress = os.path.join(scratch, f"verifier-progress-{lane}.pickle")
         self._stack: contextlib.ExitStack | None = None
         self._conn: Any = None
         self._ready = False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.hangs >= MAX_HANGS
 
     def spawn(self) -> None:
         """Start a verifier without waiting for it: it imports the store meanwhile."""
@@ -144,7 +135,7 @@ class _Verifier:
         """
         seen: list[Observation | None] = [None] * len(dirs)
         prepared = 0
-        if not self.budget.exhausted:
+        if not self.exhausted:
             self._start()
             with contextlib.suppress(OSError):  # a verifier that died: found when collecting
                 for begin in range(0, len(dirs), _CHUNK):
@@ -155,10 +146,10 @@ class _Verifier:
                         pickle.dumps(list(enumerate(dirs[begin:prepared], begin)))
                     )
                     self._drain(seen)
-        for i in range(prepared, len(dirs) if not self.budget.exhausted else prepared):
+        for i in range(prepared, len(dirs) if not self.exhausted else prepared):
             prepare(i)  # each written, in case a fresh verifier must carry on
         start = 0
-        while start < len(dirs) and not self.budget.exhausted:
+        while start < len(dirs) and not self.exhausted:
             if self._stack is None:  # a fresh one, after a hang
                 self._start()
                 self._conn.send_bytes(pickle.dumps(list(enumerate(dirs[start:], start))))
@@ -182,7 +173,7 @@ class _Verifier:
             seen[index] = Observation(hung=doing[1])
         else:
             seen[index] = Observation(died=f"{doing[1]}: {stopped}")
-        self.budget.spend()
+        self.hangs += 1
         return index + 1
 
     def _drain(self, seen: list[Observation | None]) -> None:
@@ -211,7 +202,7 @@ def _shifted(prepare: Callable[[int], None], offset: int, index: int) -> None:
 
 
 class Lanes:
-    """The verifier processes of one check, sharing one hang budget; see the module docstring.
+    """The verifier processes of one check; see the module docstring.
 
     A batch of directories is cut into one contiguous slice per lane; each lane's slice is
     written out and verified by its own process (the first in the calling thread, the others
@@ -219,8 +210,7 @@ class Lanes:
     """
 
     def __init__(self, spec: str, keys: list[Key], scratch: str, count: int) -> None:
-        self.budget = _HangBudget()
-        self._lanes = [_Verifier(spec, keys, scratch, self.budget, n) for n in range(count)]
+        self._lanes = [_Verifier(spec, keys, scratch, n) for n in range(count)]
         self._pool = (
             concurrent.futures.ThreadPoolExecutor(count - 1, thread_name_prefix="d3-lane")
             if count > 1
@@ -228,9 +218,13 @@ class Lanes:
         )
 
     @property
+    def count(self) -> int:
+        return len(self._lanes)
+
+    @property
     def exhausted(self) -> bool:
-        """Whether the store hung or died on :data:`MAX_HANGS` states: verify no more."""
-        return self.budget.exhausted
+        """Whether every lane met :data:`MAX_HANGS` states the store hung on: verify no more."""
+        return all(lane.exhausted for lane in self._lanes)
 
     def spawn(self) -> None:
         """Start every lane's process without waiting: they import the store meanwhile."""
@@ -246,8 +240,9 @@ class Lanes:
     def observe(self, dirs: list[str], prepare: Callable[[int], None]) -> list[Observation | None]:
         """What the store showed on each of ``dirs`` (None: not verified); as one verifier."""
         count = len(self._lanes)
-        if self._pool is None or len(dirs) < count * MIN_SPLIT // 2:
-            return self._lanes[0].observe(dirs, prepare)
+        if self._pool is None or len(dirs) < MIN_SPLIT:
+            willing = [lane for lane in self._lanes if not lane.exhausted] or self._lanes
+            return willing[0].observe(dirs, prepare)
         cuts = [len(dirs) * n // count for n in range(count + 1)]
         futures = [
             self._pool.submit(

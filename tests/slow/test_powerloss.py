@@ -242,6 +242,26 @@ def test_verifiers_in_parallel_check_the_same_states_with_the_same_verdicts(
     assert _fingerprint(runs[1]) == _fingerprint(runs[2])
 
 
+def test_parallel_verifiers_verify_no_fewer_states_of_a_store_that_hangs(
+    stress_options: StressOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each lane gives up after MAX_HANGS hangs of its own: every state one verifier reaches
+    # before giving up, a lane reaches too.
+    monkeypatch.setattr(_verifier, "STATE_SECONDS", 1.0)
+    options = dataclasses.replace(stress_options, long=True, workdir=None)
+    runs = {}
+    for lanes in (1, 2):
+        monkeypatch.setattr(_powerloss, "lanes_for", lambda long, n=lanes: n)
+        runs[lanes] = run_powerloss(f"{ZOO}:lock_file_spin", options)
+        assert runs[lanes].result.outcome == "failed"
+    print(runs[2].result.details[:1500])
+    one, two = (runs[n].result.evidence["states explored"] for n in (1, 2))
+    assert int(two) >= int(one) > 0
+    assert runs[1].states == runs[2].states
+    assert "in each of its 2 verifier processes" in runs[2].result.details
+    assert {v.problems[0].kind for _, v in runs[2].failures} == {"hung"}
+
+
 def test_crash_states_are_written_to_fast_scratch_and_the_workload_runs_in_the_workdir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
