@@ -21,6 +21,7 @@ from lance_offsets.stress.powerloss._fsmodel import (
     explore,
     materialise,
     replay,
+    tree_digest,
 )
 from lance_offsets.stress.seam._trace import OpKind, TraceOp
 
@@ -338,3 +339,16 @@ def test_a_states_data_account_quotes_a_large_file_as_its_whole_repr_would() -> 
     # A single quote far past the cut, no double quote: the whole is shown in double quotes.
     assert _cut("", b"a" * 500 + b"'", 8) == 'b"aaaaaa'
     assert _cut("", b"'" + b"a" * 500 + b'"', 8) == "b'\\'aaaa"
+
+
+def test_the_streams_digests_are_the_digests_of_the_trees_it_builds() -> None:
+    # The model names each state by its files' content digests it already holds: the name must
+    # be the tree's own digest, or states would be dropped as duplicates (or checked twice).
+    trace = save(save(Trace(), b"2\n", file_sync=False), b"33\n", dir_sync=False)
+    trace.write("k", b"4")  # unsynced data on a synced file: torn and dropped versions
+    stream = StateStream(trace.ops, ROOT, INITIAL, seed=1)
+    pairs = list(stream.digested())
+    assert len(pairs) > 20
+    for state, digest in pairs:
+        assert digest == tree_digest(state.tree), state
+    assert len({d for _, d in pairs}) == len({s.tree for s, _ in pairs})
