@@ -9,8 +9,9 @@
    code), strace as the fallback; each trace must pass the same test.
 3. The parent replays the trace in the file-system model (:mod:`._fsmodel`) and collects every
    crash state: exhaustively where a crash point has few, sampled with the seed where it has many.
-4. Each distinct directory is written out, and one fresh verifier process (spawned: nothing cached
-   from the worker) opens the store on each, loads every key, lists, and saves again.
+4. Each distinct directory is written out (to tmpfs when there is one) and fresh verifier
+   processes (spawned: nothing cached from the worker; one per core in a long run,
+   :mod:`._verifier`) open the store on each, load every key, list, and save again.
 5. The oracle (:mod:`._oracle`) judges each crash state against the marks before it. A failure
    found through the interposer is confirmed at the system-call level (the shim, else strace):
    an ``fsync`` bound at import is invisible to the interposer, and must not be blamed.
