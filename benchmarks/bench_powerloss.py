@@ -2,10 +2,11 @@
 
 Runs ``run_powerloss`` on the reference lock-file store and on the bug zoo (short and, with
 ``--long``, the long workload) and prints, for each: states checked, distinct directories opened,
-wall seconds by phase (record = worker process, explore = the model, materialise = writing the
-directories, verify = the fresh verifier process, judge = the oracle) and two rates: states per
-second over the whole check, and directories per second of the verifier alone. The baseline is
-the whole-check rate of the reference store in the same process.
+wall seconds by phase (record = worker process, with the verifiers starting meanwhile; explore =
+the model's first pass; verify = the states streamed from the model, written out and opened by
+the verifier processes, two in a long run; judge = the oracle) and two rates: states per second
+over the whole check, and directories per second of the verify phase. The baseline is the
+whole-check rate of the reference store in the same process.
 
 The stores whose I/O is in C (SQLite, LMDB) are recorded through the syscall shim, the same
 seam the crash points and F2 use (strace where the shim cannot be built); the tracer is printed.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ from lance_offsets.stress.powerloss._fsmodel import (
     ModelError,
     StateStream,
     Tree,
+    _cut,
     explore,
     materialise,
     replay,
+    tree_digest,
 )
 from lance_offsets.stress.seam._trace import OpKind, TraceOp
 
@@ -322,3 +325,30 @@ def test_a_file_written_many_times_is_explored_within_a_cap_without_building_eve
     assert len(choices) > 900  # lazily: recipes, not 900 copies of up to 800 kB
     assert choices[0][0] == content
     assert choices[1][0] == b""
+
+
+def test_a_states_data_account_quotes_a_large_file_as_its_whole_repr_would() -> None:
+    # The account is cut at 160 characters of repr(content); it is built from a head of the
+    # content only, so the quotes must still be those of the whole (its last bytes decide).
+    rng = random.Random(12)
+    pieces = [b"'", b'"', b"\\", b"a", b"\x00", b"\n", b"\xff", b"x" * 70]
+    for _ in range(20000):
+        content = b"".join(rng.choice(pieces) for _ in range(rng.randrange(120)))
+        chars = rng.choice([4, 40, 160])
+        assert _cut("f: kept -> ", content, chars) == f"f: kept -> {content!r}"[:chars]
+    # A single quote far past the cut, no double quote: the whole is shown in double quotes.
+    assert _cut("", b"a" * 500 + b"'", 8) == 'b"aaaaaa'
+    assert _cut("", b"'" + b"a" * 500 + b'"', 8) == "b'\\'aaaa"
+
+
+def test_the_streams_digests_are_the_digests_of_the_trees_it_builds() -> None:
+    # The model names each state by its files' content digests it already holds: the name must
+    # be the tree's own digest, or states would be dropped as duplicates (or checked twice).
+    trace = save(save(Trace(), b"2\n", file_sync=False), b"33\n", dir_sync=False)
+    trace.write("k", b"4")  # unsynced data on a synced file: torn and dropped versions
+    stream = StateStream(trace.ops, ROOT, INITIAL, seed=1)
+    pairs = list(stream.digested())
+    assert len(pairs) > 20
+    for state, digest in pairs:
+        assert digest == tree_digest(state.tree), state
+    assert len({d for _, d in pairs}) == len({s.tree for s, _ in pairs})

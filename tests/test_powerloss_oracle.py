@@ -77,6 +77,48 @@ def test_expectations_follow_begin_and_ack() -> None:
     assert found[6].allowed(B) == {None}
 
 
+def test_batch_marks_name_their_batch_and_expectations_follow_it_to_its_last_ack() -> None:
+    one, two = Step("save", A, 6, batch=1), Step("save", B, 9, batch=1)
+    for phase in ("begin", "ack", "fail"):
+        assert parse_mark(one.note(phase)) == (phase, one)
+    trace = marks(
+        Step("save", A, 5).note("ack"),
+        one.note("begin"),
+        two.note("begin"),
+        one.note("ack"),
+        two.note("ack"),
+    )
+    found = expectations(trace, KEYS)
+    batch = ((1, ((A, 6), (B, 9))),)
+    assert [e.batches for e in found] == [(), (), ((1, ((A, 6),)),), batch, batch, ()]
+    # A batch that raised stays in flight: all or nothing still holds for an atomic store.
+    assert expectations(marks(one.note("begin"), one.note("fail")), KEYS)[-1].batches == (
+        (1, ((A, 6),)),
+    )
+
+
+def test_an_atomic_batch_half_done_is_a_split_naming_the_batch_and_each_key() -> None:
+    batch = ((1, ((A, 6), (B, 9))),)
+    inflight = Expectation(((A, 5), (B, None)), ((A, (6,)), (B, (9,))), batch)
+    half = Observation(loads={A: 6, B: None}, listing={A: 6})
+    assert not judge(half, inflight, KEYS, SAVED).problems  # per key: each old or new
+    [split] = judge(half, inflight, KEYS, SAVED, atomic=True).problems
+    assert split.kind == "split"
+    assert "save_many batch 1 is half done" in split.text
+    assert "(1, 2) new (6); (3, 4) old (absent)" in split.text
+    wholes: list[dict[tuple[int, int], int | None]] = [{A: 5, B: None}, {A: 6, B: 9}]
+    for whole in wholes:  # all old, all new
+        seen = Observation(loads=whole, listing={k: v for k, v in whole.items() if v is not None})
+        assert not judge(seen, inflight, KEYS, SAVED, atomic=True).problems
+    # A key whose load raised says nothing of the batch (its own rule judges it).
+    loud = Observation(loads={A: 6}, load_errors={B: "OSError()"}, listing_error="OSError()")
+    assert [p.kind for p in judge(loud, inflight, KEYS, SAVED, atomic=True).problems] == []
+    # Between the acks save_many has returned: the key acknowledged first pins the batch to new.
+    returned = Expectation(((A, 6), (B, None)), ((B, (9,)),), batch)
+    [late] = judge(half, returned, KEYS, SAVED, atomic=True).problems
+    assert late.kind == "split"
+
+
 def test_states_holding_acknowledged_or_in_flight_values_pass() -> None:
     want = Expectation(((A, 5), (B, None)), ((A, (6,)),))
     for value in (5, 6):
@@ -166,7 +208,7 @@ def test_problems_in_one_state_come_most_serious_first() -> None:
     seen = Observation(loads={A: None, B: 77}, listing={B: 77}, resave_error="EIO")
     kinds = [p.kind for p in judge(seen, want, KEYS, SAVED).problems]
     assert kinds == ["lost", "invented", "stuck"]
-    assert list(KINDS) == ["lost", "invented", "raised", "hung", "stuck"]
+    assert list(KINDS) == ["lost", "invented", "split", "raised", "hung", "stuck"]
 
 
 def test_workloads_save_over_values_delete_and_replay_from_the_seed() -> None:

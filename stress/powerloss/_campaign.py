@@ -9,8 +9,9 @@
    code), strace as the fallback; each trace must pass the same test.
 3. The parent replays the trace in the file-system model (:mod:`._fsmodel`) and collects every
    crash state: exhaustively where a crash point has few, sampled with the seed where it has many.
-4. Each distinct directory is written out, and one fresh verifier process (spawned: nothing cached
-   from the worker) opens the store on each, loads every key, lists, and saves again.
+4. Each distinct directory is written out (to tmpfs when there is one) and fresh verifier
+   processes (spawned: nothing cached from the worker; one per core in a long run,
+   :mod:`._verifier`) open the store on each, load every key, list, and save again.
 5. The oracle (:mod:`._oracle`) judges each crash state against the marks before it. A failure
    found through the interposer is confirmed at the system-call level (the shim, else strace):
    an ``fsync`` bound at import is invisible to the interposer, and must not be blamed.
@@ -24,15 +25,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import pickle
 import random
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from lance_offsets.conformance._results import Evidence, Outcome, PropertyResult
 
@@ -40,7 +40,6 @@ from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
 from .._options import StressOptions
 from ..seam._trace import TraceOp
-from ..workers._procs import JOIN_SECONDS, context, running
 from ._fsmodel import (
     CrashState,
     ModelError,
@@ -61,21 +60,14 @@ from ._oracle import (
     report,
     shown,
 )
-from ._recording import PROCESS_SECONDS, STRACE, TRACERS, Recording, syscall_recording
+from ._recording import STRACE, TRACERS, Recording, syscall_recording
 from ._recording import recording as record_workload
-from ._workers import last_doing, verify
+from ._verifier import MAX_HANGS, Lanes, VerifierError, lanes_for
 
 PYTHON: Final = TRACERS["python"]
 SHIM: Final = TRACERS["syscall"]
 
 __all__ = ["PowerLossRun", "check_d3", "run_powerloss", "workload"]
-
-#: Seconds the verifier may spend on one crash state (open, read, save again) without progress
-#: before the store counts as hung on it.
-STATE_SECONDS: Final = 30.0
-#: States the store may hang or die on before the verifier stops trying the rest (each hang
-#: costs :data:`STATE_SECONDS`).
-MAX_HANGS: Final = 3
 
 #: Crash states checked at most, short and long (``MAX_STATES[options.long]``): a store that
 #: never fsyncs piles up pending operations, and a few thousand of its states tell enough.
@@ -85,8 +77,6 @@ MAX_STATES: Final = (4000, 20000)
 #: states held in memory stay bounded whatever the store writes.
 BATCH_STATES: Final = 256
 BATCH_BYTES: Final = 32 << 20
-#: Directories written before the verifier is told of them (it starts on them meanwhile).
-_CHUNK: Final = 16
 
 
 def workload(options: StressOptions) -> list[Step]:
@@ -145,11 +135,13 @@ def check_d3(spec: str, options: StressOptions) -> PropertyResult:
 
 
 def run_powerloss(
-    spec: str, options: StressOptions, steps: list[Step] | None = None
+    spec: str, options: StressOptions, steps: list[Step] | None = None, *, atomic: bool = False
 ) -> PowerLossRun:
     """Record, explore and verify; see the module docstring. Scratch files are removed after.
 
     :param steps: the workload (default: :func:`workload`); B1 passes one with batches.
+    :param atomic: hold each batch to all old or all new too (B1, a store declaring
+        ``batch_atomic``); see :func:`~._oracle.judge`.
     """
     clock = _Clock()
     if not sys.platform.startswith("linux"):
@@ -159,12 +151,16 @@ def run_powerloss(
             "map descriptors to paths or fsync directories there)",
         )
     where = options.workdir or _fast_scratch() or tempfile.gettempdir()
-    _remove_stale_scratch(where)
-    scratch = tempfile.mkdtemp(prefix=_SCRATCH_PREFIX, dir=where)
+    # The crash states are the model's output, not the store's run: where they are written
+    # changes no verdict, and on tmpfs the verifier's saves cost no disk flush (the workdir,
+    # pytest's tmp_path say, is on disk). The workload itself runs where the caller said.
+    states_where = _fast_scratch() or where
+    made: list[str] = []
     try:
-        with open(os.path.join(scratch, _OWNER), "w", encoding="ascii") as fh:
-            fh.write(str(os.getpid()))
-        return _run(spec, options, scratch, clock, steps or workload(options))
+        scratch = _scratch_in(where, made)
+        states = scratch if states_where == where else _scratch_in(states_where, made)
+        dirs = _Scratch(scratch, states)
+        return _run(spec, options, dirs, clock, steps or workload(options), atomic=atomic)
     except MemoryError:
         # Bounded by design (streamed states, capped batches and traces); if memory still runs
         # out, this machine is too small for the run: that is no finding about the store.
@@ -175,7 +171,26 @@ def run_powerloss(
         )
     finally:
         # Also on KeyboardInterrupt: crash-state directories may be on tmpfs (memory).
-        shutil.rmtree(scratch, ignore_errors=True)
+        for made_dir in made:
+            shutil.rmtree(made_dir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class _Scratch:
+    """Where one run writes: the recordings (``work``) and the crash states (``states``)."""
+
+    work: str
+    states: str
+
+
+def _scratch_in(where: str, made: list[str]) -> str:
+    """Make a scratch directory under ``where`` owned by this process; append it to ``made``."""
+    _remove_stale_scratch(where)
+    scratch = tempfile.mkdtemp(prefix=_SCRATCH_PREFIX, dir=where)
+    made.append(scratch)
+    with open(os.path.join(scratch, _OWNER), "w", encoding="ascii") as fh:
+        fh.write(str(os.getpid()))
+    return scratch
 
 
 _SCRATCH_PREFIX: Final = "lance-d3-"
@@ -217,146 +232,40 @@ class _Clock:
         self.tick = now
 
 
-class _Verifier:
-    """One fresh verifier process (nothing cached from the worker), fed batches of directories.
-
-    A state the store hangs on (no progress for :data:`STATE_SECONDS`) or dies on gets an
-    observation saying so, and a new verifier carries on with the states after it, until
-    :data:`MAX_HANGS` such states; the states left after that stay None (not verified).
-    """
-
-    def __init__(self, spec: str, keys: list[Key], scratch: str) -> None:
-        self.spec, self.keys = spec, keys
-        self.progress = os.path.join(scratch, "verifier-progress.pickle")
-        self.hangs = 0
-        self._stack: contextlib.ExitStack | None = None
-        self._conn: Any = None
-        self._ready = False
-
-    @property
-    def exhausted(self) -> bool:
-        return self.hangs >= MAX_HANGS
-
-    def spawn(self) -> None:
-        """Start a verifier without waiting for it: it imports the store meanwhile."""
-        parent, child = context().Pipe()
-        self._stack = contextlib.ExitStack()
-        args = (self.spec, child, self.keys, self.progress)
-        proc = self._stack.enter_context(running(verify, *args, name="verify"))
-        child.close()
-        self._conn, self._proc, self._ready = parent, proc, False
-
-    def _start(self) -> None:
-        """Have a verifier ready to take directories."""
-        if self._stack is None:
-            self.spawn()
-        if self._ready:
-            return
-        # Starting a process and importing the store is not the store hanging on a state:
-        # that gets the worker's allowance, each state after it STATE_SECONDS.
-        if not self._conn.poll(PROCESS_SECONDS):
-            self.close()
-            raise _VerifierError(f"no progress for {PROCESS_SECONDS:g} s (importing the store?)")
-        try:
-            self._conn.recv_bytes()
-        except (EOFError, OSError):
-            code = self._exitcode()
-            self.close()
-            raise _VerifierError(
-                f"the verifier process exited with code {code} (importing the store?)"
-            ) from None
-        self._ready = True
-
-    def _exitcode(self) -> int | None:
-        self._proc.join(JOIN_SECONDS)
-        code: int | None = self._proc.exitcode
-        return code
-
-    def close(self) -> None:
-        """Stop the verifier (``running`` reaps it: terminate, then kill)."""
-        if self._stack is not None:
-            with contextlib.suppress(OSError, ValueError):
-                self._conn.send_bytes(pickle.dumps(None))
-            self._conn.close()
-            self._stack.close()
-        self._stack = self._conn = None
-
-    def observe(self, dirs: list[str], prepare: Callable[[int], None]) -> list[Observation | None]:
-        """Observe the store on each of ``dirs``; ``prepare(i)`` writes ``dirs[i]`` out first.
-
-        Directories are written and sent a chunk at a time, so the verifier opens the first
-        while the next are written (two cores: both busy).
-        """
-        seen: list[Observation | None] = [None] * len(dirs)
-        prepared = 0
-        if not self.exhausted:
-            self._start()
-            with contextlib.suppress(OSError):  # a verifier that died: found when collecting
-                for begin in range(0, len(dirs), _CHUNK):
-                    for i in range(begin, min(begin + _CHUNK, len(dirs))):
-                        prepare(i)
-                        prepared = i + 1
-                    self._conn.send_bytes(
-                        pickle.dumps(list(enumerate(dirs[begin:prepared], begin)))
-                    )
-                    self._drain(seen)
-        for i in range(prepared, len(dirs) if not self.exhausted else prepared):
-            prepare(i)  # each written, in case a fresh verifier must carry on
-        start = 0
-        while start < len(dirs) and not self.exhausted:
-            if self._stack is None:  # a fresh one, after a hang
-                self._start()
-                self._conn.send_bytes(pickle.dumps(list(enumerate(dirs[start:], start))))
-            stopped = self._collect(seen)
-            if stopped is None:
-                return seen
-            start = self._stopped(dirs, seen, start, stopped)
-        return seen
-
-    def _stopped(
-        self, dirs: list[str], seen: list[Observation | None], start: int, stopped: str
-    ) -> int:
-        """Record the state a stopped verifier was on; return where a fresh one carries on."""
-        doing = last_doing(self.progress)
-        self.close()  # killed on the way out when it hung
-        index = dirs.index(doing[0], start) if doing and doing[0] in dirs[start:] else -1
-        if doing is None or index < 0 or seen[index] is not None:
-            # It stopped outside any store call of this batch: the verifier itself failed.
-            raise _VerifierError(f"{stopped} between two crash states")
-        if stopped == "hung":
-            seen[index] = Observation(hung=doing[1])
-        else:
-            seen[index] = Observation(died=f"{doing[1]}: {stopped}")
-        self.hangs += 1
-        return index + 1
-
-    def _drain(self, seen: list[Observation | None]) -> None:
-        """Take the observations already sent, without waiting (the pipe must not fill up)."""
-        with contextlib.suppress(EOFError, OSError):
-            while self._conn.poll(0):
-                _tag, index, obs = pickle.loads(self._conn.recv_bytes())
-                seen[index] = obs
-
-    def _collect(self, seen: list[Observation | None]) -> str | None:
-        """Receive observations until the last one; None, "hung", or why the verifier died."""
-        while seen[-1] is None:
-            if not self._conn.poll(STATE_SECONDS):
-                return "hung"
-            try:
-                _tag, index, obs = pickle.loads(self._conn.recv_bytes())
-            except (EOFError, OSError):
-                return f"the verifier process exited with code {self._exitcode()}"
-            seen[index] = obs
-        return None
-
-
-class _VerifierError(RuntimeError):
-    pass
-
-
 def _run(
-    spec: str, options: StressOptions, scratch: str, clock: _Clock, steps: list[Step]
+    spec: str,
+    options: StressOptions,
+    where: _Scratch,
+    clock: _Clock,
+    steps: list[Step],
+    *,
+    atomic: bool,
 ) -> PowerLossRun:
+    # The verifiers are started first: they import the store while the workload is recorded.
+    # They never see the recording: all they get is crash-state directories, later.
+    lanes = Lanes(spec, _keys(steps), where.states, lanes_for(options.long))
+    lanes.spawn()
+    try:
+        return _recorded(spec, options, where, clock, steps, lanes=lanes, atomic=atomic)
+    finally:
+        lanes.close()
+
+
+def _keys(steps: list[Step]) -> list[Key]:
+    return sorted({s.key for s in steps})
+
+
+def _recorded(
+    spec: str,
+    options: StressOptions,
+    where: _Scratch,
+    clock: _Clock,
+    steps: list[Step],
+    *,
+    lanes: Lanes,
+    atomic: bool,
+) -> PowerLossRun:
+    scratch = where.work
     recording = record_workload(spec, steps, scratch, options.seed, options.backend)
     if isinstance(recording, tuple):
         outcome, details = recording
@@ -368,7 +277,7 @@ def _run(
         result = PropertyResult("D3", _outcome(outcome), seconds, details, _NOTHING_EXPLORED)
         return PowerLossRun(result)
     clock.phase("record")
-    run = _check(spec, options, steps, recording, clock)
+    run = _check(options, steps, recording, clock, lanes=lanes, states=where.states, atomic=atomic)
     if run.result.outcome != "failed" or not run.failures or recording.tracer != PYTHON:
         return run
     # A store that calls fsync through a name bound at import (``from os import fsync``) hides
@@ -383,7 +292,14 @@ def _run(
     if _syncs(second.trace, second.root) == _syncs(recording.trace, recording.root):
         note = f"\nconfirmed with {second.tracer}: it shows the same fsyncs, and no other"
         return dataclasses.replace(run, result=_amended(run.result, clock, suffix=note))
-    confirmed = _check(spec, options, steps, second, clock)
+    confirming = Lanes(spec, _keys(steps), where.states, lanes_for(options.long))
+    confirming.spawn()
+    try:
+        confirmed = _check(
+            options, steps, second, clock, lanes=confirming, states=where.states, atomic=atomic
+        )
+    finally:
+        confirming.close()
     if confirmed.result.outcome == "failed":
         note = f"\nconfirmed with {second.tracer}: {confirmed.result.details.splitlines()[0]}"
         return dataclasses.replace(run, result=_amended(run.result, clock, suffix=note))
@@ -409,11 +325,22 @@ def _amended(
 
 
 def _check(
-    spec: str, options: StressOptions, steps: list[Step], recording: Recording, clock: _Clock
+    options: StressOptions,
+    steps: list[Step],
+    recording: Recording,
+    clock: _Clock,
+    *,
+    lanes: Lanes,
+    states: str,
+    atomic: bool,
 ) -> PowerLossRun:
-    """Explore the recording's crash states, verify each in a fresh process, judge."""
+    """Explore the recording's crash states, verify each in a fresh process, judge.
+
+    :param lanes: the verifiers (spawned, fresh); :param states: where states are written.
+    """
     try:
-        return _explore_and_verify(spec, options, steps, recording, clock)
+        judging = _Judging(steps, recording, lanes, states, atomic=atomic)
+        return _explore_and_verify(options, steps, recording, clock, judging)
     except ModelError as exc:
         return _unverified(clock, f"the trace cannot be modelled: {exc}")
 
@@ -432,8 +359,11 @@ class _Tally:
 class _Judging:
     """Crash states in, verdicts out: one batch of distinct directories on disk at a time."""
 
-    def __init__(self, spec: str, steps: list[Step], recording: Recording) -> None:
-        self.keys = sorted({s.key for s in steps})
+    def __init__(
+        self, steps: list[Step], recording: Recording, lanes: Lanes, states: str, *, atomic: bool
+    ) -> None:
+        self.keys = _keys(steps)
+        self.atomic = atomic
         self.expected = expectations(recording.trace, self.keys)
         self.saved: dict[Key, set[int]] = {}
         for step in steps:
@@ -442,8 +372,9 @@ class _Judging:
         self.tally = _Tally()
         #: What the verifier saw, per distinct directory (by digest): each is opened once.
         self.observed: dict[bytes, Observation | None] = {}
-        self.states_dir = os.path.join(recording.work, "states")
-        self.verifier = _Verifier(spec, self.keys, recording.work)
+        # One directory per recording: a confirmation's states never meet the first run's.
+        self.states_dir = tempfile.mkdtemp(prefix="states-", dir=states)
+        self.lanes = lanes
         self.batch: list[tuple[CrashState, bytes]] = []
         self.fresh: dict[bytes, Tree] = {}
         self.held = 0
@@ -453,7 +384,7 @@ class _Judging:
         self.tally.states += 1
         if digest in self.observed:
             self._judge(state, self.observed[digest])
-        elif self.verifier.exhausted:
+        elif self.lanes.exhausted:
             self.observed[digest] = None  # not verified: the store hung on MAX_HANGS states
         else:
             self.batch.append((state, digest))
@@ -467,7 +398,9 @@ class _Judging:
         if seen is None:
             return
         self.tally.judged += 1
-        verdict = judge(seen, self.expected[state.point + 1], self.keys, self.saved)
+        verdict = judge(
+            seen, self.expected[state.point + 1], self.keys, self.saved, atomic=self.atomic
+        )
         self.tally.tolerated += bool(verdict.tolerated) and not verdict.problems
         if verdict.problems:
             self.tally.findings.add(state, verdict, seen)
@@ -484,7 +417,7 @@ class _Judging:
             materialise(trees[i], dirs[i])
 
         try:
-            seen = self.verifier.observe(dirs, prepare)
+            seen = self.lanes.observe(dirs, prepare)
         finally:
             for where in dirs:
                 shutil.rmtree(where, ignore_errors=True)
@@ -497,12 +430,14 @@ class _Judging:
 
 
 def _explore_and_verify(
-    spec: str, options: StressOptions, steps: list[Step], recording: Recording, clock: _Clock
+    options: StressOptions,
+    steps: list[Step],
+    recording: Recording,
+    clock: _Clock,
+    judging: _Judging,
 ) -> PowerLossRun:
     budget = 128 if options.long else 48
-    judging = _Judging(spec, steps, recording)
     try:
-        judging.verifier.spawn()  # it imports the store while the states are counted and built
         stream = StateStream(
             recording.trace, recording.root, recording.initial, seed=options.seed,
             budget=budget, cap=MAX_STATES[options.long],
@@ -512,10 +447,10 @@ def _explore_and_verify(
             judging.add(state, digest)
         if judging.batch:
             judging.flush()
-    except _VerifierError as exc:
+    except VerifierError as exc:
         return _failed(clock, f"the power-loss verifier failed (seed {options.seed}): {exc}")
     finally:
-        judging.verifier.close()
+        judging.lanes.close()  # before the clock stops: reaping them is part of the check
     clock.phase("verify")
     return _verdict(options, len(steps), recording, clock, stream=stream, judging=judging)
 
@@ -529,7 +464,7 @@ def _verdict(
     stream: StateStream,
     judging: _Judging,
 ) -> PowerLossRun:
-    root, trace, tracer, scratch = recording.root, recording.trace, recording.tracer, recording.work
+    root, trace, tracer = recording.root, recording.trace, recording.tracer
     keys, expected, tally = judging.keys, judging.expected, judging.tally
     seconds = time.monotonic() - clock.start
     summary = (
@@ -544,6 +479,8 @@ def _verdict(
             f"; {tally.states - tally.judged} states not verified: the store hung or died on "
             f"{MAX_HANGS} states first"
         )
+        lanes = judging.lanes.count
+        summary += f" in each of its {lanes} verifier processes" if lanes > 1 else ""
     options.progress(f"D3: {summary}")
     # Exhaustive: every crash point enumerated, and no state dropped by the cap.
     exhaustive = stream.sampled_points == 0 and stream.drawn == stream.candidates
@@ -565,7 +502,7 @@ def _verdict(
             tolerated=tally.tolerated,
             summary=summary,
         )
-        states_dir = os.path.join(scratch, "states")
+        states_dir = judging.states_dir
 
         def clean(text: str) -> str:
             # Scratch paths are gone once we return: show paths relative to the store's root.

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["DataChoices", "DigestCache", "content_choices"]
+__all__ = ["DataChoices", "DigestCache", "content_choices", "content_digest"]
 
 #: Changed regions up to this size are torn at every byte; longer ones at a few cut points.
 _EVERY_BYTE: Final = 64
@@ -34,6 +34,11 @@ _ZEROS: Final = 2
 
 #: Digests (and cut lists) of recipes already seen for one file since its last sync.
 DigestCache = dict[tuple[int, int, int], object]
+
+
+def content_digest(content: bytes) -> bytes:
+    """A short digest naming a file's content: equal digests, equal bytes (to drop duplicates)."""
+    return hashlib.blake2b(content, digest_size=16).digest()
 
 
 def _prefix(old: bytes, new: bytes) -> int:
@@ -123,7 +128,7 @@ class DataChoices(Sequence[tuple[bytes, str]]):
         # its digest is computed once per sync epoch, however many crash points use it.
         cached = self._cache.get(recipe)
         if cached is None:
-            cached = hashlib.blake2b(self._build(recipe), digest_size=16).digest()
+            cached = content_digest(self._build(recipe))
             self._cache[recipe] = cached
         return cached
 
@@ -149,9 +154,11 @@ class DataChoices(Sequence[tuple[bytes, str]]):
             return f"unsynced data ({span}) dropped to last synced"
         return f"unsynced data ({span}) kept as after #{self._versions[position][0]}"
 
-    def digest(self, index: int) -> object:
-        """Name choice ``index`` by its content without building it (equal names, equal bytes)."""
-        return self._cache[self._recipes[index]]
+    def digest(self, index: int) -> bytes:
+        """Name choice ``index`` by its content without building it: its :func:`content_digest`."""
+        found = self._cache[self._recipes[index]]
+        assert isinstance(found, bytes)  # recipes' entries are digests; cut lists have their own
+        return found
 
     def __len__(self) -> int:
         return len(self._recipes)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..seam._trace import TraceOp
-from ._fsdata import DataChoices, DigestCache, content_choices
+from ._fsdata import DataChoices, DigestCache, content_choices, content_digest
 from ._fstree import Tree, materialise, snapshot
 
 __all__ = [
@@ -270,6 +270,8 @@ class _Frontier:
         self.durable = copy.deepcopy(model.durable)
         self.pending = list(model.pending)
         self.synced = {i: n.current for i, n in model.inodes.items() if not n.dirty}
+        #: :func:`content_digest` of each synced file, once per frontier (SQLite's are large).
+        self._synced_digests: dict[int, bytes] = {}
         self.dirty: dict[int, DataChoices] = {
             i: content_choices(n.synced, n.versions, n.cache)
             for i, n in model.inodes.items()
@@ -298,9 +300,11 @@ class _Frontier:
                     stack.append(ino)
         return sorted(found)
 
-    def state(self, keep: Sequence[bool], pick: dict[int, int]) -> CrashState:
+    def state(self, keep: Sequence[bool], pick: dict[int, int]) -> tuple[CrashState, bytes]:
+        """The crash state ``(keep, pick)`` leaves, and its tree's :func:`tree_digest`."""
         names = self.names(keep)
         files: list[tuple[str, bytes | None]] = []
+        digests: list[tuple[str, bytes | None]] = []
         data: list[str] = []
         described: set[int] = set()
 
@@ -309,24 +313,35 @@ class _Frontier:
                 rel = f"{prefix}{name}"
                 if ino in names:
                     files.append((rel, None))
+                    digests.append((rel, None))
                     walk(ino, rel + "/")
                 elif ino in self.dirty:
-                    content, how = self.dirty[ino][pick.get(ino, 0)]
+                    choices, index = self.dirty[ino], pick.get(ino, 0)
+                    content, how = choices[index]
                     files.append((rel, content))
+                    digests.append((rel, choices.digest(index)))
                     if ino not in described:
                         described.add(ino)
-                        data.append(f"{rel}: {how} -> {content!r}"[:160])
+                        data.append(_cut(f"{rel}: {how} -> ", content, _DATA_CHARS))
                 else:
                     files.append((rel, self.synced[ino]))
+                    digests.append((rel, self._synced_digest(ino)))
 
         walk(_ROOT, "")
-        return CrashState(
+        state = CrashState(
             self.point,
             tuple(files),
             tuple(str(e.op) for e, k in zip(self.pending, keep, strict=True) if k),
             tuple(str(e.op) for e, k in zip(self.pending, keep, strict=True) if not k),
             tuple(data),
         )
+        return state, _digest_of(digests)
+
+    def _synced_digest(self, ino: int) -> bytes:
+        found = self._synced_digests.get(ino)
+        if found is None:
+            found = self._synced_digests[ino] = content_digest(self.synced[ino])
+        return found
 
     def upper_bound(self) -> int:
         bound: int = 2 ** len(self.pending)
@@ -397,6 +412,28 @@ class _Frontier:
             keep = tuple(rng.random() < 0.5 for _ in range(n))
             inos = self.reachable_dirty(self.names(keep))
             yield keep, {i: rng.randrange(len(self.dirty[i])) for i in inos}
+
+
+#: Characters of a crash state's account of one file's data (:attr:`CrashState.data`).
+_DATA_CHARS: Final = 160
+
+
+def _cut(text: str, content: bytes, chars: int) -> str:
+    """``(text + repr(content))[:chars]``, without escaping all of a large ``content``.
+
+    A SQLite file is hundreds of kilobytes, and every crash state describes its data: escaping
+    all of it for 160 characters was most of the model's time. Every byte is at least one
+    character of its ``repr``, so a head of ``chars`` bytes is enough, once it is quoted as the
+    whole would be: with double quotes only if the content has a ``'`` and no ``"``.
+    """
+    head = repr(content[:chars])
+    doubled = b"'" in content and b'"' not in content
+    if (head[1] == '"') != doubled:
+        inner = head[2:-1]
+        # The head chose other quotes than the whole: it has no double quote either way, and its
+        # single quotes are plain characters (a backslash byte is shown as two backslashes).
+        head = f'b"{inner}"' if doubled else "b'" + inner.replace("'", "\\'") + "'"
+    return (text + head)[:chars]
 
 
 #: One crash state's recipe: which pending entry ops persist, which data choice each file gets.
@@ -519,24 +556,29 @@ class StateStream:
                 index += 1
                 if self._selected is not None and index - 1 not in self._selected:
                     continue
-                state = _at(frontier.state(keep, pick), point)
-                digest = tree_digest(state.tree)
+                built, digest = frontier.state(keep, pick)
+                state = _at(built, point)
                 if digest not in seen:  # equal contents under two inodes: one tree
                     seen.add(digest)
                     yield state, digest
 
 
 def tree_digest(tree: Tree) -> bytes:
-    """Return a short digest naming a directory tree (to drop duplicates without holding them)."""
+    """Return a short digest naming a directory tree (to drop duplicates without holding them).
+
+    Equal trees, equal digests; it names each file by its content's :func:`content_digest`, so
+    the model, which knows those of the files it builds, need not hash every state's bytes again.
+    """
+    return _digest_of([(rel, None if c is None else content_digest(c)) for rel, c in tree])
+
+
+def _digest_of(files: Sequence[tuple[str, bytes | None]]) -> bytes:
+    """The tree digest of ``(path, content digest)`` pairs (None: a directory), in tree order."""
     h = hashlib.blake2b(digest_size=16)
-    for rel, content in tree:
+    for rel, digest in files:
         name = rel.encode("utf-8", "surrogateescape")
         h.update(len(name).to_bytes(4, "little") + name)
-        if content is None:
-            h.update(b"d")
-        else:
-            h.update(b"f" + len(content).to_bytes(8, "little"))
-            h.update(content)
+        h.update(b"d" if digest is None else b"f" + digest)
     return h.digest()
 
 

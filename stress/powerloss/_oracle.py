@@ -11,13 +11,15 @@ The rule (D3, with F1 for damage). A crash state is a VIOLATION when, most serio
 1. ``lost``: an acknowledged offset is lost or wrong: a key with an acknowledged value loads (or
    lists) as None (the store silently rewound) or as an older value, or a deleted key comes back;
 2. ``invented``: a key holds a value nobody saved for it, or ``list_all`` shows a key nobody saved;
-3. ``raised``: opening the store, ``load`` or ``list_all`` raised while an acknowledged value was
+3. ``split`` (only for a store declaring ``batch_atomic``, B1): a batch in flight is half done,
+   some of its keys new and some not (once it returned, all must be new: rule 1 says so per key);
+4. ``raised``: opening the store, ``load`` or ``list_all`` raised while an acknowledged value was
    at stake. A loud error beats a silent wrong answer (F1), but a store that cannot give back an
    offset whose save was acknowledged has lost it for the consumer as surely as returning None;
-4. ``hung``: opening or reading the state did not finish (the verifier is killed after
+5. ``hung``: opening or reading the state did not finish (the verifier is killed after
    ``STATE_SECONDS`` in ``_powerloss.py``: a lock left by the crashed process? a retry loop?),
    or killed the verifier process (a crash in C code);
-5. ``stuck``: the recovered store cannot save (and load) again.
+6. ``stuck``: the recovered store cannot save (and load) again.
 
 A loud error where NOTHING acknowledged is at stake is acceptable, and counted, not failed:
 opening or ``load(key)`` raising when no key it covers has an acknowledged value (the damage can
@@ -66,7 +68,9 @@ class Step:
 
     Consecutive saves with one nonzero ``batch`` number are one ``save_many`` call (B1): each
     key is marked begun before the call and acknowledged after it, so the oracle holds every
-    key of the batch to old-or-new during it and to new once it returned (per-key durable).
+    key of the batch to old-or-new during it and to new once it returned (per-key durable);
+    the marks name the batch, so for a store declaring ``batch_atomic`` it also holds the batch
+    to all old or all new (:func:`judge`'s ``atomic``).
     """
 
     kind: Literal["save", "delete"]
@@ -77,7 +81,8 @@ class Step:
     def note(self, phase: Phase) -> str:
         """Return the mark note recording ``phase`` of this call (``"ack save 1 2 5"``)."""
         value = "" if self.value is None else f" {self.value}"
-        return f"{phase} {self.kind} {self.key[0]} {self.key[1]}{value}"
+        batch = f" batch {self.batch}" if self.batch else ""
+        return f"{phase} {self.kind} {self.key[0]} {self.key[1]}{value}{batch}"
 
     def __str__(self) -> str:
         return f"{self.kind}{self.key}" + ("" if self.value is None else f" = {self.value}")
@@ -93,7 +98,8 @@ def parse_mark(note: str) -> tuple[Phase, Step] | None:
     phase: Phase = words[0]  # type: ignore[assignment]
     key = (int(words[2]), int(words[3]))
     if words[1] == "save":
-        return phase, Step("save", key, int(words[4]))
+        batch = int(words[6]) if words[5:6] == ["batch"] else 0
+        return phase, Step("save", key, int(words[4]), batch)
     return phase, Step("delete", key)
 
 
@@ -103,10 +109,13 @@ class Expectation:
 
     :ivar acked: the last acknowledged value of each key the workload touched (None: absent).
     :ivar inflight: values of calls begun and not acknowledged since, per key.
+    :ivar batches: the ``save_many`` calls begun and not acknowledged for every key: each
+        batch's number and the new value of each of its keys.
     """
 
     acked: tuple[tuple[Key, int | None], ...]
     inflight: tuple[tuple[Key, tuple[int | None, ...]], ...] = ()
+    batches: tuple[tuple[int, tuple[tuple[Key, int], ...]], ...] = ()
 
     def allowed(self, key: Key) -> set[int | None]:
         """Return the values ``key`` may hold."""
@@ -133,11 +142,14 @@ def expectations(trace: Sequence[TraceOp], keys: Sequence[Key]) -> list[Expectat
     """Return the expectation at each crash point ``-1 .. len(trace) - 1`` (index ``point + 1``)."""
     acked: dict[Key, int | None] = dict.fromkeys(keys)
     inflight: dict[Key, list[int | None]] = {k: [] for k in keys}
+    #: Batch number -> its keys' new values, and the keys not yet acknowledged.
+    batches: dict[int, tuple[dict[Key, int], set[Key]]] = {}
 
     def freeze() -> Expectation:
         return Expectation(
             tuple(sorted(acked.items())),
             tuple((k, tuple(v)) for k, v in sorted(inflight.items()) if v),
+            tuple((n, tuple(sorted(new.items()))) for n, (new, _) in sorted(batches.items())),
         )
 
     found = [freeze()]
@@ -151,9 +163,34 @@ def expectations(trace: Sequence[TraceOp], keys: Sequence[Key]) -> list[Expectat
             elif phase == "ack":
                 acked[step.key] = step.value
                 inflight[step.key] = []
+            if step.batch and step.value is not None:
+                _follow_batch(batches, phase, step.batch, step.key, step.value)
             # "fail": the call raised; its effect is unknown, so it stays in flight.
         found.append(freeze())
     return found
+
+
+def _follow_batch(
+    batches: dict[int, tuple[dict[Key, int], set[Key]]],
+    phase: Phase,
+    batch: int,
+    key: Key,
+    value: int,
+) -> None:
+    """Track one mark of a ``save_many``: in flight from its first begin to its last ack.
+
+    Between the acks of its keys the call has returned: the keys acknowledged already must be
+    new (per key), so a batch still in flight then is held to all new.
+    """
+    new, waiting = batches.setdefault(batch, ({}, set()))
+    if phase == "begin":
+        new[key] = value
+        waiting.add(key)
+    elif phase == "ack":
+        waiting.discard(key)
+        if not waiting:
+            del batches[batch]
+    # "fail": the call raised; all or nothing still holds for a store declaring it atomic.
 
 
 @dataclass
@@ -193,10 +230,11 @@ class Observation:
 
 
 #: Kinds of violation, most serious first, with how a report counts them.
-Kind = Literal["lost", "invented", "raised", "hung", "stuck"]
+Kind = Literal["lost", "invented", "split", "raised", "hung", "stuck"]
 KINDS: Final[dict[Kind, str]] = {
     "lost": "lost or rewound an acknowledged offset",
     "invented": "showed a value or key nobody saved",
+    "split": "left a batch declared atomic half done",
     "raised": "raised where an acknowledged offset was at stake",
     "hung": "hung or died opening or reading the state",
     "stuck": "could not save again",
@@ -237,11 +275,14 @@ def judge(
     expected: Expectation,
     keys: Sequence[Key],
     saved: dict[Key, set[int]],
+    *,
+    atomic: bool = False,
 ) -> Verdict:
     """Return the verdict on ``seen`` under the rule in the module docstring.
 
     :param saved: every value the workload tried to save, per key, to tell a value that went
         back in time from one nobody ever saved.
+    :param atomic: the store declares ``batch_atomic``: hold each batch to all or nothing.
     """
     if seen.hung is not None or seen.died is not None:
         return Verdict((_stopped(seen),))
@@ -273,12 +314,39 @@ def judge(
         elif not loud_at_stake:  # else the failing load's complaint covers this one
             tolerated.append(what)
     problems += _listing(seen, expected, keys, saved)
+    problems += _split(seen, expected) if atomic else []
     if seen.resave_error is not None:
         text = f"the recovered store cannot save again: {seen.resave_error}"
         problems.append(Problem("stuck", text))
     order = list(KINDS)
     problems.sort(key=lambda p: order.index(p.kind))
     return Verdict(tuple(problems), tuple(tolerated))
+
+
+def _split(seen: Observation, expected: Expectation) -> list[Problem]:
+    """Each batch in flight whose keys (as loaded) are some new and some not: named, key by key.
+
+    A key whose load raised says nothing of the batch (its complaint is judged on its own).
+    """
+    problems = []
+    for batch, new in expected.batches:
+        loaded = [(key, value) for key, value in new if key not in seen.load_errors]
+        fresh = [seen.loads.get(key) == value for key, value in loaded]
+        if any(fresh) and not all(fresh):
+            parts = "; ".join(
+                f"{key} {'new' if is_new else 'old'} ({_shown(seen.loads.get(key))})"
+                for (key, _), is_new in zip(loaded, fresh, strict=True)
+            )
+            text = (
+                f"save_many batch {batch} is half done, though the store declares batch_atomic "
+                f"(all old or all new): {parts}"
+            )
+            problems.append(Problem("split", text))
+    return problems
+
+
+def _shown(value: int | None) -> str:
+    return "absent" if value is None else str(value)
 
 
 def _stopped(seen: Observation) -> Problem:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress._runner import run_properties
 from lance_offsets.stress.powerloss import _campaign as _powerloss
-from lance_offsets.stress.powerloss import _recording
+from lance_offsets.stress.powerloss import _recording, _verifier
 from lance_offsets.stress.powerloss._campaign import PowerLossRun, check_d3, run_powerloss
 from lance_offsets.stress.seam._shim import build
 
@@ -137,7 +138,7 @@ def test_a_store_hanging_on_a_crash_state_is_reported_with_that_state(
 ) -> None:
     # The store spins on open while a lock file exists; a power cut can bring one back. Each
     # state it hangs on costs STATE_SECONDS (shortened here), then a new verifier goes on.
-    monkeypatch.setattr(_powerloss, "STATE_SECONDS", 1.0)
+    monkeypatch.setattr(_verifier, "STATE_SECONDS", 1.0)
     run = run_powerloss(f"{ZOO}:lock_file_spin", short)
     details = run.result.details
     print(details)
@@ -203,6 +204,97 @@ def test_long_workload_fails_each_defect(name: str, stress_options: StressOption
     result = check_d3(f"{ZOO}:{name}", dataclasses.replace(stress_options, workdir=None))
     print(result.details[:4000])
     assert result.outcome == "failed"
+
+
+def _fingerprint(run: PowerLossRun) -> tuple[object, ...]:
+    """What a run found, its timing left out: the same states must get the same verdicts."""
+    details = re.sub(r"[\d.]+ s \(\d+ states/s\)", "T", run.result.details)
+    failing = sorted(
+        # The problems name the state's directory under a scratch directory of random name.
+        (state.point, state.tree, re.sub(r"\S*/states-\w+/", "", str(verdict.problems)))
+        for state, verdict in run.failures
+    )
+    return run.result.outcome, run.states, run.directories, run.result.evidence, details, failing
+
+
+@pytest.mark.parametrize("name", ["correct", "fsync_target_after_rename"])
+def test_verifiers_in_parallel_check_the_same_states_with_the_same_verdicts(
+    name: str, stress_options: StressOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long run splits each batch of directories between one verifier per core: it must check
+    # exactly what one verifier checks, and find the same.
+    options = dataclasses.replace(stress_options, long=True, workdir=None)
+    busy: set[int] = set()
+    observe = _verifier._Verifier.observe
+
+    def spy(self: _verifier._Verifier, dirs: list[str], prepare: object) -> object:
+        busy.add(id(self))
+        return observe(self, dirs, prepare)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_verifier._Verifier, "observe", spy)
+    runs = {}
+    for lanes in (1, 2):
+        busy.clear()
+        monkeypatch.setattr(_powerloss, "lanes_for", lambda long, n=lanes: n)
+        runs[lanes] = run_powerloss(f"{ZOO}:{name}", options)
+        assert len(busy) == lanes  # each lane verified some of the states
+    print(runs[2].result.details[:2000])
+    assert _fingerprint(runs[1]) == _fingerprint(runs[2])
+
+
+def test_parallel_verifiers_verify_no_fewer_states_of_a_store_that_hangs(
+    stress_options: StressOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each lane gives up after MAX_HANGS hangs of its own: every state one verifier reaches
+    # before giving up, a lane reaches too.
+    monkeypatch.setattr(_verifier, "STATE_SECONDS", 1.0)
+    options = dataclasses.replace(stress_options, long=True, workdir=None)
+    runs = {}
+    for lanes in (1, 2):
+        monkeypatch.setattr(_powerloss, "lanes_for", lambda long, n=lanes: n)
+        runs[lanes] = run_powerloss(f"{ZOO}:lock_file_spin", options)
+        assert runs[lanes].result.outcome == "failed"
+    print(runs[2].result.details[:1500])
+    one, two = (runs[n].result.evidence["states explored"] for n in (1, 2))
+    assert int(two) >= int(one) > 0
+    assert runs[1].states == runs[2].states
+    assert "in each of its 2 verifier processes" in runs[2].result.details
+    assert {v.problems[0].kind for _, v in runs[2].failures} == {"hung"}
+
+
+def test_crash_states_are_written_to_fast_scratch_and_the_workload_runs_in_the_workdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The states are the model's output (tmpfs: the verifier's fsyncs cost nothing); the store's
+    # own run stays on the file system the caller chose.
+    fast, work = tmp_path / "fast", tmp_path / "work"
+    fast.mkdir()
+    work.mkdir()
+    monkeypatch.setattr(_powerloss, "_fast_scratch", lambda: str(fast))
+    written: list[str] = []
+    observe = _verifier.Lanes.observe
+
+    def spy(self: _verifier.Lanes, dirs: list[str], prepare: object) -> object:
+        written.extend(dirs)
+        return observe(self, dirs, prepare)  # type: ignore[arg-type]
+
+    recorded: list[str] = []
+    attempt = _recording.attempt
+
+    def spied_attempt(spec: str, steps: object, where: str, backend: str) -> object:
+        recorded.append(where)
+        return attempt(spec, steps, where, backend)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_verifier.Lanes, "observe", spy)
+    monkeypatch.setattr(_recording, "attempt", spied_attempt)
+    options = StressOptions(seed=1, workdir=str(work))
+    run = run_powerloss(f"{ZOO}:correct", options)
+    assert passed(run)
+    assert written
+    assert all(d.startswith(str(fast) + os.sep) for d in written)
+    assert recorded
+    assert all(d.startswith(str(work) + os.sep) for d in recorded)
+    assert list(fast.iterdir()) == list(work.iterdir()) == []  # both removed after
 
 
 def test_scratch_left_by_a_dead_run_is_removed_and_a_live_one_kept(tmp_path: Path) -> None:

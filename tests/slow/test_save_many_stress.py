@@ -6,6 +6,7 @@ Every test prints its seed (``stress seed: N``); replay with ``--stress-seed N``
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -28,6 +29,26 @@ def test_batch_defects_across_processes_fail_b1(name: str, stress_options: Stres
     print(result.details)
     assert result.outcome == "failed", result
     assert _SEEN_BY[EXPECTED[name]] in result.details
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_an_atomic_claim_kept_under_kills_only_fails_b1_on_a_power_cut(
+    stress_options: StressOptions,
+) -> None:
+    # Its recovery rolls a committed batch forward: every kill inside save_many leaves all old
+    # or all new. A power cut keeps some of its renames and not others: half done.
+    result = check_b1("zoo.batch_zoo:IntentOnlyKillSafe", stress_options)
+    print(result.details)
+    assert result.outcome == "failed", result
+    assert int(result.evidence["batch crash points killed"]) >= 6  # the kills ran, and passed
+    assert "broken by a kill" not in result.details
+    assert result.details.startswith("[B1] a power cut inside or after save_many:")
+    assert "violate B1's per-key and all-or-nothing rules" in result.details
+    assert "left a batch declared atomic half done in " in result.details
+    assert "VIOLATION (split): save_many batch 1 is half done" in result.details
+    # Each key of the batch named, old or new.
+    assert re.search(r"\(1, 2\) (old \(5\)|new \(123456\))", result.details)
+    assert "(0, 0) new (9)" in result.details or "(0, 0) old (absent)" in result.details
 
 
 @pytest.mark.usefixtures("zoo_importable")
