@@ -297,6 +297,8 @@ def property_result(pid: str, c: Campaign) -> PropertyResult:
             f"{len(c.refused)} change(s) raised with no crash or fault, so their cycles judged "
             f"nothing (the store's own error: see C1), e.g. {c.refused[0]}"
         )
+    if c.list_wrong:
+        lines.append(c.list_wrong)
     if not found and not c.errors:
         if pid in _NEEDS_POINTS and c.points == 0:
             unseen = c.unseen or "the syscall backend was not tried"

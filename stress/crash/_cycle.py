@@ -58,6 +58,8 @@ class Campaign:
     violations: list[Violation] = field(default_factory=list)
     named: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: Why the store's ``list_all`` is not judged (wrong with no crash at all), "" when it is.
+    list_wrong: str = ""
     #: Plain changes the store raised on with no crash or fault near them: its own save is at
     #: fault (C1's business), and the cycles they ended judged nothing of crash safety.
     refused: list[str] = field(default_factory=list)
@@ -188,6 +190,7 @@ class Run:
         self.count = 0
         self.pending: Crash | None = None
         self.skip_later = False  # after one D5 violation, later saves would only wait again
+        self.list_checked = False  # whether _list_wrong has asked its once-per-campaign question
         #: Per scenario: did its counting run trace operations while it lingered (``LINGER``)?
         self.late: dict[str, bool] = {}
         self.started = time.monotonic()
@@ -249,7 +252,13 @@ class Run:
                     f"a later save in another process did not return within {self.bound:g} s "
                     "(a lock the killed worker held is still taken)"
                 )
-        found, wait = judge(crash, read, saved, later=later, blocked=blocked, bound=self.bound)
+        found, wait = judge(
+            crash, read, saved, later=later, blocked=blocked, bound=self.bound, trust_list=True
+        )
+        if found and self._list_wrong(crash):
+            found, wait = judge(
+                crash, read, saved, later=later, blocked=blocked, bound=self.bound, trust_list=False
+            )
         if wait is not None:
             self.result.max_wait = max(self.result.max_wait, wait)
         if any(v.prop == "D5" for v in found):
@@ -265,6 +274,34 @@ class Run:
         if done:
             raise Found
         return blocked is None
+
+    def _list_wrong(self, crash: Crash) -> bool:
+        """Whether ``list_all`` is wrong on a new store holding ``crash``'s state, uncrashed.
+
+        Asked once per campaign, the first time a crash's judgement includes a listing: a fresh
+        worker saves the set-up values (and the crashed key's old one) on an empty store and
+        lists it. When even that listing is wrong, the store's ``list_all`` is at fault (C6),
+        and no crash is blamed for what it lists; the campaign says so once.
+        """
+        state = dict(crash.setup)
+        if self.list_checked or not state:  # an empty listing demonstrates nothing
+            return bool(self.result.list_wrong)
+        self.list_checked = True
+        worker = self.fleet.take()
+        try:
+            fresh = tempfile.mkdtemp(prefix="fresh-list-", dir=self.root)
+            worker.send({"job": "listing", "path": fresh, "state": state})
+            _, listed = worker.recv(STEP_SECONDS, "a listing of an uncrashed store")
+        except WorkerGone:
+            return False  # no demonstration: every crash stays judged as it was
+        finally:
+            worker.kill()
+        if listed != state:
+            self.result.list_wrong = (
+                f"list_all() is wrong on a new store no crash touched: after saving {state} it "
+                f"gave {listed} (the store's own listing: see C6); no crash was blamed for it"
+            )
+        return bool(self.result.list_wrong)
 
     def _verify_damaged(self, worker: Worker, crash: Crash) -> bool:
         """Judge a damaged crash directory: loud or correct, no later save (D4)."""
@@ -283,6 +320,8 @@ class Run:
         else:
             usable = True
         found = judge_damaged(crash, read)
+        if found and self._list_wrong(crash):
+            found = judge_damaged(crash, read, trust_list=False)
         self.result.damaged += 1
         self.result.violations.extend(found)
         if found:

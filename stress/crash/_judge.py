@@ -127,12 +127,15 @@ def judge(
     later: int | None,
     blocked: str | None,
     bound: float = LOCK_WAIT_BOUND,
+    trust_list: bool = True,
 ) -> tuple[list[Violation], float | None]:
     """Violations found by a fresh process's ``read`` and ``saved`` reports on ``crash``.
 
     :param later: the value the fresh process saved after reading (None: it did not try).
     :param blocked: set when the later save did not return within the bound (D5).
     :param bound: how long the later save may wait for a lock a killed worker held (D5).
+    :param trust_list: False when ``list_all`` is wrong on a store no crash touched: what it
+        lists then shows the store's own listing (C6's business), not the crash's leftovers.
     :returns: the violations and the time the later save took.
     """
     out: list[Violation] = []
@@ -152,18 +155,26 @@ def judge(
     expected = {k: v for k, v in crash.setup.items() if k != crash.key}
     if isinstance(found, int):
         expected[crash.key] = found
-    if isinstance(listed, str) or (listed != expected and not isinstance(found, str)):
+    wrong_list = isinstance(listed, str) or (listed != expected and not isinstance(found, str))
+    if wrong_list and trust_list:
         out.append(Violation("D4", _story(crash, f"list_all() = {listed}, load says {expected}")))
     if blocked is not None:
         out.append(Violation("D5", _story(crash, blocked)))
         return out, None
     if saved is None or later is None:
         return out, None
-    return out + _judge_later(crash, saved, later, expected, bound), saved["seconds"]
+    after = _judge_later(crash, saved, later, expected, bound, trust_list=trust_list)
+    return out + after, saved["seconds"]
 
 
 def _judge_later(
-    crash: Crash, saved: dict[str, Any], later: int, expected: dict[Any, int], bound: float
+    crash: Crash,
+    saved: dict[str, Any],
+    later: int,
+    expected: dict[Any, int],
+    bound: float,
+    *,
+    trust_list: bool,
 ) -> list[Violation]:
     """What the later save after the crash shows: it returned in time and reads back (D4, D5)."""
     seconds: float = saved["seconds"]
@@ -181,10 +192,8 @@ def _judge_later(
     if seconds > bound:
         text = f"a later save waited {seconds:.2f} s (bound {bound:g} s)"
         return [Violation("D5", _story(crash, text))]
-    if saved.get(f"load{crash.key}") != later or saved.get("list_all") != {
-        **expected,
-        crash.key: later,
-    }:
+    listed_right = saved.get("list_all") == {**expected, crash.key: later}
+    if saved.get(f"load{crash.key}") != later or not (listed_right or not trust_list):
         text = (
             f"after a later save of {later}: load {saved.get(f'load{crash.key}')}, "
             f"list_all() {saved.get('list_all')}"
@@ -193,8 +202,12 @@ def _judge_later(
     return []
 
 
-def judge_damaged(crash: Crash, read: dict[str, Any]) -> list[Violation]:
+def judge_damaged(
+    crash: Crash, read: dict[str, Any], *, trust_list: bool = True
+) -> list[Violation]:
     """D4 after a kill and damage to the files it left: loud, or correct (F1's rule).
+
+    ``trust_list`` as for :func:`judge`: False when ``list_all`` is wrong with no crash at all.
 
     Opening, a load or ``list_all`` may raise; what returns must be a value the crash allows (for
     the killed key) or the committed one (for the others): never None for a committed key,
@@ -218,7 +231,7 @@ def judge_damaged(crash: Crash, read: dict[str, Any]) -> list[Violation]:
             what = "an older value: the acknowledged change was dropped"
         problems.append(f"load{key} returned {found} ({what}); expected {shown} or an error")
     listed = read.get("list_all")
-    if isinstance(listed, dict):
+    if isinstance(listed, dict) and trust_list:
         wrong = {k: v for k, v in listed.items() if v not in expected.get(k, ())}
         missing = [k for k, allowed in expected.items() if None not in allowed and k not in listed]
         if wrong or missing:

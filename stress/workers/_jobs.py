@@ -23,6 +23,9 @@ Jobs (dicts with a ``"job"`` name):
     From a fresh handle: reply ``("read", found)`` with the values of the keys and
     ``list_all()``; then, if asked, save a later value and reply ``("saved", report)`` with the
     time the save took and what reads back (D4, D5).
+``listing``
+    Save the job's ``state`` on a new store at ``path`` and reply ``("listed", list_all())``:
+    whether the store lists right with no crash at all (D4 blames a crash only then).
 ``fault``
     Set up the old value, run one action under a fault plan (the job's ``action``: ``save`` by
     default, ``delete`` or ``load`` of the key, or ``open``: a new handle over the committed
@@ -245,6 +248,24 @@ def _verify(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Re
     return ("saved", report)
 
 
+def _listing(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
+    """Save the job's ``state`` on a new, empty store at ``path``; reply with its ``list_all``.
+
+    Blame by demonstration, as :func:`_save_fresh`: a listing wrong where no crash ever
+    happened is the store's own (C6), not what a crash left (D4).
+    """
+    store = factory(job["path"])
+    try:
+        _setup(store, job["state"])
+        try:
+            listed: Any = dict(store.list_all())
+        except Exception as exc:  # reported
+            listed = f"raised {_describe(exc)}"
+    finally:
+        store.close()
+    return ("listed", listed)
+
+
 def _save_fresh(factory: Callable[[str], Any], path: str, key: Key, value: int) -> str | None:
     """The same save on a new, empty store beside ``path``: how it failed, or None.
 
@@ -429,6 +450,7 @@ _JOBS: dict[str, Callable[[Callable[[str], Any], Any, dict[str, Any]], Reply]] =
     "fault": _fault,
     "record": _record,
     "batch": _batch,
+    "listing": _listing,
 }
 
 

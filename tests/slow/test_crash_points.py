@@ -94,6 +94,35 @@ def test_a_save_the_store_raises_on_uncrashed_is_its_own_fault_not_a_crash_findi
 
 
 @pytest.mark.usefixtures("zoo_importable")
+def test_a_listing_wrong_with_no_crash_at_all_is_not_blamed_on_a_crash(
+    stress_options: StressOptions,
+) -> None:
+    # SwappedListing's list_all swaps topic and consumer (C6 fails it). Every crash's listing
+    # is then wrong too; a store no crash touched, listed by a fresh worker, shows it is the
+    # store's own listing. D4 must not fail for it, and the verdict says why, pointing at C6.
+    campaign = run_campaign("zoo.defects:SwappedListing", stress_options, only=(SAVE_OVER,))
+    print(stress_options.seed, campaign.list_wrong, [v.text for v in campaign.violations[:1]])
+    assert campaign.errors == []
+    assert campaign.violations == []
+    assert campaign.damaged == len(damages())  # damaged crashes judged, their listing aside
+    assert "list_all() is wrong on a new store no crash touched" in campaign.list_wrong
+    assert "see C6" in campaign.list_wrong
+    result = property_result("D4", campaign)
+    assert result.outcome == "passed", result.details
+    assert campaign.list_wrong in result.details
+
+
+def test_a_listing_right_on_an_uncrashed_store_keeps_every_crash_judged() -> None:
+    # The demonstration is only asked when a judgement includes a listing: a store whose
+    # leftover temp file shows up in list_all still fails D4 (its uncrashed listing is right).
+    campaign = run_campaign(
+        f"{ZOO}:temp_listed", StressOptions(seed=5), only=(SAVE_OVER,), random_kills=0, until="D4"
+    )
+    assert campaign.list_wrong == ""
+    assert property_result("D4", campaign).outcome == "failed"
+
+
+@pytest.mark.usefixtures("zoo_importable")
 def test_a_store_whose_io_no_crash_point_reaches_is_unverified_not_passed(
     stress_options: StressOptions,
 ) -> None:

@@ -345,6 +345,7 @@ EXPECTED: Final[dict[str, str]] = {
     "HookOnDelete": "H1",
     "LastKnownGood": "F1",
     "SignedBigint": "C1",
+    "SwappedListing": "C6",
 }
 
 
@@ -400,3 +401,12 @@ class SignedBigint(HookedDir):
         if offset >= 2**63:
             raise OverflowError("Python int too large to convert to SQLite INTEGER")
         super().write(file, offset)
+
+
+class SwappedListing(DirStore):
+    """C6: ``list_all`` builds its keys as ``(consumer_id, topic_id)``, the order of the row it
+    reads them from; ``load``, ``save`` and ``delete`` are right. Crash properties must not blame
+    a crash for a listing that is wrong with no crash at all (D4 shows it, and says "see C6")."""
+
+    def list_all(self) -> dict[Key, int]:
+        return {(c, t): v for (t, c), v in super().list_all().items()}
