@@ -399,7 +399,12 @@ class _Judging:
             return
         self.tally.judged += 1
         verdict = judge(
-            seen, self.expected[state.point + 1], self.keys, self.saved, atomic=self.atomic
+            seen,
+            self.expected[state.point + 1],
+            self.keys,
+            self.saved,
+            atomic=self.atomic,
+            trust_list=self.lanes.listing_wrong is None,
         )
         self.tally.tolerated += bool(verdict.tolerated) and not verdict.problems
         if verdict.problems:
@@ -481,6 +486,8 @@ def _verdict(
         )
         lanes = judging.lanes.count
         summary += f" in each of its {lanes} verifier processes" if lanes > 1 else ""
+    if judging.lanes.listing_wrong:
+        summary += f"; {judging.lanes.listing_wrong}"
     options.progress(f"D3: {summary}")
     # Exhaustive: every crash point enumerated, and no state dropped by the cap.
     exhaustive = stream.sampled_points == 0 and stream.drawn == stream.candidates

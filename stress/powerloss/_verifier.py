@@ -78,6 +78,8 @@ class _Verifier:
         self._stack: contextlib.ExitStack | None = None
         self._conn: Any = None
         self._ready = False
+        #: How ``list_all`` is wrong on an uncrashed store (``_workers.listing_problem``), or None.
+        self.listing_wrong: str | None = None
 
     @property
     def exhausted(self) -> bool:
@@ -104,7 +106,7 @@ class _Verifier:
             self.close()
             raise VerifierError(f"no progress for {PROCESS_SECONDS:g} s (importing the store?)")
         try:
-            self._conn.recv_bytes()
+            _tag, _index, listing = pickle.loads(self._conn.recv_bytes())
         except (EOFError, OSError):
             code = self._exitcode()
             self.close()
@@ -112,6 +114,7 @@ class _Verifier:
                 f"the verifier process exited with code {code} (importing the store?)"
             ) from None
         self._ready = True
+        self.listing_wrong = self.listing_wrong or listing
 
     def _exitcode(self) -> int | None:
         self._proc.join(JOIN_SECONDS)
@@ -220,6 +223,11 @@ class Lanes:
     @property
     def count(self) -> int:
         return len(self._lanes)
+
+    @property
+    def listing_wrong(self) -> str | None:
+        """How ``list_all`` is wrong with no power cut at all, as a started lane found; or None."""
+        return next((lane.listing_wrong for lane in self._lanes if lane.listing_wrong), None)
 
     @property
     def exhausted(self) -> bool:

@@ -80,6 +80,18 @@ def test_correct_stores_pass_exhaustively(spec: str, short: StressOptions) -> No
     }
 
 
+def test_a_listing_wrong_with_no_power_cut_is_not_blamed_on_one(short: StressOptions) -> None:
+    # swapped_listing is durable, and its list_all swaps topic and consumer (C6). Each verifier
+    # first lists a new store no power cut touched; that listing is wrong too, so no crash
+    # state is judged by its listing, and the details say why, pointing at C6.
+    run = run_powerloss(f"{ZOO}:swapped_listing", short)
+    assert passed(run), run.result.details
+    assert "list_all() is wrong on a new store no power cut touched" in run.result.details
+    assert "see C6" in run.result.details
+    control = run_powerloss(f"{ZOO}:correct", short)  # a right listing is never set aside
+    assert "list_all() is wrong" not in control.result.details
+
+
 #: What each defect's printed crash state must show: the step whose loss broke D3.
 LOST_STEP = {
     "no_file_fsync": "unsynced data",

@@ -314,3 +314,15 @@ def sqlite_wal_full(path: str) -> ZooSqliteWalStore:
 def sqlite_wal_off(path: str) -> ZooSqliteWalStore:
     """SQLite in WAL mode with ``synchronous=OFF``: commits are never fsynced."""
     return ZooSqliteWalStore(path, "OFF")
+
+
+class SwappedListingStore(ZooFileStore):
+    """C6 only: durable, but ``list_all`` builds keys as ``(consumer_id, topic_id)``."""
+
+    def list_all(self) -> dict[Key, int]:
+        return {(c, t): v for (t, c), v in super().list_all().items()}
+
+
+def swapped_listing(path: str) -> SwappedListingStore:
+    """C6, not D3: a power cut must not be blamed for a listing wrong with no power cut."""
+    return SwappedListingStore(path, _correct)
