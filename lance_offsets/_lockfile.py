@@ -261,7 +261,7 @@ class LockFileOffsetStore:
                     key = _layout.parse_offset_name(name)
                     if key is None:
                         continue
-                    content = _read_at(dir_fd, name)
+                    content = _read(name, dir_fd)
                     if content is not None:
                         found[key] = _layout.decode_offset(content, key, self._prefix + name)
         finally:
@@ -342,27 +342,21 @@ def _make_dirs(directory: str) -> None:
         _platform.fsync_dir(os.path.dirname(created))
 
 
-def _read(path: str) -> bytes | None:
-    """Return the file's bytes (at most one byte past the size limit), or None if absent."""
+def _read(path: str, dir_fd: int | None = None) -> bytes | None:
+    """Return the file's bytes (at most one byte past the size limit), or None if absent.
+
+    :param dir_fd: a descriptor of the directory ``path`` (then a bare name) is relative to.
+    """
     try:
-        fd = _platform.open_file(path, _READ_FLAGS)
+        if dir_fd is None:
+            fd = _platform.open_file(path, _READ_FLAGS)
+        else:
+            fd = os.open(path, _READ_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     try:
         # One read: a regular file on a local file system returns less than asked only at end of
         # file, and a file that fills the whole request is too large to be an offset anyway.
-        return os.read(fd, _layout.MAX_OFFSET_FILE_BYTES + 1)
-    finally:
-        os.close(fd)
-
-
-def _read_at(dir_fd: int, name: str) -> bytes | None:
-    """:func:`_read` of ``name`` in the directory ``dir_fd`` is open on."""
-    try:
-        fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return None
-    try:
         return os.read(fd, _layout.MAX_OFFSET_FILE_BYTES + 1)
     finally:
         os.close(fd)
