@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from ..seam._record import tracing
 from ..seam._strace import mark_path
+from ..workers._jobs import uncrashed_listing
 from ._fsmodel import snapshot
 from ._oracle import Key, Observation, Step
 
@@ -194,22 +195,15 @@ def verify(spec: str, conn: Any, keys: list[Key], progress: str) -> None:
 
 
 def listing_problem(factory: Any, keys: list[Key]) -> str | None:
-    """How ``list_all`` is wrong on a new store no crash touched, or None (right, or unknown).
+    """How ``list_all`` is wrong on a new store no power cut touched, or None (right, or unknown).
 
-    Blame by demonstration: each key gets a value of its own on an empty store in a temporary
-    directory, and ``list_all`` must give exactly those. A listing wrong there is the store's
-    own (C6), and D3 does not blame a power cut for it.
+    Each key gets a value of its own on an empty store in a temporary directory
+    (:func:`~..workers._jobs.uncrashed_listing`); a listing wrong there is the store's own (C6).
     """
     state = {key: n + 1 for n, key in enumerate(keys)}
     where = tempfile.mkdtemp(prefix="fresh-list-")
     try:
-        store = factory(where)
-        try:
-            for key, value in state.items():
-                store.save(*key, value)
-            listed = dict(store.list_all())
-        finally:
-            store.close()
+        listed = uncrashed_listing(factory, where, state)
     except Exception:  # no demonstration: every listing stays judged
         return None
     finally:

@@ -64,7 +64,7 @@ from ..seam._record import tracing
 from ..seam._trace import TraceOp
 from ..seam._tracer import FaultPlan, OnOp
 
-__all__ = ["serve", "serve_jobs"]
+__all__ = ["serve", "serve_jobs", "uncrashed_listing"]
 
 Key = tuple[int, int]
 Reply = tuple[str, Any]
@@ -248,22 +248,25 @@ def _verify(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Re
     return ("saved", report)
 
 
-def _listing(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
-    """Save the job's ``state`` on a new, empty store at ``path``; reply with its ``list_all``.
+def uncrashed_listing(factory: Callable[[str], Any], path: str, state: dict[Key, int]) -> Any:
+    """Save ``state`` on a new, empty store at ``path``; return its ``list_all`` (or why not).
 
-    Blame by demonstration, as :func:`_save_fresh`: a listing wrong where no crash ever
-    happened is the store's own (C6), not what a crash left (D4).
+    Blame by demonstration, as :func:`_save_fresh`: a listing wrong where no crash or power cut
+    ever happened is the store's own (C6), not what a crash left (D3, D4).
     """
-    store = factory(job["path"])
+    store = factory(path)
     try:
-        _setup(store, job["state"])
+        _setup(store, state)
         try:
-            listed: Any = dict(store.list_all())
+            return dict(store.list_all())
         except Exception as exc:  # reported
-            listed = f"raised {_describe(exc)}"
+            return f"raised {_describe(exc)}"
     finally:
         store.close()
-    return ("listed", listed)
+
+
+def _listing(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
+    return ("listed", uncrashed_listing(factory, job["path"], job["state"]))
 
 
 def _save_fresh(factory: Callable[[str], Any], path: str, key: Key, value: int) -> str | None:
