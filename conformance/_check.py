@@ -276,7 +276,17 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         for result in results:
             _row(result, out)
-    verdict = Verdict(args.spec, results, seconds, seed, args.profile, args.stress, args.strict)
+    verdict = Verdict(
+        args.spec,
+        results,
+        seconds,
+        seed,
+        args.profile,
+        args.stress,
+        args.strict,
+        only=tuple(only) if only is not None else None,
+        workers=args.workers,
+    )
     _report(verdict, out)
     _write_reports(args, verdict)
     return 1 if any(verdict.fails(r) for r in results) else 0

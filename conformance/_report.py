@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import platform
+import shlex
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -50,6 +51,14 @@ class Verdict:
     stress: bool = False
     strict: bool = False
     ended: datetime.datetime = field(default_factory=_now)
+    #: The property IDs ``--only`` asked for, in the order given (None: all of them).
+    only: tuple[str, ...] | None = None
+    #: Properties checked at once (``--workers``); the verdict does not depend on it.
+    workers: int = 1
+    #: The signal that stopped the run early (``"SIGINT"``, ``"SIGTERM"``), or None.
+    interrupted: str | None = None
+    #: Properties asked for that had not finished when the run was interrupted.
+    not_run: tuple[str, ...] = ()
 
     @property
     def started(self) -> datetime.datetime:
@@ -68,14 +77,20 @@ class Verdict:
         )
 
     def replay(self) -> str:
-        """The command that replays this run."""
-        words = ["lance-offsets", "check", self.store]
+        """The command that asks for this run again: every option that shapes the verdict."""
+        words = ["lance-offsets", "check", shlex.quote(self.store)]
+        if self.only is not None:
+            words += ["--only", ",".join(self.only)]
         if self.profile:
             words += ["--profile", self.profile]
         if self.stress:
             words.append("--stress")
         if self.seed is not None:
             words += ["--seed", str(self.seed)]
+        if self.strict:
+            words.append("--strict")
+        if self.workers > 1:
+            words += ["--workers", str(self.workers)]
         return " ".join(words)
 
     def fails(self, result: PropertyResult) -> bool:
@@ -109,6 +124,10 @@ def json_document(verdict: Verdict) -> dict[str, Any]:
         "stress": verdict.stress,
         "strict": verdict.strict,
         "seed": verdict.seed,
+        "only": list(verdict.only) if verdict.only is not None else None,
+        "workers": verdict.workers,
+        "interrupted": verdict.interrupted,
+        "not_run": list(verdict.not_run),
         "replay": verdict.replay(),
         "started": verdict.started.isoformat(timespec="seconds"),
         "ended": verdict.ended.isoformat(timespec="seconds"),

@@ -166,7 +166,11 @@ def test_check_writes_all_three_reports_and_progress(tmp_path: Path) -> None:
     document = json.loads((tmp_path / "v.json").read_text())
     assert document["schema"] == "lance-offsets-check/1"
     assert document["seed"] == 5
-    assert document["replay"].endswith("--profile smoke --seed 5")
+    # The replay asks for exactly this run again, --only included (issue 18).
+    assert document["replay"].endswith("--only C1,P1 --profile smoke --seed 5")
+    assert document["only"] == ["C1", "P1"]
+    assert document["interrupted"] is None
+    assert document["not_run"] == []
     assert summary.read_text().startswith("# earlier step\n## lance-offsets check: ")
     root = ET.fromstring((tmp_path / "v.xml").read_bytes())
     assert [c.get("name") for c in root.iter("testcase")] == [
