@@ -12,12 +12,12 @@ and of a loop of opens, cover what the interposer cannot see.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable, Collection
 from typing import Final
 
+from lance_offsets.conformance._diagnosis import FINDINGS, finding
 from lance_offsets.conformance._results import PropertyResult
 
 from .._options import StressOptions
@@ -25,7 +25,7 @@ from ..seam._record import Backend, remember_save
 from ..seam._trace import TraceOp
 from ..workers._fleet import WorkerGone
 from ._cycle import Campaign, Found, Run, Scenario, label, points
-from ._judge import LOCK_WAIT_BOUND
+from ._judge import LOCK_WAIT_BOUND, Violation
 
 __all__ = [
     "DELETE",
@@ -215,25 +215,25 @@ def run_campaign(
 _CACHE: dict[tuple[str, int, bool, int], Campaign] = {}
 
 
-def _campaign(spec: str, options: StressOptions) -> tuple[Campaign, bool]:
-    """The campaign for ``spec`` and these options, run once for all four properties.
-
-    :returns: the campaign, and whether this call ran it (the others report no time of their own).
-    """
+def _campaign(spec: str, options: StressOptions) -> Campaign:
+    """The campaign for ``spec`` and these options, run once for all four properties."""
     key = (spec, options.seed, options.long, options.cycles)
-    fresh = key not in _CACHE
-    if fresh:
+    if key not in _CACHE:
         _CACHE.clear()  # one spec at a time: keep memory flat across a long session
         _CACHE[key] = run_campaign(spec, options)
-    return _CACHE[key], fresh
+    return _CACHE[key]
+
+
+#: The properties one campaign decides.
+_SHARED: Final = ("D1", "D2", "D4", "D5")
 
 
 def _summary(c: Campaign) -> str:
     rate = c.cycles / c.seconds if c.seconds else 0.0
     traced = " (crash points from the syscall shim)" if c.backend == "syscall" else ""
     text = (
-        f"one campaign for D1, D2, D4, D5, seed {c.seed}{traced}: {c.points} crash-point kills, "
-        f"{c.random_kills} random kills, "
+        f"one campaign for {', '.join(_SHARED)}, seed {c.seed}{traced}: {c.points} crash-point "
+        f"kills, {c.random_kills} random kills, "
         f"{c.cycles} kill-verify cycles in {c.seconds:.1f} s ({rate:.1f}/s)"
     )
     if c.unreached:
@@ -245,30 +245,44 @@ def _summary(c: Campaign) -> str:
 
 
 def _verdict(pid: str, spec: str, options: StressOptions) -> PropertyResult:
-    campaign, fresh = _campaign(spec, options)
-    result = property_result(pid, campaign)
-    if fresh:
-        return result
-    return dataclasses.replace(result, seconds=0.0)  # time counted once
+    # Every property of the campaign shows the campaign's time, and its evidence says the time
+    # is shared: a row of 0.00 s would read as "did not run".
+    return property_result(pid, _campaign(spec, options))
 
 
 #: The properties crash points are there for: with none reached, a pass says little.
 _NEEDS_POINTS: Final = frozenset({"D1", "D2", "D4"})
 
 
-def evidence(c: Campaign) -> dict[str, int | float | str]:
-    """What campaign ``c`` exercised, for every property it decides."""
+def _judged(c: Campaign, pid: str) -> dict[str, int | float | str]:
+    """What the campaign judged for ``pid`` alone (the rest of the evidence is shared)."""
+    count = c.judged.get(pid, 0)
+    if pid == "D1":
+        return {"points not reached": c.unreached, "states judged old or new": count}
+    if pid == "D2":
+        return {"states with an acknowledged change judged": count}
+    if pid == "D4":
+        return {"states judged for leftovers": count, "damaged after a kill": c.damaged}
+    return {"later saves timed": count, "longest later save (s)": round(c.max_wait, 3)}
+
+
+def evidence(c: Campaign, pid: str = "D1") -> dict[str, int | float | str]:
+    """What campaign ``c`` exercised, as property ``pid``'s evidence.
+
+    The kills are shared; what was judged for ``pid`` is its own. The time of each of the four
+    is the campaign's (said by "time shared with").
+    """
     shown: dict[str, int | float | str] = {
         "crash points killed": c.points,
         "random kills": c.random_kills,
         "cycles": c.cycles,
-        "points not reached": c.unreached,
-        "damaged after a kill": c.damaged,
+        **_judged(c, pid),
         "tracing": _TRACING.get(c.backend, "none"),
         "workers": c.workers,
     }
     if c.refused:
         shown["changes that raised uncrashed (C1)"] = len(c.refused)
+    shown["time shared with"] = ", ".join(p for p in _SHARED if p != pid)
     return shown
 
 
@@ -276,12 +290,36 @@ def evidence(c: Campaign) -> dict[str, int | float | str]:
 _TRACING: Final = {"python": "python interposer", "syscall": "syscall shim"}
 
 
+def _findings(pid: str, c: Campaign, found: list[Violation]) -> list[dict[str, str]]:
+    """What ``pid``'s violations demonstrate, the most frequent first (``_diagnosis.py``)."""
+    counts: dict[str, int] = {}
+    shown: dict[str, str] = {}
+    for violation in found:
+        if violation.fact:
+            counts[violation.fact] = counts.get(violation.fact, 0) + 1
+            shown.setdefault(violation.fact, violation.headline)
+    facts = sorted(counts, key=lambda fact: -counts[fact])
+    if c.hung and c.errors:
+        facts.insert(0, "hung")
+        shown["hung"] = c.errors[0]
+    return [finding(fact, shown[fact]) for fact in facts]
+
+
+def _headline(pid: str, c: Campaign, found: list[Violation]) -> str:
+    """The failure's first line: the violation itself, or the error that stopped the campaign."""
+    if found:
+        more = f" (and {len(found) - 1} more violation(s) of {pid})" if len(found) > 1 else ""
+        return f"{found[0].headline or found[0].text.splitlines()[0]}{more}"
+    return c.errors[0]
+
+
 def property_result(pid: str, c: Campaign) -> PropertyResult:
     """The verdict on property ``pid`` (D1, D2, D4 or D5) from campaign ``c``'s findings.
 
-    A failure found any way (crash point or random kill) fails. A property that needs crash
-    points (D1, D2, D4) and reached none, with no violation, is "unverified", not passed: only
-    random kills ran, and a few of those in a tight loop prove little.
+    A failure found any way (crash point or random kill) fails, and its details lead with the
+    violation. A property that needs crash points (D1, D2, D4) and reached none, with no
+    violation, is "unverified", not passed: only random kills ran, and a few of those in a tight
+    loop prove little.
     """
     found = [v for v in c.violations if v.prop == pid]
     lines = [_summary(c)]
@@ -289,7 +327,7 @@ def property_result(pid: str, c: Campaign) -> PropertyResult:
         lines.append("named points: " + "; ".join(c.named[:3]))
     if pid == "D5":
         lines.append(f"longest later save after a kill: {c.max_wait:.3f} s (bound {c.bound:g} s)")
-    shown = evidence(c)
+    shown = evidence(c, pid)
     if c.refused:
         # The store's own operation failed with nothing crashed or faulted: a C1 finding, which
         # C1 reports. Here it only says which cycles judged nothing, never fails a D property.
@@ -308,7 +346,8 @@ def property_result(pid: str, c: Campaign) -> PropertyResult:
             )
             return PropertyResult(pid, "unverified", c.seconds, "\n".join([why, *lines]), shown)
         return PropertyResult(pid, "passed", c.seconds, "\n".join(lines), shown)
-    lines += c.errors
+    lines.insert(0, _headline(pid, c, found))
+    lines += [error for error in c.errors if error != lines[0]]
     lines.append(
         f"{len(found)} violation(s) of {pid}; replay with the same seed: "
         f"check --seed {c.seed}, pytest --stress-seed {c.seed}"
@@ -317,7 +356,8 @@ def property_result(pid: str, c: Campaign) -> PropertyResult:
         lines += ["---", violation.text]
     if c.kept:
         lines.append(f"crash directories kept under {c.kept}")
-    return PropertyResult(pid, "failed", c.seconds, "\n".join(lines), shown)
+    artifacts = {FINDINGS: _findings(pid, c, found)}
+    return PropertyResult(pid, "failed", c.seconds, "\n".join(lines), shown, artifacts)
 
 
 def check_d1(spec: str, options: StressOptions) -> PropertyResult:

@@ -72,6 +72,17 @@ class Campaign:
     damaged: int = 0
     #: How the workers started (``Fleet.how``), and how many dead templates were replaced.
     workers: str = ""
+    #: Crash states judged for each property: D1 a value read (old or new), D2 an acknowledged
+    #: change at stake, D4 an open, listing or later save looked at (damaged states too), D5 a
+    #: later save timed. Each property's evidence says how much of the campaign judged it.
+    judged: dict[str, int] = field(default_factory=dict)
+    #: The store stopped answering (a hang, not a death): ``errors`` says where.
+    hung: bool = False
+
+    def judging(self, *pids: str) -> None:
+        """Count one crash state judged for each of ``pids``."""
+        for pid in pids:
+            self.judged[pid] = self.judged.get(pid, 0) + 1
 
 
 @dataclass(frozen=True)
@@ -261,6 +272,7 @@ class Run:
             )
         if wait is not None:
             self.result.max_wait = max(self.result.max_wait, wait)
+        self._count_judged(crash, read, timed=saved is not None or blocked is not None)
         if any(v.prop == "D5" for v in found):
             self.skip_later = True
         self.result.violations.extend(found)
@@ -274,6 +286,14 @@ class Run:
         if done:
             raise Found
         return blocked is None
+
+    def _count_judged(self, crash: Crash, read: dict[str, Any], *, timed: bool) -> None:
+        """Count what judging ``crash`` looked at, per property (:attr:`Campaign.judged`)."""
+        if read:
+            self.result.judging("D4", *(("D1",) if "open" not in read else ()))
+            self.result.judging(*(("D2",) if crash.acked else ()))
+        if timed:
+            self.result.judging("D5")
 
     def _list_wrong(self, crash: Crash) -> bool:
         """Whether ``list_all`` is wrong on a new store holding ``crash``'s state, uncrashed.
@@ -323,6 +343,7 @@ class Run:
         if found and self._list_wrong(crash):
             found = judge_damaged(crash, read, trust_list=False)
         self.result.damaged += 1
+        self.result.judging("D4")
         self.result.violations.extend(found)
         if found:
             self.result.kept = self.root
@@ -408,6 +429,7 @@ class Run:
         except WorkerGone as exc:
             worker.kill()
             if "sent nothing" in str(exc):
+                self.result.hung = True
                 why = (
                     f"the store hung for {STEP_SECONDS:g} s (a lock held by a crashed process? "
                     "a lock never released? an unbounded retry?)"

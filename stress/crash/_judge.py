@@ -24,10 +24,17 @@ LOCK_WAIT_BOUND: Final = 10.0
 
 @dataclass(frozen=True)
 class Violation:
-    """One broken property, with the whole story needed to replay and understand it."""
+    """One broken property, with the whole story needed to replay and understand it.
+
+    :ivar headline: one line saying what the store did wrong, on which key, at which kill (what
+        a report shows first).
+    :ivar fact: what it demonstrates, as a finding of ``conformance/_diagnosis.py``.
+    """
 
     prop: str
     text: str
+    headline: str = ""
+    fact: str = ""
 
 
 @dataclass
@@ -103,19 +110,34 @@ def _story(crash: Crash, found: str) -> str:
     return "\n".join(lines)
 
 
+def _found(prop: str, crash: Crash, found: str, fact: str, *, value: bool = True) -> Violation:
+    """A violation of ``prop``: the story, and a headline naming the key, the kill and ``found``.
+
+    :param value: whether ``found`` is about the key's value (then the headline says what was
+        expected), not about a later save or a wait.
+    """
+    expected = f"; expected {crash.expected()}" if value else ""
+    headline = f"key {crash.key} ({crash.scenario}, {crash.where}): {found}{expected}"
+    return Violation(prop, _story(crash, found), headline, fact)
+
+
 def _value(crash: Crash, read: dict[str, Any], out: list[Violation]) -> Any:
     """Judge the crashed key's value (D1/D2); return it, or a string when reading failed."""
     found = read.get(f"load{crash.key}")
     if isinstance(found, str):  # "raised CorruptOffsetError: ..."
-        out.append(Violation(crash.loud or "D1", _story(crash, f"load {found}")))
+        prop = crash.loud or "D1"
+        fact = "open-lost-committed" if prop == "D2" else "kill-left-key-unreadable"
+        out.append(_found(prop, crash, f"load {found}", fact))
         return found
     if found in crash.allowed:
         return found
     if crash.lost(found):
-        out.append(Violation("D2", _story(crash, f"{found} (the acknowledged change was lost)")))
+        fact = "open-lost-committed" if crash.loud == "D2" else "acked-lost-after-kill"
+        out.append(_found("D2", crash, f"{found} (the acknowledged change was lost)", fact))
+    elif found is None:
+        out.append(_found("D1", crash, "absent (neither value)", "kill-left-key-absent"))
     else:
-        what = "absent (neither value)" if found is None else f"{found} (a value nobody wrote)"
-        out.append(Violation("D1", _story(crash, what)))
+        out.append(_found("D1", crash, f"{found} (a value nobody wrote)", "kill-left-wrong-value"))
     return found
 
 
@@ -140,26 +162,28 @@ def judge(
     """
     out: list[Violation] = []
     if blocked is not None and not read:  # even reading waited on the killed worker's lock
-        return [Violation("D5", _story(crash, blocked))], None
+        return [_found("D5", crash, blocked, "stale-lock-waits", value=False)], None
     if "open" in read:
         prop = crash.loud or "D4"
-        out.append(Violation(prop, _story(crash, f"reopening the store {read['open']}")))
+        fact = "open-lost-committed" if prop == "D2" else "open-fails-after-kill"
+        out.append(_found(prop, crash, f"reopening the store {read['open']}", fact))
         return out, None
     found = _value(crash, read, out)
     for key, value in crash.setup.items():
         if key != crash.key and read.get(f"load{key}") != value:
             got = read.get(f"load{key}")
             text = f"untouched key {key} now {got}, was {value}"
-            out.append(Violation("D1", _story(crash, text)))
+            out.append(_found("D1", crash, text, "kill-changed-other-key", value=False))
     listed = read.get("list_all")
     expected = {k: v for k, v in crash.setup.items() if k != crash.key}
     if isinstance(found, int):
         expected[crash.key] = found
     wrong_list = isinstance(listed, str) or (listed != expected and not isinstance(found, str))
     if wrong_list and trust_list:
-        out.append(Violation("D4", _story(crash, f"list_all() = {listed}, load says {expected}")))
+        text = f"list_all() = {listed}, load says {expected}"
+        out.append(_found("D4", crash, text, _listing_fact(crash, read, listed), value=False))
     if blocked is not None:
-        out.append(Violation("D5", _story(crash, blocked)))
+        out.append(_found("D5", crash, blocked, "stale-lock-waits", value=False))
         return out, None
     if saved is None or later is None:
         return out, None
@@ -181,25 +205,44 @@ def _judge_later(
     error = saved["error"]
     if error is not None and ("Timeout" in error or seconds > bound):
         text = f"a later save in another process failed after {seconds:.2f} s: {error}"
-        return [Violation("D5", _story(crash, text))]
+        return [_found("D5", crash, text, "stale-lock-waits", value=False)]
     if error is not None and saved.get("fresh error") is not None:
         # The same save fails on a new, empty store: the store's own save is at fault (C1),
         # not the crash's leftovers, so this cycle shows nothing about D4.
         return []
     if error is not None:
         text = f"a later save ({later}) in another process raised {error}"
-        return [Violation("D4", _story(crash, text))]
+        return [_found("D4", crash, text, "later-save-fails-after-kill", value=False)]
     if seconds > bound:
         text = f"a later save waited {seconds:.2f} s (bound {bound:g} s)"
-        return [Violation("D5", _story(crash, text))]
+        return [_found("D5", crash, text, "stale-lock-waits", value=False)]
     listed_right = saved.get("list_all") == {**expected, crash.key: later}
     if saved.get(f"load{crash.key}") != later or not (listed_right or not trust_list):
         text = (
             f"after a later save of {later}: load {saved.get(f'load{crash.key}')}, "
             f"list_all() {saved.get('list_all')}"
         )
-        return [Violation("D4", _story(crash, text))]
+        return [_found("D4", crash, text, "later-save-fails-after-kill", value=False)]
     return []
+
+
+def _listing_fact(crash: Crash, read: dict[str, Any], listed: object) -> str:
+    """What a wrong listing after a kill demonstrates (a finding of ``_diagnosis.py``).
+
+    Raising where the crashed key's own load raised is the torn file itself, not a leftover; a
+    listing that agrees with what every load read adds nothing to their complaint (D1's). Else
+    the listing shows something no load does: a leftover taken for data.
+    """
+    if isinstance(listed, str) and isinstance(read.get(f"load{crash.key}"), str):
+        return "listing-raises-on-torn-file"
+    loads = {
+        key: value
+        for key in {crash.key, *crash.setup}
+        if isinstance(value := read.get(f"load{key}"), int)
+    }
+    if listed == loads:
+        return "kill-changed-other-key"
+    return "listing-shows-leftover"
 
 
 def judge_damaged(
@@ -239,4 +282,12 @@ def judge_damaged(
     if not problems:
         return []
     text = _story(crash, "; ".join(problems))
-    return [Violation("D4", f"{text}\ndamage after the kill: {crash.damage}")]
+    headline = f"key {crash.key} ({crash.where}, then {crash.damage}): {problems[0]}"
+    return [
+        Violation(
+            "D4",
+            f"{text}\ndamage after the kill: {crash.damage}",
+            headline,
+            "damaged-leftover-silent",
+        )
+    ]
