@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from lance_offsets.conformance._diagnosis import FINDINGS
 from lance_offsets.conformance._results import PropertyResult
 from lance_offsets.conformance._spec import load_factory
 
@@ -42,8 +43,9 @@ from lance_offsets._errors import LockTimeoutError
 
 from .._options import StressOptions
 from ..workers._procs import context, kill, reap
+from ._findings import history_findings
 from ._history import HistoryWriter, Key, Op, OpKind, read_worker
-from ._linearize import check_history, drawn_history, format_violations
+from ._linearize import check_history, drawn_history, first_reported, format_violations
 
 __all__ = [
     "M1_WORKLOAD",
@@ -188,6 +190,8 @@ class RunResult:
     :ivar problems: worker-level failures (a store that could not be built, a worker stuck past
         the deadline, one that died on its own), each a readable line.
     :ivar workdir: where the store and the history files are.
+    :ivar refused: why a worker could not open the store while another had it open, if one
+        could not ("" otherwise).
     """
 
     ops: list[Op]
@@ -196,6 +200,7 @@ class RunResult:
     kills: int
     problems: list[str] = field(default_factory=list)
     workdir: str = ""
+    refused: str = ""
 
 
 class _Run:
@@ -212,6 +217,8 @@ class _Run:
         self.killed: set[int] = set()  # workers killed, on schedule or because stuck
         self.kills = 0  # kills on schedule
         self.procs: list[tuple[int, Any]] = []
+        #: Why a worker could not open the store while another had it open ("" if none).
+        self.refused = ""
 
     def start(self, slot: int) -> None:
         worker = len(self.histories)
@@ -239,6 +246,12 @@ class _Run:
                     del waiting[worker]
                 elif not proc.is_alive():
                     why = read.crash or "see its stderr"
+                    if any(
+                        read_worker(self.histories[w], w).ready
+                        for w in self.histories
+                        if w != worker
+                    ):
+                        self.refused = f"worker {worker} could not open the store: {why}"
                     return [
                         f"worker {worker} exited ({proc.exitcode}) before it was ready: {why} "
                         "(each worker calls factory(path) in its own process, all on one path; "
@@ -260,7 +273,7 @@ class _Run:
                 self.start(slot)
             problems = self.wait_ready()
             if problems:
-                return RunResult([], 0.0, 0.0, 0, problems, self.root)
+                return RunResult([], 0.0, 0.0, 0, problems, self.root, self.refused)
             origin = time.monotonic()
             deadline = origin + self.options.seconds
             Path(self.go + ".tmp").write_text(repr(deadline))
@@ -350,20 +363,23 @@ def _check(pid: str, spec: str, options: StressOptions, workload: Workload) -> P
             f"{result.kills} kills, seed {options.seed}): every key's history linearizable"
         )
         return PropertyResult(pid, "passed", time.monotonic() - began, text, evidence)
+    first = first_reported(violations)
     lines = [
+        # What a reader meets first: the violation itself (or what stopped the workers).
+        problems[0] if problems else first.summary if first else "no violation recorded",
         f"{pid} ({workload.name} workload, {options.workers} workers, {result.kills} kills, "
-        f"{completed} operations; store and histories kept in {result.workdir}):"
+        f"{completed} operations; store and histories kept in {result.workdir}):",
     ]
     lines += [f"  {p}" for p in problems]
     lines.append(format_violations(violations, seed=options.seed, origin=result.origin))
     history = drawn_history(violations, result.ops, origin=result.origin)
+    artifacts: dict[str, Any] = {
+        FINDINGS: history_findings(violations, result.ops, refused_second=result.refused)
+    }
+    if history:
+        artifacts["history"] = history
     return PropertyResult(
-        pid,
-        "failed",
-        time.monotonic() - began,
-        "\n".join(lines),
-        evidence,
-        {"history": history} if history else {},
+        pid, "failed", time.monotonic() - began, "\n".join(lines), evidence, artifacts
     )
 
 

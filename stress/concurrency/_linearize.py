@@ -32,10 +32,12 @@ from typing import Any, Final, Literal
 from ._history import Key, Op, format_ops
 
 __all__ = [
+    "REPORT_ORDER",
     "UndecidedError",
     "Violation",
     "check_history",
     "drawn_history",
+    "first_reported",
     "first_unexplained",
     "format_violations",
     "shrink",
@@ -69,12 +71,14 @@ class Violation:
     :ivar key: the key concerned.
     :ivar summary: one line saying what is wrong.
     :ivar excerpt: the operations that show it (shrunk to a minimal set for ``not-linearizable``).
+    :ivar culprit: for ``not-linearizable``, the first completed operation no order explains.
     """
 
     kind: Literal["exception", "unknown-value", "not-linearizable", "undecided"]
     key: Key
     summary: str
     excerpt: tuple[Op, ...]
+    culprit: Op | None = None
 
 
 def _relevant(ops: Sequence[Op]) -> list[Op]:
@@ -308,8 +312,17 @@ def check_history(ops: Sequence[Op], *, shrink_seconds: float = 5.0) -> list[Vio
             "taking effect between its invocation and completion, explains every result "
             f"(first unexplained: w{culprit.worker} #{culprit.seq} {culprit.kind})"
         )
-        violations.append(Violation("not-linearizable", key, summary, tuple(minimal)))
+        violations.append(Violation("not-linearizable", key, summary, tuple(minimal), culprit))
     return violations
+
+
+#: The order a report lists violations in, by kind: the first is the one a reader meets first.
+REPORT_ORDER: Final = ("unknown-value", "not-linearizable", "exception", "undecided")
+
+
+def first_reported(violations: Sequence[Violation]) -> Violation | None:
+    """The violation a report shows first (see :data:`REPORT_ORDER`), or None."""
+    return next((v for kind in REPORT_ORDER for v in violations if v.kind == kind), None)
 
 
 def format_violations(violations: Sequence[Violation], *, seed: int, origin: float = 0.0) -> str:
@@ -318,7 +331,7 @@ def format_violations(violations: Sequence[Violation], *, seed: int, origin: flo
     Times are printed in milliseconds after ``origin`` (the run's start signal).
     """
     lines: list[str] = []
-    for kind in ("unknown-value", "not-linearizable", "exception", "undecided"):
+    for kind in REPORT_ORDER:
         of_kind = [v for v in violations if v.kind == kind]
         for v in of_kind[:SHOWN_PER_KIND]:
             lines.append(f"  {v.summary}")
