@@ -33,8 +33,10 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Final
 
+from lance_offsets.conformance._diagnosis import FINDINGS, finding
 from lance_offsets.conformance._results import PropertyResult
 
 from .._options import StressOptions
@@ -115,6 +117,19 @@ def _no_ops(ops: list[TraceOp]) -> str | None:
     return None if ops else SHIM_SAW_NOTHING
 
 
+@dataclass(frozen=True)
+class _Found:
+    """One violation: its story, the line a report leads with, what it demonstrates."""
+
+    text: str
+    headline: str
+    fact: str
+
+
+#: A problem one faulted cycle found: what it demonstrates (``_diagnosis.py``), and its words.
+_Problem = tuple[str, str]
+
+
 class _Faults:
     def __init__(self, spec: str, options: StressOptions, bound: float) -> None:
         self.spec = spec
@@ -128,7 +143,7 @@ class _Faults:
         self.b = self.fleet.take()
         self.key = (self.rng.randrange(2**32), self.rng.randrange(2**64))
         self.other = (self.key[0], self.key[1] ^ 1)
-        self.violations: list[str] = []
+        self.violations: list[_Found] = []
         self.tally = Tally()
         #: The tracing backend ("python" or "syscall"); ``save_ops`` chooses it under "auto".
         self.backend = "python" if options.backend == "auto" else options.backend
@@ -225,7 +240,10 @@ class _Faults:
 
     def hung(self, story: list[str], phase: str, stuck: dict[str, Any]) -> None:
         self.tally.hangs += 1
-        self.violations.append("\n".join([*story, *hang_report(phase, self.bound, stuck)]))
+        report = hang_report(phase, self.bound, stuck)
+        headline = f"key {self.key}, {story[0].split('; ', 1)[-1]}: {report[0]}"
+        fact = "hung-after-fault" if " died " not in str(stuck.get("harness", "")) else ""
+        self.violations.append(_Found("\n".join([*story, *report]), headline, fact))
         self.replace(both=phase == "a fresh handle's read")
 
     def count_action(self, action: str) -> list[TraceOp]:
@@ -261,23 +279,28 @@ class _Faults:
 
     def returned(
         self, action: str, outcome: dict[str, Any], failed: list[TraceOp], old: tuple[int, int]
-    ) -> list[str]:
+    ) -> list[_Problem]:
         """What is wrong with an action that returned despite the fault (``old``: key, other).
 
         A load must have returned the committed value, an open a handle that reads the committed
         values; a save or delete that swallowed a failed sync of what it changed is a lie.
         """
-        problems = swallowed_syncs(outcome["trace"], failed, what=action)
+        problems = [
+            ("fsync-error-ignored", line)
+            for line in swallowed_syncs(outcome["trace"], failed, what=action)
+        ]
         if action == "load" and outcome["returned"] != old[0]:
-            problems.append(f"the load returned {outcome['returned']}, committed was {old[0]}")
+            text = f"the load returned {outcome['returned']}, committed was {old[0]}"
+            problems.append(("failed-read-answered", text))
         if action == "open":
             read = outcome.get("read", {})
             for key, value in zip((self.key, self.other), old, strict=True):
                 if read.get(f"load{key}") != value:
-                    problems.append(
+                    text = (
                         f"the opened handle read {read.get(f'load{key}')} for {key}, the "
                         f"committed value is {value}"
                     )
+                    problems.append(("failed-read-answered", text))
         return problems
 
     def cycle(self, plan: FaultPlan, what: str, commit: int, action: str = "save") -> None:
@@ -313,18 +336,25 @@ class _Faults:
         )
         if value not in allowed:
             shown = " or ".join("absent" if v is None else str(v) for v in allowed)
-            problems.append(f"a fresh handle then found {value}, expected {shown}")
+            # Raised, yet the key changed: the old value was touched before the commit point.
+            # Returned without the change: the error was swallowed.
+            fact = "error-swallowed" if not raised else ""
+            if raised and action == "save":
+                fact = "failed-save-changed-value"
+            problems.append((fact, f"a fresh handle then found {value}, expected {shown}"))
         if found.get(f"load{self.other}") != other:
-            problems.append(f"untouched key {self.other} now {found.get(f'load{self.other}')}")
+            text = f"untouched key {self.other} now {found.get(f'load{self.other}')}"
+            problems.append(("", text))
         on = "a new handle" if action == "open" else "the same handle"
-        if not self.later_save(path, later, on, [*story, *problems], problems):
+        told = [text for _, text in problems]
+        if not self.later_save(path, later, on, [*story, *told], problems):
             return
-        self.record([*story, *problems], problems, files, outcome["trace"], action)
+        self.record(story, problems, files, outcome["trace"], action)
         if not problems:
             shutil.rmtree(path, ignore_errors=True)
 
     def later_save(
-        self, path: str, later: int, on: str, story: list[str], problems: list[str]
+        self, path: str, later: int, on: str, story: list[str], problems: list[_Problem]
     ) -> bool:
         """Once the fault cleared, a later save on ``on`` must work; False if it hung."""
         self.a.send("continue")
@@ -332,27 +362,42 @@ class _Faults:
         if tag != "later":
             self.hung(story, "the later save", result)
             return False
+        fact = "later-save-fails-after-fault"
         if result["raised"] is not None or result.get("load") != later:
-            problems.append(f"once the fault cleared, a later save of {later} on {on}: {result}")
+            text = f"once the fault cleared, a later save of {later} on {on}: {result}"
+            problems.append((fact, text))
         elif (again := self.read(path).get(f"load{self.key}")) != later:
-            problems.append(f"the later save of {later} returned, a fresh handle found {again}")
+            text = f"the later save of {later} returned, a fresh handle found {again}"
+            problems.append((fact, text))
         return True
 
     def record(
-        self, story: list[str], problems: list[str], files: str, trace: list[TraceOp], action: str
+        self,
+        story: list[str],
+        problems: list[_Problem],
+        files: str,
+        trace: list[TraceOp],
+        action: str,
     ) -> None:
-        """Keep one cycle's violation (its story, files and last operations), if it has one."""
-        if problems:
-            last = "; ".join(str(op) for op in trace[-4:])
-            self.violations.append(
-                "\n".join(
-                    [
-                        *story,
-                        f"files after the faulted {action}: {files}",
-                        f"last operations: {last}",
-                    ]
-                )
-            )
+        """Keep one cycle's violation (its story, files and last operations), if it has one.
+
+        Its headline is the first problem, with the key, the fault and how the action ended.
+        """
+        if not problems:
+            return
+        last = "; ".join(str(op) for op in trace[-4:])
+        text = "\n".join(
+            [
+                *story,
+                *(text for _, text in problems),
+                f"files after the faulted {action}: {files}",
+                f"last operations: {last}",
+            ]
+        )
+        fact, first = next(((f, t) for f, t in problems if f), problems[0])
+        ended = story[-1].split(" (injected", 1)[0]  # "the save raised OSError: [Errno 28] ..."
+        headline = f"key {self.key}, {story[0].split('; ', 1)[-1]}: {first} ({ended})"
+        self.violations.append(_Found(text, headline, fact))
 
     def close(self) -> None:
         for worker in (self.a, self.b):
@@ -360,6 +405,16 @@ class _Faults:
         self.fleet.close()
         if not self.violations:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def findings(self) -> list[dict[str, str]]:
+        """What the violations demonstrate, the most frequent first (``_diagnosis.py``)."""
+        counts: dict[str, int] = {}
+        shown: dict[str, str] = {}
+        for found in self.violations:
+            if found.fact:
+                counts[found.fact] = counts.get(found.fact, 0) + 1
+                shown.setdefault(found.fact, found.headline)
+        return [finding(f, shown[f]) for f in sorted(counts, key=lambda f: -counts[f])]
 
 
 #: Operations that can commit a save: a rename into place, or, for a library's journal (SQLite's
@@ -420,7 +475,8 @@ def check_f2(spec: str, options: StressOptions, *, bound: float = FAULT_BOUND) -
             commit = _commit_index(traced_ops, action)
             run.cycle(plan, what, commit if commit >= 0 else len(traced_ops), action)
     except WorkerGone as exc:
-        run.violations.append(f"seed {options.seed}: F2 harness: {exc}")
+        text = f"seed {options.seed}: F2 harness: {exc}"
+        run.violations.append(_Found(text, text, ""))
     finally:
         run.close()
     seconds = time.monotonic() - started
@@ -441,12 +497,15 @@ def check_f2(spec: str, options: StressOptions, *, bound: float = FAULT_BOUND) -
     }
     if not run.violations:
         return PropertyResult("F2", "passed", seconds, head, evidence)
-    text = [
+    more = f" (and {len(run.violations) - 1} more violation(s))" if len(run.violations) > 1 else ""
+    lines = [
+        run.violations[0].headline + more,
         head,
         f"{len(run.violations)} violation(s); replay with the same seed: "
         f"check --seed {options.seed}, pytest --stress-seed {options.seed}",
     ]
     for violation in run.violations[:SHOWN]:
-        text += ["--- F2 violation", violation]
-    text.append(f"directories kept under {run.root}")
-    return PropertyResult("F2", "failed", seconds, "\n".join(text), evidence)
+        lines += ["--- F2 violation", violation.text]
+    lines.append(f"directories kept under {run.root}")
+    artifacts = {FINDINGS: run.findings()}
+    return PropertyResult("F2", "failed", seconds, "\n".join(lines), evidence, artifacts)
