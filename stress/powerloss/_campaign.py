@@ -34,12 +34,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from lance_offsets.conformance._diagnosis import FINDINGS
 from lance_offsets.conformance._results import Evidence, Outcome, PropertyResult
 
 from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
 from .._options import StressOptions
 from ..seam._trace import TraceOp
+from ._findings import StateFindings
 from ._fsmodel import (
     CrashState,
     ModelError,
@@ -319,8 +321,10 @@ def _syncs(trace: Sequence[TraceOp], root: str) -> list[tuple[str, str]]:
 def _amended(
     result: PropertyResult, clock: _Clock, *, prefix: str = "", suffix: str = ""
 ) -> PropertyResult:
+    """``result`` with words before and after its details; the violation stays the first line."""
     seconds = time.monotonic() - clock.start
-    details = prefix + result.details + suffix
+    first, newline, rest = result.details.partition("\n")
+    details = first + newline + prefix + rest + suffix if newline else prefix + first + suffix
     return dataclasses.replace(result, seconds=seconds, details=details)
 
 
@@ -370,6 +374,8 @@ class _Judging:
             if step.value is not None:
                 self.saved.setdefault(step.key, set()).add(step.value)
         self.tally = _Tally()
+        #: What the failing states demonstrate (for the diagnosis).
+        self.facts = StateFindings(recording.trace, recording.root)
         #: What the verifier saw, per distinct directory (by digest): each is opened once.
         self.observed: dict[bytes, Observation | None] = {}
         # One directory per recording: a confirmation's states never meet the first run's.
@@ -409,6 +415,7 @@ class _Judging:
         self.tally.tolerated += bool(verdict.tolerated) and not verdict.problems
         if verdict.problems:
             self.tally.findings.add(state, verdict, seen)
+            self.facts.add(state, verdict)
 
     def flush(self) -> None:
         """Write the batch's directories out, verify them, remove them, judge its states."""
@@ -525,9 +532,13 @@ def _verdict(
             keys,
             clean=clean,
         )
-        result = PropertyResult(
-            "D3", "failed", seconds, clean(details), evidence, {"crash_state": drawn}
-        )
+        # The first line is the violation: the worst state's worst problem, and where the cut was.
+        state, verdict = worst
+        at = trace[state.point] if state.point >= 0 else "the first operation"
+        headline = f"{verdict.problems[0].text} (a power cut after {at})"
+        artifacts = {"crash_state": drawn, FINDINGS: judging.facts.findings(clean)}
+        text = clean(f"{headline}\n{details}")
+        result = PropertyResult("D3", "failed", seconds, text, evidence, artifacts)
     else:
         text = f"checked {summary}"
         if tally.tolerated:

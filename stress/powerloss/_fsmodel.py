@@ -35,7 +35,7 @@ import itertools
 import os
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from ..seam._trace import TraceOp
@@ -99,6 +99,10 @@ class CrashState:
     :ivar persisted: pending entry operations (since their directory's last fsync) that persisted.
     :ivar undone: pending entry operations that were lost.
     :ivar data: for each file with unsynced data, what the cut left of it.
+    :ivar unsynced: the paths of those files (relative, as in ``tree``), and ``dropped`` those
+        whose unsynced data the cut did not keep whole (dropped, torn, zeros); ``undone_at`` the
+        trace indices of the ``undone`` operations: what a diagnosis reads (``_findings.py``),
+        where ``undone`` and ``data`` are for people.
     """
 
     point: int
@@ -106,6 +110,9 @@ class CrashState:
     persisted: tuple[str, ...] = ()
     undone: tuple[str, ...] = ()
     data: tuple[str, ...] = ()
+    unsynced: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+    undone_at: tuple[int, ...] = ()
 
     def describe(self) -> str:
         """Return a readable account: what persisted, what was lost, and the resulting files."""
@@ -306,6 +313,8 @@ class _Frontier:
         files: list[tuple[str, bytes | None]] = []
         digests: list[tuple[str, bytes | None]] = []
         data: list[str] = []
+        unsynced: list[str] = []
+        dropped: list[str] = []
         described: set[int] = set()
 
         def walk(dir_ino: int, prefix: str) -> None:
@@ -323,6 +332,9 @@ class _Frontier:
                     if ino not in described:
                         described.add(ino)
                         data.append(_cut(f"{rel}: {how} -> ", content, _DATA_CHARS))
+                        unsynced.append(rel)
+                        if index != 0:  # choice 0 keeps every unsynced write
+                            dropped.append(rel)
                 else:
                     files.append((rel, self.synced[ino]))
                     digests.append((rel, self._synced_digest(ino)))
@@ -334,6 +346,9 @@ class _Frontier:
             tuple(str(e.op) for e, k in zip(self.pending, keep, strict=True) if k),
             tuple(str(e.op) for e, k in zip(self.pending, keep, strict=True) if not k),
             tuple(data),
+            tuple(unsynced),
+            tuple(dropped),
+            tuple(e.op.index for e, k in zip(self.pending, keep, strict=True) if not k),
         )
         return state, _digest_of(digests)
 
@@ -608,4 +623,4 @@ def explore(
 def _at(state: CrashState, point: int) -> CrashState:
     if state.point == point:
         return state
-    return CrashState(point, state.tree, state.persisted, state.undone, state.data)
+    return replace(state, point=point)
