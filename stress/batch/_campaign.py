@@ -24,6 +24,7 @@ import time
 from typing import Any, Final
 
 from lance_offsets.conformance._capabilities import capabilities_of
+from lance_offsets.conformance._diagnosis import FINDINGS, finding
 from lance_offsets.conformance._props_batch import batch_of
 from lance_offsets.conformance._results import Outcome, PropertyResult
 from lance_offsets.conformance._run import check_property
@@ -39,7 +40,7 @@ from ..seam._trace import TraceOp
 from ..workers._fleet import Fleet, Worker, WorkerGone
 from ..workers._jobs import NO_SHIM
 
-__all__ = ["check_b1", "power_workload"]
+__all__ = ["check_b1", "judge_batch", "judged_batch", "power_workload"]
 
 Key = tuple[int, int]
 
@@ -105,10 +106,12 @@ def check_b1(spec: str, options: StressOptions) -> PropertyResult:
     evidence.update(kills.evidence())
     if kills.violations:
         details = (
-            f"[B1] save_many ({semantics}) broken by a kill inside the batch (seed "
-            f"{options.seed}):\n" + "\n".join(kills.violations[:_ENOUGH])
+            f"{kills.violations[0]}\n[B1] save_many ({semantics}) broken by a kill inside the "
+            f"batch (seed {options.seed}):\n" + "\n".join(kills.violations[:_ENOUGH])
         )
-        return PropertyResult("B1", "failed", time.monotonic() - start, details, evidence)
+        artifacts = {FINDINGS: kills.findings()}
+        seconds = time.monotonic() - start
+        return PropertyResult("B1", "failed", seconds, details, evidence, artifacts)
     power = run_powerloss(spec, options, power_workload(), atomic=caps.batch_atomic).result
     evidence.update({f"power {name}": value for name, value in power.evidence.items()})
     seconds = time.monotonic() - start
@@ -117,8 +120,10 @@ def check_b1(spec: str, options: StressOptions) -> PropertyResult:
         # held to old-or-new, and to new once save_many returned; an atomic batch to all or none.
         rule = "per-key and all-or-nothing rules" if caps.batch_atomic else "per-key rule"
         text = power.details.replace("violate D3", f"violate B1's {rule}")
-        details = "[B1] a power cut inside or after save_many:\n" + text
-        return PropertyResult("B1", "failed", seconds, details, evidence)
+        first, _, rest = text.partition("\n")
+        details = f"{first}\n[B1] a power cut inside or after save_many:\n{rest}"
+        artifacts = {FINDINGS: list(power.artifacts.get(FINDINGS, ()))}
+        return PropertyResult("B1", "failed", seconds, details, evidence, artifacts)
     notes = [kills.unseen, "" if power.outcome == "passed" else f"power cuts: {power.details}"]
     outcome: Outcome = "passed" if power.outcome == "passed" and kills.killed else "unverified"
     return PropertyResult("B1", outcome, seconds, "; ".join(filter(None, notes)), evidence)
@@ -134,9 +139,14 @@ class _Kills:
         self.root = tempfile.mkdtemp(prefix="lance-batch-", dir=options.workdir)
         self.count = self.killed = self.unreached = 0
         self.violations: list[str] = []
+        #: What the violations demonstrate (``_diagnosis.py``): fact -> the first that showed it.
+        self.facts: dict[str, str] = {}
         self.unseen = ""
         self.verifier: Worker | None = None
         self.backend = "python"
+
+    def findings(self) -> list[dict[str, str]]:
+        return [finding(fact, shown) for fact, shown in self.facts.items()]
 
     def evidence(self) -> dict[str, int | float | str]:
         return {
@@ -236,8 +246,9 @@ class _Kills:
         self.killed += 1
         where = label(op, phase, trace, path)
         found = self._read(path)
-        for problem in judge_batch(found, acked=acked, atomic=self.atomic):
+        for fact, problem in judged_batch(found, acked=acked, atomic=self.atomic):
             self.violations.append(f"{where}: {problem}")
+            self.facts.setdefault(fact, f"{where}: {problem}")
 
     def _read(self, path: str) -> dict[str, Any]:
         if self.verifier is None:
@@ -263,35 +274,46 @@ def _shown(value: object) -> str:
 
 def judge_batch(found: dict[str, Any], *, acked: bool, atomic: bool) -> list[str]:
     """What is wrong with the state a fresh handle read after a kill inside ``save_many``."""
+    return [text for _, text in judged_batch(found, acked=acked, atomic=atomic)]
+
+
+def judged_batch(found: dict[str, Any], *, acked: bool, atomic: bool) -> list[tuple[str, str]]:
+    """:func:`judge_batch`'s problems, each with what it demonstrates (``_diagnosis.py``)."""
     if "open" in found:
-        return [f"a fresh handle could not open the store: {found['open']}"]
-    problems = []
+        return [
+            ("open-fails-after-kill", f"a fresh handle could not open the store: {found['open']}")
+        ]
+    problems: list[tuple[str, str]] = []
     state: dict[Key, str] = {}
     for key in sorted({*_SETUP, *_BATCH}):
         got = found.get(f"load{key}")
         old, new = _SETUP.get(key), _BATCH.get(key, _SETUP.get(key))
         if isinstance(got, str):
-            problems.append(f"load{key} {got}")
+            problems.append(("batch-kill-torn", f"load{key} {got}"))
             continue
         if key not in _BATCH:
             if got != old:
-                problems.append(f"key {key} outside the batch holds {_shown(got)}, not {old}")
+                text = f"key {key} outside the batch holds {_shown(got)}, not {old}"
+                problems.append(("kill-changed-other-key", text))
             continue
         if acked and got != new:
-            problems.append(f"save_many returned, yet load{key} gave {_shown(got)}, not {new}")
+            text = f"save_many returned, yet load{key} gave {_shown(got)}, not {new}"
+            problems.append(("acked-lost-after-kill", text))
         elif got not in (old, new):
-            problems.append(
-                f"load{key} gave {_shown(got)}: neither the old {_shown(old)} nor the new {new}"
-            )
+            text = f"load{key} gave {_shown(got)}: neither the old {_shown(old)} nor the new {new}"
+            problems.append(("batch-kill-torn", text))
         state[key] = "new" if got == new else "old"
     listing = found.get("list_all")
     loads = {k: found.get(f"load{k}") for k in sorted({*_SETUP, *_BATCH})}
     expected_listing = {k: v for k, v in loads.items() if v is not None and not isinstance(v, str)}
     if isinstance(listing, str):
-        problems.append(f"list_all() {listing}")
+        problems.append(("listing-shows-leftover", f"list_all() {listing}"))
     elif listing != expected_listing:
-        problems.append(f"list_all() gave {listing}, the loads {expected_listing}")
+        text = f"list_all() gave {listing}, the loads {expected_listing}"
+        problems.append(("listing-shows-leftover", text))
     if atomic and len(set(state.values())) > 1 and not problems:
         parts = ", ".join(f"{k}: {v}" for k, v in state.items())
-        problems.append(f"declared batch_atomic, yet the batch is half done ({parts})")
+        problems.append(
+            ("batch-split", f"declared batch_atomic, yet the batch is half done ({parts})")
+        )
     return problems

@@ -5,12 +5,19 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
+from lance_offsets.conformance._diagnosis import FINDINGS, finding
 from lance_offsets.conformance._results import Outcome, PropertyResult
 
 from .._options import StressOptions
-from ..concurrency._linearize import Violation, check_history, drawn_history, format_violations
+from ..concurrency._linearize import (
+    Violation,
+    check_history,
+    drawn_history,
+    first_reported,
+    format_violations,
+)
 from ._run import RunRecord, Window, excuse
 
 __all__ = ["combine", "verdict"]
@@ -77,7 +84,10 @@ def verdict(
             return PropertyResult(pid, "unverified", seconds, f"{head}: {why}", shown)
         text = f"{head}: every key's history linearizable, every acknowledged commit kept"
         return PropertyResult(pid, "passed", seconds, text, shown)
-    lines = [f"{head}:", *(f"  {p}" for p in record.problems)]
+    first = first_reported(violations)
+    # What a reader meets first: the violation itself (or what stopped the run).
+    lead = record.problems[0] if record.problems else first.summary if first else head
+    lines = [lead, f"{head}:", *(f"  {p}" for p in record.problems)]
     report = format_violations(violations, seed=options.seed, origin=record.origin).splitlines()
     for line in report:
         lines.append(line)
@@ -94,7 +104,10 @@ def verdict(
             "after one; the checker lets it take effect or not)"
         )
     history = drawn_history(violations, ops, origin=record.origin)
-    artifacts = {"history": history} if history else {}
+    artifacts: dict[str, Any] = {"history": history} if history else {}
+    if pid == "D2" and first is not None:
+        # A commit the killed server acknowledged and lost: it was not durable when acknowledged.
+        artifacts[FINDINGS] = [finding("acked-lost-after-kill", first.summary)]
     return PropertyResult(pid, "failed", seconds, "\n".join(lines), shown, artifacts)
 
 
@@ -110,12 +123,20 @@ def combine(first: PropertyResult, second: PropertyResult) -> PropertyResult:
     evidence = dict(first.evidence)
     for name, value in second.evidence.items():
         evidence[name if name not in evidence else f"server faults: {name}"] = value
-    details = f"{first.details}\n--- {second.details}" if first.details else second.details
+    # A failure's details lead with its violation: the failing part's come first.
+    lead, then = (
+        (second, first) if worst is second and first.outcome != "failed" else (first, second)
+    )
+    details = f"{lead.details}\n--- {then.details}" if lead.details else then.details
+    findings = [*first.artifacts.get(FINDINGS, ()), *second.artifacts.get(FINDINGS, ())]
+    artifacts = {**first.artifacts, **second.artifacts}
+    if findings:
+        artifacts[FINDINGS] = findings
     return dataclasses.replace(
         first,
         outcome=worst.outcome,
         seconds=first.seconds + second.seconds,
         details=details,
         evidence=evidence,
-        artifacts={**first.artifacts, **second.artifacts},
+        artifacts=artifacts,
     )
