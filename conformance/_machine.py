@@ -74,14 +74,18 @@ class ContractViolation(AssertionError):
     """The store broke property :attr:`property_id`; the message says how.
 
     ``property_id`` is a catalog ID, or one of a store author's own properties (then ``title``
-    names it; see :meth:`StoreMachine.violation`).
+    names it; see :meth:`StoreMachine.violation`). ``fact`` names what the failure demonstrates,
+    when the check knows (a finding of ``_diagnosis.py``: the report then says its likely cause).
     """
 
-    def __init__(self, property_id: str, message: str, title: str | None = None) -> None:
+    def __init__(
+        self, property_id: str, message: str, title: str | None = None, *, fact: str = ""
+    ) -> None:
         known = PROPERTIES.get(property_id)
         title = title or (known.title if known else "a property of your own")
         super().__init__(f"[{property_id} {title}] {message}")
         self.property_id = property_id
+        self.fact = fact
 
 
 def spec_of(factory: object) -> str | None:
@@ -162,11 +166,12 @@ class StoreMachine(RuleBasedStateMachine):
         self.steps.append(line)
         del self.steps[:-_KEPT_STEPS]
 
-    def _open(self, slot: str, pid: str, purpose: str = "") -> None:
+    def _open(self, slot: str, pid: str, purpose: str = "", fact: str = "") -> None:
         self.generation += 1
         name = f"{slot}{self.generation}"
         what = f"factory(path) for {name}" + (f", {purpose}," if purpose else "")
-        self.handles[slot] = self._call(pid, what, self.workspace.factory, self.path)
+        factory = self.workspace.factory
+        self.handles[slot] = self._call(pid, what, factory, self.path, fact=fact)
         self.names[slot] = name
         self.opened_at[name] = self.step
         self.views[name] = dict(self.model)  # a new handle must see everything committed
@@ -175,13 +180,13 @@ class StoreMachine(RuleBasedStateMachine):
     def _name(self, slot: str) -> str:
         return self.names[slot]
 
-    def _violate(self, pid: str, message: str) -> None:
+    def _violate(self, pid: str, message: str, fact: str = "") -> None:
         if pid in self.focus:
             shown = dict(sorted(self.model.items())[:_MODEL_SHOWN])
             hidden = len(self.model) - len(shown)
             more = f" and {hidden} more" if hidden else ""
             found = ContractViolation(
-                pid, f"{message}\nmodel (what the store holds): {shown}{more}"
+                pid, f"{message}\nmodel (what the store holds): {shown}{more}", fact=fact
             )
             self.tally.bad_news(found)
             raise found
@@ -267,16 +272,24 @@ class StoreMachine(RuleBasedStateMachine):
         )
 
     def _call(
-        self, pid: str | Callable[[], str], what: str, fn: Callable[..., Any], *args: object
+        self,
+        pid: str | Callable[[], str],
+        what: str,
+        fn: Callable[..., Any],
+        *args: object,
+        fact: str = "",
     ) -> Any:
-        """``fn(*args)``; if it raises, a violation of ``pid`` (a callable: blamed only then)."""
+        """``fn(*args)``; if it raises, a violation of ``pid`` (a callable: blamed only then).
+
+        ``fact``: what that violation demonstrates, when raising here says it (``_diagnosis.py``).
+        """
         self.tally.running = what
         self.tally.within_budget()
         try:
             return fn(*args)
         except Exception as exc:
             blamed = pid if isinstance(pid, str) else pid()
-            self._violate(blamed, f"{what} raised {type(exc).__name__}: {exc}")
+            self._violate(blamed, f"{what} raised {type(exc).__name__}: {exc}", fact)
             raise  # unreachable: _violate raises
 
     def _pick(self, which: int) -> str:
@@ -326,6 +339,7 @@ class StoreMachine(RuleBasedStateMachine):
                     "C5",
                     f"{op} on key {key} changed key {other} from {was!r} to {now!r} "
                     f"(decimal spellings {key[0]}{key[1]} / {other[0]}{other[1]})",
+                    "read-other-keys-value",
                 )
 
     def _compare_listing(self, slot: str, got: object, when: str) -> None:
@@ -342,6 +356,7 @@ class StoreMachine(RuleBasedStateMachine):
             pid,
             f"list_all() on handle {self._name(slot)} {when} disagrees with the model on "
             f"{len(wrong)} key(s); (got, expected): {shown}",
+            "stale-view" if pid == "P2" else "",
         )
 
     # -- keys --------------------------------------------------------------------------------
@@ -389,7 +404,8 @@ class StoreMachine(RuleBasedStateMachine):
             pid = self._blame(slot, key, got, pid, held)
             why = self._stale_why(slot, key, held) if pid == "P2" else ""
             done = f"{name}.save{(*key, offset)} returned"
-            self._violate(pid, f"{done}, then load{key} gave {got!r}{why}")
+            fact = "write-lost-over-other" if pid == "P2" else ""
+            self._violate(pid, f"{done}, then load{key} gave {got!r}{why}", fact)
         self._wrote(key, slot)
         self._check_isolation(slot, key, before, f"save{(*key, offset)}")
 
@@ -435,7 +451,8 @@ class StoreMachine(RuleBasedStateMachine):
             pid = self._blame(slot, key, got, "C4" if kept else "C2", previous)
             why = self._stale_why(slot, key, previous) if pid == "P2" else ""
             done = f"{name}.delete{key} returned"
-            self._violate(pid, f"{done}, then load{key} gave {got!r}, not None{why}")
+            fact = "write-lost-over-other" if pid == "P2" else ""
+            self._violate(pid, f"{done}, then load{key} gave {got!r}, not None{why}", fact)
         self._wrote(key, slot)
         self._check_isolation(slot, key, before, f"delete{key}")
 
@@ -454,7 +471,8 @@ class StoreMachine(RuleBasedStateMachine):
         if got != expected:
             pid = self._blame(slot, key, got, default)
             stale = self._stale_why(slot, key) if pid == "P2" else ""
-            self._violate(pid, f"{what} gave {got!r}, expected {expected!r}{stale}")
+            fact = "stale-view" if pid == "P2" else ""
+            self._violate(pid, f"{what} gave {got!r}, expected {expected!r}{stale}", fact)
         self._saw(slot, key, got)
 
     @precondition(lambda self: "list_all" in self.families)
@@ -500,6 +518,7 @@ class StoreMachine(RuleBasedStateMachine):
             "a second handle on the same path in this process (a store that refuses one by "
             "design declares handles_per_process = 1, and P2 is then checked through another "
             "process)",
+            "second-handle-refused",
         )
         self._note(f"open second live handle {self._name('B')} = factory(path)")
 

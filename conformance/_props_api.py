@@ -95,12 +95,15 @@ def _refused(
             "C7", f"{call} raised {type(exc).__name__}: {exc}; expected {expected.__name__}"
         ) from exc
     else:
-        raise ContractViolation("C7", f"{call} returned; expected {expected.__name__}")
+        fact = "wrong-type-accepted" if expected is TypeError else "out-of-range-accepted"
+        raise ContractViolation("C7", f"{call} returned; expected {expected.__name__}", fact=fact)
     after = _observe(ctx, store, path, committed)
     for what, was in before.items():
         if after[what] != was:
             raise ContractViolation(
-                "C7", f"after {call} raised, {what} gave {after[what]!r}; before it: {was!r}"
+                "C7",
+                f"after {call} raised, {what} gave {after[what]!r}; before it: {was!r}",
+                fact="refused-call-changed-state",
             )
 
 
@@ -146,7 +149,9 @@ def _must_raise(what: str, fn: Any, *args: object) -> None:
         fn(*args)
     except Exception:
         return
-    raise ContractViolation("C8", f"{what} after close() returned instead of raising")
+    raise ContractViolation(
+        "C8", f"{what} after close() returned instead of raising", fact="closed-handle-works"
+    )
 
 
 def check_c8(ctx: CheckContext) -> str:

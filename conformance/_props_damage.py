@@ -111,11 +111,15 @@ def _judge_handle(
                     f"the value this warm handle saved itself before another handle committed "
                     f"{offset}: it fell back to a stale value it remembered instead of raising"
                 )
+                fact = "warm-fallback"
+            elif got is None:
+                nobody, fact = "None for a committed key", "damage-read-as-absent"
             else:
-                nobody = "None for a committed key" if got is None else "a number nobody saved"
+                nobody, fact = "a number nobody saved", "damage-read-as-value"
             raise ContractViolation(
                 "F1",
                 f"after {what}, {who}load{key} returned {got!r} ({nobody}); committed {offset}",
+                fact=fact,
             )
     try:
         listing: Any = store.list_all()
@@ -127,10 +131,18 @@ def _judge_handle(
     if wrong or missing:
         stale_ones = {k: v for k, v in wrong.items() if stale.get(k) == v}
         because = f" (stale values this handle saved before: {stale_ones!r})" if stale_ones else ""
+        fact = (
+            "warm-fallback"
+            if stale_ones
+            else "damage-read-as-value"
+            if wrong
+            else "damage-read-as-absent"
+        )
         raise ContractViolation(
             "F1",
             f"after {what}, {who}list_all() silently gave wrong entries {wrong!r}{because} and "
             f"dropped committed keys {missing!r}; committed {committed!r}",
+            fact=fact,
         )
 
 

@@ -135,6 +135,7 @@ def _expect_commit(
                 "H2",
                 f"save{(*key, offset)}: previous_offset={info.previous_offset!r}, but the "
                 f"store held {previous!r} before",
+                fact="previous-offset-wrong",
             )
 
 
@@ -158,6 +159,7 @@ def _run(ctx: CheckContext, pid: str, program: list[tuple[Any, ...]]) -> None:
                     pid,
                     f"{call} called hooks {names_run} and then raised {type(exc).__name__}: "
                     f"{exc}; hooks announced a commit the caller was told failed",
+                    fact="hook-on-failed-save",
                 ) from exc
             _expect_commit(log, names, key, rest[0], previous=model.get(key), pid=pid)
             model[key] = rest[0]
@@ -181,7 +183,11 @@ def _run(ctx: CheckContext, pid: str, program: list[tuple[Any, ...]]) -> None:
             if op == "delete":
                 model.pop(key, None)
             if log:
-                raise ContractViolation("H1", f"{op}{key} called hooks: {[n for n, _, _ in log]}")
+                raise ContractViolation(
+                    "H1",
+                    f"{op}{key} called hooks: {[n for n, _, _ in log]}",
+                    fact="hook-on-non-save",
+                )
 
 
 def _other_saves(ctx: CheckContext, path: str, key: Key, offset: int) -> bool:
@@ -252,7 +258,9 @@ def _refused_save_calls_no_hook(store: Any, log: list[Any], key: Key, offset: ob
             if log:
                 names = [n for n, _, _ in log]
                 raise ContractViolation(
-                    "H3", f"save{(*key, offset)} failed ({type(exc).__name__}) yet called {names}"
+                    "H3",
+                    f"save{(*key, offset)} failed ({type(exc).__name__}) yet called {names}",
+                    fact="hook-on-failed-save",
                 ) from exc
         elif type(info.offset) is not int or not 0 <= info.offset <= MAX_OFFSET:
             raise ContractViolation(
@@ -293,14 +301,19 @@ def check_h3(ctx: CheckContext) -> str:
                         f"a hook failed and save{(*key, first)} raised "
                         f"{type(exc).__name__}: {exc}, which does not carry the CommitInfo: "
                         "the caller cannot tell the offset was committed",
+                        fact="hook-failure-mishandled",
                     ) from exc
             else:
                 raise ContractViolation(
-                    "H3", "a hook raised and save() returned: hook failure lost"
+                    "H3",
+                    "a hook raised and save() returned: hook failure lost",
+                    fact="hook-failure-mishandled",
                 )
             if [n for n, _, _ in log] != ["first", "second"]:
                 raise ContractViolation(
-                    "H3", f"with a failing hook in the middle, hooks ran: {[n for n, _, _ in log]}"
+                    "H3",
+                    f"with a failing hook in the middle, hooks ran: {[n for n, _, _ in log]}",
+                    fact="hook-failure-mishandled",
                 )
             # Before the commit only if the probe sees it afterwards (else that is P2's finding),
             # and only if the probe could read at all inside the hook (a store may hold its lock
@@ -316,6 +329,7 @@ def check_h3(ctx: CheckContext) -> str:
                 raise ContractViolation(
                     "H3",
                     f"the hook ran before the commit: another handle read {seen!r}, saving {first}",
+                    fact="hook-before-commit",
                 )
             try:
                 got = store.load(*key)

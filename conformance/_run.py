@@ -24,6 +24,7 @@ from ._acknowledge import acknowledged
 from ._capabilities import Factory, capabilities_of
 from ._catalog import PROPERTIES, property_ids
 from ._context import CheckContext, Unverified
+from ._diagnosis import FINDINGS, finding
 from ._machine import MACHINE_PLANS, ContractViolation, spec_of, store_machine
 from ._profiles import (
     DEFAULT_PROFILE,
@@ -93,6 +94,14 @@ def failure_text(exc: BaseException, pid: str | None = None, tally: Tally | None
         lines.extend(_steps(tally))
         lines.extend(traceback.format_exception(exc)[-_TRACEBACK_LINES:])
     return "\n".join(lines).rstrip()
+
+
+def _findings(exc: BaseException) -> dict[str, Any]:
+    """The artifacts of a failure: what its violation demonstrates, when the check said."""
+    fact = getattr(exc, "fact", "") if isinstance(exc, ContractViolation) else ""
+    if not fact:
+        return {}
+    return {FINDINGS: [finding(fact, str(exc))]}
 
 
 def _flaky_text(exc: BaseException, pid: str, tally: Tally | None) -> str:
@@ -237,7 +246,9 @@ def check_property(
         except Unverified as why:
             result = PropertyResult(pid, "unverified", 0.0, str(why))
         except Exception as exc:
-            result = PropertyResult(pid, "failed", 0.0, failure_text(exc, pid, tally))
+            result = PropertyResult(
+                pid, "failed", 0.0, failure_text(exc, pid, tally), artifacts=_findings(exc)
+            )
         else:
             blocked = tally.too_few_kept()
             outcome: Outcome = "unverified" if blocked else "passed"
