@@ -21,6 +21,7 @@ from lance_offsets.stress._options import choose_seed
 from lance_offsets._cli_common import print_error
 
 from ._catalog import PROPERTIES
+from ._diagnosis import Diagnosis, diagnose, explain, failure_order, root_causes
 from ._html import report_html
 from ._profiles import DEFAULT_PROFILE, PROFILES
 from ._report import Verdict, json_document, report_json, report_junit, report_markdown
@@ -208,17 +209,56 @@ def _validate(args: argparse.Namespace) -> list[str] | None:
     return only
 
 
+def _causes(diagnoses: dict[str, Diagnosis], out: TextIO) -> None:
+    """The run's likely causes, the one behind most failures first, each with its remedy."""
+    if not diagnoses:
+        return
+    print("\nLikely causes, the one behind most failures first:", file=out)
+    for root in root_causes(diagnoses):
+        follows = []
+        if root.consequences:
+            follows.append(f"consequences: {', '.join(root.consequences)}")
+        if root.also:
+            follows.append(f"also seen in: {', '.join(root.also)}")
+        label = "root cause, shown by" if follows else "shown by"
+        print(f"  {label} {root.root}: {root.cause.cause}", file=out)
+        print(f"    usual remedy: {root.cause.remedy}", file=out)
+        if follows:
+            print(f"    {'; '.join(follows)}", file=out)
+
+
+def _failure(result: PropertyResult, diagnosis: Diagnosis | None, out: TextIO) -> None:
+    """One failure: the violation first, then its likely cause and remedy, then the rest."""
+    title = PROPERTIES[result.id].title
+    after = (
+        f" (consequence of {diagnosis.consequence_of}'s cause)"
+        if diagnosis and diagnosis.consequence_of
+        else ""
+    )
+    print(f"\n=== {result.id} {title}: FAILED{after} ===", file=out)
+    violation, _, rest = result.details.partition("\n")
+    print(violation, file=out)
+    for line in explain(diagnosis) if diagnosis else []:
+        print(line, file=out)
+    if rest:
+        print(rest, file=out)
+
+
 def _report(verdict: Verdict, out: TextIO) -> None:
-    """Print what follows the table: reasons, counterexamples, the closing line."""
+    """Print what follows the table: reasons, likely causes, failures, the closing line.
+
+    Failures come root first: a failure whose likely cause another failure shows more directly
+    follows that one, marked as its consequence.
+    """
     for result in verdict.results:
         if result.outcome in ("unverified", "not-applicable"):
             word = result.outcome.replace("-", " ")
             reason = result.details.replace("\n", "\n      ")  # continuation under its row
             print(f"  {result.id} {word}: {reason}", file=out)
-    for result in verdict.results:
-        if result.outcome == "failed":
-            print(f"\n=== {result.id} {PROPERTIES[result.id].title}: FAILED ===", file=out)
-            print(result.details, file=out)
+    diagnoses = diagnose(verdict.results)
+    _causes(diagnoses, out)
+    for result in failure_order(verdict.results, diagnoses):
+        _failure(result, diagnoses.get(result.id), out)
     unverified = verdict.counts()["unverified"]
     if unverified:
         effect = (

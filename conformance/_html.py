@@ -24,6 +24,7 @@ from html import escape
 from typing import Any, Final
 
 from ._catalog import PROPERTIES
+from ._diagnosis import Diagnosis, diagnose, explain, failure_order, root_causes
 from ._report import Verdict
 from ._results import PropertyResult, evidence_text
 
@@ -80,7 +81,11 @@ _CHAR_WIDTH: Final = 6.1
 
 
 def report_html(verdict: Verdict) -> str:
-    """The whole page for ``verdict``: summary, table, reasons, failures with their drawings."""
+    """The whole page: summary, likely causes, table, reasons, failures with their drawings.
+
+    Failures come root first, each followed by the failures that are its consequences.
+    """
+    diagnoses = diagnose(verdict.results)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -91,10 +96,11 @@ def report_html(verdict: Verdict) -> str:
         f"(profile {escape(verdict.profile or 'default')}"
         f"{', long stress runs' if verdict.stress else ''}, seed {verdict.seed}). "
         f"Replay: <code>{escape(verdict.replay())}</code></p>",
+        _causes(diagnoses),
         _table(verdict.results),
         _reasons(verdict.results),
     ]
-    parts += [_failure(r) for r in verdict.results if r.outcome == "failed"]
+    parts += [_failure(r, diagnoses.get(r.id)) for r in failure_order(verdict.results, diagnoses)]
     parts.append("</body></html>")
     return "\n".join(p for p in parts if p) + "\n"
 
@@ -130,12 +136,42 @@ def _reasons(results: Sequence[PropertyResult]) -> str:
     return f'<h2>Not exercised</h2><ul class="reasons">{items}</ul>'
 
 
-def _failure(result: PropertyResult) -> str:
+def _causes(diagnoses: dict[str, Diagnosis]) -> str:
+    """The run's likely causes, the one behind most failures first (``ul.causes``)."""
+    if not diagnoses:
+        return ""
+    items = []
+    for root in root_causes(diagnoses):
+        follows = []
+        if root.consequences:
+            follows.append(f"consequences: {', '.join(root.consequences)}")
+        if root.also:
+            follows.append(f"also seen in: {', '.join(root.also)}")
+        label = "root cause, shown by" if follows else "shown by"
+        items.append(
+            f'<li class="cause" data-cause="{escape(root.cause.id)}" '
+            f'data-root="{escape(root.root)}"><b>{label} {escape(root.root)}</b>: '
+            f"{escape(root.cause.cause)}. <i>Usual remedy:</i> {escape(root.cause.remedy)}."
+            + (f" ({escape('; '.join(follows))})" if follows else "")
+            + "</li>"
+        )
+    return f'<h2>Likely causes</h2><ul class="causes">{"".join(items)}</ul>'
+
+
+def _failure(result: PropertyResult, diagnosis: Diagnosis | None = None) -> str:
     pid = escape(result.id)
+    after = ""
+    if diagnosis is not None and diagnosis.consequence_of:
+        after = f" (consequence of {escape(diagnosis.consequence_of)}'s cause)"
+    violation = result.details.split("\n", 1)[0]
     parts = [
         f'<section class="failure" id="failure-{pid}" data-property="{pid}">',
-        f"<h2>{pid} {escape(PROPERTIES[result.id].title)}: failed</h2>",
+        f"<h2>{pid} {escape(PROPERTIES[result.id].title)}: failed{after}</h2>",
+        f'<p class="violation"><b>{escape(violation)}</b></p>',
     ]
+    if diagnosis is not None:
+        told = "".join(f"<li>{escape(line)}</li>" for line in explain(diagnosis))
+        parts.append(f'<ul class="diagnosis">{told}</ul>')
     history = result.artifacts.get("history")
     if history:
         parts.append(_timeline(history))

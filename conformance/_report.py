@@ -15,11 +15,21 @@ import shlex
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any, Final
 
 from lance_offsets._version import __version__
 
 from ._catalog import PROPERTIES
+from ._diagnosis import (
+    Diagnosis,
+    diagnose,
+    diagnosis_json,
+    explain,
+    failure_order,
+    root_causes,
+    root_causes_json,
+)
 from ._results import OUTCOMES, PropertyResult, evidence_text
 
 __all__ = ["SCHEMA", "Verdict", "report_json", "report_junit", "report_markdown"]
@@ -114,6 +124,7 @@ def report_json(
 
 def json_document(verdict: Verdict) -> dict[str, Any]:
     """The JSON verdict of ``verdict``: run facts, outcome per property, details and evidence."""
+    diagnoses = diagnose(verdict.results)
     return {
         "schema": SCHEMA,
         "package": {"name": "lance-offsets", "version": __version__},
@@ -134,6 +145,7 @@ def json_document(verdict: Verdict) -> dict[str, Any]:
         "seconds": round(verdict.seconds, 3),
         "properties": {r.id: r.outcome for r in verdict.results},
         "counts": verdict.counts(),
+        "root_causes": root_causes_json(diagnoses),
         "details": {
             r.id: {
                 "title": PROPERTIES[r.id].title,
@@ -142,6 +154,7 @@ def json_document(verdict: Verdict) -> dict[str, Any]:
                 "details": r.details,
                 "evidence": dict(r.evidence),
                 "artifacts": dict(r.artifacts),
+                "diagnosis": diagnosis_json(diagnoses.get(r.id)),
             }
             for r in verdict.results
         },
@@ -160,8 +173,37 @@ def _fence(text: str) -> str:
     return f"{ticks}text\n{text}\n{ticks}"
 
 
+def _first_line(text: str, limit: int = 300) -> str:
+    line = text.split("\n", 1)[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _markdown_causes(diagnoses: dict[str, Diagnosis]) -> list[str]:
+    """The run's likely causes, the one behind most failures first, as a Markdown list."""
+    if not diagnoses:
+        return []
+    lines = ["### Likely causes", ""]
+    for root in root_causes(diagnoses):
+        follows = []
+        if root.consequences:
+            follows.append(f"consequences: {', '.join(root.consequences)}")
+        if root.also:
+            follows.append(f"also seen in: {', '.join(root.also)}")
+        label = "root cause, shown by" if follows else "shown by"
+        lines.append(
+            f"- **{label} {root.root}**: {root.cause.cause}. *Usual remedy:* {root.cause.remedy}."
+            + (f" ({'; '.join(follows)})" if follows else "")
+        )
+    return [*lines, ""]
+
+
 def report_markdown(verdict: Verdict) -> str:
-    """A Markdown page: summary, one table row per property, each failure's counterexample."""
+    """A Markdown page: summary, likely causes, a row per property, each failure's counterexample.
+
+    Each failure's folded block leads with the violation (its summary line), then the likely
+    cause and usual remedy, then the whole counterexample; roots come before their consequences.
+    """
+    diagnoses = diagnose(verdict.results)
     lines = [
         f"## lance-offsets check: `{verdict.store}`",
         "",
@@ -169,6 +211,7 @@ def report_markdown(verdict: Verdict) -> str:
         f"(profile {verdict.profile or 'default'}{', long stress runs' if verdict.stress else ''}"
         f", seed {verdict.seed}). Replay: `{verdict.replay()}`",
         "",
+        *_markdown_causes(diagnoses),
         "| | ID | property | outcome | seconds | evidence |",
         "|---|---|---|---|---:|---|",
     ]
@@ -181,22 +224,27 @@ def report_markdown(verdict: Verdict) -> str:
     if reasons:
         lines += ["", "### Not exercised", ""]
         lines += [f"- **{r.id}** {r.outcome}: {_cell(r.details)}" for r in reasons]
-    for r in verdict.results:
-        if r.outcome == "failed":
-            lines += [
-                "",
-                f"<details><summary><b>{r.id} {PROPERTIES[r.id].title}: failed</b></summary>",
-                "",
-                _fence(r.details),
-                "",
-                "</details>",
-            ]
+    for r in failure_order(verdict.results, diagnoses):
+        diagnosis = diagnoses.get(r.id)
+        told = [f"{line}  " for line in explain(diagnosis)] if diagnosis else []
+        lines += [
+            "",
+            f"<details><summary><b>{r.id} {PROPERTIES[r.id].title}: failed</b>: "
+            f"{escape(_first_line(r.details), quote=False)}</summary>",
+            "",
+            *told,
+            *([""] if told else []),
+            _fence(r.details),
+            "",
+            "</details>",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def report_junit(verdict: Verdict) -> bytes:
     """JUnit XML: one test case per property; failures carry the counterexample."""
     counts = verdict.counts()
+    diagnoses = diagnose(verdict.results)
     failing = sum(verdict.fails(r) for r in verdict.results)
     suite = ET.Element(
         "testsuite",
@@ -221,8 +269,12 @@ def report_junit(verdict: Verdict) -> bytes:
         )
         first = r.details.split("\n", 1)[0][:500]
         if verdict.fails(r):
+            # The message (what a CI test tab shows first) is the violation; the text adds the
+            # likely cause and remedy after the counterexample.
             failure = ET.SubElement(case, "failure", message=first, type=r.outcome)
-            failure.text = f"{r.details}\n\nreplay: {verdict.replay()}"
+            diagnosis = diagnoses.get(r.id)
+            told = "\n".join(explain(diagnosis)) + "\n\n" if diagnosis else ""
+            failure.text = f"{r.details}\n\n{told}replay: {verdict.replay()}"
         elif r.outcome in ("unverified", "not-applicable"):
             ET.SubElement(case, "skipped", message=f"{r.outcome}: {first}")
         if r.evidence:

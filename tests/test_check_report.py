@@ -193,7 +193,11 @@ def test_a_real_failure_reads_in_markdown_and_junit(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     page = (tmp_path / "v.md").read_text()
     assert "| ❌ | C2 | absent keys load as None | failed |" in page
-    assert "<summary><b>C2 absent keys load as None: failed</b></summary>" in page
+    # The folded block's summary line leads with the violation itself.
+    assert (
+        "<summary><b>C2 absent keys load as None: failed</b>: ContractViolation: "
+        "[C2 absent keys load as None] "
+    ) in page
     assert "[C2 absent keys load as None]" in page
     assert has_readable_steps(page)
     (suite,) = ET.fromstring((tmp_path / "v.xml").read_bytes()).iter("testsuite")
