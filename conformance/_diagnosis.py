@@ -224,7 +224,7 @@ CAUSES: Final[dict[str, Cause]] = {
             "read the store on every load and list_all, or check the cache against the file "
             "(mtime, size, inode) or a version counter before trusting it",
             ("stale-view", "stale-own-value"),
-            ("P2", "M1"),
+            ("P2", "M1", "B1"),
         ),
         Cause(
             "skips-unchanged-save",
@@ -330,9 +330,9 @@ CAUSES: Final[dict[str, Cause]] = {
             "validates-late",
             "the store writes before it validates: a call that then raises has already changed "
             "what is stored",
-            "validate every argument first, then write",
+            "validate every argument (of a batch: every entry) first, then write",
             ("refused-call-changed-state",),
-            ("C7",),
+            ("C7", "B1"),
         ),
         Cause(
             "close-does-nothing",

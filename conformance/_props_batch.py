@@ -89,6 +89,7 @@ class BatchRules:
             self, slot: str, key: Key, got: object, default: str, before: object = ...
         ) -> str: ...
         def _wrote(self, key: Key, slot: str | None) -> None: ...
+        def _fresh_handle_agrees(self, key: Key, *, write: bool) -> bool: ...
 
     def _batch_keys(self, data: st.DataObject) -> list[Key]:
         known = sorted(set(self.seen) | set(self.model))
@@ -124,7 +125,11 @@ class BatchRules:
             )
             if got != offset:
                 pid = self._blame(slot, key, got, "B1", held[key])
-                self._violate(pid, f"{what} returned, then load{key} gave {got!r}, not {offset}")
+                # A handle opened now sees the batch: this one answers from what it kept.
+                stale = pid == "B1" and self._fresh_handle_agrees(key, write=False)
+                fact = "stale-view" if stale or pid == "P2" else ""
+                message = f"{what} returned, then load{key} gave {got!r}, not {offset}"
+                self._violate(pid, message, fact)
             self._wrote(key, slot)
 
     @precondition(lambda self: "batch" in self.families)
@@ -168,4 +173,5 @@ class BatchRules:
                     "B1",
                     f"{what} raised, yet load{key} gave {got!r}, not {self.model.get(key)!r}: "
                     "the batch changed a key before it was refused",
+                    "refused-call-changed-state",
                 )

@@ -264,7 +264,9 @@ def _refused_save_calls_no_hook(store: Any, log: list[Any], key: Key, offset: ob
                 ) from exc
         elif type(info.offset) is not int or not 0 <= info.offset <= MAX_OFFSET:
             raise ContractViolation(
-                "H3", f"save{(*key, offset)} failed, yet hooks announced a commit of {info!r}"
+                "H3",
+                f"save{(*key, offset)} failed, yet hooks announced a commit of {info!r}",
+                fact="hook-on-failed-save",
             ) from exc
     # Returned, or raised for a failing hook after a real commit: accepting is C7's or C8's
     # finding, and hooks after a real commit are right.

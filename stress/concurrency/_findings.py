@@ -47,28 +47,52 @@ def _rival_writer(op: Op, ops: Sequence[Op]) -> Op | None:
 
 
 def _never_refreshed(ops: Sequence[Op]) -> bool:
-    """Whether no worker ever loaded another worker's save of a key it already held.
+    """Whether no worker ever loaded a new value of a key it already held.
 
-    "Held": the worker saved the key, or loaded a value of it, and has not deleted it since. A
-    store that answers from a per-process cache never shows such a load; any shared store does,
-    as soon as two workers write one key.
+    "Held": the worker saved the key, or loaded a value of it, and has not deleted it since; a
+    new value is one other than what it last saw of the key. A store that answers from a
+    per-process cache never shows such a load; any shared store does, as soon as another
+    worker writes a key this one has seen.
     """
-    held: set[tuple[int, Key]] = set()
-    saver = {op.value: op.worker for op in ops if op.kind == "save"}
-    refreshed = False
+    last: dict[tuple[int, Key], int] = {}  # (worker, key) -> the value it last saw
     for op in sorted(ops, key=lambda o: o.invoke):
         if op.outcome != "ok":
             continue
         mine = (op.worker, op.key)
         if op.kind == "delete":
-            held.discard(mine)
-        elif op.kind == "save":
-            held.add(mine)
+            last.pop(mine, None)
+        elif op.kind == "save" and op.value is not None:
+            last[mine] = op.value
         elif op.result is not None:
-            if mine in held and saver.get(op.result, op.worker) != op.worker:
-                refreshed = True
-            held.add(mine)
-    return not refreshed
+            if mine in last and last[mine] != op.result:
+                return False
+            last[mine] = op.result
+    return True
+
+
+def _fact_of(v: Violation, ops: Sequence[Op], stale: bool, look: bool) -> tuple[str, str] | None:
+    """What one violation demonstrates, with its words; None when it says nothing certain.
+
+    :param stale: the store never showed a worker a new value of a key it held.
+    :param look: whether to scan the history for a rival writer (bounded by the caller).
+    """
+    op = v.excerpt[0] if v.excerpt else None
+    fact = None
+    summary = v.summary
+    if v.kind == "not-linearizable":
+        fact = "stale-own-value" if stale else "lost-update"
+    elif op is not None and v.kind == "exception" and op.kind == "load":
+        fact = "read-raised"
+    elif op is not None and v.kind == "exception":
+        rival = _rival_writer(op, ops) if look else None
+        if rival is not None:
+            fact = "two-writers-at-once"
+            summary = f"{v.summary}, while worker {rival.worker} ran {rival.kind}"
+    elif op is not None and v.kind == "unknown-value":
+        # The excerpt is the load alone when nobody saved the value, else the save, then it.
+        fact = "read-torn-value" if len(v.excerpt) == 1 else None
+        fact = "read-other-keys-value" if op.key != v.key else fact
+    return None if fact is None else (fact, summary)
 
 
 def history_findings(
@@ -76,46 +100,30 @@ def history_findings(
 ) -> list[dict[str, str]]:
     """The findings ``violations`` of the history ``ops`` demonstrate, the most telling first.
 
-    Two writers at once comes first whenever it is shown: it explains torn reads and lost
-    updates too. The others follow by how many violations show them.
+    Two writers at once comes first whenever it is shown, and then stands for the reads that
+    raised or saw torn values too (they read what the two wrote). The others follow by how many
+    violations show them.
 
     :param refused_second: why a worker could not open the store while another had it open
         ("" when none was refused).
     """
     counts: dict[str, int] = {}
     shown: dict[str, str] = {}
-
-    def saw(fact: str, text: str) -> None:
-        counts[fact] = counts.get(fact, 0) + 1
-        shown.setdefault(fact, text)
-
-    looked = 0
-    stale = None
+    stale = any(v.kind == "not-linearizable" for v in violations) and _never_refreshed(ops)
+    writes = 0
     for v in violations:
-        op = v.excerpt[0] if v.excerpt else None
-        if v.kind == "exception" and op is not None:
-            if op.kind == "load":
-                saw("read-raised", v.summary)
-            elif looked < _RIVALS_LOOKED_AT:
-                looked += 1
-                rival = _rival_writer(op, ops)
-                if rival is not None:
-                    saw(
-                        "two-writers-at-once",
-                        f"{v.summary}, while worker {rival.worker} ran {rival.kind} of that key",
-                    )
-        elif v.kind == "unknown-value" and op is not None:
-            torn = len(v.excerpt) == 1  # no save of the value anywhere
-            other_key = not torn and v.excerpt[0].key != v.key
-            if torn:
-                saw("read-torn-value", v.summary)
-            elif other_key:
-                saw("read-other-keys-value", v.summary)
-        elif v.kind == "not-linearizable":
-            if stale is None:
-                stale = _never_refreshed(ops)
-            saw("stale-own-value" if stale else "lost-update", v.summary)
+        looking = v.kind == "exception" and bool(v.excerpt) and v.excerpt[0].kind != "load"
+        found = _fact_of(v, ops, stale, look=writes < _RIVALS_LOOKED_AT)
+        writes += looking
+        if found is not None:
+            counts[found[0]] = counts.get(found[0], 0) + 1
+            shown.setdefault(*found)
     if refused_second:
-        saw("second-process-refused", refused_second)
+        counts["second-process-refused"] = 1
+        shown["second-process-refused"] = refused_second
+    if "two-writers-at-once" in counts:
+        # Two writers on one file explain what readers saw of it: no second cause.
+        for fact in ("read-raised", "read-torn-value"):
+            counts.pop(fact, None)
     facts = sorted(counts, key=lambda f: (f != "two-writers-at-once", -counts[f]))
     return [finding(fact, shown[fact]) for fact in facts]

@@ -23,7 +23,7 @@ from ..seam._trace import TraceOp
 from ..workers._fleet import Fleet, Worker, WorkerGone
 from ..workers._jobs import NO_SHIM
 from ._judge import LOCK_WAIT_BOUND, Crash, Violation, judge, judge_damaged, listing
-from ._points import label, points
+from ._points import label, points, removed_before_replaced
 
 __all__ = ["Campaign", "Found", "Run", "Scenario", "label", "points"]
 
@@ -464,7 +464,9 @@ class Run:
         self.result.points += 1
         excerpt = [str(o) for o in trace[max(0, op.index - 3) : op.index + 3]]
         context = ["operations around the crash point (counting run):", *excerpt]
-        self.pending = _crash_of(scenario, path, label, acked, context)
+        crash = _crash_of(scenario, path, label, acked, context)
+        cut = op.index + (1 if phase == "after" else 0)
+        self.pending = dataclasses.replace(crash, removed_first=removed_before_replaced(trace, cut))
         self.tick()
 
     def damage_point(

@@ -69,6 +69,9 @@ class Crash:
     #: The damage done to the files the kill left ("emptied a.offset"), when there was some:
     #: then only loud-or-correct is asked (:func:`judge_damaged`), and no later save.
     damage: str = ""
+    #: The kill fell after the change removed (or renamed away) a file and before it renamed
+    #: one back under that name (``_points.removed_before_replaced``).
+    removed_first: bool = False
 
     def lost(self, found: object) -> bool:
         """Whether ``found`` is a value from before the acknowledged change (D2)."""
@@ -135,7 +138,11 @@ def _value(crash: Crash, read: dict[str, Any], out: list[Violation]) -> Any:
         fact = "open-lost-committed" if crash.loud == "D2" else "acked-lost-after-kill"
         out.append(_found("D2", crash, f"{found} (the acknowledged change was lost)", fact))
     elif found is None:
-        out.append(_found("D1", crash, "absent (neither value)", "kill-left-key-absent"))
+        # Gone with neither value: the change removed the old file before replacing it, or,
+        # when it removed nothing, the old value (acknowledged by the save that set it up) had
+        # never been written: it was acknowledged before it was durable.
+        fact = "kill-left-key-absent" if crash.removed_first else "acked-lost-after-kill"
+        out.append(_found("D1", crash, "absent (neither value)", fact))
     else:
         out.append(_found("D1", crash, f"{found} (a value nobody wrote)", "kill-left-wrong-value"))
     return found

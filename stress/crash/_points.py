@@ -46,6 +46,21 @@ def _between_fsync_and_rename(trace: list[TraceOp], cut: int) -> bool:
     return False
 
 
+def removed_before_replaced(trace: list[TraceOp], cut: int) -> bool:
+    """Whether the kill falls after a file was removed and before a rename put one back.
+
+    ``cut`` is the first operation the kill prevents; "removed" includes renamed away. Then the
+    key's old file is gone and its new one not yet in place: the structural sign of a
+    store that deletes first and renames after, which a kill leaves with neither value.
+    """
+    gone = {
+        op.path
+        for op in trace[:cut]
+        if op.error is None and op.kind in ("unlink", "rename", "replace")
+    }
+    return any(op.kind in ("rename", "replace") and op.target in gone for op in trace[cut:])
+
+
 def points(trace: list[TraceOp]) -> list[tuple[TraceOp, str]]:
     points = []
     for op in trace:
