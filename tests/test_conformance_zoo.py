@@ -9,11 +9,34 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the zoo is importable by spec string
 
-from lance_offsets.conformance import check_property
+from lance_offsets.conformance import PropertyResult, check_property
+from lance_offsets.conformance._diagnosis import diagnose
 from zoo.defects import EXPECTED, has_readable_steps
 
 # P2 defects need a second process: they run in tests/slow/test_conformance_zoo_p2.py.
 FAST = {name: pid for name, pid in EXPECTED.items() if pid != "P2"}
+
+#: The likely cause the report gives for each defect whose check records what it demonstrated
+#: (conformance/_diagnosis.py); the others fail with no diagnosis.
+CAUSE = {
+    "ConcatenatedNames": "keys-collide",
+    "LooseTypes": "loose-types",
+    "ValidatesLate": "validates-late",
+    "CloseDoesNothing": "close-does-nothing",
+    "CorruptIsNone": "unreadable-read-as-absent",
+    "LastKnownGood": "last-known-good",
+    "HookOnDelete": "hooks-on-other-calls",
+    "PreviousFromHandle": "previous-from-handle",
+    "HookBeforeSave": "hook-before-commit",
+    "HookOnFailedSave": "hook-on-failed-save",
+    "HookFailureAborts": "hook-failure-handling",
+}
+
+
+def likely_cause(result: PropertyResult) -> str | None:
+    """The first likely cause the report gives for ``result``, or None (no diagnosis)."""
+    diagnosis = diagnose([result]).get(result.id)
+    return diagnosis.likely[0].cause.id if diagnosis else None
 
 
 @pytest.mark.parametrize(("name", "pid"), sorted(FAST.items()))
@@ -22,6 +45,8 @@ def test_broken_store_fails_its_property(name: str, pid: str) -> None:
     assert result.outcome == "failed", f"{name} should fail {pid}: {result}"
     assert f"[{pid} " in result.details
     assert has_readable_steps(result.details), result.details  # the shrunk steps
+    if name in CAUSE:
+        assert likely_cause(result) == CAUSE[name], result.artifacts
 
 
 def test_warm_handle_falling_back_to_its_stale_value_fails_f1() -> None:
@@ -33,6 +58,7 @@ def test_warm_handle_falling_back_to_its_stale_value_fails_f1() -> None:
     assert "the warm handle's load" in result.details, result.details
     assert "fell back to a stale value" in result.details, result.details
     assert has_readable_steps(result.details), result.details
+    assert likely_cause(result) == CAUSE["LastKnownGood"]
 
 
 @pytest.mark.parametrize("pid", ["C7", "C8", "F1", "H1", "H2", "H3"])
@@ -74,6 +100,7 @@ def test_one_handle_refusal_is_p2s_finding() -> None:
     assert "[P2 " in result.details
     assert "already open in this process" in result.details, result
     assert "declares handles_per_process = 1" in result.details, result
+    assert likely_cause(result) == "one-handle-per-process"
 
 
 def test_a_declared_one_handle_store_is_held_to_p2_across_processes() -> None:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lance_offsets.stress.concurrency import _linearize as linearize
+from lance_offsets.stress.concurrency._findings import history_findings
 from lance_offsets.stress.concurrency._history import Op, OpKind, Outcome
 from lance_offsets.stress.concurrency._linearize import (
     check_history,
@@ -394,3 +395,58 @@ def test_real_atomic_register_histories_are_linearizable(seed: int) -> None:
             )
         )
     assert check_history(h) == []
+
+
+# -- what a history's violations demonstrate (stress/concurrency/_findings.py) ------------------
+
+
+def _facts(h: list[Op], refused: str = "") -> list[str]:
+    return [f["fact"] for f in history_findings(check_history(h), h, refused_second=refused)]
+
+
+def test_a_writer_raising_while_another_writes_the_key_shows_two_writers_at_once() -> None:
+    rival = op(1, "save", 1, 0, 4)
+    failed = op(2, "save", 2, 1, 3, outcome="info", error="FileNotFoundError: t.offset.tmp")
+    torn_read = op(1, "load", None, 5, 6, outcome="info", error="ValueError: corrupt ''")
+    # The read that raised parsed what the two wrote: no second cause for it.
+    assert _facts([rival, failed, torn_read]) == ["two-writers-at-once"]
+    (found,) = history_findings(check_history([rival, failed]), [rival, failed])
+    assert found["shown"].endswith("while worker 1 ran save")
+
+
+def test_a_writer_raising_alone_shows_nothing_certain_and_a_read_raising_a_torn_file() -> None:
+    alone = op(2, "save", 2, 1, 3, outcome="info", error="OSError: disk full")
+    assert _facts([op(0, "save", 1, 0, 0.5), alone]) == []
+    read = op(1, "load", None, 2, 3, outcome="info", error="ValueError: corrupt ''")
+    assert _facts([op(0, "save", 1, 0, 4), read]) == ["read-raised"]
+
+
+def test_values_nobody_saved_and_values_of_another_key() -> None:
+    assert _facts([op(0, "save", 4294967297, 0, 1), op(1, "load", 42949, 2, 3)]) == [
+        "read-torn-value"
+    ]
+    assert _facts([op(0, "save", 9, 0, 1, key=OTHER), op(1, "load", 9, 2, 3)]) == [
+        "read-other-keys-value"
+    ]
+
+
+def test_a_worker_that_never_sees_another_workers_save_is_a_stale_cache() -> None:
+    # Worker 1 saved 1, worker 0 saved 2 after it; worker 1 keeps answering its own 1.
+    stale = [op(1, "save", 1, 0, 1), op(0, "save", 2, 2, 3), op(1, "load", 1, 4, 5)]
+    assert _facts(stale) == ["stale-own-value"]
+    # The same stale answer from a store that did show worker 1 a new value once is a lost
+    # update: its reads are fresh, so something overwrote the save.
+    fresh_once = [
+        op(1, "save", 1, 0, 1),
+        op(0, "save", 3, 1.5, 1.8),
+        op(1, "load", 3, 1.9, 1.95),
+        op(0, "save", 2, 2, 3),
+        op(1, "load", 3, 4, 5),
+    ]
+    assert _facts(fresh_once) == ["lost-update"]
+
+
+def test_a_second_process_refused_is_said_when_the_workers_could_not_start() -> None:
+    assert _facts([], refused="worker 1 could not open the store: AlreadyLocked") == [
+        "second-process-refused"
+    ]

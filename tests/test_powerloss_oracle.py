@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress.powerloss._campaign import workload
+from lance_offsets.stress.powerloss._findings import StateFindings
 from lance_offsets.stress.powerloss._fsmodel import CrashState, Tree, explore, materialise
 from lance_offsets.stress.powerloss._fstree import snapshot
 from lance_offsets.stress.powerloss._oracle import (
@@ -251,6 +252,8 @@ class Judged:
     text: str
     expected: list[Expectation]
     seen_by: dict[Tree, Observation]
+    #: What the failing states demonstrate (``_findings.py``), as the check records it.
+    facts: list[str]
 
 
 def judged_crash_states(tmp_path: Path, protocol: Protocol) -> Judged:
@@ -276,10 +279,12 @@ def judged_crash_states(tmp_path: Path, protocol: Protocol) -> Judged:
     expected = expectations(trace, keys)
     saved = {k: {s.value for s in steps if s.key == k and s.value is not None} for k in keys}
     failures, tolerated = [], []
+    facts = StateFindings(trace, root)
     for state in found.states:
         verdict = judge(seen_by[state.tree], expected[state.point + 1], keys, saved)
         if verdict.problems:
             failures.append((state, verdict))
+            facts.add(state, verdict)
         elif verdict.tolerated:
             tolerated.append(state)
     text = ""
@@ -294,7 +299,8 @@ def judged_crash_states(tmp_path: Path, protocol: Protocol) -> Judged:
             tolerated=len(tolerated),
             summary="(test)",
         )
-    return Judged(failures, tolerated, len(found.states), text, expected, seen_by)
+    shown = [f["fact"] for f in facts.findings()]
+    return Judged(failures, tolerated, len(found.states), text, expected, seen_by, shown)
 
 
 KEYS_SHORT = sorted({s.key for s in workload(StressOptions(seed=1))})
@@ -371,3 +377,40 @@ def test_findings_count_every_failure_and_keep_only_what_a_report_shows(tmp_path
     assert len(findings.kept) <= SHOWN_FAILURES * len(KINDS) < len(found.failures)
     assert shown(findings.kept) == shown(found.failures)
     assert counts(findings, 0) == counts(found.failures, 0)
+
+
+def in_place(directory: str, target: str, data: bytes) -> None:
+    """Rewrite the key's own file, fsynced, never renamed (the directory never fsynced)."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.usefixtures("zoo")
+@pytest.mark.parametrize(
+    ("protocol", "facts"),
+    [
+        ("_correct", []),
+        ("_no_dir_fsync", ["rename-undone"]),
+        ("_no_file_fsync", ["power-cut-dropped-renamed-data"]),
+        ("_fsync_target_after_rename", ["power-cut-dropped-renamed-data"]),
+    ],
+)
+def test_failing_states_say_which_durability_step_is_missing(
+    tmp_path: Path, protocol: str, facts: list[str]
+) -> None:
+    found = judged_crash_states(tmp_path, _zoo_protocol(protocol))
+    assert found.facts == facts
+
+
+@pytest.mark.usefixtures("zoo")
+def test_a_file_rewritten_in_place_shows_its_torn_rewrite_and_its_undone_creation(
+    tmp_path: Path,
+) -> None:
+    found = judged_crash_states(tmp_path, in_place)
+    # Its creation undone (no directory fsync ever), and the live state mid-rewrite: a state
+    # that kept everything and still fails shows what a kill would show too.
+    assert set(found.facts) == {"create-undone", "power-cut-tore-file-in-place"}

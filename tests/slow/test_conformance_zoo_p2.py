@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lance_offsets.conformance import check_property
+from lance_offsets.conformance._diagnosis import diagnose
 from lance_offsets.conformance._remote import RemoteError, RemoteStore
 from zoo import defects, machine_zoo
 from zoo.defects import has_readable_steps
@@ -21,12 +22,22 @@ P2 = sorted(
 )
 
 
+#: The likely cause the report gives for each (conformance/_diagnosis.py).
+CAUSE = {
+    "zoo.defects:StaleCache": "stale-cache",
+    "zoo.defects:CacheOnlyListing": "stale-cache",
+    "zoo.machine_zoo:DirtyCheck": "skips-unchanged-save",
+}
+
+
 @pytest.mark.parametrize("spec", P2)
 def test_stale_handles_fail_p2(spec: str) -> None:
     result = check_property(spec, "P2", profile="smoke")
     assert result.outcome == "failed", result
     assert "[P2 " in result.details
     assert has_readable_steps(result.details), result.details
+    diagnosis = diagnose([result])["P2"]
+    assert diagnosis.likely[0].cause.id == CAUSE[spec], result.artifacts
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
