@@ -16,6 +16,7 @@ import sys
 import time
 
 import pytest
+from lance_offsets.conformance._diagnosis import diagnose
 from lance_offsets.conformance._results import PropertyResult
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress.concurrency._campaign import (
@@ -46,13 +47,19 @@ def assert_passed(result: PropertyResult) -> None:
     assert result.outcome == "passed", result.details
 
 
-def assert_caught(result: PropertyResult, seed: int, *evidence: str) -> None:
+def assert_caught(result: PropertyResult, seed: int, *evidence: str, cause: str = "") -> None:
     print(result.details)
     assert result.outcome == "failed"
     assert f"--stress-seed {seed}" in result.details
     assert any(e in result.details for e in evidence), result.details
     # A readable excerpt: operations with their times and outcomes, one per line.
     assert " ms  " in result.details
+    # The first line is a violation (the statistics follow), and names its likely cause.
+    first, second = result.details.splitlines()[:2]
+    assert any(e in first for e in evidence), first
+    assert second.startswith(f"{result.id} ({result.id} workload, ")
+    if cause:
+        assert diagnose([result])[result.id].likely[0].cause.id == cause, result.artifacts
 
 
 def test_monotonic_clock_is_one_clock_across_processes() -> None:
@@ -122,14 +129,28 @@ def test_reference_store_passes_m1_and_same_seed_replays_same_schedule(
 @posix_zoo
 def test_shared_temp_file_fails_m1(stress_options: StressOptions) -> None:
     result = check_m1(f"{ZOO}:shared_tmp", short(stress_options, 1.0))
-    assert_caught(result, stress_options.seed, "FileNotFoundError", "ValueError", "ever saved")
+    # Two writers inside one save: a saver raises while another saves the key (seen in every
+    # one-second run: each worker saves about a hundred times).
+    assert_caught(
+        result,
+        stress_options.seed,
+        "FileNotFoundError",
+        "ValueError",
+        "ever saved",
+        cause="lock-not-exclusive",
+    )
 
 
 @posix_zoo
 def test_unlinked_held_lock_fails_m2(stress_options: StressOptions) -> None:
     result = check_m2(f"{ZOO}:unlinking_delete", short(stress_options, 1.0))
     assert_caught(
-        result, stress_options.seed, "FileNotFoundError", "ValueError", "not linearizable"
+        result,
+        stress_options.seed,
+        "FileNotFoundError",
+        "ValueError",
+        "not linearizable",
+        cause="lock-not-exclusive",
     )
 
 
@@ -144,13 +165,13 @@ def test_careful_store_with_the_same_workload_passes_m2(stress_options: StressOp
 @posix_zoo
 def test_stale_cache_fails_m1(stress_options: StressOptions) -> None:
     result = check_m1(f"{ZOO}:stale_cache", short(stress_options, 1.0))
-    assert_caught(result, stress_options.seed, "not linearizable")
+    assert_caught(result, stress_options.seed, "not linearizable", cause="stale-cache")
 
 
 @posix_zoo
 def test_read_modify_write_of_one_file_fails_m1(stress_options: StressOptions) -> None:
     result = check_m1(f"{ZOO}:rmw_json", short(stress_options, 1.0))
-    assert_caught(result, stress_options.seed, "not linearizable")
+    assert_caught(result, stress_options.seed, "not linearizable", cause="lock-not-exclusive")
 
 
 def test_store_that_one_process_cannot_share_fails_m1(stress_options: StressOptions) -> None:
@@ -160,6 +181,8 @@ def test_store_that_one_process_cannot_share_fails_m1(stress_options: StressOpti
     assert result.outcome == "failed"
     assert "before it was ready" in result.details
     assert "AlreadyLocked" in result.details
+    assert result.details.splitlines()[0].startswith("worker ")  # what stopped it leads
+    assert diagnose([result])["M1"].likely[0].cause.id == "single-process-store"
 
 
 # -- long runs (pytest --stress) ----------------------------------------------------------------

@@ -9,6 +9,7 @@ import dataclasses
 import pathlib
 
 import pytest
+from lance_offsets.conformance._diagnosis import diagnose
 from lance_offsets.conformance._spec import DEFAULT_SPEC
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress._runner import run_properties
@@ -63,10 +64,19 @@ def test_careful_zoo_store_passes(stress_options: StressOptions) -> None:
         "random kills": 2,
         "cycles": campaign.cycles,
         "points not reached": campaign.unreached,
-        "damaged after a kill": campaign.damaged,
+        "states judged old or new": campaign.judged["D1"],
         "tracing": "python interposer",
         "workers": "forked from a warm template",
+        "time shared with": "D2, D4, D5",
     }
+    # Every undamaged crash was judged old-or-new, and the later save after it timed; damaged
+    # ones only loud-or-correct (D4); D2 only those killed after the acknowledgement.
+    plain = campaign.cycles - campaign.damaged
+    assert campaign.judged["D1"] == plain
+    assert campaign.judged["D5"] == plain
+    assert campaign.judged.get("D2", 0) < plain  # kills before the ack are not D2's
+    assert campaign.judged["D4"] == campaign.cycles
+    assert result.seconds == campaign.seconds > 0
 
 
 @pytest.mark.usefixtures("zoo_importable")
@@ -151,17 +161,22 @@ def test_a_store_whose_io_no_crash_point_reaches_is_unverified_not_passed(
 
 @pytest.mark.usefixtures("zoo_importable")
 @pytest.mark.parametrize(
-    ("factory", "prop", "finding"),
+    ("factory", "prop", "finding", "cause"),
     [
-        ("in_place", "D1", "corrupt offset file"),
-        ("acked_before_written", "D2", "the acknowledged change was lost"),
-        ("temp_listed", "D4", "list_all() = raised ValueError"),
-        ("exclusive_temp", "D4", "raised FileExistsError"),
-        ("stale_lock", "D5", "did not return within 1 s"),
+        ("in_place", "D1", "corrupt offset file", "in-place-write"),
+        (
+            "acked_before_written",
+            "D2",
+            "the acknowledged change was lost",
+            "acknowledged-before-durable",
+        ),
+        ("temp_listed", "D4", "list_all() = raised ValueError", "leftover-listed"),
+        ("exclusive_temp", "D4", "raised FileExistsError", "leftover-blocks"),
+        ("stale_lock", "D5", "did not return within 1 s", "stale-lock-file"),
     ],
 )
 def test_zoo_store_fails_its_property(
-    stress_options: StressOptions, factory: str, prop: str, finding: str
+    stress_options: StressOptions, factory: str, prop: str, finding: str, cause: str
 ) -> None:
     campaign = run_campaign(
         f"{ZOO}:{factory}", stress_options, only=(SAVE_OVER,), random_kills=3, bound=1.0, until=prop
@@ -175,6 +190,12 @@ def test_zoo_store_fails_its_property(
     assert "killed" in text or "random kill" in text
     assert "expected " in text
     assert "files after the kill: " in text
+    # The report leads with the violation and names the likely cause from this evidence.
+    result = property_result(prop, campaign)
+    assert result.details.splitlines()[0] == broken[0].headline
+    assert finding in broken[0].headline
+    diagnosis = diagnose([result])[prop]
+    assert diagnosis.likely[0].cause.id == cause, result.artifacts
 
 
 @pytest.mark.usefixtures("zoo_importable")
@@ -192,6 +213,8 @@ def test_a_store_that_hangs_is_reported_with_what_it_was_doing(
     result = property_result("D1", campaign)
     assert result.outcome == "failed"
     assert error in result.details
+    assert result.details.splitlines()[0] == error  # what stopped it leads
+    assert diagnose([result])["D1"].likely[0].cause.id == "unbounded-wait"
 
 
 @pytest.mark.usefixtures("zoo_importable")
@@ -238,6 +261,7 @@ def test_a_kill_during_open_that_breaks_the_store_fails_d2(stress_options: Stres
     result = property_result("D2", campaign)
     print(result.details)
     assert result.outcome == "failed", result.details
+    assert diagnose([result])["D2"].likely[0].cause.id == "open-rewrites"
     assert "scenario open over committed data" in result.details
     assert "killed after op #3 open store.json" in result.details
     assert "found reopening the store raised ValueError: corrupt store config" in result.details
@@ -268,6 +292,7 @@ def test_a_log_replay_that_skips_damaged_records_after_a_kill_fails_d4(
     result = property_result("D4", campaign)
     print(result.details)
     assert result.outcome == "failed", result.details
+    assert diagnose([result])["D4"].likely[0].cause.id == "replay-skips-damage"
     assert "damage after the kill: " in result.details
     assert "offsets.log" in result.details
     assert "(None for a committed key)" in result.details

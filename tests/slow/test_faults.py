@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from lance_offsets.conformance._diagnosis import diagnose
 from lance_offsets.conformance._results import PropertyResult
 from lance_offsets.conformance._spec import DEFAULT_SPEC
 from lance_offsets.stress._options import StressOptions
@@ -66,20 +67,36 @@ def test_correct_zoo_stores_pass(stress_options: StressOptions, factory: str) ->
 
 @pytest.mark.usefixtures("zoo_importable")
 @pytest.mark.parametrize(
-    ("factory", "finding"),
+    ("factory", "finding", "cause"),
     [
-        ("swallows_errors", "the save returned\na fresh handle then found"),
-        ("truncates_first", "a fresh handle then found raised ValueError: corrupt offset file"),
-        ("retries_forever", "the faulted save did not return within 1 s after the fault"),
+        ("swallows_errors", "the save returned\na fresh handle then found", "error-swallowed"),
+        (
+            "truncates_first",
+            "a fresh handle then found raised ValueError: corrupt offset file",
+            "in-place-write",
+        ),
+        (
+            "retries_forever",
+            "the faulted save did not return within 1 s after the fault",
+            "unbounded-wait",
+        ),
     ],
 )
-def test_zoo_store_fails_f2(stress_options: StressOptions, factory: str, finding: str) -> None:
+def test_zoo_store_fails_f2(
+    stress_options: StressOptions, factory: str, finding: str, cause: str
+) -> None:
     result = check_f2(f"{ZOO}:{factory}", stress_options, bound=1.0)
     print(result.details)
     assert result.outcome == "failed"
     assert finding in result.details
     assert f"pytest --stress-seed {stress_options.seed}" in result.details
     assert "fault " in result.details
+    # The first line is the violation (key, fault, what was wrong), statistics after it.
+    first, second = result.details.splitlines()[:2]
+    assert first.startswith("key (")
+    assert ", fault " in first
+    assert second.startswith(f"seed {stress_options.seed}: ")
+    assert diagnose([result])["F2"].likely[0].cause.id == cause, result.artifacts
 
 
 @pytest.mark.parametrize(
@@ -138,6 +155,7 @@ def test_a_save_that_returns_after_a_failed_sync_fails_f2(
     assert "a fresh handle then found" not in result.details  # the old rule alone passed them
     assert _count(result, "sync faults") >= 1
     assert f"pytest --stress-seed {stress_options.seed}" in result.details
+    assert diagnose([result])["F2"].likely[0].cause.id == "fsync-error-ignored"
 
 
 @pytest.mark.usefixtures("zoo_importable")
@@ -169,6 +187,8 @@ def test_a_lock_leaked_on_the_error_path_is_reported_readably(
     found = re.search(r"stopped after 2 hangs: (\d+) fault plan\(s\) not run", details)
     assert found, details
     assert int(found[1]) == _count(result, "plans not run") > 0
+    assert diagnose([result])["F2"].likely[0].cause.id == "unbounded-wait"
+    assert "a lock never released" in diagnose([result])["F2"].likely[0].cause.cause
 
 
 @pytest.mark.usefixtures("zoo_importable")
@@ -294,6 +314,7 @@ def test_a_delete_that_swallows_an_io_error_fails_f2(stress_options: StressOptio
     assert "the delete returned\na fresh handle then found" in result.details
     assert ", expected absent" in result.details
     assert _count(result, "faulted deletes") >= 1
+    assert diagnose([result])["F2"].likely[0].cause.id == "error-swallowed"
 
 
 @pytest.mark.usefixtures("zoo_importable")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from lance_offsets.conformance._diagnosis import diagnose
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress._runner import run_properties
 from lance_offsets.stress.powerloss import _campaign as _powerloss
@@ -93,6 +94,14 @@ def test_a_listing_wrong_with_no_power_cut_is_not_blamed_on_one(short: StressOpt
 
 
 #: What each defect's printed crash state must show: the step whose loss broke D3.
+#: The likely cause each defect's failure names (conformance/_diagnosis.py).
+MISSING_STEP = {
+    "no_file_fsync": "file-not-fsynced-before-rename",
+    "no_dir_fsync": "directory-not-fsynced",
+    "fsync_target_after_rename": "file-not-fsynced-before-rename",
+    "rename_before_sync": "file-not-fsynced-before-rename",
+}
+
 LOST_STEP = {
     "no_file_fsync": "unsynced data",
     "no_dir_fsync": "-> 1-2.offset: UNDONE",
@@ -113,6 +122,12 @@ def test_each_defect_fails_d3_with_the_crash_state_printed(name: str, short: Str
     assert LOST_STEP[name] in result.details
     if SYSCALL_TRACER:  # the interposer's verdict is confirmed at the system-call level
         assert f"confirmed with {SYSCALL_TRACER}: " in result.details
+    # The first line is the worst state's violation and where the cut was; the counts follow.
+    first, second = result.details.splitlines()[:2]
+    assert "(acknowledged)" in first
+    assert "(a power cut after #" in first
+    assert " crash states violate D3: " in second
+    assert diagnose([result])["D3"].likely[0].cause.id == MISSING_STEP[name], result.artifacts
 
 
 @pytest.mark.skipif(SYSCALL_TRACER is None, reason="needs the syscall shim or strace for fsyncs")
@@ -157,8 +172,10 @@ def test_a_store_hanging_on_a_crash_state_is_reported_with_that_state(
     assert run.result.outcome == "failed"
     # Bounded: after MAX_HANGS states it stops trying (the report keeps the simplest of them).
     assert any(v.problems[0].kind == "hung" for _, v in run.failures)
-    first = details.splitlines()[0]
+    first = details.splitlines()[1]  # after the violation itself, the counts
     assert "hung or died opening or reading the state in " in first
+    facts = {f["fact"] for f in run.result.artifacts["findings"]}
+    assert "hung-after-power-cut" in facts  # waiting for a lock file nobody holds
     assert "the store hung opening/reading this state, in opening the store (a lock held" in details
     assert "[HUNG OR DIED OPENING OR READING THE STATE]" in details
     assert "files left: LOCK=b''" in details  # the state is named: its files, what was undone

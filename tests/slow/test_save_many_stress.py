@@ -10,11 +10,20 @@ import re
 from typing import Any
 
 import pytest
+from lance_offsets.conformance._diagnosis import diagnose
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress.batch._campaign import check_b1, judge_batch
 from zoo.batch_zoo import EXPECTED
 
 pytestmark = pytest.mark.slow
+
+#: A likely cause each store's failure names (conformance/_diagnosis.py).
+CAUSE = {
+    "NoDirSyncBatch": "directory-not-fsynced",
+    "UnsyncedBatchTemps": "file-not-fsynced-before-rename",
+    "ClaimsAtomic": "batch-not-atomic",
+    "IntentOnlyKillSafe": "batch-not-atomic",
+}
 
 #: What each part's failure text says.
 _SEEN_BY = {"kill": "broken by a kill inside the batch", "power": "a power cut inside or after"}
@@ -29,6 +38,9 @@ def test_batch_defects_across_processes_fail_b1(name: str, stress_options: Stres
     print(result.details)
     assert result.outcome == "failed", result
     assert _SEEN_BY[EXPECTED[name]] in result.details
+    assert _SEEN_BY[EXPECTED[name]] not in result.details.splitlines()[0]  # the violation leads
+    causes = [x.cause.id for x in diagnose([result])["B1"].likely]
+    assert CAUSE[name] in causes, result.artifacts
 
 
 @pytest.mark.usefixtures("zoo_importable")
@@ -42,7 +54,11 @@ def test_an_atomic_claim_kept_under_kills_only_fails_b1_on_a_power_cut(
     assert result.outcome == "failed", result
     assert int(result.evidence["batch crash points killed"]) >= 6  # the kills ran, and passed
     assert "broken by a kill" not in result.details
-    assert result.details.startswith("[B1] a power cut inside or after save_many:")
+    # The violation leads; what kind of check found it follows.
+    assert result.details.splitlines()[0].startswith("save_many batch 1 is half done")
+    assert result.details.splitlines()[1] == "[B1] a power cut inside or after save_many:"
+    causes = [x.cause.id for x in diagnose([result])["B1"].likely]
+    assert "batch-not-atomic" in causes, result.artifacts
     assert "violate B1's per-key and all-or-nothing rules" in result.details
     assert "left a batch declared atomic half done in " in result.details
     assert "VIOLATION (split): save_many batch 1 is half done" in result.details
