@@ -382,6 +382,54 @@ CAUSES: Final[dict[str, Cause]] = {
             ("H3",),
         ),
         Cause(
+            "absent-as-default",
+            "a key that holds nothing loads as a default value (0) instead of None, so a "
+            "consumer cannot tell 'never ran' from 'start of the stream'",
+            "return None when nothing is stored, and leave the default to the caller",
+            ("absent-read-as-value",),
+            ("C2",),
+        ),
+        Cause(
+            "lower-save-ignored",
+            "a save lower than the stored offset is ignored ('offsets only grow'), though a "
+            "reset to a lower offset is legitimate",
+            "store whatever offset save is given",
+            ("lower-save-ignored",),
+            ("C3",),
+        ),
+        Cause(
+            "delete-absent-raises",
+            "deleting a key that holds nothing raises (a missing file's FileNotFoundError escapes)",
+            "treat a missing file as already deleted (contextlib.suppress(FileNotFoundError))",
+            ("delete-absent-raised",),
+            ("C4",),
+        ),
+        Cause(
+            "listing-shared",
+            "list_all hands out the store's own dict (its cache), so a caller's change to the "
+            "result changes the store, and two calls return the same object",
+            "return a new dict from every list_all (dict(self._cache))",
+            ("listing-shared",),
+            ("C6",),
+        ),
+        Cause(
+            "commits-not-reopened",
+            "a new handle does not see what an earlier one committed: saves wait in memory and "
+            "close does not write them, or they go where a new handle does not read",
+            "write (and fsync) in save, or at the latest in close, where every handle reads",
+            ("reopen-misses-commit",),
+            ("P1",),
+        ),
+        Cause(
+            "unsafe-names",
+            "consumer names are joined to paths before (or without) being checked, so '..', a "
+            "separator or a device name reaches the file system",
+            "check the name first (no separators, '.', '..', NUL, ':', empty or device names) "
+            "and raise ValueError before creating anything",
+            ("unsafe-name-used",),
+            ("S1",),
+        ),
+        Cause(
             "batch-not-atomic",
             "save_many commits its keys one by one (each renamed separately, no journal), so a "
             "kill or a power cut between them leaves a batch half done",

@@ -342,7 +342,8 @@ class StoreMachine(RuleBasedStateMachine):
                     "read-other-keys-value",
                 )
 
-    def _compare_listing(self, slot: str, got: object, when: str) -> None:
+    def _compare_listing(self, slot: str, got: object, when: str, fact: str = "") -> None:
+        """``got`` (a ``list_all`` result) must equal the model; ``fact``: what a C6 blame shows."""
         if not isinstance(got, dict):
             self._violate("C6", f"list_all() {when} returned {type(got).__name__}, not a dict")
             return
@@ -356,7 +357,7 @@ class StoreMachine(RuleBasedStateMachine):
             pid,
             f"list_all() on handle {self._name(slot)} {when} disagrees with the model on "
             f"{len(wrong)} key(s); (got, expected): {shown}",
-            "stale-view" if pid == "P2" else "",
+            {"P2": "stale-view", "C6": fact}.get(pid, ""),
         )
 
     # -- keys --------------------------------------------------------------------------------
@@ -405,6 +406,8 @@ class StoreMachine(RuleBasedStateMachine):
             why = self._stale_why(slot, key, held) if pid == "P2" else ""
             done = f"{name}.save{(*key, offset)} returned"
             fact = "write-lost-over-other" if pid == "P2" else ""
+            if pid == "C3" and held is not None and offset < held and got == held:
+                fact = "lower-save-ignored"
             self._violate(pid, f"{done}, then load{key} gave {got!r}{why}", fact)
         self._wrote(key, slot)
         self._check_isolation(slot, key, before, f"save{(*key, offset)}")
@@ -440,7 +443,8 @@ class StoreMachine(RuleBasedStateMachine):
         state = "present" if key in self.model else "absent"
         before = self._snapshot(slot, key)
         self._note(f"{name}.delete{key}  # key {state}")
-        self._call("C4", f"{name}.delete{key} of an {state} key", store.delete, *key)
+        fact = "delete-absent-raised" if state == "absent" else ""
+        self._call("C4", f"{name}.delete{key} of an {state} key", store.delete, *key, fact=fact)
         previous = self.model.pop(key, None)
         got = self._call("C4", f"{name}.load{key} after the delete", store.load, *key)
         if got is not None:
@@ -451,7 +455,7 @@ class StoreMachine(RuleBasedStateMachine):
             pid = self._blame(slot, key, got, "C4" if kept else "C2", previous)
             why = self._stale_why(slot, key, previous) if pid == "P2" else ""
             done = f"{name}.delete{key} returned"
-            fact = "write-lost-over-other" if pid == "P2" else ""
+            fact = {"P2": "write-lost-over-other", "C2": "absent-read-as-value"}.get(pid, "")
             self._violate(pid, f"{done}, then load{key} gave {got!r}, not None{why}", fact)
         self._wrote(key, slot)
         self._check_isolation(slot, key, before, f"delete{key}")
@@ -471,7 +475,9 @@ class StoreMachine(RuleBasedStateMachine):
         if got != expected:
             pid = self._blame(slot, key, got, default)
             stale = self._stale_why(slot, key) if pid == "P2" else ""
-            fact = "stale-view" if pid == "P2" else ""
+            fact = {"P2": "stale-view", "P1": "reopen-misses-commit"}.get(pid, "")
+            if pid == "C2" and expected is None and got is not None:
+                fact = "absent-read-as-value"
             self._violate(pid, f"{what} gave {got!r}, expected {expected!r}{stale}", fact)
         self._saw(slot, key, got)
 
@@ -489,8 +495,10 @@ class StoreMachine(RuleBasedStateMachine):
         first[(0, 0)] = 12345  # the caller may mutate its copy; the store must not notice
         second = self._call("C6", "list_all()", store.list_all)
         if second is first:
-            self._violate("C6", "list_all() returned the same dict object twice")
-        self._compare_listing(slot, second, "after the caller mutated an earlier result")
+            self._violate("C6", "list_all() returned the same dict object twice", "listing-shared")
+        self._compare_listing(
+            slot, second, "after the caller mutated an earlier result", "listing-shared"
+        )
 
     @precondition(lambda self: "reopen" in self.families)
     @rule()
@@ -502,7 +510,8 @@ class StoreMachine(RuleBasedStateMachine):
         for key, offset in sorted(self.model.items()):
             got = self._call("P1", f"load{key} after reopen", self.handles["A"].load, *key)
             if got != offset:
-                self._violate("P1", f"after reopen load{key} gave {got!r}, committed {offset!r}")
+                message = f"after reopen load{key} gave {got!r}, committed {offset!r}"
+                self._violate("P1", message, "reopen-misses-commit")
         listing = self._call("P1", "list_all() after reopen", self.handles["A"].list_all)
         self._compare_listing("A", listing, "right after reopen")
 

@@ -133,13 +133,19 @@ def check_s1(ctx: CheckContext) -> str:
             note(f"safe name refused with {type(exc).__name__}: allowed")
         else:
             if unsafe:
-                raise ContractViolation("S1", f"the unsafe consumer name {name!r} was accepted")
+                raise ContractViolation(
+                    "S1",
+                    f"the unsafe consumer name {name!r} was accepted",
+                    fact="unsafe-name-used",
+                )
         finally:
             ctx.workspace.close_all()
         escaped = _escaped(top, base)
         if escaped:
             raise ContractViolation(
-                "S1", f"open_named(base, {name!r}) created {escaped} outside the base directory"
+                "S1",
+                f"open_named(base, {name!r}) created {escaped} outside the base directory",
+                fact="unsafe-name-used",
             )
 
     names()

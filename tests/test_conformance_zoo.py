@@ -30,6 +30,13 @@ CAUSE = {
     "HookBeforeSave": "hook-before-commit",
     "HookOnFailedSave": "hook-on-failed-save",
     "HookFailureAborts": "hook-failure-handling",
+    "ZeroForAbsent": "absent-as-default",
+    "MonotonicOnly": "lower-save-ignored",
+    "DeleteAbsentRaises": "delete-absent-raises",
+    "InternalDict": "listing-shared",
+    "LostOnClose": "commits-not-reopened",
+    "NameEscapes": "unsafe-names",
+    "NameCheckedAfterMkdir": "unsafe-names",
 }
 
 

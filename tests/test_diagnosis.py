@@ -58,15 +58,15 @@ IN_PLACE = [
 
 
 def test_every_fact_names_one_cause_and_every_cause_known_properties() -> None:
-    for fact, cause in FACTS.items():
-        assert fact in CAUSES[cause].facts
+    for fact, named in FACTS.items():
+        assert fact in CAUSES[named].facts
     for cause in CAUSES.values():
         assert cause.cause, cause.id
         assert cause.remedy, cause.id
         assert cause.facts, cause.id
         assert set(cause.explains) <= set(PROPERTIES), cause.id
     # One fact, one cause: no fact is listed twice.
-    listed = [fact for cause in CAUSES.values() for fact in cause.facts]
+    listed = [fact for c in CAUSES.values() for fact in c.facts]
     assert len(listed) == len(set(listed))
 
 
