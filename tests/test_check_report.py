@@ -171,6 +171,10 @@ def test_check_writes_all_three_reports_and_progress(tmp_path: Path) -> None:
     assert document["only"] == ["C1", "P1"]
     assert document["interrupted"] is None
     assert document["not_run"] == []
+    # Nothing failed: no cause to give, none invented.
+    assert document["root_causes"] == []
+    assert [d["diagnosis"] for d in document["details"].values()] == [None, None]
+    assert "Likely causes" not in done.stdout
     assert summary.read_text().startswith("# earlier step\n## lance-offsets check: ")
     root = ET.fromstring((tmp_path / "v.xml").read_bytes())
     assert [c.get("name") for c in root.iter("testcase")] == [
