@@ -173,6 +173,15 @@ def _fence(text: str) -> str:
     return f"{ticks}text\n{text}\n{ticks}"
 
 
+#: Characters Markdown could read as markup in running text (``2**32`` as bold, ``<x>`` as HTML).
+_MARKUP: Final = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|"})
+
+
+def _prose(text: str) -> str:
+    """``text`` as literal Markdown prose: markup characters escaped."""
+    return text.translate(_MARKUP)
+
+
 def _first_line(text: str, limit: int = 300) -> str:
     line = text.split("\n", 1)[0]
     return line if len(line) <= limit else line[: limit - 3] + "..."
@@ -191,8 +200,8 @@ def _markdown_causes(diagnoses: dict[str, Diagnosis]) -> list[str]:
             follows.append(f"also seen in: {', '.join(root.also)}")
         label = "root cause, shown by" if follows else "shown by"
         lines.append(
-            f"- **{label} {root.root}**: {root.cause.cause}. *Usual remedy:* {root.cause.remedy}."
-            + (f" ({'; '.join(follows)})" if follows else "")
+            f"- **{label} {root.root}**: {_prose(root.cause.cause)}. *Usual remedy:* "
+            f"{_prose(root.cause.remedy)}." + (f" ({'; '.join(follows)})" if follows else "")
         )
     return [*lines, ""]
 
@@ -226,7 +235,7 @@ def report_markdown(verdict: Verdict) -> str:
         lines += [f"- **{r.id}** {r.outcome}: {_cell(r.details)}" for r in reasons]
     for r in failure_order(verdict.results, diagnoses):
         diagnosis = diagnoses.get(r.id)
-        told = [f"{line}  " for line in explain(diagnosis)] if diagnosis else []
+        told = [f"{_prose(line)}  " for line in explain(diagnosis)] if diagnosis else []
         lines += [
             "",
             f"<details><summary><b>{r.id} {PROPERTIES[r.id].title}: failed</b>: "

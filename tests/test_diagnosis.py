@@ -263,6 +263,8 @@ def test_markdown_lists_causes_and_each_failure_leads_with_its_violation() -> No
     block = page[page.index(summary) :]
     assert block.index("consequence of D1's cause") < block.index("```text")
     assert page.index("<summary><b>D1 ") < page.index("<summary><b>M1 ")
+    # Causes are prose: "2**32" must not turn into bold text.
+    assert "0 \\<= topic\\_id \\< 2\\*\\*32" in page
     # Every row shows its own evidence and time.
     assert "| ❌ | D4 | crash leftovers are harmless | failed | 1.50 | n 1 |" in page
 
