@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from typing import Final, TextIO
@@ -19,13 +20,15 @@ from typing import Final, TextIO
 from lance_offsets.stress._options import choose_seed
 
 from lance_offsets._cli_common import print_error
+from lance_offsets._interrupt import Interrupted, exit_code
 
-from ._catalog import PROPERTIES
+from ._catalog import PROPERTIES, property_ids
 from ._html import report_html
 from ._profiles import DEFAULT_PROFILE, PROFILES
+from ._progress import Estimate, ProgressLine
 from ._report import Verdict, json_document, report_json, report_junit, report_markdown
 from ._results import PropertyResult, evidence_text
-from ._run import run_checks
+from ._run import default_stress_options, run_checks
 from ._spec import DEFAULT_SPEC, SpecError, cwd_importable, load_factory
 
 __all__ = ["add_arguments", "report_json", "run"]
@@ -104,41 +107,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _row(result: PropertyResult, out: TextIO) -> None:
+def _row(result: PropertyResult) -> str:
     title = PROPERTIES[result.id].title
     line = f"{result.id:<4} {title:<50} {result.outcome:<15} {result.seconds:7.2f}s"
     if result.evidence:
         line += f"  {evidence_text(result.evidence)}"
-    print(line, file=out)
-    out.flush()
-
-
-class _Progress:
-    """``[n/N] ID outcome, elapsed, about T left`` on stderr, away from the verdict on stdout.
-
-    On a terminal one line is rewritten in place; otherwise (CI logs, pipes) each is a line.
-    """
-
-    def __init__(self, total: int, err: TextIO) -> None:
-        self.total = total
-        self.done = 0
-        self.err = err
-        self.start = time.monotonic()
-        self.live = err.isatty()
-
-    def __call__(self, result: PropertyResult) -> None:
-        self.done += 1
-        elapsed = time.monotonic() - self.start
-        left = elapsed / self.done * (self.total - self.done)
-        text = (
-            f"[{self.done}/{self.total}] {result.id} {result.outcome}, {elapsed:.0f} s elapsed"
-            + (f", about {left:.0f} s left" if self.done < self.total else "")
-        )
-        if self.live:
-            end = "\n" if self.done == self.total else ""
-            print(f"\r{text:<70}", end=end, file=self.err, flush=True)
-        else:
-            print(text, file=self.err, flush=True)
+    return line
 
 
 _OUTPUTS: Final = ("json", "markdown", "junit", "html")
@@ -237,7 +211,12 @@ def _report(verdict: Verdict, out: TextIO) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the checks ``args`` ask for, print the table and failures, return the exit status."""
+    """Run the checks ``args`` ask for, print the table and failures, return the exit status.
+
+    Ctrl-C or SIGTERM (``lance_offsets._interrupt``, armed by the CLI) stops the run: the
+    properties finished so far are reported (and written to every report asked for) as such, the
+    rest as not run, with one line saying so; the exit status is 130 (SIGINT) or 143 (SIGTERM).
+    """
     out = sys.stdout
     try:
         only = _validate(args)
@@ -245,22 +224,28 @@ def run(args: argparse.Namespace) -> int:
         print_error(f"check: {exc}")
         return 2
     seed = choose_seed() if args.seed is None else args.seed
+    ids = only if only is not None else property_ids()
     print(
         f"checking {args.spec} (profile {args.profile}"
         f"{', long stress runs' if args.stress else ''}, {args.workers} worker(s), "
         f"seed {seed}: replay with --seed {seed})",
         file=out,
+        flush=True,
     )
     start = time.monotonic()
-    progress = _Progress(len(only or PROPERTIES), sys.stderr)
+    timed = default_stress_options(args.stress, seed).seconds
+    progress = ProgressLine(
+        Estimate(ids, timed_seconds=timed, workers=args.workers), out, sys.stderr
+    )
+    finished: list[PropertyResult] = []
 
     def each(result: PropertyResult) -> None:
-        if args.workers == 1:
-            _row(result, out)
-        progress(result)
+        finished.append(result)
+        progress.finished(result, _row(result) if args.workers == 1 else None)
 
+    stopped: Interrupted | None = None
     try:
-        results = run_checks(
+        run_checks(
             args.spec,
             profile=args.profile,
             only=only,
@@ -268,14 +253,23 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             seed=seed,
             progress=each,
+            started=progress.started,
+            say=lambda line: progress.line(f"  .. {line}"),
         )
     except SpecError as exc:
+        progress.close()
         print_error(f"check: {exc}")
         return 2
+    except KeyboardInterrupt as exc:
+        stopped = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+    finally:
+        progress.close()
     seconds = time.monotonic() - start
-    if args.workers > 1:
+    order = {pid: n for n, pid in enumerate(ids)}
+    results = sorted(finished, key=lambda r: order[r.id])
+    if args.workers > 1 and stopped is None:
         for result in results:
-            _row(result, out)
+            print(_row(result), file=out)
     verdict = Verdict(
         args.spec,
         results,
@@ -286,7 +280,22 @@ def run(args: argparse.Namespace) -> int:
         args.strict,
         only=tuple(only) if only is not None else None,
         workers=args.workers,
+        interrupted=stopped.name if stopped is not None else None,
+        not_run=tuple(pid for pid in ids if pid not in {r.id for r in results}),
     )
+    if stopped is not None:
+        _write_reports(args, verdict)
+        written = [f"--{o}" for o in _OUTPUTS if getattr(args, o)]
+        print_error(
+            f"check: interrupted by {stopped.name} after {len(results)} of {len(ids)} properties"
+            + (
+                f"; {', '.join(written)} written with those, the other "
+                f"{len(verdict.not_run)} marked not run"
+                if written
+                else ""
+            )
+        )
+        return exit_code(stopped)
     _report(verdict, out)
     _write_reports(args, verdict)
     return 1 if any(verdict.fails(r) for r in results) else 0

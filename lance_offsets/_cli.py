@@ -17,6 +17,7 @@ from typing import Final
 from . import _bench, _cli_commands, _cli_lnc, _cli_transfer
 from ._cli_common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, print_error
 from ._errors import InvalidConsumerNameError, OffsetStoreError
+from ._interrupt import Interrupted, exit_code, stop_on_signals
 from ._version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -106,7 +107,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """Call the subcommand's handler, turning expected failures into one line and a status."""
+    """Call the subcommand's handler, turning expected failures into one line and a status.
+
+    Ctrl-C and SIGTERM stop any command the same way: what was under way unwinds (a lock is
+    released, a temporary file removed), one line says so, and the status is 128 + the signal.
+    """
+    try:
+        with stop_on_signals():
+            return _handle(args)
+    except KeyboardInterrupt as exc:
+        name = exc.name if isinstance(exc, Interrupted) else "SIGINT"
+        print_error(f"{args.command}: interrupted by {name}")
+        return exit_code(exc)
+
+
+def _handle(args: argparse.Namespace) -> int:
     try:
         code: int = args.handler(args)
     except SystemExit as exc:  # a handler's parser.error()
