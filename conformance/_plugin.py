@@ -22,7 +22,6 @@ inside hooks and fixtures.
 from __future__ import annotations
 
 import contextlib
-import json
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +43,8 @@ PROPERTY_MARKER: Final = "lance_offsets_property"
 #: Where an xdist controller hands its seed to the workers (``workerinput``).
 _SEED_INPUT: Final = "lance_offsets_conformance_seed"
 _SEED = pytest.StashKey[int]()
+#: A suite test's outcome as the check gave it (passed, failed, unverified, not-applicable).
+OUTCOME = pytest.StashKey[str]()
 _SIGNALS = pytest.StashKey[contextlib.ExitStack]()
 #: The signal that stopped this pytest process, if our handler did (pytest_keyboard_interrupt
 #: is given no config to keep it in).
@@ -251,15 +252,23 @@ def _property_of(item: pytest.Item) -> str:
     return str(marker.args[0]) if marker is not None else ""
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if call.when == "call" and OUTCOME in item.stash:
+        # An attribute of the report: pytest-xdist carries it to the controller with the rest.
+        report.lance_offsets = [_property_of(item), item.stash[OUTCOME]]
+    return report
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """After the suite ran: its verdict in one line and the commands that replay it."""
     found: dict[str, str] = {}
     for reports in terminalreporter.stats.values():
         for report in reports:
-            for name, value in getattr(report, "user_properties", ()):
-                if name == "lance_offsets_result":
-                    document = json.loads(value)
-                    found[document["id"]] = document["outcome"]
+            pid, outcome = getattr(report, "lance_offsets", (None, None))
+            if pid:
+                found[pid] = outcome
     if not found:
         return
     from ._catalog import property_ids
@@ -317,16 +326,6 @@ class ConformanceRun:
             self.spec, profile=self.profile, only=[pid], stress=self.stress, seed=self.seed
         )
         return result
-
-    @staticmethod
-    def document(result: PropertyResult) -> dict[str, object]:
-        """``result`` as plain JSON-ready data (what a test records for the summary)."""
-        return {
-            "id": result.id,
-            "outcome": result.outcome,
-            "seconds": round(result.seconds, 3),
-            "evidence": dict(result.evidence),
-        }
 
     def _options(self, only: list[str] | None) -> list[str]:
         words = ["--conformance-profile", self.profile, "--conformance-seed", str(self.seed)]
