@@ -10,6 +10,7 @@ suite cannot observe is not wrong for that. The report says so on every such row
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -18,7 +19,8 @@ from typing import Final, TextIO
 
 from lance_offsets.stress._options import choose_seed
 
-from lance_offsets._cli_common import print_error
+from lance_offsets._cli_common import os_errors, print_error
+from lance_offsets._cli_os_errors import os_error_line
 
 from ._catalog import PROPERTIES
 from ._html import report_html
@@ -152,7 +154,8 @@ def _unwritable(option: str, path: str) -> str | None:
     if not os.path.isdir(folder):
         return f"--{option} {path}: no such directory {folder}"
     if not os.access(folder, os.W_OK):
-        return f"--{option} {path}: directory {folder} is not writable"
+        denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES), folder)
+        return os_error_line(denied, f"write the --{option} report {path!r}", writing=True)
     return None
 
 
@@ -288,5 +291,6 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     _report(verdict, out)
-    _write_reports(args, verdict)
+    with os_errors("write the reports", writing=True):
+        _write_reports(args, verdict)
     return 1 if any(verdict.fails(r) for r in results) else 0
