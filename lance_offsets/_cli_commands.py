@@ -22,7 +22,7 @@ from ._cli_common import (
 )
 from ._cli_listing import read_consumer
 from ._cli_stores import STORE_HELP, Location, open_location, store_arg
-from ._errors import CorruptOffsetError
+from ._errors import CorruptOffsetError, OffsetStoreError
 from ._protocol import OffsetStore
 
 __all__ = ["register"]
@@ -194,16 +194,8 @@ def _rm(args: argparse.Namespace) -> int:
             if not location.has_consumer(args.consumer):
                 # As `ls --consumer` does: a typo in the name must not look like a successful wipe.
                 raise CliError(f"no consumer {args.consumer!r} under {location.shown!r}")
-            store = location.open_existing(args.consumer)
-            assert store is not None  # the consumer exists
-            with os_errors(f"list the offsets of consumer {args.consumer!r}", writing=False):
-                keys = location.stored_keys(store)  # works over corrupt values
-            for topic_id, consumer_id in keys:
-                named = describe_key(args.consumer, topic_id, consumer_id)
-                where = location.where(store, (topic_id, consumer_id))
-                with os_errors(f"remove the offset of {named}", writing=True, path=where):
-                    store.delete(topic_id, consumer_id)
-            sys.stdout.write(f"removed {len(keys)} offset(s) of consumer {args.consumer!r}\n")
+            removed = _rm_all(location, args.consumer)
+            sys.stdout.write(f"removed {removed} offset(s) of consumer {args.consumer!r}\n")
             return EXIT_OK
         key = describe_key(args.consumer, args.topic_id, args.consumer_id)
         store_or_none = location.open_existing(args.consumer)
@@ -223,3 +215,24 @@ def _rm(args: argparse.Namespace) -> int:
             store_or_none.delete(args.topic_id, args.consumer_id)
     sys.stdout.write(f"{key}: removed (was {previous})\n")
     return EXIT_OK
+
+
+def _rm_all(location: Location, consumer: str) -> int:
+    """Delete every offset of an existing consumer, found by name; return how many."""
+    store = location.open_existing(consumer)
+    assert store is not None  # the caller checked that the consumer exists
+    with os_errors(f"list the offsets of consumer {consumer!r}", writing=False):
+        keys = location.stored_keys(store)  # works over corrupt values
+    for done, key in enumerate(keys):
+        action = f"remove the offset of {describe_key(consumer, *key)}"
+        try:
+            with os_errors(action, writing=True, path=location.where(store, key)):
+                store.delete(*key)
+        except (CliError, OffsetStoreError) as exc:
+            # Files of one directory may differ (a lock file another user made, a lock held):
+            # after the first, say how many were already removed.
+            if done == 0:
+                raise
+            why = exc.message if isinstance(exc, CliError) else str(exc)
+            raise CliError(f"{why}; {done} of {len(keys)} offset(s) removed before") from None
+    return len(keys)

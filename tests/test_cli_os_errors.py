@@ -230,6 +230,20 @@ def test_rm_in_a_consumer_directory_it_may_not_write(
     assert tree(base) == before
 
 
+def test_rm_all_stopped_by_one_lock_file_says_what_it_removed(
+    unprivileged: list[str], base: Path
+) -> None:
+    lock = offset_file(base, "billing", 1, 3)[: -len(".offset")] + ".lock"
+    os.chmod(lock, 0o444)  # another user's lock file: this one may not open it to lock
+    line = error_line(cli(unprivileged, "rm", str(base), "billing", "--all"))
+    assert line == (
+        "cannot remove the offset of consumer 'billing' topic 1 consumer id 3: "
+        f"lock file {lock!r}: permission denied; {DENY}; 1 of 2 offset(s) removed before"
+    )
+    with LockFileOffsetStore.open(base, "billing") as store:
+        assert store.list_all() == {(1, 3): 7}
+
+
 def test_ls_of_a_base_directory_it_may_not_read(unprivileged: list[str], base: Path) -> None:
     base.chmod(0o300)  # may enter, may not list
     before = tree(base)
