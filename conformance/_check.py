@@ -10,6 +10,7 @@ suite cannot observe is not wrong for that. The report says so on every such row
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -19,7 +20,8 @@ from typing import Final, TextIO
 
 from lance_offsets.stress._options import choose_seed
 
-from lance_offsets._cli_common import print_error
+from lance_offsets._cli_common import os_errors, print_error
+from lance_offsets._cli_os_errors import os_error_line
 from lance_offsets._interrupt import Interrupted, exit_code
 
 from ._catalog import PROPERTIES, property_ids
@@ -126,7 +128,8 @@ def _unwritable(option: str, path: str) -> str | None:
     if not os.path.isdir(folder):
         return f"--{option} {path}: no such directory {folder}"
     if not os.access(folder, os.W_OK):
-        return f"--{option} {path}: directory {folder} is not writable"
+        denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES), folder)
+        return os_error_line(denied, f"write the --{option} report {path!r}", writing=True)
     return None
 
 
@@ -284,7 +287,8 @@ def run(args: argparse.Namespace) -> int:
         not_run=tuple(pid for pid in ids if pid not in {r.id for r in results}),
     )
     if stopped is not None:
-        _write_reports(args, verdict)
+        with os_errors("write the reports", writing=True):
+            _write_reports(args, verdict)
         written = [f"--{o}" for o in _OUTPUTS if getattr(args, o)]
         print_error(
             f"check: interrupted by {stopped.name} after {len(results)} of {len(ids)} properties"
@@ -297,5 +301,6 @@ def run(args: argparse.Namespace) -> int:
         )
         return exit_code(stopped)
     _report(verdict, out)
-    _write_reports(args, verdict)
+    with os_errors("write the reports", writing=True):
+        _write_reports(args, verdict)
     return 1 if any(verdict.fails(r) for r in results) else 0

@@ -16,6 +16,7 @@ from typing import Final
 
 from . import _bench, _cli_commands, _cli_lnc, _cli_transfer
 from ._cli_common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, print_error
+from ._cli_os_errors import os_error_line
 from ._errors import InvalidConsumerNameError, OffsetStoreError
 from ._interrupt import Interrupted, exit_code, stop_on_signals
 from ._version import __version__
@@ -137,8 +138,12 @@ def _handle(args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except (OffsetStoreError, OSError) as exc:
-        # Corrupt files, lock timeouts, unreadable directories: expected, already named in the
-        # message (the store's errors carry the key and file; OSError its path).
-        print_error(str(exc))
+        # Corrupt files, lock timeouts: expected, and the store's message names the key and file.
+        # Other OSErrors are worded by the commands with what they were doing; one that got here
+        # without is still one line in the same words, naming the command instead.
+        if isinstance(exc, OffsetStoreError):
+            print_error(str(exc))
+        else:
+            print_error(os_error_line(exc, f"complete '{PROG} {args.command}'", writing=None))
         return EXIT_FAILURE
     return code
