@@ -266,9 +266,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     found: dict[str, str] = {}
     for reports in terminalreporter.stats.values():
         for report in reports:
-            pid, outcome = getattr(report, "lance_offsets", (None, None))
-            if pid:
-                found[pid] = outcome
+            tagged = getattr(report, "lance_offsets", None)
+            if tagged:
+                found[str(tagged[0])] = str(tagged[1])
     if not found:
         return
     from ._catalog import property_ids
