@@ -197,9 +197,27 @@ def _arm_signals(config: pytest.Config) -> None:
         return
     from lance_offsets._interrupt import stop_on_signals
 
+    controller = config.pluginmanager.hasplugin("dsession")  # xdist's, in the controller only
     stack = contextlib.ExitStack()
-    stack.enter_context(stop_on_signals())
+    stack.enter_context(stop_on_signals(_stop_workers if controller else None))
     config.stash[_SIGNALS] = stack
+
+
+def _stop_workers(signum: int) -> None:
+    """An xdist controller told to stop by SIGTERM: tell its workers, as Ctrl-C would have.
+
+    SIGTERM reaches the controller alone; without this each worker would finish its property
+    before it heard of the shutdown. (Ctrl-C reaches the whole process group: no need.)
+    """
+    import os
+    import signal
+
+    from ._runscope import children
+
+    if signum == signal.SIGTERM:
+        for pid in children():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGINT)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, Final
 
-__all__ = ["RunScope", "descendants", "run_scope"]
+__all__ = ["RunScope", "children", "descendants", "run_scope"]
 
 #: Seconds to wait for killed processes to be gone before the scope gives up on them.
 GONE_SECONDS: Final = 2.0
@@ -49,6 +49,14 @@ def _proc_parents() -> dict[int, int] | None:
         if len(fields) > 1 and fields[0] != b"Z":
             parents[int(name)] = int(fields[1])
     return parents
+
+
+def children() -> set[int]:
+    """The live processes this one started itself (not their children)."""
+    parents = _proc_parents()
+    if parents is None:
+        return {child.pid for child in _known_children() if child.pid is not None}
+    return {pid for pid, parent in parents.items() if parent == os.getpid()}
 
 
 def descendants(pid: int | None = None) -> set[int]:

@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Final
 
@@ -51,6 +51,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 _received: list[int] = []  # the signal received while stop_on_signals was active, if any
+_on_stop: list[Callable[[int], None]] = []  # called with the first signal, before the raise
 
 
 def exit_code(exc: BaseException) -> int:
@@ -79,21 +80,28 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         # Cleaning up already: a second signal means "now". Nothing more is written.
         os._exit(128 + signum)
     _received.append(signum)
+    for call in _on_stop:
+        with contextlib.suppress(Exception):  # stopping matters more than telling others
+            call(signum)
     raise Interrupted(signum)
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
+def stop_on_signals(on_stop: Callable[[int], None] | None = None) -> Iterator[None]:
     """While active, SIGINT and SIGTERM raise :class:`Interrupted` in the main thread.
 
     Outside the main thread (signals are delivered only there) it changes nothing. The handlers
     in place before are restored on exit.
+
+    :param on_stop: called with the first signal's number before the raise (to pass a SIGTERM,
+        which reaches this process alone, on to processes that must stop too).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     before = {sig: signal.getsignal(sig) for sig in SIGNALS}
     _received.clear()
+    _on_stop[:] = [on_stop] if on_stop is not None else []
     for sig in SIGNALS:
         signal.signal(sig, _on_signal)
     try:
@@ -102,6 +110,7 @@ def stop_on_signals() -> Iterator[None]:
         for sig, handler in before.items():
             signal.signal(sig, handler)
         _received.clear()
+        _on_stop.clear()
 
 
 def _leave(signum: int, frame: FrameType | None) -> None:
