@@ -1,10 +1,11 @@
 """The verdicts of one run's shards (``check --shard K/N``) joined into the run's verdict.
 
 The shards must be of one run: the same store, profile, ``--stress``, seed, ``--strict``,
-``--only``, Python, kind of machine and kit version, every shard K of N once, and each holding
-exactly its share of the properties (``_shards.share``), so no property is missing or twice. Then
-the joined verdict is the one a single machine gives with that seed: each property's result is
-the one its shard found, and the replay command is the single-machine command.
+``--only``, Python release (3.12), kind of machine and kit version, every shard K of N once, and
+each holding exactly its share of the properties (``_shards.share``), so no property is missing
+or twice. Then the joined verdict is the one a single machine gives with that seed: each
+property's result is the one its shard found, and the replay command is the single-machine
+command.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ _SAME: Final[tuple[tuple[str, Callable[[VerdictFile], Any]], ...]] = (
     ("--strict", lambda f: f.verdict.strict),
     ("--only", lambda f: f.verdict.only and ",".join(f.verdict.only)),
     ("shard count", lambda f: f.verdict.shard and f.verdict.shard[1]),
-    ("Python", lambda f: f.verdict.python),
+    # Runners of one kind may differ in the patch release (3.12.7, 3.12.8): nothing drawn does.
+    ("Python", lambda f: ".".join((f.verdict.python or "").split(".")[:2])),
     ("machine", lambda f: _machine(f.verdict)),
 )
 
@@ -144,6 +146,7 @@ def merge_shards(files: Sequence[VerdictFile], *, version: str = __version__) ->
     ended = max(v.ended for v in verdicts)
     started = min(v.started for v in verdicts)
     platforms = list(dict.fromkeys(v.platform for v in verdicts if v.platform))
+    pythons = list(dict.fromkeys(v.python for v in verdicts if v.python))
     return Verdict(
         first.store,
         results,
@@ -158,7 +161,7 @@ def merge_shards(files: Sequence[VerdictFile], *, version: str = __version__) ->
         interrupted=next((v.interrupted for v in verdicts if v.interrupted), None),
         not_run=tuple(not_run),
         merged_shards=len(verdicts),
-        python=first.python,
+        python="; ".join(pythons) or None,
         platform="; ".join(platforms) or None,
     )
 
