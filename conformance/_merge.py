@@ -10,9 +10,11 @@ command.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from lance_offsets._interrupt import Interrupted, exit_code
 from lance_offsets._version import __version__
 
 from ._catalog import property_ids
@@ -21,9 +23,6 @@ from ._shards import Shard, share
 from ._verdict_file import VerdictFile
 
 __all__ = ["MergeError", "exit_status", "interruptions", "merge_shards"]
-
-#: What a run exits with when a signal stopped it, as ``check`` does: 128 + the signal's number.
-_SIGNAL_EXIT: Final = {"SIGINT": 130, "SIGTERM": 143}
 
 
 class MergeError(ValueError):
@@ -188,7 +187,10 @@ def exit_status(verdict: Verdict) -> int:
     ``--strict``) or was not run, else 0.
     """
     if verdict.interrupted:
-        return _SIGNAL_EXIT.get(verdict.interrupted, 1)
+        try:
+            return exit_code(Interrupted(signal.Signals[verdict.interrupted]))
+        except KeyError:  # a signal this platform does not know: still no pass
+            return 1
     if verdict.not_run:
         return 1  # a verdict with properties left out is no pass
     return 1 if any(verdict.fails(r) for r in verdict.results) else 0

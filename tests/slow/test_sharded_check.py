@@ -4,13 +4,15 @@ Real ``lance-offsets check`` runs in subprocesses on a broken store (``in_place`
 file in place: D1, D3, D4, F2 and two single-process properties fail, D2 and D5 pass), with the
 crash campaign's properties, D3's power-loss model and F2's injected faults among those checked:
 their verdicts are seeded and do not depend on timing, so the merged verdict must equal the
-unsharded one property for property.
+unsharded one property for property. And a shard stopped by SIGTERM, as a CI runner stops a job,
+stays visible in the merge: its not-run property, the signal and the exit status.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +117,50 @@ def test_merged_shards_are_the_verdict_of_one_run(tmp_path: Path) -> None:
     assert summary in one.stdout
     assert summary in merged.stdout
     assert (tmp_path / "merged.xml").read_bytes().count(b"<failure ") == 5
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM to a child is POSIX")
+def test_an_interrupted_shard_stays_visible_in_the_merge(tmp_path: Path) -> None:
+    # Two shards of the reference store: 1/2 runs C1 then M1 (a 2 s concurrent run), and is
+    # stopped by SIGTERM once C1's row is out, as a CI runner stops a job that runs out of time.
+    base = [
+        "check",
+        "--profile",
+        "smoke",
+        "--only",
+        "C1,C2,C3,M1,M2",
+        "--seed",
+        str(SEED),
+    ]
+    print(f"seed {SEED}")
+    whole = _cli(tmp_path, *base, "--shard", "2/2", "--json", "shard-2.json")
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    stopped = subprocess.Popen(
+        [sys.executable, "-m", "lance_offsets", *base, "--shard", "1/2", "--json", "shard-1.json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert stopped.stdout is not None
+        for line in stopped.stdout:
+            assert not line.startswith("M1 "), "M1 finished before the signal"
+            if line.startswith("C1 "):
+                stopped.send_signal(signal.SIGTERM)
+                break
+        stopped.communicate(timeout=60)
+    finally:
+        stopped.kill()
+        stopped.wait()
+    assert stopped.returncode == 143
+    shard = json.loads((tmp_path / "shard-1.json").read_text())
+    assert shard["interrupted"] == "SIGTERM"
+    assert shard["not_run"] == ["M1"]
+    merged = _cli(tmp_path, "report", "merge", "shard-1.json", "shard-2.json", "--json", "m.json")
+    assert merged.returncode == 143, merged.stdout + merged.stderr
+    assert "shard 1/2 (shard-1.json) was interrupted by SIGTERM; not run: M1" in merged.stdout
+    document = json.loads((tmp_path / "m.json").read_text())
+    assert document["interrupted"] == "SIGTERM"
+    assert document["not_run"] == ["M1"]
+    assert list(document["properties"]) == ["C1", "C2", "C3", "M2"]
