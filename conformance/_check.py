@@ -31,9 +31,17 @@ from ._progress import Estimate, ProgressLine
 from ._report import Verdict, json_document, report_json, report_junit, report_markdown
 from ._results import PropertyResult, evidence_text
 from ._run import default_stress_options, run_checks
+from ._shards import Shard, parse_shard, share
 from ._spec import DEFAULT_SPEC, SpecError, cwd_importable, load_factory
 
-__all__ = ["add_arguments", "report_json", "run"]
+__all__ = [
+    "add_arguments",
+    "print_verdict",
+    "report_json",
+    "run",
+    "unwritable_report",
+    "write_reports",
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +115,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="check N properties at once, each in its own process (same verdict as serial)",
     )
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        default=None,
+        help="run only shard K of N: the selected properties split by expected cost, those of "
+        "one campaign together; with one --seed for all N, 'lance-offsets report merge' joins "
+        "the shards' --json verdicts into the verdict of one machine",
+    )
 
 
 def _row(result: PropertyResult) -> str:
@@ -172,6 +188,7 @@ def _validate(args: argparse.Namespace) -> list[str] | None:
     only = _selected(args.only)
     if args.workers < 1:
         raise _UsageError("--workers must be at least 1")
+    _shard(args)
     for option in _OUTPUTS:
         path = getattr(args, option)
         unwritable = _unwritable(option, path) if path else None
@@ -183,6 +200,16 @@ def _validate(args: argparse.Namespace) -> list[str] | None:
     except SpecError as exc:
         raise _UsageError(str(exc)) from exc
     return only
+
+
+def _shard(args: argparse.Namespace) -> Shard | None:
+    """The shard ``--shard K/N`` names (None: the whole run); a bad one is a usage error."""
+    if args.shard is None:
+        return None
+    try:
+        return parse_shard(args.shard)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from exc
 
 
 def _report(verdict: Verdict, out: TextIO) -> None:
@@ -228,6 +255,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     seed = choose_seed() if args.seed is None else args.seed
     ids = only if only is not None else property_ids()
+    shard = _shard(args)
+    if shard is not None:
+        ids = share(ids, shard, profile=args.profile, stress=args.stress)
     print(
         f"checking {args.spec} (profile {args.profile}"
         f"{', long stress runs' if args.stress else ''}, {args.workers} worker(s), "
@@ -235,6 +265,8 @@ def run(args: argparse.Namespace) -> int:
         file=out,
         flush=True,
     )
+    if shard is not None:
+        print(f"shard {shard}: {', '.join(ids) or 'no properties'}", file=out, flush=True)
     start = time.monotonic()
     timed = default_stress_options(args.stress, seed).seconds
     progress = ProgressLine(
@@ -251,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
         run_checks(
             args.spec,
             profile=args.profile,
-            only=only,
+            only=ids,
             stress=args.stress,
             workers=args.workers,
             seed=seed,
@@ -285,6 +317,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         interrupted=stopped.name if stopped is not None else None,
         not_run=tuple(pid for pid in ids if pid not in {r.id for r in results}),
+        shard=None if shard is None else (shard.index, shard.count),
     )
     if stopped is not None:
         with os_errors("write the reports", writing=True):
@@ -304,3 +337,24 @@ def run(args: argparse.Namespace) -> int:
     with os_errors("write the reports", writing=True):
         _write_reports(args, verdict)
     return 1 if any(verdict.fails(r) for r in results) else 0
+
+
+# For ``lance-offsets report merge`` (``_report_cli.py``), which prints and writes as check does.
+
+
+def print_verdict(verdict: Verdict, out: TextIO) -> None:
+    """Print ``verdict`` as ``check`` does: a row per property, then what follows the table."""
+    for result in verdict.results:
+        print(_row(result), file=out)
+    _report(verdict, out)
+
+
+def unwritable_report(option: str, path: str) -> str | None:
+    """Why the ``--option`` report cannot be written to ``path``, or None."""
+    return _unwritable(option, path)
+
+
+def write_reports(args: argparse.Namespace, verdict: Verdict) -> None:
+    """Write ``verdict`` to each of ``args.json``, ``.markdown``, ``.junit``, ``.html`` given."""
+    with os_errors("write the reports", writing=True):
+        _write_reports(args, verdict)

@@ -362,6 +362,8 @@ def run_checks(
     if unknown:
         raise ValueError(f"unknown property IDs {sorted(unknown)}; known: {', '.join(PROPERTIES)}")
     profile_settings(profile)  # an unknown profile fails before any work
+    if not ids:
+        return []  # an empty shard (check --shard K/N): no server to start, nothing to run
     factory = load_factory(spec)
     if seed is None:
         from lance_offsets.stress._options import choose_seed
