@@ -197,25 +197,31 @@ def _arm_signals(config: pytest.Config) -> None:
         return
     from lance_offsets._interrupt import stop_on_signals
 
-    controller = config.pluginmanager.hasplugin("dsession")  # xdist's, in the controller only
+    def on_stop(signum: int) -> None:
+        # Asked when the signal comes: xdist registers its controller after this plugin is set up.
+        if config.pluginmanager.hasplugin("dsession"):
+            _stop_workers(signum)
+
     stack = contextlib.ExitStack()
-    stack.enter_context(stop_on_signals(_stop_workers if controller else None))
+    stack.enter_context(stop_on_signals(on_stop))
     config.stash[_SIGNALS] = stack
 
 
 def _stop_workers(signum: int) -> None:
-    """An xdist controller told to stop by SIGTERM: tell its workers, as Ctrl-C would have.
+    """An xdist controller told to stop by SIGTERM: tell the processes below it, as Ctrl-C would.
 
     SIGTERM reaches the controller alone; without this each worker would finish its property
-    before it heard of the shutdown. (Ctrl-C reaches the whole process group: no need.)
+    before it heard of the shutdown. Ctrl-C reaches the whole process group, this process
+    included, so it needs nothing; and the group is not ours to signal (under CI it may hold the
+    runner's shell), hence each process below this one, which is what Ctrl-C would have reached.
     """
     import os
     import signal
 
-    from ._runscope import children
+    from ._runscope import descendants
 
     if signum == signal.SIGTERM:
-        for pid in children():
+        for pid in descendants():
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGINT)
 
