@@ -101,21 +101,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=float,
         default=60.0,
         metavar="S",
-        help="wall time of each timed stress run (default 60)",
+        help="wall time of each timed run of the tests marked 'stress' (default 60; the "
+        "conformance suite runs check's own, so that both give one verdict)",
     )
     group.addoption(
         "--stress-workers",
         type=int,
         default=4,
         metavar="N",
-        help="worker processes in concurrency runs (default 4)",
+        help="worker processes in the concurrency runs of the tests marked 'stress' (default 4)",
     )
     group.addoption(
         "--stress-seed",
         type=int,
         default=None,
         metavar="SEED",
-        help="seed for every random choice of the stress runs (default: fresh, printed)",
+        help="seed of the tests marked 'stress' (default: fresh, printed; the conformance suite "
+        "takes --conformance-seed)",
     )
 
 
