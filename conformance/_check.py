@@ -10,26 +10,39 @@ suite cannot observe is not wrong for that. The report says so on every such row
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import signal
 import sys
 import time
 from typing import Final, TextIO
 
 from lance_offsets.stress._options import choose_seed
 
-from lance_offsets._cli_common import print_error
+from lance_offsets._cli_common import os_errors, print_error
+from lance_offsets._cli_os_errors import os_error_line
+from lance_offsets._interrupt import Interrupted, exit_code
 
-from ._catalog import PROPERTIES
+from ._catalog import PROPERTIES, property_ids
 from ._diagnosis import Diagnosis, diagnose, explain, failure_order, root_causes
 from ._html import report_html
 from ._profiles import DEFAULT_PROFILE, PROFILES
+from ._progress import Estimate, ProgressLine
 from ._report import Verdict, json_document, report_json, report_junit, report_markdown
 from ._results import PropertyResult, evidence_text
-from ._run import run_checks
+from ._run import default_stress_options, run_checks
+from ._shards import Shard, parse_shard, share
 from ._spec import DEFAULT_SPEC, SpecError, cwd_importable, load_factory
 
-__all__ = ["add_arguments", "report_json", "run"]
+__all__ = [
+    "add_arguments",
+    "print_verdict",
+    "report_json",
+    "run",
+    "unwritable_report",
+    "write_reports",
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,43 +116,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="check N properties at once, each in its own process (same verdict as serial)",
     )
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        default=None,
+        help="run only shard K of N: the selected properties split by expected cost, those of "
+        "one campaign together; with one --seed for all N, 'lance-offsets report merge' joins "
+        "the shards' --json verdicts into the verdict of one machine",
+    )
 
 
-def _row(result: PropertyResult, out: TextIO) -> None:
+def _row(result: PropertyResult) -> str:
     title = PROPERTIES[result.id].title
     line = f"{result.id:<4} {title:<50} {result.outcome:<15} {result.seconds:7.2f}s"
     if result.evidence:
         line += f"  {evidence_text(result.evidence)}"
-    print(line, file=out)
-    out.flush()
-
-
-class _Progress:
-    """``[n/N] ID outcome, elapsed, about T left`` on stderr, away from the verdict on stdout.
-
-    On a terminal one line is rewritten in place; otherwise (CI logs, pipes) each is a line.
-    """
-
-    def __init__(self, total: int, err: TextIO) -> None:
-        self.total = total
-        self.done = 0
-        self.err = err
-        self.start = time.monotonic()
-        self.live = err.isatty()
-
-    def __call__(self, result: PropertyResult) -> None:
-        self.done += 1
-        elapsed = time.monotonic() - self.start
-        left = elapsed / self.done * (self.total - self.done)
-        text = (
-            f"[{self.done}/{self.total}] {result.id} {result.outcome}, {elapsed:.0f} s elapsed"
-            + (f", about {left:.0f} s left" if self.done < self.total else "")
-        )
-        if self.live:
-            end = "\n" if self.done == self.total else ""
-            print(f"\r{text:<70}", end=end, file=self.err, flush=True)
-        else:
-            print(text, file=self.err, flush=True)
+    return line
 
 
 _OUTPUTS: Final = ("json", "markdown", "junit", "html")
@@ -153,7 +145,8 @@ def _unwritable(option: str, path: str) -> str | None:
     if not os.path.isdir(folder):
         return f"--{option} {path}: no such directory {folder}"
     if not os.access(folder, os.W_OK):
-        return f"--{option} {path}: directory {folder} is not writable"
+        denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES), folder)
+        return os_error_line(denied, f"write the --{option} report {path!r}", writing=True)
     return None
 
 
@@ -196,6 +189,7 @@ def _validate(args: argparse.Namespace) -> list[str] | None:
     only = _selected(args.only)
     if args.workers < 1:
         raise _UsageError("--workers must be at least 1")
+    _shard(args)
     for option in _OUTPUTS:
         path = getattr(args, option)
         unwritable = _unwritable(option, path) if path else None
@@ -207,6 +201,16 @@ def _validate(args: argparse.Namespace) -> list[str] | None:
     except SpecError as exc:
         raise _UsageError(str(exc)) from exc
     return only
+
+
+def _shard(args: argparse.Namespace) -> Shard | None:
+    """The shard ``--shard K/N`` names (None: the whole run); a bad one is a usage error."""
+    if args.shard is None:
+        return None
+    try:
+        return parse_shard(args.shard)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from exc
 
 
 def _causes(diagnoses: dict[str, Diagnosis], out: TextIO) -> None:
@@ -277,7 +281,12 @@ def _report(verdict: Verdict, out: TextIO) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the checks ``args`` ask for, print the table and failures, return the exit status."""
+    """Run the checks ``args`` ask for, print the table and failures, return the exit status.
+
+    Ctrl-C or SIGTERM (``lance_offsets._interrupt``, armed by the CLI) stops the run: the
+    properties finished so far are reported (and written to every report asked for) as such, the
+    rest as not run, with one line saying so; the exit status is 130 (SIGINT) or 143 (SIGTERM).
+    """
     out = sys.stdout
     try:
         only = _validate(args)
@@ -285,37 +294,57 @@ def run(args: argparse.Namespace) -> int:
         print_error(f"check: {exc}")
         return 2
     seed = choose_seed() if args.seed is None else args.seed
+    ids = only if only is not None else property_ids()
+    shard = _shard(args)
+    if shard is not None:
+        ids = share(ids, shard, profile=args.profile, stress=args.stress)
     print(
         f"checking {args.spec} (profile {args.profile}"
         f"{', long stress runs' if args.stress else ''}, {args.workers} worker(s), "
         f"seed {seed}: replay with --seed {seed})",
         file=out,
+        flush=True,
     )
+    if shard is not None:
+        print(f"shard {shard}: {', '.join(ids) or 'no properties'}", file=out, flush=True)
     start = time.monotonic()
-    progress = _Progress(len(only or PROPERTIES), sys.stderr)
+    timed = default_stress_options(args.stress, seed).seconds
+    progress = ProgressLine(
+        Estimate(ids, timed_seconds=timed, workers=args.workers), out, sys.stderr
+    )
+    finished: list[PropertyResult] = []
 
     def each(result: PropertyResult) -> None:
-        if args.workers == 1:
-            _row(result, out)
-        progress(result)
+        finished.append(result)
+        progress.finished(result, _row(result) if args.workers == 1 else None)
 
+    stopped: Interrupted | None = None
     try:
-        results = run_checks(
+        run_checks(
             args.spec,
             profile=args.profile,
-            only=only,
+            only=ids,
             stress=args.stress,
             workers=args.workers,
             seed=seed,
             progress=each,
+            started=progress.started,
+            say=lambda line: progress.line(f"  .. {line}"),
         )
     except SpecError as exc:
+        progress.close()
         print_error(f"check: {exc}")
         return 2
+    except KeyboardInterrupt as exc:
+        stopped = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+    finally:
+        progress.close()
     seconds = time.monotonic() - start
-    if args.workers > 1:
+    order = {pid: n for n, pid in enumerate(ids)}
+    results = sorted(finished, key=lambda r: order[r.id])
+    if args.workers > 1 and stopped is None:
         for result in results:
-            _row(result, out)
+            print(_row(result), file=out)
     verdict = Verdict(
         args.spec,
         results,
@@ -326,7 +355,46 @@ def run(args: argparse.Namespace) -> int:
         args.strict,
         only=tuple(only) if only is not None else None,
         workers=args.workers,
+        interrupted=stopped.name if stopped is not None else None,
+        not_run=tuple(pid for pid in ids if pid not in {r.id for r in results}),
+        shard=None if shard is None else (shard.index, shard.count),
     )
+    if stopped is not None:
+        with os_errors("write the reports", writing=True):
+            _write_reports(args, verdict)
+        written = [f"--{o}" for o in _OUTPUTS if getattr(args, o)]
+        print_error(
+            f"check: interrupted by {stopped.name} after {len(results)} of {len(ids)} properties"
+            + (
+                f"; {', '.join(written)} written with those, the other "
+                f"{len(verdict.not_run)} marked not run"
+                if written
+                else ""
+            )
+        )
+        return exit_code(stopped)
     _report(verdict, out)
-    _write_reports(args, verdict)
+    with os_errors("write the reports", writing=True):
+        _write_reports(args, verdict)
     return 1 if any(verdict.fails(r) for r in results) else 0
+
+
+# For ``lance-offsets report merge`` (``_report_cli.py``), which prints and writes as check does.
+
+
+def print_verdict(verdict: Verdict, out: TextIO) -> None:
+    """Print ``verdict`` as ``check`` does: a row per property, then what follows the table."""
+    for result in verdict.results:
+        print(_row(result), file=out)
+    _report(verdict, out)
+
+
+def unwritable_report(option: str, path: str) -> str | None:
+    """Why the ``--option`` report cannot be written to ``path``, or None."""
+    return _unwritable(option, path)
+
+
+def write_reports(args: argparse.Namespace, verdict: Verdict) -> None:
+    """Write ``verdict`` to each of ``args.json``, ``.markdown``, ``.junit``, ``.html`` given."""
+    with os_errors("write the reports", writing=True):
+        _write_reports(args, verdict)

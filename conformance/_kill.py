@@ -27,6 +27,8 @@ from typing import Any, Final
 
 from lance_offsets.stress.workers._procs import context, kill, reap
 
+from lance_offsets._interrupt import quiet_child
+
 __all__ = ["Child", "KillHelper"]
 
 #: How often :meth:`Child.kill_when` re-evaluates its condition.
@@ -36,12 +38,19 @@ WAIT_SECONDS: Final = 60.0
 
 
 def _run_with_points(conn: Any, target: Callable[..., object], *args: Any) -> None:
+    quiet_child()
+
     def point(name: str) -> None:
         conn.send(name)
         conn.recv()  # "go"; or never, when the parent kills here
 
     target(point, *args)
     conn.send(None)  # the target returned: no more points
+
+
+def _run_plain(target: Callable[..., object], *args: Any) -> None:
+    quiet_child()
+    target(*args)
 
 
 class Child:
@@ -139,7 +148,7 @@ class KillHelper:
             conn, theirs = ctx.Pipe()
             proc = ctx.Process(target=_run_with_points, args=(theirs, target, *args), daemon=True)
         else:
-            proc = ctx.Process(target=target, args=args, daemon=True)
+            proc = ctx.Process(target=_run_plain, args=(target, *args), daemon=True)
         proc.start()
         child = Child(proc, conn)
         self._children.append(child)

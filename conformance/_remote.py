@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Final
 
+from lance_offsets._interrupt import quiet_child
+
 __all__ = ["RemoteError", "RemoteStore"]
 
 #: How long the parent waits for one reply before it declares the child stuck.
@@ -24,6 +26,7 @@ def _serve(spec: str, conn: Any) -> None:
     # Runs in the child. Import here, not at module level, so the parent pays nothing for it.
     from ._spec import load_factory
 
+    quiet_child()
     factory = load_factory(spec)
     store: Any = None
     while True:

@@ -69,6 +69,14 @@ class Verdict:
     interrupted: str | None = None
     #: Properties asked for that had not finished when the run was interrupted.
     not_run: tuple[str, ...] = ()
+    #: ``(K, N)`` when this run was shard K of N (``--shard K/N``); None for a whole run.
+    shard: tuple[int, int] | None = None
+    #: How many shards' verdicts ``report merge`` joined into this one; None when not merged.
+    merged_shards: int | None = None
+    #: What ran the check (``json_document``'s ``python`` and ``platform``); None: this process.
+    #: A merged verdict keeps its shards'.
+    python: str | None = None
+    platform: str | None = None
 
     @property
     def started(self) -> datetime.datetime:
@@ -101,6 +109,8 @@ class Verdict:
             words.append("--strict")
         if self.workers > 1:
             words += ["--workers", str(self.workers)]
+        if self.shard is not None:
+            words += ["--shard", f"{self.shard[0]}/{self.shard[1]}"]
         return " ".join(words)
 
     def fails(self, result: PropertyResult) -> bool:
@@ -122,14 +132,19 @@ def report_json(
     return json_document(Verdict(store, results, seconds, seed, profile, stress, strict))
 
 
+def this_platform() -> str:
+    """The JSON verdict's ``platform`` for this process: OS, machine, and the details."""
+    return f"{sys.platform} {platform.machine()} ({platform.platform()})"
+
+
 def json_document(verdict: Verdict) -> dict[str, Any]:
     """The JSON verdict of ``verdict``: run facts, outcome per property, details and evidence."""
     diagnoses = diagnose(verdict.results)
     return {
         "schema": SCHEMA,
         "package": {"name": "lance-offsets", "version": __version__},
-        "python": platform.python_version(),
-        "platform": f"{sys.platform} {platform.machine()} ({platform.platform()})",
+        "python": verdict.python or platform.python_version(),
+        "platform": verdict.platform or this_platform(),
         "store": verdict.store,
         "profile": verdict.profile,
         "stress": verdict.stress,
@@ -139,6 +154,10 @@ def json_document(verdict: Verdict) -> dict[str, Any]:
         "workers": verdict.workers,
         "interrupted": verdict.interrupted,
         "not_run": list(verdict.not_run),
+        "shard": (
+            {"index": verdict.shard[0], "count": verdict.shard[1]} if verdict.shard else None
+        ),
+        "merged_shards": verdict.merged_shards,
         "replay": verdict.replay(),
         "started": verdict.started.isoformat(timespec="seconds"),
         "ended": verdict.ended.isoformat(timespec="seconds"),

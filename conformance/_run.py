@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, Final, NoReturn
 
 from hypothesis.errors import Flaky, Unsatisfiable
+
+from lance_offsets._interrupt import quiet_child, raise_if_interrupted
 
 from . import _profiles
 from ._acknowledge import acknowledged
@@ -34,6 +37,7 @@ from ._profiles import (
     run_settings,
 )
 from ._results import Outcome, PropertyResult
+from ._runscope import run_scope
 from ._spec import load_factory, sync_factory
 from ._workspace import Workspace
 
@@ -262,27 +266,35 @@ def check_property(
     return dataclasses.replace(result, seconds=time.monotonic() - start, evidence=evidence)
 
 
-def _default_stress_options(stress: bool, seed: int | None = None) -> Any:
-    import sys
+def _say_on_stderr(line: str) -> None:
+    # Long runs take minutes: say what is happening on stderr, away from the verdict table.
+    print(f"  .. {line}", file=sys.stderr, flush=True)
 
+
+def default_stress_options(
+    stress: bool,
+    seed: int | None = None,
+    *,
+    workdir: str | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Any:
+    """The multi-process runs' options every door uses, so one seed gives one verdict.
+
+    :param say: where a long run's progress lines go (default: stderr).
+    """
     from lance_offsets.stress._options import StressOptions, choose_seed
 
     chosen = choose_seed() if seed is None else seed
     if not stress:
-        return StressOptions(seconds=2.0, workers=2, seed=chosen)
-
-    def progress(line: str) -> None:
-        # Long runs take minutes: say what is happening on stderr, away from the verdict table.
-        print(f"  .. {line}", file=sys.stderr, flush=True)
-
-    return StressOptions.for_long_run(seed=chosen, progress=progress)
+        return StressOptions(seconds=2.0, workers=2, seed=chosen, workdir=workdir)
+    return StressOptions.for_long_run(seed=chosen, progress=say or _say_on_stderr, workdir=workdir)
 
 
 def _run_stress(spec: str, ids: list[str], stress: bool, options: Any) -> list[PropertyResult]:
     from lance_offsets.stress._runner import run_properties
 
     if options is None:
-        options = _default_stress_options(stress)
+        options = default_stress_options(stress)
     results = []
     for pid in ids:
         start = time.monotonic()
@@ -318,9 +330,12 @@ def _one(
     *,
     seed: int | None = None,
     database: str | None = None,
+    workdir: str | None = None,
 ) -> PropertyResult:
     if PROPERTIES[pid].suite == "conformance":
-        return check_property(spec, pid, profile=profile, seed=seed, database=database)
+        return check_property(
+            spec, pid, profile=profile, seed=seed, database=database, workdir=workdir
+        )
     return _run_stress(spec, [pid], stress, options)[0]
 
 
@@ -335,6 +350,8 @@ def run_checks(
     seed: int | None = None,
     progress: Callable[[PropertyResult], None] | None = None,
     database: str | None = None,
+    started: Callable[[str], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> list[PropertyResult]:
     """Check every property of the catalog (or ``only`` those) on the store ``spec`` names.
 
@@ -345,6 +362,8 @@ def run_checks(
         conformance property derives its Hypothesis seed from it, so passing it back replays the
         same choices and gives the same verdict in any directory.
     :param progress: called with each result as it is known.
+    :param started: called with each property's ID as its check starts.
+    :param say: where long runs' progress lines go (default: stderr, each prefixed with "..").
     :param database: directory for an opt-in Hypothesis example database, kept per store and
         property (default: the ``LANCE_OFFSETS_EXAMPLE_DB`` environment variable, else none).
     :returns: results in catalog order, whatever order they finished in.
@@ -354,40 +373,59 @@ def run_checks(
     if unknown:
         raise ValueError(f"unknown property IDs {sorted(unknown)}; known: {', '.join(PROPERTIES)}")
     profile_settings(profile)  # an unknown profile fails before any work
+    if not ids:
+        return []  # an empty shard (check --shard K/N): no server to start, nothing to run
     factory = load_factory(spec)
-    if getattr(factory, "server", None) is not None:
-        # A declared server runs before any check, so every process the checks start inherits
-        # where it listens (stress/servers).
-        from lance_offsets.stress.servers._campaigns import start_declared
-
-        start_declared(factory)
     if seed is None:
         from lance_offsets.stress._options import choose_seed
 
         seed = choose_seed()
-    if stress_options is None and any(PROPERTIES[p].suite != "conformance" for p in ids):
-        # One options object (one seed) for the whole run: D1, D2, D4 and D5 then share one
-        # crash campaign (stress/crash/_campaign.py caches it by spec and seed), not four.
-        stress_options = _default_stress_options(stress, seed)
-    if workers <= 1:
-        results = []
-        for pid in ids:
-            result = _one(spec, pid, profile, stress, stress_options, seed=seed, database=database)
-            if progress:
-                progress(result)
-            results.append(result)
-        return results
-    return _parallel(
-        spec,
-        ids,
-        profile=profile,
-        stress=stress,
-        options=stress_options,
-        workers=workers,
-        progress=progress,
-        seed=seed,
-        database=database,
-    )
+    # Everything the run makes goes under one scratch root; Ctrl-C, SIGTERM or a crash of the
+    # run removes it and every process the run started (conformance/_runscope.py).
+    with run_scope() as scope:
+        if getattr(factory, "server", None) is not None:
+            # A declared server runs before any check, so every process the checks start
+            # inherits where it listens (stress/servers).
+            from lance_offsets.stress.servers._campaigns import start_declared
+
+            start_declared(factory)
+        if stress_options is None and any(PROPERTIES[p].suite != "conformance" for p in ids):
+            # One options object (one seed) for the whole run: D1, D2, D4 and D5 then share one
+            # crash campaign (stress/crash/_campaign.py caches it by spec and seed), not four.
+            stress_options = default_stress_options(stress, seed, workdir=scope.root, say=say)
+        if workers <= 1:
+            results = []
+            for pid in ids:
+                raise_if_interrupted()  # a signal a store's code swallowed stops the run here
+                if started:
+                    started(pid)
+                result = _one(
+                    spec,
+                    pid,
+                    profile,
+                    stress,
+                    stress_options,
+                    seed=seed,
+                    database=database,
+                    workdir=scope.root,
+                )
+                if progress:
+                    progress(result)
+                results.append(result)
+            return results
+        return _parallel(
+            spec,
+            ids,
+            profile=profile,
+            stress=stress,
+            options=stress_options,
+            workers=workers,
+            progress=progress,
+            started=started,
+            seed=seed,
+            database=database,
+            workdir=scope.root,
+        )
 
 
 def _parallel(
@@ -399,25 +437,53 @@ def _parallel(
     options: Any,
     workers: int,
     progress: Callable[[PropertyResult], None] | None,
+    started: Callable[[str], None] | None = None,
     seed: int | None = None,
     database: str | None = None,
+    workdir: str | None = None,
 ) -> list[PropertyResult]:
     # Properties are independent (each makes its own directories), so a pool of spawned workers
     # gives the verdict of a serial run; tests/slow/test_conformance_check.py compares the two.
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from multiprocessing import get_context
 
     done: dict[str, PropertyResult] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {
-            pool.submit(
-                _one, spec, pid, profile, stress, options, seed=seed, database=database
-            ): pid
-            for pid in ids
-        }
-        for future in as_completed(futures):
-            result = future.result()
-            done[result.id] = result
-            if progress:
-                progress(result)
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=get_context("spawn"), initializer=quiet_child
+    )
+    try:
+        futures = {}
+        for pid in ids:
+            future = pool.submit(
+                _one,
+                spec,
+                pid,
+                profile,
+                stress,
+                options,
+                seed=seed,
+                database=database,
+                workdir=workdir,
+            )
+            futures[future] = pid
+        waiting = set(futures)
+        announced: set[str] = set()
+        while waiting:
+            if started:
+                for future, pid in futures.items():
+                    if pid not in announced and (future.running() or future.done()):
+                        announced.add(pid)
+                        started(pid)
+            finished, waiting = wait(waiting, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in finished:
+                result = future.result()
+                done[result.id] = result
+                if progress:
+                    progress(result)
+    except BaseException:
+        # Not the pool's own exit, which waits for every running property: the run scope
+        # around this kills the workers and removes what they made.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return [done[pid] for pid in ids]

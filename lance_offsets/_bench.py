@@ -19,6 +19,8 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._cli_common import os_errors
+
 if TYPE_CHECKING:
     from ._bench_store import Figure
 
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     from ._bench_floors import file_system
     from ._bench_store import store_figures
 
-    scratch = tempfile.mkdtemp(prefix="lance-bench-", dir=args.dir)
+    with os_errors(f"make a scratch directory in --dir {args.dir!r}", writing=True):
+        scratch = tempfile.mkdtemp(prefix="lance-bench-", dir=args.dir)
     began = time.perf_counter()
     try:
         where = f"{file_system(scratch)} at {os.path.realpath(scratch)}"
@@ -117,7 +120,12 @@ def run(args: argparse.Namespace) -> int:
         f"\n{sum(1 for f in met if f.met)} of {len(met)} goals met in "
         f"{time.perf_counter() - began:.0f} s; load average now {os.getloadavg()[0]:.2f}"
     )
-    with open(args.json, "w", encoding="utf-8") as fh:
+    with (
+        os_errors(f"write the figures to --json {args.json!r}", writing=True),
+        open(args.json, "w", encoding="utf-8") as fh,
+    ):
         json.dump([dataclasses.asdict(f) for f in figures], fh, indent=2)
-    print(f"figures: {args.json}; {_chart(figures, args.png)}")
+    with os_errors(f"draw the chart to --png {args.png!r}", writing=True):
+        chart = _chart(figures, args.png)
+    print(f"figures: {args.json}; {chart}")
     return 0

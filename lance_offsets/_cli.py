@@ -1,8 +1,9 @@
 """The ``lance-offsets`` command line: inspect and reset consumers' offsets, run the suite.
 
 Subcommands live in :mod:`._cli_commands` (ls, get, set, rm) and :mod:`._cli_transfer` (export,
-import); ``check`` belongs to the conformance suite and is imported only when asked for, so the
-everyday commands start without loading Hypothesis and pytest. ``docs/cli.md`` is the manual.
+import); ``check`` and ``report`` belong to the conformance suite and are imported only when asked
+for, so the everyday commands start without loading Hypothesis and pytest. ``docs/cli.md`` is the
+manual.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Final
 
 from . import _bench, _cli_commands, _cli_lnc, _cli_transfer
 from ._cli_common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, print_error
+from ._cli_os_errors import os_error_line
 from ._errors import InvalidConsumerNameError, OffsetStoreError
+from ._interrupt import Interrupted, exit_code, stop_on_signals
 from ._version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -25,13 +28,20 @@ PROG: Final = "lance-offsets"
 #: The module that implements ``check`` (written with the conformance suite).
 CHECK_MODULE: Final = "lance_offsets.conformance._check"
 _CHECK_HELP: Final = "run the conformance suite against a store (needs lance-offsets[check])"
+#: The module that implements ``report`` (``report merge``: the verdicts of a run's shards).
+REPORT_MODULE: Final = "lance_offsets.conformance._report_cli"
+_REPORT_HELP: Final = (
+    "work with check's JSON verdicts: 'report merge' joins a run's shards (needs "
+    "lance-offsets[check])"
+)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """Return the top-level parser; ``command`` is the subcommand about to be parsed, if known.
 
-    The ``check`` subcommand's arguments are added only when ``command == "check"``: they come
-    from the conformance suite, whose import is slow and needs the ``check`` extra.
+    The ``check`` and ``report`` subcommands' arguments are added only when ``command`` is
+    theirs: they come from the conformance suite, whose import is slow and needs the ``check``
+    extra.
     """
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -48,39 +58,42 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _cli_lnc.register(subparsers)  # import-lnc: lnc-client's offsets directory
     _bench.register(subparsers)
     check = subparsers.add_parser("check", help=_CHECK_HELP, description=_CHECK_HELP)
+    report = subparsers.add_parser("report", help=_REPORT_HELP, description=_REPORT_HELP)
     if command == "check":
-        _add_check_arguments(check)
+        _add_suite_arguments(check, "check", CHECK_MODULE)
+    if command == "report":
+        _add_suite_arguments(report, "report", REPORT_MODULE)
     return parser
 
 
-def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_suite_arguments(parser: argparse.ArgumentParser, command: str, module: str) -> None:
     try:
         # By name, not a from-import: the suite is optional (the check extra) and may be absent.
-        check = importlib.import_module(CHECK_MODULE)
+        suite_command = importlib.import_module(module)
     except ImportError as exc:
-        problem = _check_import_problem(exc)
-        # Accept whatever follows, so the user sees why check is unavailable rather than an
-        # "unrecognized arguments" usage error.
+        problem = _suite_import_problem(exc, command, module)
+        # Accept whatever follows, so the user sees why the command is unavailable rather than
+        # an "unrecognized arguments" usage error.
         parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         parser.set_defaults(handler=lambda _args: _fail(problem))
         return
-    check.add_arguments(parser)
-    parser.set_defaults(handler=check.run)
+    suite_command.add_arguments(parser)
+    parser.set_defaults(handler=suite_command.run)
 
 
-def _check_import_problem(exc: ImportError) -> str:
+def _suite_import_problem(exc: ImportError, command: str, module: str) -> str:
     missing = getattr(exc, "name", None) or ""
-    if missing in (CHECK_MODULE, "lance_offsets.conformance"):
+    if missing in (module, "lance_offsets.conformance"):
         return (
-            f"the 'check' command is not available in this installation ({CHECK_MODULE} is missing)"
+            f"the {command!r} command is not available in this installation ({module} is missing)"
         )
     top = missing.partition(".")[0]
     if top and top != "lance_offsets":
         return (
-            f"the 'check' command needs the {top!r} package, which is not installed; "
+            f"the {command!r} command needs the {top!r} package, which is not installed; "
             "install it with: pip install 'lance-offsets[check]'"
         )
-    return f"the 'check' command could not be loaded: {exc}"
+    return f"the {command!r} command could not be loaded: {exc}"
 
 
 def _fail(message: str) -> int:
@@ -106,7 +119,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """Call the subcommand's handler, turning expected failures into one line and a status."""
+    """Call the subcommand's handler, turning expected failures into one line and a status.
+
+    Ctrl-C and SIGTERM stop any command the same way: what was under way unwinds (a lock is
+    released, a temporary file removed), one line says so, and the status is 128 + the signal.
+    """
+    try:
+        with stop_on_signals():
+            return _handle(args)
+    except KeyboardInterrupt as exc:
+        name = exc.name if isinstance(exc, Interrupted) else "SIGINT"
+        print_error(f"{args.command}: interrupted by {name}")
+        return exit_code(exc)
+
+
+def _handle(args: argparse.Namespace) -> int:
     try:
         code: int = args.handler(args)
     except SystemExit as exc:  # a handler's parser.error()
@@ -122,8 +149,12 @@ def _run(args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except (OffsetStoreError, OSError) as exc:
-        # Corrupt files, lock timeouts, unreadable directories: expected, already named in the
-        # message (the store's errors carry the key and file; OSError its path).
-        print_error(str(exc))
+        # Corrupt files, lock timeouts: expected, and the store's message names the key and file.
+        # Other OSErrors are worded by the commands with what they were doing; one that got here
+        # without is still one line in the same words, naming the command instead.
+        if isinstance(exc, OffsetStoreError):
+            print_error(str(exc))
+        else:
+            print_error(os_error_line(exc, f"complete '{PROG} {args.command}'", writing=None))
         return EXIT_FAILURE
     return code

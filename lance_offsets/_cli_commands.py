@@ -16,14 +16,18 @@ from ._cli_common import (
     consumer_name_arg,
     describe_key,
     offset_arg,
+    os_errors,
     print_error,
     topic_id_arg,
 )
-from ._cli_stores import STORE_HELP, open_location, store_arg
+from ._cli_listing import read_consumer
+from ._cli_stores import STORE_HELP, Location, open_location, store_arg
 from ._errors import CorruptOffsetError, OffsetStoreError
 from ._protocol import OffsetStore
 
 __all__ = ["register"]
+
+Key = tuple[int, int]
 
 _HEADER = ("consumer", "topic", "consumer id", "offset")
 
@@ -83,6 +87,8 @@ def _add_key_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _ls(args: argparse.Namespace) -> int:
+    rows: list[tuple[str, int, int, int]] = []
+    damage: list[str] = []
     with open_location(args.store, args.lock_timeout) as location:
         location.require()
         if args.consumer is not None:
@@ -91,18 +97,12 @@ def _ls(args: argparse.Namespace) -> int:
             names = [args.consumer]
         else:
             names = location.consumers()
-        rows: list[tuple[str, int, int, int]] = []
-        failed = False
         for name in names:
-            # One damaged consumer should not hide the others: report it, go on, exit 1 at the end.
-            try:
-                store = location.open_existing(name)
-                offsets = {} if store is None else store.list_all()
-            except (OffsetStoreError, OSError) as exc:
-                print_error(f"consumer {name!r}: {exc}")
-                failed = True
-                continue
-            rows.extend((name, t, c, o) for (t, c), o in sorted(offsets.items()))
+            # A damaged key hides neither the consumer's other keys nor the other consumers:
+            # healthy rows on stdout, one error line per damaged key on stderr, exit 1.
+            found = read_consumer(location, name)
+            rows.extend((name, t, c, o) for (t, c), o in sorted(found.offsets.items()))
+            damage.extend(d.message for d in found.damage)
     if args.json:
         records = [
             {"consumer": n, "topic_id": t, "consumer_id": c, "offset": o} for n, t, c, o in rows
@@ -110,7 +110,10 @@ def _ls(args: argparse.Namespace) -> int:
         _write_json(records)
     else:
         _write_table(rows)
-    return EXIT_FAILURE if failed else EXIT_OK
+    sys.stdout.flush()  # the table first, then what is missing from it
+    for message in damage:
+        print_error(message)
+    return EXIT_FAILURE if damage else EXIT_OK
 
 
 def _write_json(value: Any) -> None:
@@ -130,7 +133,8 @@ def _get(args: argparse.Namespace) -> int:
     with open_location(args.store, args.lock_timeout) as location:
         location.require()
         store = location.open_existing(args.consumer)
-        offset = None if store is None else store.load(args.topic_id, args.consumer_id)
+        key = (args.topic_id, args.consumer_id)
+        offset = None if store is None else _load(location, store, args.consumer, key)
     if offset is None:
         where = (
             ""
@@ -152,16 +156,25 @@ def _set(args: argparse.Namespace) -> int:
         # Not through HookedOffsetStore: it refuses to save over a corrupt value (it cannot say
         # what the save replaced), and overwriting one is exactly what CorruptOffsetError tells
         # the operator to do with this command.
-        previous = _previous(store, args.topic_id, args.consumer_id)
-        store.save(args.topic_id, args.consumer_id, args.offset)
+        previous = _previous(location, store, args.consumer, (args.topic_id, args.consumer_id))
+        where = location.where(store, (args.topic_id, args.consumer_id))
+        with os_errors(f"write the offset of {key}", writing=True, path=where):
+            store.save(args.topic_id, args.consumer_id, args.offset)
     sys.stdout.write(f"{key}: {previous} -> {args.offset}\n")
     return EXIT_OK
 
 
-def _previous(store: OffsetStore, topic_id: int, consumer_id: int) -> str:
+def _load(location: Location, store: OffsetStore, consumer: str, key: Key) -> int | None:
+    """Load ``key``; an OSError becomes one line naming the consumer, the key and its file."""
+    where = location.where(store, key)
+    with os_errors(f"read the offset of {describe_key(consumer, *key)}", writing=False, path=where):
+        return store.load(*key)
+
+
+def _previous(location: Location, store: OffsetStore, consumer: str, key: Key) -> str:
     """Return the key's current offset as text: a number, ``none``, or ``corrupt (...)``."""
     try:
-        offset = store.load(topic_id, consumer_id)
+        offset = _load(location, store, consumer, key)
     except CorruptOffsetError as exc:
         # A database's damage has no file content to show, only the reason.
         content = f", content {exc.content[:40]!r}" if exc.content else ""
@@ -181,24 +194,45 @@ def _rm(args: argparse.Namespace) -> int:
             if not location.has_consumer(args.consumer):
                 # As `ls --consumer` does: a typo in the name must not look like a successful wipe.
                 raise CliError(f"no consumer {args.consumer!r} under {location.shown!r}")
-            store = location.open_existing(args.consumer)
-            assert store is not None  # the consumer exists
-            keys = location.stored_keys(store)  # works over corrupt values
-            for topic_id, consumer_id in keys:
-                store.delete(topic_id, consumer_id)
-            sys.stdout.write(f"removed {len(keys)} offset(s) of consumer {args.consumer!r}\n")
+            removed = _rm_all(location, args.consumer)
+            sys.stdout.write(f"removed {removed} offset(s) of consumer {args.consumer!r}\n")
             return EXIT_OK
         key = describe_key(args.consumer, args.topic_id, args.consumer_id)
         store_or_none = location.open_existing(args.consumer)
         previous = (
             "none"
             if store_or_none is None
-            else _previous(store_or_none, args.topic_id, args.consumer_id)
+            else _previous(
+                location, store_or_none, args.consumer, (args.topic_id, args.consumer_id)
+            )
         )
         if store_or_none is None or previous == "none":
             # Deleting an absent key is not an error (the store's own rule); say so all the same.
             sys.stdout.write(f"{key}: no offset stored, nothing removed\n")
             return EXIT_OK
-        store_or_none.delete(args.topic_id, args.consumer_id)
+        where = location.where(store_or_none, (args.topic_id, args.consumer_id))
+        with os_errors(f"remove the offset of {key}", writing=True, path=where):
+            store_or_none.delete(args.topic_id, args.consumer_id)
     sys.stdout.write(f"{key}: removed (was {previous})\n")
     return EXIT_OK
+
+
+def _rm_all(location: Location, consumer: str) -> int:
+    """Delete every offset of an existing consumer, found by name; return how many."""
+    store = location.open_existing(consumer)
+    assert store is not None  # the caller checked that the consumer exists
+    with os_errors(f"list the offsets of consumer {consumer!r}", writing=False):
+        keys = location.stored_keys(store)  # works over corrupt values
+    for done, key in enumerate(keys):
+        action = f"remove the offset of {describe_key(consumer, *key)}"
+        try:
+            with os_errors(action, writing=True, path=location.where(store, key)):
+                store.delete(*key)
+        except (CliError, OffsetStoreError) as exc:
+            # Files of one directory may differ (a lock file another user made, a lock held):
+            # after the first, say how many were already removed.
+            if done == 0:
+                raise
+            why = exc.message if isinstance(exc, CliError) else str(exc)
+            raise CliError(f"{why}; {done} of {len(keys)} offset(s) removed before") from None
+    return len(keys)

@@ -8,6 +8,8 @@ out-of-range topic id or an unsafe consumer name).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import math
 import os
 import re
@@ -17,8 +19,9 @@ from collections.abc import Callable, Iterator
 from typing import Final
 
 from . import _layout
+from ._cli_os_errors import os_error_line
 from ._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
-from ._errors import InvalidConsumerNameError
+from ._errors import InvalidConsumerNameError, OffsetStoreError
 from ._lockfile import LockFileOffsetStore
 
 __all__ = [
@@ -32,13 +35,16 @@ __all__ = [
     "consumer_id_arg",
     "consumer_name_arg",
     "describe_key",
+    "file_type",
     "is_consumer_dir",
     "iter_consumers",
     "offset_arg",
     "open_existing",
     "open_or_create",
+    "os_errors",
     "print_error",
     "require_base_dir",
+    "require_directory",
     "stored_keys",
     "topic_id_arg",
 ]
@@ -130,14 +136,53 @@ def describe_key(consumer: str, topic_id: int, consumer_id: int) -> str:
     return f"consumer {consumer!r} topic {topic_id} consumer id {consumer_id}"
 
 
+@contextlib.contextmanager
+def os_errors(action: str, *, writing: bool | None, path: str | None = None) -> Iterator[None]:
+    """Turn an OSError inside the block into a :class:`CliError` worded by ``os_error_line``.
+
+    The store's own errors pass through: ``LockTimeoutError`` is a TimeoutError, hence an OSError,
+    but it already says what happened in the store's words.
+    """
+    try:
+        yield
+    except OffsetStoreError:
+        raise
+    except BrokenPipeError:
+        raise  # stdout went away (`ls | head`): not a failure of the action
+    except OSError as exc:
+        raise CliError(os_error_line(exc, action, writing=writing, path=path)) from None
+
+
+def file_type(path: str, what: str) -> int | None:
+    """Return the ``st_mode`` of ``path`` (None if it does not exist); ``what`` names it.
+
+    :raises CliError: it cannot be looked at. A parent the user may not enter, or a file where a
+        parent directory should be, is not "does not exist": that would send the user looking
+        for the wrong problem.
+    """
+    try:
+        return os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CliError(os_error_line(exc, f"use {what} {path!r}", writing=None)) from None
+
+
+def require_directory(path: str, what: str) -> None:
+    """Raise :class:`CliError` unless ``path`` is an existing directory; ``what`` names it."""
+    mode = file_type(path, what)
+    if mode is None:
+        raise CliError(f"{what} {path!r} does not exist")
+    if not stat.S_ISDIR(mode):
+        raise CliError(f"{what} {path!r} is not a directory")
+
+
 def require_base_dir(base_dir: str) -> None:
     """Raise :class:`CliError` unless ``base_dir`` is an existing directory.
 
     No command creates the base directory: a typo would otherwise grow a stray tree.
     """
-    if not os.path.isdir(base_dir):
-        what = "is not a directory" if os.path.exists(base_dir) else "does not exist"
-        raise CliError(f"base directory {base_dir!r} {what}")
+    require_directory(base_dir, "base directory")
 
 
 def is_consumer_dir(base_dir: str, name: str) -> bool:
@@ -151,10 +196,9 @@ def is_consumer_dir(base_dir: str, name: str) -> bool:
         return stat.S_ISDIR(os.stat(path).st_mode)
     except (FileNotFoundError, NotADirectoryError):
         return False
-    except PermissionError:
-        raise CliError(
-            f"cannot look for consumer {name!r} in base directory {base_dir!r}: permission denied"
-        ) from None
+    except OSError as exc:
+        action = f"look for consumer {name!r} in base directory {base_dir!r}"
+        raise CliError(os_error_line(exc, action, writing=False)) from None
 
 
 def open_existing(
@@ -169,7 +213,13 @@ def open_existing(
 def open_or_create(base_dir: str, name: str, lock_timeout: float | None) -> LockFileOffsetStore:
     """Open consumer ``name``, creating its directory (never the base directory)."""
     require_base_dir(base_dir)
-    return LockFileOffsetStore.open(base_dir, name, lock_timeout=lock_timeout)
+    with os_errors(f"create the directory of consumer {name!r}", writing=True):
+        try:
+            return LockFileOffsetStore.open(base_dir, name, lock_timeout=lock_timeout)
+        except FileExistsError as exc:
+            # makedirs(exist_ok=True) says "exists" only when the name is taken by a file.
+            path = os.path.join(base_dir, name)
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path) from exc
 
 
 def iter_consumers(base_dir: str) -> Iterator[str]:
@@ -179,7 +229,10 @@ def iter_consumers(base_dir: str) -> Iterator[str]:
     store can have written them.
     """
     require_base_dir(base_dir)
-    with os.scandir(base_dir) as entries:
+    with (
+        os_errors(f"list the consumers in base directory {base_dir!r}", writing=False),
+        os.scandir(base_dir) as entries,
+    ):
         names = sorted(entry.name for entry in entries if entry.is_dir())
     for name in names:
         try:
@@ -193,6 +246,7 @@ def stored_keys(directory: str) -> list[tuple[int, int]]:
     """Return, sorted, the keys whose offset files exist in a consumer directory.
 
     Names only, no contents: what ``rm --all`` needs, and it works over corrupt values.
+    Raises OSError (the directory cannot be listed); callers word it with what they were doing.
     """
     with os.scandir(directory) as entries:
         keys = [_layout.parse_offset_name(entry.name) for entry in entries]

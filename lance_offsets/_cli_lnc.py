@@ -20,8 +20,17 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ._cli_common import EXIT_OK, CliError, add_lock_timeout, open_existing, open_or_create
-from ._cli_common import require_base_dir as require_dir
+from ._cli_common import (
+    EXIT_OK,
+    CliError,
+    add_lock_timeout,
+    describe_key,
+    open_existing,
+    open_or_create,
+    os_errors,
+    require_base_dir,
+    require_directory,
+)
 from ._domain import check_offset
 from ._errors import OffsetStoreError
 from ._lnc_keys import lnc_key
@@ -66,11 +75,12 @@ def _field(path: str, data: dict[str, Any], name: str) -> Any:
 
 
 def _entry(path: str) -> LncEntry:
+    reading = os_errors(f"read the lnc-client offset file {path!r}", writing=False)
+    with reading, open(path, "rb") as file:
+        raw = file.read()
     try:
-        with open(path, "rb") as file:
-            raw = file.read()
         data = json.loads(raw)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CliError(f"{path}: not an lnc-client offset file: {exc}") from None
     if not isinstance(data, dict):
         raise CliError(f"{path}: expected a JSON object, got {raw[:60]!r}")
@@ -104,8 +114,9 @@ def read_lnc_dir(directory: str) -> tuple[list[LncEntry], list[str]]:
 
     :raises CliError: a file is not a valid lnc-client offset file, or two files hold one key.
     """
-    require_dir(directory)
-    names = sorted(os.listdir(directory))
+    require_directory(directory, "lnc-client offsets directory")
+    with os_errors(f"list the lnc-client offsets directory {directory!r}", writing=False):
+        names = sorted(os.listdir(directory))
     entries = [_entry(os.path.join(directory, n)) for n in names if n.endswith(".offset")]
     seen: dict[tuple[str, tuple[int, int]], LncEntry] = {}
     for entry in entries:
@@ -121,20 +132,29 @@ def read_lnc_dir(directory: str) -> tuple[list[LncEntry], list[str]]:
 
 def _import_lnc(args: argparse.Namespace) -> int:
     entries, leftovers = read_lnc_dir(args.lnc_dir)
-    require_dir(args.base_dir)
+    require_base_dir(args.base_dir)
     changes: list[tuple[LncEntry, int | None]] = []
     for entry in entries:
         store = open_existing(args.base_dir, entry.ours, args.lock_timeout)
-        current = None if store is None else store.load(*entry.key)
+        if store is None:
+            current = None
+        else:
+            action = f"read the offset of {describe_key(entry.ours, *entry.key)}"
+            with os_errors(action, writing=False, path=store.offset_path(*entry.key)):
+                current = store.load(*entry.key)
         if current != entry.offset:
             changes.append((entry, current))
     verb = "would set" if args.dry_run else "set"
     for entry, current in changes:
         if not args.dry_run:
+            action = f"write the offset of {describe_key(entry.ours, *entry.key)}"
             try:
-                with open_or_create(args.base_dir, entry.ours, args.lock_timeout) as store:
+                with (
+                    open_or_create(args.base_dir, entry.ours, args.lock_timeout) as store,
+                    os_errors(action, writing=True, path=store.offset_path(*entry.key)),
+                ):
                     store.save(*entry.key, entry.offset)
-            except OffsetStoreError as exc:
+            except (OffsetStoreError, CliError) as exc:
                 raise CliError(f"{entry.file}: {exc}") from None
         was = "absent" if current is None else str(current)
         print(

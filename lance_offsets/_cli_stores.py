@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
+import stat
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from . import _cli_common
-from ._cli_common import CliError
+from ._cli_common import CliError, os_errors
+from ._cli_os_errors import os_error_line
 from ._lockfile import LockFileOffsetStore
 from ._protocol import OffsetStore
 from ._store_url import StoreUrl, StoreUrlError, parse_store_url
@@ -89,6 +92,14 @@ class Location:
         """The keys with a stored offset, found even when a value is corrupt."""
         raise NotImplementedError
 
+    def where(self, store: OffsetStore, key: Key) -> str:
+        """Where the key's offset lives, for messages (a file, a database, a table)."""
+        return self.shown
+
+    def os_problem(self, exc: BaseException) -> str | None:
+        """A driver error that is an OS error in disguise, worded as one; None otherwise."""
+        return None
+
     def close(self) -> None:
         """Close every store opened through this location (then its connection, if any)."""
         for store in self._stores:
@@ -119,6 +130,10 @@ class DirectoryLocation(Location):
         # Keys from the file names: a corrupt value must not stop a wipe.
         return _cli_common.stored_keys(store.directory)
 
+    def where(self, store: OffsetStore, key: Key) -> str:
+        assert isinstance(store, LockFileOffsetStore)
+        return store.offset_path(*key)
+
 
 class SQLiteLocation(Location):
     """A SQLite database file (or a directory holding ``lance-offsets.sqlite3``)."""
@@ -135,8 +150,9 @@ class SQLiteLocation(Location):
         return _SQLITE_FOREVER if self.lock_timeout is None else self.lock_timeout
 
     def require(self) -> None:
-        if not os.path.isfile(self.database):
-            what = "is not a file" if os.path.exists(self.database) else "does not exist"
+        mode = _cli_common.file_type(self.database, "SQLite database")
+        if mode is None or not stat.S_ISREG(mode):
+            what = "does not exist" if mode is None else "is not a file"
             raise CliError(f"SQLite database {self.database!r} {what}")
 
     def consumers(self) -> list[str]:
@@ -153,6 +169,10 @@ class SQLiteLocation(Location):
     def require_writable(self) -> None:
         if os.path.exists(self.database):
             self.require()
+            # Before SQLite opens it: a refused write would still leave its -wal and -shm files.
+            denied = _access_problem(self.database, writing=True)
+            if denied is not None:
+                raise CliError(os_error_line(denied, self._use, writing=True))
             return
         folder = os.path.dirname(os.path.abspath(self.database))
         if not os.path.isdir(folder):
@@ -161,20 +181,70 @@ class SQLiteLocation(Location):
 
     def open_or_create(self, name: str) -> OffsetStore:
         self.require_writable()
-        return self._open(name)
+        return self._open(name, writing=True)
 
-    def _open(self, name: str) -> SQLiteOffsetStore:
+    def _open(self, name: str, *, writing: bool = False) -> SQLiteOffsetStore:
         from ._sqlite import SQLiteOffsetStore
 
-        return self._track(
-            SQLiteOffsetStore.open(self.database, name, busy_timeout=self._timeout())
-        )
+        with os_errors(f"open SQLite database {self.database!r}", writing=writing):
+            store = SQLiteOffsetStore.open(self.database, name, busy_timeout=self._timeout())
+        return self._track(store)
+
+    def os_problem(self, exc: BaseException) -> str | None:
+        import sqlite3  # already loaded: the driver raised exc
+
+        from ._sqlite_file import error_code
+
+        # SQLite says "unable to open database file" or "attempt to write a readonly database"
+        # without the path or the system's reason; look at the files it needs, as it would.
+        code = error_code(exc) if isinstance(exc, sqlite3.Error) else None
+        text = str(exc)
+        if code == _SQLITE_FULL or "disk is full" in text:
+            cause = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.database)
+            return os_error_line(cause, self._use, writing=True)
+        writing = code == _SQLITE_READONLY or "readonly database" in text
+        if not (writing or code == _SQLITE_CANTOPEN or "unable to open" in text):
+            return None
+        denied = _access_problem(self.database, writing)
+        return None if denied is None else os_error_line(denied, self._use, writing=writing)
+
+    @property
+    def _use(self) -> str:
+        return f"use SQLite database {self.database!r}"
 
     def stored_keys(self, store: OffsetStore) -> list[Key]:
         from ._sqlite import SQLiteOffsetStore
 
         assert isinstance(store, SQLiteOffsetStore)
         return store.stored_keys()
+
+    def where(self, store: OffsetStore, key: Key) -> str:
+        return self.database
+
+
+#: SQLite's primary result codes for a read-only database, one it cannot open, a full disk.
+_SQLITE_READONLY: Final = 8
+_SQLITE_CANTOPEN: Final = 14
+_SQLITE_FULL: Final = 13
+
+
+def _access_problem(database: str, writing: bool) -> OSError | None:
+    """The first file SQLite needs that this user may not use, as the OSError it would raise."""
+    folder = os.path.dirname(os.path.abspath(database))
+    needs = [(database, os.R_OK | (os.W_OK if writing else 0))]
+    needs += [(database + suffix, os.R_OK | os.W_OK) for suffix in ("-wal", "-shm")]
+    # Last, the folder: SQLite creates the -wal and -shm files beside the database.
+    needs.append((folder, os.X_OK | (os.W_OK if writing else 0)))
+    for path, mode in needs:
+        if os.path.exists(path) and not os.access(path, mode):
+            code = errno.EROFS if mode & os.W_OK and _on_read_only_fs(path) else errno.EACCES
+            return OSError(code, os.strerror(code), path)
+    return None
+
+
+def _on_read_only_fs(path: str) -> bool:
+    statvfs = getattr(os, "statvfs", None)  # not on Windows
+    return statvfs is not None and bool(statvfs(path).f_flag & os.ST_RDONLY)
 
 
 class PostgresLocation(Location):
@@ -290,7 +360,8 @@ def open_location(url: StoreUrl, lock_timeout: float | None) -> Iterator[Locatio
         # A driver's own errors (server gone, lock_timeout hit, permission denied on the file)
         # are expected operational failures: one line naming the store, status 1.
         if is_driver_error(exc):
-            raise CliError(f"{location.shown}: {_one_line(exc)}") from exc
+            problem = location.os_problem(exc)
+            raise CliError(problem or f"{location.shown}: {_one_line(exc)}") from exc
         raise
     finally:
         location.close()

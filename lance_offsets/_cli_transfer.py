@@ -22,13 +22,26 @@ job, because it only writes what differs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._cli_common import EXIT_OK, CliError, add_lock_timeout, consumer_name_arg
+from ._cli_common import (
+    EXIT_OK,
+    CliError,
+    add_lock_timeout,
+    consumer_name_arg,
+    describe_key,
+    file_type,
+    os_errors,
+    print_error,
+)
+from ._cli_listing import read_consumer
+from ._cli_os_errors import os_error_line
 from ._cli_stores import STORE_HELP, Location, is_driver_error, open_location, store_arg
 from ._domain import check_key, check_offset
 from ._errors import CorruptOffsetError, InvalidConsumerNameError, OffsetStoreError
@@ -81,15 +94,20 @@ def _export(args: argparse.Namespace) -> int:
         if args.consumer is not None and not location.has_consumer(args.consumer):
             raise CliError(f"no consumer {args.consumer!r} under {location.shown!r}")
         names = [args.consumer] if args.consumer is not None else location.consumers()
+        damage: list[str] = []
         for name in names:
-            store = location.open_existing(name)
-            # A corrupt value fails the whole export: a partial backup that looks complete is
-            # worse.
-            offsets = {} if store is None else store.list_all()
+            found = read_consumer(location, name)
+            damage.extend(d.message for d in found.damage)
             consumers[name] = [
                 {"topic_id": t, "consumer_id": c, "offset": o}
-                for (t, c), o in sorted(offsets.items())
+                for (t, c), o in sorted(found.offsets.items())
             ]
+    if damage:
+        # A damaged value fails the whole export, each one named: a partial backup that looks
+        # complete is worse than none.
+        for message in damage[:-1]:
+            print_error(message)
+        raise CliError(f"{damage[-1]}; nothing was exported")
     text = json.dumps({"format": FORMAT, "consumers": consumers}, indent=2) + "\n"
     if args.output is None or args.output == "-":
         sys.stdout.write(text)
@@ -107,21 +125,24 @@ def _write_atomically(path: str, text: str) -> None:
     # where a good backup used to be. The folder is checked first, so an error names what the
     # user typed, not our temp file.
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise CliError(f"cannot write {path}: no such directory {folder}")
+    mode = file_type(folder, "folder")
+    if mode is None or not stat.S_ISDIR(mode):
+        what = "no such directory" if mode is None else "not a directory:"
+        raise CliError(f"cannot write {path}: {what} {folder}")
     if os.path.isdir(path):
         raise CliError(f"cannot write {path}: it is a directory")
     tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with os_errors(f"write the export to {path!r}", writing=True):
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):  # it may never have been created
+                os.remove(tmp)
+            raise
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -206,10 +227,14 @@ def _read_current(location: Location, name: str, keys: set[Key]) -> dict[Key, st
     if store is None:
         return {}
     current: dict[Key, str] = {}
+    with os_errors(f"list the offsets of consumer {name!r}", writing=False):
+        stored = location.stored_keys(store)
     # Key by key rather than list_all(): a corrupt value is reported and replaced, not fatal.
-    for key in sorted(keys | set(location.stored_keys(store))):
+    for key in sorted(keys | set(stored)):
+        action = f"read the offset of {describe_key(name, *key)}"
         try:
-            offset = store.load(*key)
+            with os_errors(action, writing=False, path=location.where(store, key)):
+                offset = store.load(*key)
         except CorruptOffsetError as exc:
             current[key] = f"corrupt ({exc.reason})"
             continue
@@ -254,7 +279,8 @@ def _import_into(location: Location, args: argparse.Namespace) -> int:
     except UnicodeDecodeError as exc:
         raise CliError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
-        raise CliError(f"cannot read {source}: {exc.strerror or exc}") from None
+        action = f"read the import file {source!r}"
+        raise CliError(os_error_line(exc, action, writing=False, path=source)) from None
     try:
         wanted = parse_document(text)
     except CliError as exc:
@@ -282,24 +308,42 @@ def _import_into(location: Location, args: argparse.Namespace) -> int:
 def _apply(location: Location, names: list[str], changes: list[_Change]) -> None:
     done = 0
     stores: dict[str, OffsetStore] = {}
-    try:
-        # Every consumer the file names exists afterwards, even one with no offsets, so an export
-        # of the result lists the same consumers (a database store has no empty consumers: there a
-        # consumer exists while it has offsets).
-        for name in names:
+
+    def store_of(name: str) -> OffsetStore:
+        if name not in stores:
             stores[name] = location.open_or_create(name)
+        return stores[name]
+
+    try:
         for change in changes:
-            store = stores[change.consumer]
-            if change.new is None:
-                store.delete(*change.key)
-            else:
-                store.save(*change.key, change.new)
+            store = store_of(change.consumer)
+            what = describe_key(change.consumer, *change.key)
+            verb = "remove" if change.new is None else "write"
+            where = location.where(store, change.key)
+            with os_errors(f"{verb} the offset of {what}", writing=True, path=where):
+                if change.new is None:
+                    store.delete(*change.key)
+                else:
+                    store.save(*change.key, change.new)
             done += 1
             sys.stdout.write(f"{change.describe()}\n")
+        # Every consumer the file names exists afterwards, even one with no offsets, so an export
+        # of the result lists the same consumers (a database store has no empty consumers: there a
+        # consumer exists while it has offsets). Last: a failed write must not leave empty ones.
+        for name in names:
+            store_of(name)
     except Exception as exc:
-        if not (isinstance(exc, (OffsetStoreError, OSError)) or is_driver_error(exc)):
+        if isinstance(exc, CliError):
+            why = exc.message
+        elif isinstance(exc, OffsetStoreError) or is_driver_error(exc):
+            why = str(exc)
+        else:
             raise
+        after = (
+            "no offset was changed"
+            if done == 0
+            else "the changes before it were applied; re-run the import to finish"
+        )
         raise CliError(
-            f"import stopped after {done} of {len(changes)} change(s): {exc}; "
-            "the changes before it were applied; re-run the import to finish"
+            f"import stopped after {done} of {len(changes)} change(s): {why}; {after}"
         ) from exc

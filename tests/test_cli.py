@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lance_offsets import LockFileOffsetStore, SQLiteOffsetStore, __version__
+from lance_offsets import CorruptOffsetError, LockFileOffsetStore, SQLiteOffsetStore, __version__
 from lance_offsets._cli import CHECK_MODULE, main
 from lance_offsets._store_url import StoreUrlError, parse_store_url
 
@@ -139,20 +139,73 @@ def test_ls_unknown_consumer_fails_without_creating_it(
     assert tree(tmp_path) == before
 
 
-def test_ls_reports_a_corrupt_file_and_still_lists_the_others(
+def test_ls_lists_every_healthy_offset_and_one_error_line_per_damaged_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seed_offsets(tmp_path)
-    bad = tmp_path / "audit" / "topic-3-consumer-0.offset"
-    bad.write_bytes(b"garbage")
+    billing = tmp_path / "billing"
+    garbage = billing / "topic-5-consumer-5.offset"
+    garbage.write_bytes(b"garbage")
+    folder = billing / "topic-6-consumer-6.offset"  # a directory where a file should be
+    folder.mkdir()
+    before = tree(tmp_path)
+    healthy = [
+        "consumer       topic           consumer id                offset",
+        "audit              3                     0                     0",
+        "billing            1                     2                    42",
+        "billing            1                    10                     7",
+        f"billing   {U32}  {U64}  {U64}",
+    ]
+    damage = [
+        f"lance-offsets: error: consumer 'billing': corrupt offset for topic_id=5 consumer_id=5, "
+        f"file {str(garbage)!r}: not a decimal number (content b'garbage'); restore the file "
+        "from a backup or set the offset explicitly with 'lance-offsets set'",
+        "lance-offsets: error: cannot read the offset of consumer 'billing' topic 6 consumer id 6: "
+        f"offset file {str(folder)!r}: a directory is where a file should be; check the path, or "
+        "move it away",
+    ]
     result = run(capsys, "ls", str(tmp_path))
+    assert (result.code, result.out.splitlines(), result.err.splitlines()) == (1, healthy, damage)
+    # stdout stays what a script parses: the JSON holds every healthy row and nothing else.
+    as_json = run(capsys, "ls", str(tmp_path), "--consumer", "billing", "--json")
+    assert (as_json.code, as_json.err.splitlines()) == (1, damage)
+    assert json.loads(as_json.out) == [
+        {"consumer": "billing", "topic_id": 1, "consumer_id": 2, "offset": 42},
+        {"consumer": "billing", "topic_id": 1, "consumer_id": 10, "offset": 7},
+        {"consumer": "billing", "topic_id": U32, "consumer_id": U64, "offset": U64},
+    ]
+    assert tree(tmp_path) == before
+    # The library is as loud as ever: list_all raises on the damaged consumer (F1).
+    folder.rmdir()
+    with LockFileOffsetStore.open(tmp_path, "billing") as store, pytest.raises(CorruptOffsetError):
+        store.list_all()
+
+
+def test_ls_of_a_sqlite_store_lists_the_rows_beside_a_damaged_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "o.sqlite3"
+    url = sqlite_url(db)
+    for key, offset in (("1", "10"), ("2", "20"), ("3", "30")):
+        assert run(capsys, "set", url, "billing", "7", key, offset).code == 0
+    with contextlib.closing(sqlite3.connect(db)) as con:  # one row's checksum no longer matches
+        con.execute(
+            "UPDATE lance_offsets SET committed_offset = committed_offset + 1 "
+            "WHERE consumer_id = ?",
+            (2 - 2**63,),  # ids are stored shifted into the signed range (docs/databases.md)
+        )
+        con.commit()
+    result = run(capsys, "ls", url)
     assert result.code == 1
-    assert "billing            1                     2                    42" in result.out
-    assert "audit" not in result.out
+    assert [line.split() for line in result.out.splitlines()[1:]] == [
+        ["billing", "7", "1", "10"],
+        ["billing", "7", "3", "30"],
+    ]
     (line,) = result.err.splitlines()
-    assert line.startswith("lance-offsets: error: consumer 'audit': corrupt offset")
-    assert str(bad) in line
-    assert "Traceback" not in result.err
+    assert line.startswith(
+        f"lance-offsets: error: consumer 'billing': corrupt offset database {str(db)!r} "
+        "(topic_id=7 consumer_id=2): row checksum "
+    )
 
 
 def test_get_missing_key_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -572,7 +625,10 @@ def test_import_unreadable_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[
     missing = tmp_path / "missing.json"
     result = run(capsys, "import", str(base), str(missing), "--merge")
     assert result.code == 1
-    assert result.err == f"lance-offsets: error: cannot read {missing}: No such file or directory\n"
+    assert result.err == (
+        f"lance-offsets: error: cannot read the import file {str(missing)!r}: "
+        "no such file or directory; check the path\n"
+    )
     assert os.listdir(base) == []
 
 

@@ -40,6 +40,7 @@ from lance_offsets.conformance._results import PropertyResult
 from lance_offsets.conformance._spec import load_factory
 
 from lance_offsets._errors import LockTimeoutError
+from lance_offsets._interrupt import quiet_child
 
 from .._options import StressOptions
 from ..workers._procs import context, kill, reap
@@ -133,6 +134,7 @@ class WorkerJob:
 
 def worker_main(job: WorkerJob) -> None:
     """Run in a worker process: build the store, wait for the start file, run the schedule."""
+    quiet_child()
     writer = HistoryWriter(job.history, job.worker)
     try:
         store = load_factory(job.spec)(job.store_dir)

@@ -69,7 +69,7 @@ from ._verifier import MAX_HANGS, Lanes, VerifierError, lanes_for
 PYTHON: Final = TRACERS["python"]
 SHIM: Final = TRACERS["syscall"]
 
-__all__ = ["PowerLossRun", "check_d3", "run_powerloss", "workload"]
+__all__ = ["PowerLossRun", "check_d3", "remove_abandoned_states", "run_powerloss", "workload"]
 
 #: Crash states checked at most, short and long (``MAX_STATES[options.long]``): a store that
 #: never fsyncs piles up pending operations, and a few thousand of its states tell enough.
@@ -219,6 +219,13 @@ def _remove_stale_scratch(where: str) -> None:
                 shutil.rmtree(path, ignore_errors=True)
             except (OSError, ValueError):
                 continue
+
+
+def remove_abandoned_states() -> None:
+    """Remove crash-state scratch on tmpfs whose owning process is gone (an interrupted run)."""
+    fast = _fast_scratch()
+    if fast is not None:
+        _remove_stale_scratch(fast)
 
 
 class _Clock:

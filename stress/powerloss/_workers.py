@@ -22,6 +22,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Final
 
+from lance_offsets._interrupt import quiet_child
+
 from ..seam._record import tracing
 from ..seam._strace import mark_path
 from ..workers._jobs import uncrashed_listing
@@ -178,9 +180,11 @@ def verify(spec: str, conn: Any, keys: list[Key], progress: str) -> None:
     """
     from lance_offsets.conformance._spec import load_factory
 
+    quiet_child()
     factory = load_factory(spec)
     # Plain pickle over the pipe: the connection's own pickler (dill) is many times slower.
-    conn.send_bytes(pickle.dumps(("ready", -1, listing_problem(factory, keys))))
+    listing = listing_problem(factory, keys, os.path.dirname(progress))
+    conn.send_bytes(pickle.dumps(("ready", -1, listing)))
     fd = os.open(progress, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         while True:
@@ -194,14 +198,15 @@ def verify(spec: str, conn: Any, keys: list[Key], progress: str) -> None:
         os.close(fd)
 
 
-def listing_problem(factory: Any, keys: list[Key]) -> str | None:
+def listing_problem(factory: Any, keys: list[Key], scratch: str | None = None) -> str | None:
     """How ``list_all`` is wrong on a new store no power cut touched, or None (right, or unknown).
 
     Each key gets a value of its own on an empty store in a temporary directory
     (:func:`~..workers._jobs.uncrashed_listing`); a listing wrong there is the store's own (C6).
+    The directory is made in ``scratch`` (the run's), so a run stopped meanwhile removes it.
     """
     state = {key: n + 1 for n, key in enumerate(keys)}
-    where = tempfile.mkdtemp(prefix="fresh-list-")
+    where = tempfile.mkdtemp(prefix="fresh-list-", dir=scratch)
     try:
         listed = uncrashed_listing(factory, where, state)
     except Exception:  # no demonstration: every listing stays judged

@@ -59,6 +59,8 @@ from typing import Any
 
 from lance_offsets.conformance._spec import load_factory
 
+from lance_offsets._interrupt import quiet_child
+
 from ..seam import _shim
 from ..seam._record import tracing
 from ..seam._trace import TraceOp
@@ -462,6 +464,7 @@ def serve(conn: Any, spec: str) -> None:
 
     A job that raises is answered with ``("error", text)`` and the worker keeps serving.
     """
+    quiet_child()
     try:
         factory = load_factory(spec)
     except Exception as exc:  # the parent reports it with the spec

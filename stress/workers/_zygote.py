@@ -37,6 +37,8 @@ from lance_offsets.conformance._spec import load_factory
 from multiprocess.connection import Connection
 from multiprocess.reduction import recv_handle, send_handle
 
+from lance_offsets._interrupt import quiet_child
+
 from ..seam import _interpose, _shim
 
 __all__ = ["REAP_SECONDS", "Zygote", "template"]
@@ -145,6 +147,7 @@ def template(conn: Any, spec: str) -> None:
     # Children stay zombies until reaped on request (their pids cannot be reused meanwhile),
     # which an ignored SIGCHLD would undo: the kernel would reap them at once.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    quiet_child()  # its forked children inherit it
     before = _descriptors()
     try:
         factory = load_factory(spec)

@@ -16,6 +16,9 @@ reference store; every other factory is one defect seen in the wild:
   so it never notices another process's save or delete.
 - ``rmw_json`` (M1): one JSON file for all keys, read, modified and rewritten (atomically, by
   replace) without a lock: concurrent saves to *different* keys lose each other's updates.
+- ``thread_locked`` (M1): ``rmw_json`` with its read-modify-write under a ``threading.Lock``. Right
+  for any number of threads and handles in one process, so every single-process property passes;
+  the lock means nothing to another process, and concurrent saves from two lose updates.
 - ``exclusive_open`` (M1): locks the whole directory for as long as a handle is open (a
   single-process design, like a database's ``LOCK`` file), so a second process cannot even open
   it; the workers report it instead of a history.
@@ -29,6 +32,7 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 
 import portalocker
@@ -188,6 +192,19 @@ class _RmwJson(_FileStore):
         }
 
 
+class _ThreadLocked(_RmwJson):
+    #: One per process, shared by every handle in it: it excludes threads, not processes.
+    lock = threading.Lock()
+
+    def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
+        with self.lock:
+            super().save(topic_id, consumer_id, offset)
+
+    def delete(self, topic_id: int, consumer_id: int) -> None:
+        with self.lock:
+            super().delete(topic_id, consumer_id)
+
+
 class _ExclusiveOpen(_FileStore):
     def __init__(self, path: str) -> None:
         super().__init__(path)
@@ -227,11 +244,24 @@ def rmw_json(path: str) -> _FileStore:
     return _RmwJson(path)
 
 
+def thread_locked(path: str) -> _FileStore:
+    """Read-modify-write under a per-process threading.Lock: lost updates across processes (M1)."""
+    return _ThreadLocked(path)
+
+
 def exclusive_open(path: str) -> _FileStore:
     """Only one handle, in one process, at a time (M1: workers cannot open it)."""
     return _ExclusiveOpen(path)
 
 
 # None of them fsyncs: they are here for M1/M2, not for the durability properties.
-for _factory in (careful, shared_tmp, unlinking_delete, stale_cache, rmw_json, exclusive_open):
+for _factory in (
+    careful,
+    shared_tmp,
+    unlinking_delete,
+    stale_cache,
+    rmw_json,
+    thread_locked,
+    exclusive_open,
+):
     _factory.durable = False  # type: ignore[attr-defined]

@@ -1,0 +1,160 @@
+"""What one run of the suite leaves outside its own memory, and its removal when interrupted.
+
+A run (``lance-offsets check``, or one property under pytest) makes scratch directories and
+starts processes: workers, warm templates, verifiers, a fork server, the store's own server. Each
+part reaps what it starts and removes what it makes on its way out, also when a
+:class:`KeyboardInterrupt` unwinds it. This scope is the backstop for whatever a part could not:
+every scratch directory of the run lives under :attr:`RunScope.root` (the processes it starts get
+it as their ``TMPDIR``, so what they make with :mod:`tempfile` lands there too), and when the run
+ends by an
+exception the scope kills every process started since it opened and removes the root. A run that
+ends normally keeps the root only if a failure kept its evidence there (a crash directory, a
+concurrent history), which the report names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any, Final
+
+__all__ = ["RunScope", "children", "descendants", "run_scope"]
+
+#: Seconds to wait for killed processes to be gone before the scope gives up on them.
+GONE_SECONDS: Final = 2.0
+
+
+def _proc_parents() -> dict[int, int] | None:
+    """Every process's parent, read from /proc; None where there is no /proc (macOS, Windows)."""
+    if not os.path.isdir("/proc/self"):
+        return None
+    parents = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:  # gone meanwhile
+            continue
+        # The command name (field 2) may hold spaces and parentheses; the fields after its last
+        # ")" are fixed: state, then the parent's pid.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and fields[0] != b"Z":
+            parents[int(name)] = int(fields[1])
+    return parents
+
+
+def children() -> set[int]:
+    """The live processes this one started itself (not their children)."""
+    parents = _proc_parents()
+    if parents is None:
+        return {child.pid for child in _known_children() if child.pid is not None}
+    return {pid for pid, parent in parents.items() if parent == os.getpid()}
+
+
+def descendants(pid: int | None = None) -> set[int]:
+    """The live (not zombie) processes below ``pid`` (default: this process)."""
+    root = os.getpid() if pid is None else pid
+    parents = _proc_parents()
+    if parents is None:
+        return {child.pid for child in _known_children() if child.pid is not None}
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    found: set[int] = set()
+    todo = list(children.get(root, ()))
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo.extend(children.get(current, ()))
+    return found
+
+
+def _known_children() -> list[Any]:
+    """Process objects this process started through multiprocess or multiprocessing."""
+    import multiprocessing
+
+    objects = list(multiprocessing.active_children())
+    with contextlib.suppress(ImportError):
+        import multiprocess
+
+        objects += list(multiprocess.active_children())
+    return objects
+
+
+def _stop(before: set[int]) -> None:
+    """Kill every process started below this one since ``before`` was taken; reap our own."""
+    if sys.platform == "win32":
+        for child in _known_children():
+            with contextlib.suppress(OSError, ValueError):
+                child.kill()
+        return
+    # Twice: a process may fork (a template making a worker) while the first pass kills.
+    for _ in range(2):
+        for pid in descendants() - before:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    objects = {child.pid: child for child in _known_children()}
+    deadline = time.monotonic() + GONE_SECONDS
+    while time.monotonic() < deadline:
+        left = descendants() - before
+        if not left:
+            break
+        for pid in left & set(objects):
+            objects[pid].join(0.05)  # its owner's own reap, so its object knows it ended
+        time.sleep(0.02)
+    for child in objects.values():  # their zombies: reaped through their objects
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            child.join(0)
+
+
+class RunScope:
+    """A run's scratch root and the processes it had before it started.
+
+    :ivar root: the directory every scratch directory of the run is made in.
+    """
+
+    def __init__(self, workdir: str | None = None) -> None:
+        self.before = descendants()
+        self.root = tempfile.mkdtemp(prefix="lance-offsets-run-", dir=workdir)
+        self._tmpdir = os.environ.get("TMPDIR")
+        os.environ["TMPDIR"] = self.root  # for processes started from now on, not this one
+
+    def _restore_tmpdir(self) -> None:
+        if self._tmpdir is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = self._tmpdir
+
+    def close(self, *, interrupted: bool) -> None:
+        """End the run: after an interruption remove everything; else keep kept evidence only."""
+        self._restore_tmpdir()
+        if interrupted:
+            _stop(self.before)
+            shutil.rmtree(self.root, ignore_errors=True)
+            from lance_offsets.stress.powerloss._campaign import remove_abandoned_states
+
+            remove_abandoned_states()
+            return
+        with contextlib.suppress(OSError):  # not empty: a failure kept its evidence there
+            os.rmdir(self.root)
+
+
+@contextlib.contextmanager
+def run_scope(workdir: str | None = None) -> Iterator[RunScope]:
+    """A :class:`RunScope` for the block: cleaned as interrupted if the block raises."""
+    scope = RunScope(workdir)
+    try:
+        yield scope
+    except BaseException:
+        scope.close(interrupted=True)
+        raise
+    scope.close(interrupted=False)
