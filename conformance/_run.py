@@ -444,8 +444,13 @@ def _parallel(
 ) -> list[PropertyResult]:
     # Properties are independent (each makes its own directories), so a pool of spawned workers
     # gives the verdict of a serial run; tests/slow/test_conformance_check.py compares the two.
+    import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from multiprocessing import get_context
+
+    from lance_offsets.stress.workers._procs import fit_socket_paths
+
+    fit_socket_paths(multiprocessing)
 
     done: dict[str, PropertyResult] = {}
     pool = ProcessPoolExecutor(

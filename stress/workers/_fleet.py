@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import multiprocess
 
-from ._procs import kill, reap
+from ._procs import fit_socket_paths, kill, reap
 from ._zygote import Zygote
 
 __all__ = ["FORKED", "ONE_PER_CYCLE", "START_METHOD", "Fleet", "Worker", "WorkerGone"]
@@ -47,6 +47,7 @@ class WorkerGone(RuntimeError):
 
 
 def _context() -> Any:
+    fit_socket_paths(multiprocess)
     ctx = multiprocess.get_context(START_METHOD)
     if START_METHOD == "forkserver":
         # Our worker module, and the main script (pytest's, the CLI's), which every child would

@@ -8,19 +8,54 @@ here reaps what it starts: terminate, join with a deadline, kill, close.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import multiprocess
 
-__all__ = ["JOIN_SECONDS", "context", "kill", "reap", "running"]
+__all__ = ["JOIN_SECONDS", "context", "fit_socket_paths", "kill", "reap", "running"]
 
 #: How long reaping waits for a terminated worker before it kills it outright.
 JOIN_SECONDS: Final = 5.0
+#: The longest temporary directory under which multiprocessing's Unix sockets still fit:
+#: ``<dir>/pymp-XXXXXXXX/listener-XXXXXXXX`` must fit ``sun_path`` (104 bytes on macOS, 108 on
+#: Linux, a NUL included), with a margin.
+SOCKET_DIR_MAX: Final = 64
+
+
+def fit_socket_paths(module: Any) -> None:
+    """Make ``module`` (multiprocess or multiprocessing) put its sockets where their paths fit.
+
+    Both make the Unix sockets of a fork server and of descriptor passing in a directory under
+    the temporary directory. Under a long one (pytest's, macOS's ``/var/folders/...``, a run
+    directory inside either) the bind fails with "AF_UNIX path too long", and every property
+    that starts a worker would fail for the suite's own reason. Python 3.13's multiprocessing
+    chooses a short base itself; before it, and in multiprocess, this does the same, once.
+    """
+    if sys.platform == "win32":
+        return
+    process = importlib.import_module(f"{module.__name__}.process")
+    util = importlib.import_module(f"{module.__name__}.util")
+    config = process.current_process()._config
+    if config.get("tempdir") is not None or len(tempfile.gettempdir()) <= SOCKET_DIR_MAX:
+        return
+    for base in ("/tmp", "/var/tmp", "/usr/tmp"):
+        if os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK):
+            short = tempfile.mkdtemp(prefix="pymp-", dir=base)
+            # As multiprocessing's own: removed when this process exits normally.
+            util.Finalize(None, shutil.rmtree, args=(short, True), exitpriority=-100)
+            config["tempdir"] = short
+            return
 
 
 def context() -> Any:
     """The start method context: spawn everywhere, so Linux runs what macOS and Windows run."""
+    fit_socket_paths(multiprocess)
     return multiprocess.get_context("spawn")
 
 
