@@ -38,6 +38,8 @@ td.num { text-align: right; }
 table.excerpt td:not(:last-child) { white-space: nowrap; }
 tr.failed td.outcome { background: #fdd; font-weight: bold; }
 tr.unverified td.outcome { background: #ffe9b3; }
+tr.not-run td.outcome { background: #e4e4e4; color: #555; }
+p.stopped { border-left: 4px solid #b58900; padding-left: 0.5em; }
 tr.passed td.outcome { background: #dfd; }
 tr.not-applicable td.outcome { color: #777; }
 pre { background: #f6f6f6; padding: 0.5em; overflow-x: auto; white-space: pre; }
@@ -96,8 +98,9 @@ def report_html(verdict: Verdict) -> str:
         f"(profile {escape(verdict.profile or 'default')}"
         f"{', long stress runs' if verdict.stress else ''}, seed {verdict.seed}). "
         f"Replay: <code>{escape(verdict.replay())}</code></p>",
+        f'<p class="stopped">{escape(verdict.stopped())}</p>' if verdict.interrupted else "",
         _causes(diagnoses),
-        _table(verdict.results),
+        _table(verdict.results, verdict.not_run),
         _reasons(verdict.results),
     ]
     parts += [_failure(r, diagnoses.get(r.id)) for r in failure_order(verdict.results, diagnoses)]
@@ -105,7 +108,7 @@ def report_html(verdict: Verdict) -> str:
     return "\n".join(p for p in parts if p) + "\n"
 
 
-def _table(results: Sequence[PropertyResult]) -> str:
+def _table(results: Sequence[PropertyResult], not_run: Sequence[str] = ()) -> str:
     rows = [
         '<table class="properties"><thead><tr><th>ID</th><th>property</th><th>outcome</th>'
         "<th>seconds</th><th>evidence</th></tr></thead><tbody>"
@@ -116,6 +119,12 @@ def _table(results: Sequence[PropertyResult]) -> str:
         f'<td class="outcome">{escape(r.outcome)}</td><td class="num">{r.seconds:.2f}</td>'
         f'<td class="evidence">{escape(evidence_text(r.evidence))}</td></tr>'
         for r in results
+    )
+    rows.extend(
+        f'<tr class="not-run" data-property="{escape(pid)}"><td>{escape(pid)}</td>'
+        f'<td>{escape(PROPERTIES[pid].title)}</td><td class="outcome">not run</td>'
+        '<td class="num"></td><td class="evidence"></td></tr>'
+        for pid in not_run
     )
     rows.append("</tbody></table>")
     return "\n".join(rows)

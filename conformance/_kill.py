@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from lance_offsets.stress.workers._procs import context, kill, reap
+from lance_offsets.stress.workers._procs import context, kill, reap, start
 
 from lance_offsets._interrupt import quiet_child
 
@@ -149,7 +149,7 @@ class KillHelper:
             proc = ctx.Process(target=_run_with_points, args=(theirs, target, *args), daemon=True)
         else:
             proc = ctx.Process(target=_run_plain, args=(target, *args), daemon=True)
-        proc.start()
+        start(proc)
         child = Child(proc, conn)
         self._children.append(child)
         return child

@@ -228,6 +228,14 @@ def _stop_workers(signum: int) -> None:
                 os.kill(pid, signal.SIGINT)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _SIGNALS in session.config.stash:
+        # Wrapping the hook pytest installed when it configured itself (after this plugin did).
+        from lance_offsets._interrupt import quiet_unraisable
+
+        session.config.stash[_SIGNALS].enter_context(quiet_unraisable())
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _SIGNALS in config.stash:
         config.stash[_SIGNALS].close()

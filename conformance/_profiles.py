@@ -30,6 +30,8 @@ from hypothesis.control import current_build_context
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import InvalidArgument, UnsatisfiedAssumption
 
+from lance_offsets._interrupt import raise_if_interrupted
+
 __all__ = [
     "BAD_NEWS_SECONDS",
     "DATABASE_ENV",
@@ -251,6 +253,7 @@ class RunSettings(settings):
 
         @functools.wraps(inner)
         def counted(*args: Any, **kwargs: Any) -> Any:
+            raise_if_interrupted()  # a signal swallowed where it landed stops the next example
             tally.within_budget()
             tally.examples += 1
             try:

@@ -67,14 +67,14 @@ class RemoteStore:
 
     def start(self) -> None:
         """Spawn the child (spawn on every platform: what macOS and Windows do)."""
-        from lance_offsets.stress.workers._procs import context
+        from lance_offsets.stress.workers._procs import context, start
 
         ctx = context()
         self._conn, child_conn = ctx.Pipe()
         self._proc = ctx.Process(
             target=_serve, args=(self.spec, child_conn), name="conformance-remote", daemon=True
         )
-        self._proc.start()
+        start(self._proc)
         child_conn.close()
 
     @property

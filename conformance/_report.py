@@ -43,6 +43,8 @@ _MARK: Final = {
     "unverified": "⚠️",
     "not-applicable": "\N{HEAVY MINUS SIGN}",
 }
+#: The mark of a property an interrupted run never reached.
+_NOT_RUN_MARK: Final = "\N{BLACK SQUARE FOR STOP}"
 
 
 def _now() -> datetime.datetime:
@@ -87,11 +89,24 @@ class Verdict:
         return {o: sum(r.outcome == o for r in self.results) for o in OUTCOMES}
 
     def summary(self) -> str:
-        """``"20 passed, 1 failed, 1 unverified, 1 not applicable"``."""
+        """``"20 passed, 1 failed, 1 unverified, 1 not applicable"`` (and what did not run)."""
         counts = self.counts()
-        return (
+        text = (
             f"{counts['passed']} passed, {counts['failed']} failed, {counts['unverified']} "
             f"unverified, {counts['not-applicable']} not applicable"
+        )
+        if self.interrupted:
+            text += f", {len(self.not_run)} not run (interrupted by {self.interrupted})"
+        return text
+
+    def stopped(self) -> str:
+        """What an interrupted run did not check, in a sentence; ``""`` for a whole run."""
+        if not self.interrupted:
+            return ""
+        left = ", ".join(self.not_run) or "none"
+        return (
+            f"Interrupted by {self.interrupted} after {len(self.results)} properties: these "
+            f"did not run and have no verdict: {left}."
         )
 
     def replay(self) -> str:
@@ -239,6 +254,7 @@ def report_markdown(verdict: Verdict) -> str:
         f"(profile {verdict.profile or 'default'}{', long stress runs' if verdict.stress else ''}"
         f", seed {verdict.seed}). Replay: `{verdict.replay()}`",
         "",
+        *([f"**{verdict.stopped()}**", ""] if verdict.interrupted else []),
         *_markdown_causes(diagnoses),
         "| | ID | property | outcome | seconds | evidence |",
         "|---|---|---|---|---:|---|",
@@ -247,6 +263,10 @@ def report_markdown(verdict: Verdict) -> str:
         f"| {_MARK[r.outcome]} | {r.id} | {_cell(PROPERTIES[r.id].title)} | {r.outcome} | "
         f"{r.seconds:.2f} | {_cell(evidence_text(r.evidence))} |"
         for r in verdict.results
+    )
+    lines.extend(
+        f"| {_NOT_RUN_MARK} | {pid} | {_cell(PROPERTIES[pid].title)} | not run | | |"
+        for pid in verdict.not_run
     )
     reasons = [r for r in verdict.results if r.outcome in ("unverified", "not-applicable")]
     if reasons:
@@ -277,10 +297,15 @@ def report_junit(verdict: Verdict) -> bytes:
     suite = ET.Element(
         "testsuite",
         name=f"lance-offsets check {verdict.store}",
-        tests=str(len(verdict.results)),
+        tests=str(len(verdict.results) + len(verdict.not_run)),
         failures=str(failing),
         errors="0",
-        skipped=str(counts["unverified"] + counts["not-applicable"] - (failing - counts["failed"])),
+        skipped=str(
+            counts["unverified"]
+            + counts["not-applicable"]
+            - (failing - counts["failed"])
+            + len(verdict.not_run)
+        ),
         time=f"{verdict.seconds:.3f}",
         timestamp=verdict.started.isoformat(timespec="seconds"),
     )
@@ -307,6 +332,16 @@ def report_junit(verdict: Verdict) -> bytes:
             ET.SubElement(case, "skipped", message=f"{r.outcome}: {first}")
         if r.evidence:
             ET.SubElement(case, "system-out").text = evidence_text(r.evidence)
+    for pid in verdict.not_run:  # an interrupted run: asked for, never checked
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"lance_offsets.check.{verdict.store}",
+            name=f"{pid} {PROPERTIES[pid].title}",
+            time="0.000",
+        )
+        message = f"not run: the check was interrupted by {verdict.interrupted} before it"
+        ET.SubElement(case, "skipped", message=message)
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)

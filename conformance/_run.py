@@ -409,6 +409,11 @@ def run_checks(
                     database=database,
                     workdir=scope.root,
                 )
+                # A signal may have reached a helper process first (they leave at once), and
+                # the check may have taken the helper's death, or a KeyboardInterrupt that
+                # Hypothesis wrapped, for the store's failure: a result made after the signal
+                # is no verdict.
+                raise_if_interrupted()
                 if progress:
                     progress(result)
                 results.append(result)
@@ -442,53 +447,49 @@ def _parallel(
     database: str | None = None,
     workdir: str | None = None,
 ) -> list[PropertyResult]:
-    # Properties are independent (each makes its own directories), so a pool of spawned workers
-    # gives the verdict of a serial run; tests/slow/test_conformance_check.py compares the two.
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from multiprocessing import get_context
+    # Properties are independent (each makes its own directories), so worker processes give the
+    # verdict of a serial run; tests/slow/test_conformance_reference.py compares the two.
+    from ._pool import run_pool
 
-    from lance_offsets.stress.workers._procs import fit_socket_paths
-
-    fit_socket_paths(multiprocessing)
-
-    done: dict[str, PropertyResult] = {}
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=quiet_child
-    )
-    try:
-        futures = {}
-        for pid in ids:
-            future = pool.submit(
-                _one,
-                spec,
-                pid,
-                profile,
-                stress,
-                options,
-                seed=seed,
-                database=database,
-                workdir=workdir,
-            )
-            futures[future] = pid
-        waiting = set(futures)
-        announced: set[str] = set()
-        while waiting:
-            if started:
-                for future, pid in futures.items():
-                    if pid not in announced and (future.running() or future.done()):
-                        announced.add(pid)
-                        started(pid)
-            finished, waiting = wait(waiting, timeout=0.5, return_when=FIRST_COMPLETED)
-            for future in finished:
-                result = future.result()
-                done[result.id] = result
-                if progress:
-                    progress(result)
-    except BaseException:
-        # Not the pool's own exit, which waits for every running property: the run scope
-        # around this kills the workers and removes what they made.
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+    job = _Job(spec, profile, stress, options, seed, database, workdir)
+    done = run_pool(_check_in_worker, (job,), ids, workers, started=started, finished=progress)
     return [done[pid] for pid in ids]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What every ``--workers`` process checks its properties with."""
+
+    spec: str
+    profile: str
+    stress: bool
+    options: Any
+    seed: int | None
+    database: str | None
+    workdir: str | None
+
+    def check(self, pid: str) -> PropertyResult:
+        return _one(
+            self.spec,
+            pid,
+            self.profile,
+            self.stress,
+            self.options,
+            seed=self.seed,
+            database=self.database,
+            workdir=self.workdir,
+        )
+
+
+def _check_in_worker(conn: Any, job: _Job) -> None:
+    """A ``--workers`` process: check each property it is sent, until it is sent None."""
+    quiet_child()
+    while True:
+        pid = conn.recv()
+        if pid is None:
+            return
+        try:
+            reply: tuple[str, object] = ("result", job.check(pid))
+        except Exception as exc:
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        conn.send(reply)

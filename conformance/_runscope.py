@@ -116,6 +116,48 @@ def _stop(before: set[int]) -> None:
             child.join(0)
 
 
+#: prctl(2)'s PR_SET_CHILD_SUBREAPER (Linux 3.4+).
+_PR_SET_CHILD_SUBREAPER: Final = 36
+
+
+def _subreaper(on: bool) -> bool:
+    """Adopt (or stop adopting) orphaned descendants; whether the system let us (Linux only).
+
+    A worker that dies before the processes it started leaves them to init, out of reach of
+    :func:`descendants`; while this process is their subreaper they come to it instead, and
+    an interrupted run can still find and kill them before it removes what they write to.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _reap_adopted() -> None:
+    """Reap the zombies of orphans this process adopted (none of its own Process objects')."""
+    parents = _proc_parents()
+    if parents is None:
+        return
+    ours = {child.pid for child in _known_children()}
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in ours:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if fields[0] == b"Z" and int(fields[1]) == os.getpid():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(int(name), os.WNOHANG)
+
+
 class RunScope:
     """A run's scratch root and the processes it had before it started.
 
@@ -123,6 +165,7 @@ class RunScope:
     """
 
     def __init__(self, workdir: str | None = None) -> None:
+        self.adopting = _subreaper(True)
         self.before = descendants()
         self.root = tempfile.mkdtemp(prefix="lance-offsets-run-", dir=workdir)
         self._tmpdir = os.environ.get("TMPDIR")
@@ -137,15 +180,20 @@ class RunScope:
     def close(self, *, interrupted: bool) -> None:
         """End the run: after an interruption remove everything; else keep kept evidence only."""
         self._restore_tmpdir()
-        if interrupted:
-            _stop(self.before)
-            shutil.rmtree(self.root, ignore_errors=True)
-            from lance_offsets.stress.powerloss._campaign import remove_abandoned_states
+        try:
+            if interrupted:
+                _stop(self.before)
+                shutil.rmtree(self.root, ignore_errors=True)
+                from lance_offsets.stress.powerloss._campaign import remove_abandoned_states
 
-            remove_abandoned_states()
-            return
-        with contextlib.suppress(OSError):  # not empty: a failure kept its evidence there
-            os.rmdir(self.root)
+                remove_abandoned_states()
+                return
+            with contextlib.suppress(OSError):  # not empty: a failure kept its evidence there
+                os.rmdir(self.root)
+        finally:
+            if self.adopting:
+                _subreaper(False)
+                _reap_adopted()
 
 
 @contextlib.contextmanager

@@ -125,7 +125,8 @@ def _run(args: argparse.Namespace) -> int:
     released, a temporary file removed), one line says so, and the status is 128 + the signal.
     """
     try:
-        with stop_on_signals():
+        # Then ignored: after the command only Python's own shutdown is left to run.
+        with stop_on_signals(then_ignore=True):
             return _handle(args)
     except KeyboardInterrupt as exc:
         name = exc.name if isinstance(exc, Interrupted) else "SIGINT"

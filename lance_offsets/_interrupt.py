@@ -27,9 +27,12 @@ from typing import Final
 __all__ = [
     "Interrupted",
     "exit_code",
+    "ignore_late_signals",
     "interruption",
     "quiet_child",
+    "quiet_unraisable",
     "raise_if_interrupted",
+    "signals_held",
     "stop_on_signals",
 ]
 
@@ -87,7 +90,33 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def stop_on_signals(on_stop: Callable[[int], None] | None = None) -> Iterator[None]:
+def quiet_unraisable() -> Iterator[None]:
+    """While active, our interruption raised where it cannot propagate is not printed.
+
+    A signal's handler runs wherever the main thread is, garbage collector callbacks and
+    finalizers included; what it raises there is "unraisable", and Python (or pytest, whose hook
+    this wraps when pytest set one) would print it with a traceback. It is recorded all the
+    same, and :func:`raise_if_interrupted` raises it again where it can propagate.
+    """
+    hook = sys.unraisablehook
+
+    def quiet(args: sys.UnraisableHookArgs) -> object:
+        if isinstance(args.exc_value, Interrupted):
+            return None
+        return hook(args)
+
+    sys.unraisablehook = quiet
+    try:
+        yield
+    finally:
+        if sys.unraisablehook is quiet:  # unless someone replaced it meanwhile
+            sys.unraisablehook = hook
+
+
+@contextlib.contextmanager
+def stop_on_signals(
+    on_stop: Callable[[int], None] | None = None, *, then_ignore: bool = False
+) -> Iterator[None]:
     """While active, SIGINT and SIGTERM raise :class:`Interrupted` in the main thread.
 
     Outside the main thread (signals are delivered only there) it changes nothing. The handlers
@@ -95,6 +124,8 @@ def stop_on_signals(on_stop: Callable[[int], None] | None = None) -> Iterator[No
 
     :param on_stop: called with the first signal's number before the raise (to pass a SIGTERM,
         which reaches this process alone, on to processes that must stop too).
+    :param then_ignore: on exit, do not restore the handlers but :func:`ignore_late_signals`:
+        for a command whose process ends right after.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -105,12 +136,39 @@ def stop_on_signals(on_stop: Callable[[int], None] | None = None) -> Iterator[No
     for sig in SIGNALS:
         signal.signal(sig, _on_signal)
     try:
-        yield
+        with quiet_unraisable():
+            yield
     finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
+        if then_ignore:
+            ignore_late_signals()
+        else:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
         _received.clear()
         _on_stop.clear()
+
+
+_late: list[int] = []
+
+
+def _after_the_end(signum: int, frame: FrameType | None) -> None:
+    if _late:  # a second one: whoever sends it means "now"
+        os._exit(128 + signum)
+    _late.append(signum)
+
+
+def ignore_late_signals() -> None:
+    """For a command whose work is done: a signal while the process winds down changes nothing.
+
+    Between the last line printed and the process's end, Python runs finalizers (a fork server
+    stopped, temporary folders removed). Python's own handler would turn a Ctrl-C there into a
+    traceback and an exit "killed by SIGINT" for work that completed; the first such signal is
+    ignored instead, a second ends the process at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in SIGNALS:
+        signal.signal(sig, _after_the_end)
 
 
 def _leave(signum: int, frame: FrameType | None) -> None:
@@ -123,10 +181,35 @@ def _leave(signum: int, frame: FrameType | None) -> None:
 def quiet_child() -> None:
     """In a process the suite started: leave at once and silently on SIGINT and SIGTERM.
 
-    Processes forked from this one inherit it. Windows has no process groups that receive
-    Ctrl-C together in the same way and kills children outright; there it changes nothing.
+    Processes forked from this one inherit it. A process started under :func:`signals_held`
+    ignored Ctrl-C until now. Windows has no process groups that receive Ctrl-C together in the
+    same way and kills children outright; there it changes nothing.
     """
     if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
         return
     for sig in SIGNALS:
         signal.signal(sig, _leave)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Start processes in this block: they ignore Ctrl-C until :func:`quiet_child` runs.
+
+    A new interpreter takes a few hundred milliseconds to import what it runs, and Python's own
+    handler would turn a Ctrl-C in that time into a ``KeyboardInterrupt`` traceback. An ignored
+    SIGINT stays ignored through exec (the signal mask does not: the process-starting code
+    resets it), and Python then installs no handler of its own; the process in charge kills
+    such a child when it stops. Here, SIGINT and SIGTERM are held back meanwhile (on Linux a held
+    signal is kept even while ignored) and reach this process's own handler when the block ends.
+    """
+    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)

@@ -213,3 +213,45 @@ def test_a_real_failure_reads_in_markdown_and_junit(tmp_path: Path) -> None:
     assert case.get("name") == "C2 absent keys load as None"
     assert "[C2 absent keys load as None]" in (failure.get("message") or "")
     assert has_readable_steps(failure.text)
+
+
+def test_an_interrupted_run_marks_what_did_not_run_in_every_report() -> None:
+    from lance_offsets.conformance._html import report_html
+
+    results = [
+        PropertyResult("C1", "passed", 0.5, "", {"examples": 20}),
+        PropertyResult("M1", "failed", 2.0, "load of key (1, 2) raised ValueError"),
+    ]
+    verdict = Verdict(
+        "pkg.mod:factory",
+        results,
+        3.0,
+        9,
+        "quick",
+        only=("C1", "M1", "D3", "F2"),
+        interrupted="SIGTERM",
+        not_run=("D3", "F2"),
+    )
+    assert verdict.summary().endswith(", 2 not run (interrupted by SIGTERM)")
+    markdown = report_markdown(verdict)
+    assert "**Interrupted by SIGTERM after 2 properties: these did not run" in markdown
+    assert "| D3 | acknowledged survives power loss | not run |" in markdown
+    root = ET.fromstring(report_junit(verdict))
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert suite.get("tests") == "4"
+    assert suite.get("failures") == "1"
+    assert suite.get("skipped") == "2"
+    skipped = {}
+    for case in root.iter("testcase"):
+        mark = case.find("skipped")
+        if mark is not None:
+            skipped[case.get("name", "")] = mark.get("message", "")
+    assert sorted(skipped) == [
+        "D3 acknowledged survives power loss",
+        "F2 I/O errors leave the old value",
+    ]
+    assert all("interrupted by SIGTERM" in message for message in skipped.values())
+    page = report_html(verdict)
+    assert 'class="stopped"' in page
+    assert page.count('<tr class="not-run"') == 2

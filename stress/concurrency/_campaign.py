@@ -40,10 +40,10 @@ from lance_offsets.conformance._results import PropertyResult
 from lance_offsets.conformance._spec import load_factory
 
 from lance_offsets._errors import LockTimeoutError
-from lance_offsets._interrupt import quiet_child
+from lance_offsets._interrupt import quiet_child, raise_if_interrupted
 
 from .._options import StressOptions
-from ..workers._procs import context, kill, reap
+from ..workers._procs import context, kill, reap, start
 from ._findings import history_findings
 from ._history import HistoryWriter, Key, Op, OpKind, read_worker
 from ._linearize import check_history, drawn_history, first_reported, format_violations
@@ -234,7 +234,7 @@ class _Run:
             target=worker_main, args=(job,), name=f"{self.workload.name}-w{worker}"
         )
         proc.daemon = True
-        proc.start()
+        start(proc)
         self.live[slot] = (worker, proc)
         self.procs.append((worker, proc))
 
@@ -293,6 +293,7 @@ class _Run:
         kills = kill_schedule(self.options, self.workload)
         next_progress = origin + PROGRESS_SECONDS
         while True:
+            raise_if_interrupted()
             now = time.monotonic()
             # Kills due are never skipped, even when this loop wakes late on a loaded machine:
             # every run of one seed kills the same slots in the same order.

@@ -22,6 +22,8 @@ import pickle
 from collections.abc import Callable
 from typing import Any, Final
 
+from lance_offsets._interrupt import raise_if_interrupted
+
 from ..workers._procs import JOIN_SECONDS, context, running
 from ._oracle import Key, Observation
 from ._recording import PROCESS_SECONDS
@@ -189,6 +191,7 @@ class _Verifier:
     def _collect(self, seen: list[Observation | None]) -> str | None:
         """Receive observations until the last one; None, "hung", or why the verifier died."""
         while seen[-1] is None:
+            raise_if_interrupted()
             # Read at call time: tests shorten it on this module.
             if not self._conn.poll(STATE_SECONDS):
                 return "hung"

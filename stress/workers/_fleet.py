@@ -27,7 +27,9 @@ from typing import Any, Final
 
 import multiprocess
 
-from ._procs import fit_socket_paths, kill, reap
+from lance_offsets._interrupt import raise_if_interrupted, signals_held
+
+from ._procs import fit_socket_paths, kill, reap, start
 from ._zygote import Zygote
 
 __all__ = ["FORKED", "ONE_PER_CYCLE", "START_METHOD", "Fleet", "Worker", "WorkerGone"]
@@ -78,7 +80,8 @@ def _start_forkserver_outside_checkouts() -> None:
     try:
         if shim is not None:  # the server is exec'd with it; its forks inherit the mapping
             os.environ["LD_PRELOAD"] = f"{shim} {before}" if before else shim
-        forkserver.ensure_running()
+        with signals_held():  # the server's children call quiet_child; it never does
+            forkserver.ensure_running()
     finally:
         os.chdir(here)
         if before is None:
@@ -110,7 +113,7 @@ class Worker:
 
         conn, child = ctx.Pipe()
         proc = ctx.Process(target=serve, args=(child, spec), name="stress-worker", daemon=True)
-        proc.start()
+        start(proc)
         child.close()
         return cls(conn, proc.pid, proc=proc)
 
@@ -127,6 +130,7 @@ class Worker:
             the error so a hang report says what hung, not only which process.
         """
         doing = f" while waiting for {waiting_for}" if waiting_for else ""
+        raise_if_interrupted()  # every campaign waits here: a swallowed signal stops it here
         try:
             if not self.conn.poll(timeout):
                 raise WorkerGone(f"worker {self.pid} sent nothing for {timeout:g} s{doing}")

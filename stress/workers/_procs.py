@@ -18,7 +18,9 @@ from typing import Any, Final
 
 import multiprocess
 
-__all__ = ["JOIN_SECONDS", "context", "fit_socket_paths", "kill", "reap", "running"]
+from lance_offsets._interrupt import signals_held
+
+__all__ = ["JOIN_SECONDS", "context", "fit_socket_paths", "kill", "reap", "running", "start"]
 
 #: How long reaping waits for a terminated worker before it kills it outright.
 JOIN_SECONDS: Final = 5.0
@@ -53,6 +55,16 @@ def fit_socket_paths(module: Any) -> None:
             return
 
 
+def start(proc: Any) -> None:
+    """Start ``proc`` (a worker that calls ``quiet_child``) with SIGINT and SIGTERM held back.
+
+    So that Ctrl-C while it is still starting makes it leave quietly once it can, not print a
+    ``KeyboardInterrupt`` traceback from the middle of its imports.
+    """
+    with signals_held():
+        proc.start()
+
+
 def context() -> Any:
     """The start method context: spawn everywhere, so Linux runs what macOS and Windows run."""
     fit_socket_paths(multiprocess)
@@ -82,7 +94,7 @@ def reap(proc: Any) -> None:
 def running(target: Callable[..., object], *args: object, name: str = "worker") -> Iterator[Any]:
     """Start ``target(*args)`` in a worker process; reap it however the block exits."""
     proc = context().Process(target=target, args=args, name=name, daemon=True)
-    proc.start()
+    start(proc)
     try:
         yield proc
     finally:

@@ -40,6 +40,7 @@ from multiprocess.reduction import recv_handle, send_handle
 from lance_offsets._interrupt import quiet_child
 
 from ..seam import _interpose, _shim
+from ._procs import start
 
 __all__ = ["REAP_SECONDS", "Zygote", "template"]
 
@@ -187,7 +188,7 @@ class Zygote:
         self.conn, child = ctx.Pipe()  # duplex: a Unix socket, which can carry descriptors
         self.proc: Any = ctx.Process(target=template, args=(child, spec), name="stress-template")
         self.proc.daemon = True
-        self.proc.start()
+        start(self.proc)
         child.close()
         #: Children forked and not yet known to be gone, by pid.
         self.live: set[int] = set()
