@@ -4,9 +4,8 @@ A run (``lance-offsets check``, or one property under pytest) makes scratch dire
 starts processes: workers, warm templates, verifiers, a fork server, the store's own server. Each
 part reaps what it starts and removes what it makes on its way out, also when a
 :class:`KeyboardInterrupt` unwinds it. This scope is the backstop for whatever a part could not:
-every scratch directory of the run lives under :attr:`RunScope.root` (the processes it starts get
-it as their ``TMPDIR``, so what they make with :mod:`tempfile` lands there too), and when the run
-ends by an
+every scratch directory of the run lives under :attr:`RunScope.root` (each part is given it as its
+working directory), and when the run ends by an
 exception the scope kills every process started since it opened and removes the root. A run that
 ends normally keeps the root only if a failure kept its evidence there (a crash directory, a
 concurrent history), which the report names.
@@ -167,19 +166,12 @@ class RunScope:
     def __init__(self, workdir: str | None = None) -> None:
         self.adopting = _subreaper(True)
         self.before = descendants()
+        # Not the processes' TMPDIR: one that outlives the run (a fork server) would keep a
+        # temporary directory that no longer exists, and hand it to every process it forks.
         self.root = tempfile.mkdtemp(prefix="lance-offsets-run-", dir=workdir)
-        self._tmpdir = os.environ.get("TMPDIR")
-        os.environ["TMPDIR"] = self.root  # for processes started from now on, not this one
-
-    def _restore_tmpdir(self) -> None:
-        if self._tmpdir is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = self._tmpdir
 
     def close(self, *, interrupted: bool) -> None:
         """End the run: after an interruption remove everything; else keep kept evidence only."""
-        self._restore_tmpdir()
         try:
             if interrupted:
                 _stop(self.before)
