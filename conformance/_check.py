@@ -219,12 +219,7 @@ def _causes(diagnoses: dict[str, Diagnosis], out: TextIO) -> None:
         return
     print("\nLikely causes, the one behind most failures first:", file=out)
     for root in root_causes(diagnoses):
-        follows = []
-        if root.consequences:
-            follows.append(f"consequences: {', '.join(root.consequences)}")
-        if root.also:
-            follows.append(f"also seen in: {', '.join(root.also)}")
-        label = "root cause, shown by" if follows else "shown by"
+        follows, label = root.follows(), root.label()
         print(f"  {label} {root.root}: {root.cause.cause}", file=out)
         print(f"    usual remedy: {root.cause.remedy}", file=out)
         if follows:

@@ -513,6 +513,19 @@ class RootCause:
     consequences: tuple[str, ...]
     also: tuple[str, ...]
 
+    def follows(self) -> list[str]:
+        """``["consequences: M1, M2", "also seen in: D3"]``: what else it explains, in words."""
+        words = []
+        if self.consequences:
+            words.append(f"consequences: {', '.join(self.consequences)}")
+        if self.also:
+            words.append(f"also seen in: {', '.join(self.also)}")
+        return words
+
+    def label(self) -> str:
+        """``"root cause, shown by"`` when it explains other failures, else ``"shown by"``."""
+        return "root cause, shown by" if self.follows() else "shown by"
+
 
 def _catalog_index(pid: str) -> int:
     order = list(PROPERTIES)

@@ -151,12 +151,7 @@ def _causes(diagnoses: dict[str, Diagnosis]) -> str:
         return ""
     items = []
     for root in root_causes(diagnoses):
-        follows = []
-        if root.consequences:
-            follows.append(f"consequences: {', '.join(root.consequences)}")
-        if root.also:
-            follows.append(f"also seen in: {', '.join(root.also)}")
-        label = "root cause, shown by" if follows else "shown by"
+        follows, label = root.follows(), root.label()
         items.append(
             f'<li class="cause" data-cause="{escape(root.cause.id)}" '
             f'data-root="{escape(root.root)}"><b>{label} {escape(root.root)}</b>: '

@@ -227,12 +227,7 @@ def _markdown_causes(diagnoses: dict[str, Diagnosis]) -> list[str]:
         return []
     lines = ["### Likely causes", ""]
     for root in root_causes(diagnoses):
-        follows = []
-        if root.consequences:
-            follows.append(f"consequences: {', '.join(root.consequences)}")
-        if root.also:
-            follows.append(f"also seen in: {', '.join(root.also)}")
-        label = "root cause, shown by" if follows else "shown by"
+        follows, label = root.follows(), root.label()
         lines.append(
             f"- **{label} {root.root}**: {_prose(root.cause.cause)}. *Usual remedy:* "
             f"{_prose(root.cause.remedy)}." + (f" ({'; '.join(follows)})" if follows else "")

@@ -36,15 +36,9 @@ STORES = {
 }
 
 
-def _env() -> dict[str, str]:
+def _run(command: list[str], where: Path) -> subprocess.CompletedProcess[str]:
+    """Run one door's command with the zoo and the examples importable; 0 or 1 (verdicts) only."""
     path = os.pathsep.join([str(TESTS), str(EXAMPLES), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path}
-
-
-def _check(spec: str, seed: int, where: Path, *extra: str) -> dict[str, str]:
-    report = where / f"check-{spec.replace(':', '-')}.json"
-    command = [sys.executable, "-m", "lance_offsets", "check", spec, "--profile", "smoke"]
-    command += ["--seed", str(seed), "--json", str(report), *extra]
     done = subprocess.run(
         command,
         capture_output=True,
@@ -52,9 +46,17 @@ def _check(spec: str, seed: int, where: Path, *extra: str) -> dict[str, str]:
         check=False,
         timeout=600,
         cwd=where,
-        env=_env(),
+        env={**os.environ, "PYTHONPATH": path},
     )
     assert done.returncode in (0, 1), done.stdout + done.stderr
+    return done
+
+
+def _check(spec: str, seed: int, where: Path, *extra: str) -> dict[str, str]:
+    report = where / f"check-{spec.replace(':', '-')}.json"
+    command = [sys.executable, "-m", "lance_offsets", "check", spec, "--profile", "smoke"]
+    command += ["--seed", str(seed), "--json", str(report), *extra]
+    _run(command, where)
     outcomes: dict[str, str] = json.loads(report.read_text())["properties"]
     return outcomes
 
@@ -65,16 +67,7 @@ def _pytest(spec: str, seed: int, where: Path, *extra: str) -> tuple[dict[str, s
     command += ["--pyargs", "lance_offsets.conformance.suite", "--store", spec]
     command += ["--conformance-profile", "smoke", "--conformance-seed", str(seed)]
     command += [f"--junitxml={junit}", "--rootdir", str(where), *extra]
-    done = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-        cwd=where,
-        env=_env(),
-    )
-    assert done.returncode in (0, 1), done.stdout + done.stderr
+    done = _run(command, where)
     outcomes = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         pid = case.get("name", "").removeprefix("test_property[").removesuffix("]")
