@@ -204,7 +204,9 @@ CAUSES: Final[dict[str, Cause]] = {
             "release locks in a finally block (or a with statement), and bound every wait and "
             "retry with a deadline, then raise",
             ("hung", "hung-after-fault", "hung-after-power-cut"),
-            ("D5", "F2", "D1", "D3"),
+            # A hang fails whichever property met it first; the crash and fault campaigns, and
+            # F1's damaged reads, are where a wait with no deadline usually shows.
+            ("D5", "F2", "D1", "D3", "F1", "D4"),
         ),
         Cause(
             "lock-not-exclusive",

@@ -29,13 +29,12 @@ from hypothesis.stateful import (
     rule,
 )
 
-from ._acknowledge import acknowledged
 from ._capabilities import Capabilities, Factory, capabilities_of
 from ._catalog import PROPERTIES
 from ._profiles import Tally
 from ._props_batch import BatchRules, batch_of
 from ._remote import RemoteStore
-from ._spec import load_factory, sync_factory
+from ._spec import load_factory, prepared
 from ._strategies import Key, near_collisions, offsets
 from ._strategies import keys as key_strategy
 from ._workspace import Workspace, close_quietly
@@ -654,8 +653,9 @@ def store_machine(
         spec = spec or factory
         factory = load_factory(factory)
     else:
-        factory = sync_factory(factory)  # an asyncio factory given as an object (docs/async.md)
-    factory = acknowledged(factory)
+        # An asyncio factory given as an object (docs/async.md), a flush-acknowledged one, a
+        # watched process's timing: as load_factory prepares a spec's.
+        factory = prepared(factory)
     spec = spec or spec_of(factory)
     caps = capabilities_of(factory)
     ids = frozenset(MACHINE_PLANS) if focus is None else frozenset(focus)

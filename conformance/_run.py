@@ -23,11 +23,11 @@ from hypothesis.errors import Flaky, Unsatisfiable
 from lance_offsets._interrupt import quiet_child, raise_if_interrupted
 
 from . import _profiles
-from ._acknowledge import acknowledged
 from ._capabilities import Factory, capabilities_of
 from ._catalog import PROPERTIES, property_ids
 from ._context import CheckContext, Unverified
 from ._diagnosis import FINDINGS, finding
+from ._hang import StoreHung, hang_result
 from ._machine import MACHINE_PLANS, ContractViolation, spec_of, store_machine
 from ._profiles import (
     DEFAULT_PROFILE,
@@ -38,7 +38,8 @@ from ._profiles import (
 )
 from ._results import Outcome, PropertyResult
 from ._runscope import run_scope
-from ._spec import load_factory, sync_factory
+from ._spec import load_factory, prepared
+from ._watch import watching
 from ._workspace import Workspace
 
 __all__ = ["CHECKS", "check_property", "failure_text", "run_checks"]
@@ -218,8 +219,7 @@ def check_property(
         spec = spec or factory
         factory = load_factory(factory)
     else:
-        factory = sync_factory(factory)  # an asyncio factory given as an object (docs/async.md)
-    factory = acknowledged(factory)
+        factory = prepared(factory)  # an asyncio factory given as an object (docs/async.md)
     start = time.monotonic()
     caps = capabilities_of(factory)
     missing = caps.missing(PROPERTIES[pid].needs)
@@ -231,7 +231,7 @@ def check_property(
         profile, pid=pid, seed=seed, spec=spec or spec_of(factory), database=database
     )
     tally = settings.tally
-    with Workspace(factory, workdir) as workspace:
+    with Workspace(factory, workdir) as workspace, watching(tally):
         ctx = CheckContext(factory, caps, spec, settings, workspace)
         try:
             try:
@@ -240,6 +240,11 @@ def check_property(
                 if not tally.stopped:
                     raise
                 _budget_spent(tally)  # raises what the handlers below turn into the verdict
+        except StoreHung as hung:  # a call into the store did not return (here: _remote.py's)
+            report = dataclasses.replace(
+                hung.report, running=tally.running, steps=tuple(tally.steps)
+            )
+            result = hang_result(pid, report)
         except Unsatisfiable:
             # Every example broke another property first: the same "no verdict" as most did.
             why = tally.too_few_kept() or (
@@ -300,10 +305,18 @@ def _run_stress(spec: str, ids: list[str], stress: bool, options: Any) -> list[P
         start = time.monotonic()
         try:
             results.extend(run_properties(spec, [pid], options))
-        except Exception as exc:  # a crashing check is a failed property, shown whole
+        except Exception as exc:
+            seconds = time.monotonic() - start
             missing = _stress_check_missing(pid)
-            why = f"{NOT_IMPLEMENTED} ({missing})" if missing else failure_text(exc)
-            results.append(PropertyResult(pid, "failed", time.monotonic() - start, why))
+            if missing:  # a check not written yet is never a pass
+                why = f"{NOT_IMPLEMENTED} ({missing})"
+                results.append(PropertyResult(pid, "failed", seconds, why))
+                continue
+            # The campaigns turn what the store does into verdicts: an exception out of one is
+            # the suite's own failure, shown whole, never the store's.
+            why = f"the check of {pid} raised: that is the suite's failure, not the store's"
+            text = f"{why}\n{failure_text(exc)}"
+            results.append(PropertyResult(pid, "unverified", seconds, text))
     return results
 
 
@@ -322,6 +335,28 @@ def _stress_check_missing(pid: str) -> str:
 
 
 def _one(
+    spec: str,
+    pid: str,
+    profile: str,
+    stress: bool,
+    options: Any,
+    *,
+    seed: int | None = None,
+    database: str | None = None,
+    workdir: str | None = None,
+) -> PropertyResult:
+    """Check ``pid`` in this process's check child, where every store call is bounded.
+
+    This process never calls the store: a store that hangs (or kills its process) costs the
+    child, never the run (``_bounded.py``).
+    """
+    from ._bounded import check_bounded
+
+    job = _Job(spec, profile, stress, options, seed, database, workdir)
+    return check_bounded(job, pid)
+
+
+def _one_here(
     spec: str,
     pid: str,
     profile: str,
@@ -469,7 +504,14 @@ class _Job:
     workdir: str | None
 
     def check(self, pid: str) -> PropertyResult:
-        return _one(
+        """Check ``pid`` in this process's check child (bounded)."""
+        from ._bounded import check_bounded
+
+        return check_bounded(self, pid)
+
+    def check_here(self, pid: str) -> PropertyResult:
+        """Check ``pid`` in this very process (what the check child runs)."""
+        return _one_here(
             self.spec,
             pid,
             self.profile,

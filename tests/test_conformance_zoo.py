@@ -176,6 +176,7 @@ def test_a_helper_in_another_process_that_could_not_open_is_not_tried_again(
     # process both wait for the lock, then raise. Each try costs the store's whole wait (a
     # busy timeout of 15 s with SQLite's exclusive locking), so a run tries the other process
     # once and says, every time after, that the part was not checked.
+    from lance_offsets.conformance._hang import Role
     from lance_offsets.conformance._workspace import Workspace
     from zoo.machine_zoo import HeldLock
 
@@ -184,9 +185,9 @@ def test_a_helper_in_another_process_that_could_not_open_is_not_tried_again(
     with Workspace(HeldLock) as workspace:
         remote_handle = workspace.remote_handle
 
-        def counted(spec: str, path: str) -> object:
+        def counted(spec: str, path: str, role: Role = "store") -> object:
             tries.append(path)
-            return remote_handle(spec, path)
+            return remote_handle(spec, path, role)
 
         monkeypatch.setattr(workspace, "remote_handle", counted)
         path = workspace.fresh_dir()

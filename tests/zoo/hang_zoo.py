@@ -1,0 +1,88 @@
+"""Stores whose calls never return, in the two ways real ones hang (class 11 of issue 19).
+
+Each is correct otherwise (``_synced.py``); each declares ``call_seconds = 2`` so a test waits
+two seconds per hang, not the default thirty.
+
+- :class:`HangsOnDamage`: opening validates every offset file, and one that does not parse sends
+  it into "recovery", which takes the store's lock again on a new descriptor while the first
+  still holds it: ``flock`` waits forever (an old release of a real library deadlocked the same
+  way on a damaged file). Only a damaged store hangs: F1 (and D4's damaged leftovers) must
+  report the hang; every other property passes.
+- :class:`LoadHangsAfter`: every ``load`` leaks a slot of a per-process pool of :data:`SLOTS`
+  "connections"; once they are gone the next ``load`` waits for a free one in C without
+  releasing the interpreter lock (a driver's blocking call made through ``ctypes.PyDLL``), so no
+  thread of the process runs again: the suite's watchdog thread cannot report it, and the
+  process in charge must read the stacks from outside.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import re
+from typing import Final
+
+from ._synced import SyncedDirStore
+
+_NAME = re.compile(r"(0|[1-9][0-9]*)_(0|[1-9][0-9]*)\.off")
+
+
+class HangsOnDamage(SyncedDirStore):
+    """Opening a store with an unreadable offset file waits forever for its own lock."""
+
+    call_seconds = 2.0
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        with self.locked():
+            for name in sorted(os.listdir(path)):
+                if _NAME.fullmatch(name):
+                    try:
+                        self.read(os.path.join(path, name))
+                    except ValueError:
+                        self._recover()
+
+    def _recover(self) -> None:
+        # Recovery takes "the" lock, not knowing the open already holds it: a second open file
+        # description of the lock file, so flock waits for the first, which waits for us.
+        fd = os.open(os.path.join(self.path, ".lock"), os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        finally:
+            os.close(fd)
+
+
+#: Loads a process may make before :class:`LoadHangsAfter` hangs.
+SLOTS: Final = 150
+
+
+class _Pool:
+    """A pool of SLOTS "connections" whose exhaustion blocks in C with the GIL held."""
+
+    def __init__(self) -> None:
+        self.free = SLOTS
+        # A default pthread mutex locked twice by one thread never returns, and PyDLL keeps the
+        # interpreter lock through the call: the whole process stops. Linux (glibc) layout: a
+        # zeroed pthread_mutex_t is PTHREAD_MUTEX_INITIALIZER.
+        self.mutex = ctypes.create_string_buffer(64)
+        self.libc = ctypes.PyDLL(None)
+
+    def take(self) -> None:
+        if self.free == 0:
+            self.libc.pthread_mutex_lock(self.mutex)
+            self.libc.pthread_mutex_lock(self.mutex)  # waits for a slot that never comes back
+        self.free -= 1
+
+
+_POOL = _Pool()
+
+
+class LoadHangsAfter(SyncedDirStore):
+    """Each load takes a pooled connection and never gives it back; the pool runs dry."""
+
+    call_seconds = 2.0
+
+    def load(self, topic_id: int, consumer_id: int) -> int | None:
+        _POOL.take()
+        return super().load(topic_id, consumer_id)
