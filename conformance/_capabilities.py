@@ -97,6 +97,15 @@ class Capabilities:
         """Whether the store declares it refuses a second handle on a location in one process."""
         return self.handles_per_process == 1
 
+    @property
+    def one_at_a_time(self) -> bool:
+        """Whether no second handle may be open beside a first, in this process or another.
+
+        One per process, and not shared: an embedded database that holds an exclusive lock
+        from open to close. No check opens a helper handle beside the one it tests.
+        """
+        return self.one_handle and not self.shared
+
     def has(self, name: str) -> bool:
         """Return whether the store claims capability ``name`` (``named`` means S1 applies)."""
         if name == "named":

@@ -55,6 +55,12 @@ CHECKS: Final[dict[str, str]] = {
     "S1": "._props_names:check_s1",
 }
 
+#: Why P2 does not apply to a store that allows one open handle at a time, anywhere.
+ONE_AT_A_TIME: Final = (
+    "the store allows one open handle at a time (handles_per_process = 1 and not shared): "
+    "there is never another open handle to see a write"
+)
+
 #: Stress properties that exist in the catalog but whose check is not written yet fail with this.
 NOT_IMPLEMENTED: Final = "not implemented yet"
 
@@ -227,6 +233,8 @@ def check_property(
         return PropertyResult(
             pid, "not-applicable", 0.0, f"store does not claim {', '.join(missing)}"
         )
+    if pid == "P2" and caps.one_at_a_time:
+        return PropertyResult(pid, "not-applicable", 0.0, ONE_AT_A_TIME)
     settings = run_settings(
         profile, pid=pid, seed=seed, spec=spec or spec_of(factory), database=database
     )
