@@ -239,6 +239,17 @@ CAUSES: Final[dict[str, Cause]] = {
             ("P2",),
         ),
         Cause(
+            "acts-on-open-snapshot",
+            "a handle acts on something it read when it opened (the next free row id, the set "
+            "of stored keys) or earlier: once another handle or process changed the store, its "
+            "save collides with what the other wrote and raises",
+            "read what a save needs when it saves, under the store's lock (a fresh id, whether "
+            "the key exists), or retry a conflicting insert as an update; never trust a count "
+            "or a key set kept since open",
+            ("raised-beside-other-handle",),
+            ("P2",),
+        ),
+        Cause(
             "one-handle-per-process",
             "the store refuses a second handle on one location in one process (as LMDB and "
             "RocksDB do)",
