@@ -105,10 +105,11 @@ class HangReport:
         out = [self.headline(pid)]
         if self.role == "helper":
             out.append(
-                "helper handles never decide a verdict: the property was not checked. A store "
-                "that keeps its data locked from open to close (one handle at a time, across "
-                "processes too) declares handles_per_process = 1 and shared = False, and the "
-                "checks then never open a second handle beside the first"
+                "helper handles never decide a verdict: the rest of the property was not checked. "
+                "The helper likely waited for a lock the handle under test holds (while hooks "
+                "run, or from open to close); a store that allows one handle at a time, across "
+                "processes too, declares handles_per_process = 1 and shared = False, and no "
+                "check then opens a second handle beside the first"
             )
         if self.running and self.running != self.call:
             out.append(f"the check was running: {self.running}")

@@ -100,24 +100,26 @@ class RemoteStore:
         """Whether the child was started and not yet stopped."""
         return self._proc is not None
 
-    def call(self, op: str, *args: object, role: Role = "store") -> Any:
+    def call(self, op: str, *args: object, role: Role = "store", bound: float | None = None) -> Any:
         """Run ``store.op(*args)`` in the child (``open``/``close`` manage its handle).
 
         :param role: who makes the call (``"helper"``: a handle a check opened beside the one
             under test), for the hang report.
-        :raises StoreHung: the call did not return within :attr:`bound` (the child is stopped).
+        :param bound: seconds for this call, if not :attr:`bound`.
+        :raises StoreHung: the call did not return in time (the child is stopped).
         """
         from ._watch import marked
 
         if self._proc is None:
             self.start()
         what = "factory(path)" if op == "open" else f"{op}{args}"
-        with marked(what, role, self.bound, remote=True):
+        seconds = self.bound if bound is None else bound
+        with marked(what, role, seconds, remote=True):
             try:
                 self._conn.send((op, args))
                 began = time.monotonic()
-                if not self._conn.poll(self.bound):
-                    self._hung(what, role, time.monotonic() - began)
+                if not self._conn.poll(seconds):
+                    self._hung(what, role, time.monotonic() - began, seconds)
                 status, value = self._conn.recv()
             except (EOFError, OSError) as exc:
                 # The child died (the store crashed its process, or it was killed): say which
@@ -131,7 +133,7 @@ class RemoteStore:
             raise RemoteError(f"{op}{args} in the child process raised {value}")
         return value
 
-    def _hung(self, what: str, role: Role, seconds: float) -> None:
+    def _hung(self, what: str, role: Role, seconds: float, bound: float) -> None:
         """Stop the stuck child and raise its hang, with where it was blocked."""
         text = request_stack_dump(self._proc.pid, self._dump)
         self.stop(kill=True)
@@ -140,7 +142,7 @@ class RemoteStore:
                 call=what,
                 role=role,
                 seconds=seconds,
-                bound=self.bound,
+                bound=bound,
                 where="another process",
                 stack=dumped_stack(text, None),
             )

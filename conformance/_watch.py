@@ -23,6 +23,7 @@ import time
 import types
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ._capabilities import call_seconds_of
@@ -114,16 +115,17 @@ class CallClock:
 
     # -- write (the checking side) ---------------------------------------------------------------
 
-    def begin(self, call: str, role: Role, bound: float, *, remote: bool = False) -> None:
-        now = time.monotonic()
-        self.text.value = call.encode("utf-8", "replace")[: TEXT_BYTES - 1]
-        self.ids[_THREAD] = threading.get_ident()
-        self.ids[_ROLE] = _CODES[role]
-        self.ids[_REMOTE] = int(remote)
+    def begin(self, call: _Call) -> None:
+        """``call`` runs (again, for an outer call a helper's inside it has ended)."""
+        self.times[_STARTED] = 0.0  # not running while the fields change
+        self.text.value = call.text.encode("utf-8", "replace")[: TEXT_BYTES - 1]
+        self.ids[_THREAD] = call.thread
+        self.ids[_ROLE] = _CODES[call.role]
+        self.ids[_REMOTE] = int(call.remote)
         self.ids[_SEQ] = self.ids[_SEQ] + 1
-        self.times[_BOUND] = bound
-        self.times[_ACTIVE] = now
-        self.times[_STARTED] = now  # last: the call counts as running only once all is said
+        self.times[_BOUND] = call.bound
+        self.times[_ACTIVE] = time.monotonic()
+        self.times[_STARTED] = call.started  # last: it counts as running once all is said
 
     def end(self) -> None:
         self.times[_STARTED] = 0.0
@@ -134,9 +136,22 @@ class CallClock:
         self.times[_ACTIVE] = time.monotonic()
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One timed call, as :class:`CallClock` shows it while it runs."""
+
+    text: str
+    role: Role
+    bound: float
+    remote: bool
+    started: float
+    thread: int
+
+
 class _State(threading.local):
-    depth = 0
-    helper = False
+    def __init__(self) -> None:
+        self.calls: list[_Call] = []  # this thread's timed calls, outermost first
+        self.helper = False
 
 
 class _Installed:
@@ -229,24 +244,33 @@ def helper_calls() -> Iterator[None]:
 
 @contextlib.contextmanager
 def marked(call: str, role: Role, bound: float, *, remote: bool = False) -> Iterator[None]:
-    """Time one store call (outermost only: a hook's call inside a save belongs to the save)."""
+    """Time one store call.
+
+    A call inside another (a hook's read inside a save) belongs to the outer one, unless it is
+    a helper's inside the store's (H3's probe reading in a hook): then the helper's is timed on
+    its own while it runs, so a probe that waits for the store's own lock is the helper's hang.
+    """
     if not _INSTALLED:
         yield
         return
     state = _INSTALLED[0]
-    local = state.local
-    outer = local.depth == 0
-    if outer:
-        state.clock.begin(call, role, bound, remote=remote)
-    local.depth += 1
+    calls = state.local.calls
+    own = not calls or calls[-1].role != role or calls[-1].remote != remote
+    if own:
+        timed = _Call(call, role, bound, remote, time.monotonic(), threading.get_ident())
+        calls.append(timed)
+        state.clock.begin(timed)
     outcome = "raised"
     try:
         yield
         outcome = "returned"
     finally:
-        local.depth -= 1
-        if outer:
-            state.clock.end()
+        if own:
+            calls.pop()
+            if calls:
+                state.clock.begin(calls[-1])  # the outer call runs on, from its own start
+            else:
+                state.clock.end()
         state.recent.append(f"{call} {outcome}")
 
 

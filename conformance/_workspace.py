@@ -48,10 +48,12 @@ class RemoteHandle:
     def __init__(self, remote: Any, path: str, role: Role = "store") -> None:
         self._remote = remote
         self._role: Role = role
+        #: Seconds each call may take, when not the store's ``call_seconds``.
+        self.bound: float | None = None
         remote.call("open", path, role=role)
 
     def _call(self, op: str, *args: object) -> Any:
-        return self._remote.call(op, *args, role=self._role)
+        return self._remote.call(op, *args, role=self._role, bound=self.bound)
 
     def load(self, topic_id: int, consumer_id: int) -> int | None:
         return self._call("load", topic_id, consumer_id)  # type: ignore[no-any-return]

@@ -13,15 +13,24 @@ two seconds per hang, not the default thirty.
   releasing the interpreter lock (a driver's blocking call made through ``ctypes.PyDLL``), so no
   thread of the process runs again: the suite's watchdog thread cannot report it, and the
   process in charge must read the stacks from outside.
+- :class:`HooksUnderLock`: correct, but a reader waits while its hooks run, so H3's probe (such
+  a reader, inside a hook) waits until its bound: the suite's wait, which must not fail the
+  store (unverified with a probe here; one probe bound, then no probe, with a probe in another
+  process).
 """
 
 from __future__ import annotations
 
 import ctypes
+import datetime
 import fcntl
 import os
 import re
-from typing import Final
+import tempfile
+from typing import Any, Final
+
+from lance_offsets import CommitInfo, HookError
+from lance_offsets._domain import check_key, check_offset
 
 from ._synced import SyncedDirStore
 
@@ -86,3 +95,60 @@ class LoadHangsAfter(SyncedDirStore):
     def load(self, topic_id: int, consumer_id: int) -> int | None:
         _POOL.take()
         return super().load(topic_id, consumer_id)
+
+
+class HooksUnderLock(SyncedDirStore):
+    """Correct, but its post-commit hooks run while the save still holds the store's lock, and a
+    load takes that lock shared: a reader in another process waits until the hooks are done.
+
+    H3's probe is such a reader, inside a hook: the probe waits for the save, the save for the
+    hook, the hook for the probe. The suite made that wait, not the store: it must fail nothing.
+    """
+
+    call_seconds = 2.0
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.hooks: list[Any] = []
+        self._holding = False
+
+    def add_hook(self, hook: Any) -> HooksUnderLock:
+        self.hooks.append(hook)
+        return self
+
+    def load(self, topic_id: int, consumer_id: int) -> int | None:
+        if self._holding:  # this handle's own hook reading: the lock is ours already
+            return super().load(topic_id, consumer_id)
+        fd = os.open(os.path.join(self.path, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            return super().load(topic_id, consumer_id)
+        finally:
+            os.close(fd)
+
+    def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
+        key = check_key(topic_id, consumer_id)
+        value = check_offset(offset)
+        self._open_check()
+        with self.locked():
+            previous = super().load(*key)
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(b"%d\n" % value)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.file_of(key))
+            self.sync_dir()
+            info = CommitInfo(*key, value, previous, datetime.datetime.now(datetime.timezone.utc))
+            errors: list[BaseException] = []
+            self._holding = True
+            try:
+                for hook in self.hooks:
+                    try:
+                        hook.on_commit(info)
+                    except Exception as exc:
+                        errors.append(exc)
+            finally:
+                self._holding = False
+        if errors:
+            raise HookError(info, errors)
