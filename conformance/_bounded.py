@@ -24,7 +24,6 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from typing import Any, Final, Protocol
@@ -32,13 +31,7 @@ from typing import Any, Final, Protocol
 from lance_offsets._interrupt import quiet_child, raise_if_interrupted
 
 from ._catalog import PROPERTIES
-from ._hang import (
-    HangReport,
-    arm_stack_dump,
-    dumped_stack,
-    hang_result,
-    request_stack_dump,
-)
+from ._hang import HangReport, StackPipe, arm_stack_dump, dumped_stack, hang_result
 from ._results import PropertyResult
 from ._watch import CallClock
 
@@ -63,10 +56,10 @@ class Job(Protocol):
     def check_here(self, pid: str) -> PropertyResult: ...
 
 
-def _serve(conn: Any, parts: tuple[Any, Any, Any], dump: str) -> None:
+def _serve(conn: Any, parts: tuple[Any, Any, Any], stacks: Any) -> None:
     """The child: check each property it is sent, until it is sent None."""
     quiet_child()
-    arm_stack_dump(dump)
+    arm_stack_dump(stacks)
     from . import _watch
 
     send_lock = threading.Lock()
@@ -112,15 +105,17 @@ class CheckChild:
         self.fingerprint = fingerprint
         self.stopped = False
         self.clock = CallClock.new(ctx)
-        fd, self.dump = tempfile.mkstemp(prefix="lance-offsets-stacks-", suffix=".txt")
-        os.close(fd)
+        self.stacks = StackPipe(ctx)
         self.conn, theirs = ctx.Pipe()
         # Not a daemon: a property's check starts processes of its own.
         self.proc = ctx.Process(
-            target=_serve, args=(theirs, self.clock.parts(), self.dump), name="check-child"
+            target=_serve,
+            args=(theirs, self.clock.parts(), self.stacks.writer),
+            name="check-child",
         )
         start(self.proc)
         theirs.close()
+        self.stacks.started()
 
     def alive(self) -> bool:
         return not self.stopped and bool(self.proc.is_alive())
@@ -143,8 +138,7 @@ class CheckChild:
         reap(self.proc)
         with contextlib.suppress(OSError):
             self.conn.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.dump)
+        self.stacks.close()
 
     def check(self, job: Job, pid: str) -> tuple[PropertyResult, bool]:
         """Check ``pid`` in the child; the result, and whether the child is still usable."""
@@ -181,7 +175,7 @@ class CheckChild:
             grace = REMOTE_GRACE_SECONDS if clock.remote else GRACE_SECONDS
             if now - call_started <= clock.bound + grace:
                 return None
-            text = request_stack_dump(self.proc.pid, self.dump)
+            text = self.stacks.request(self.proc.pid)
             report = HangReport(
                 call=clock.call,
                 role=clock.role,
@@ -195,7 +189,7 @@ class CheckChild:
         idle = max(IDLE_SECONDS, 3 * clock.bound)
         if not single or now - max(clock.active, started) <= idle:
             return None
-        text = request_stack_dump(self.proc.pid, self.dump)
+        text = self.stacks.request(self.proc.pid)
         report = HangReport(
             call="",
             role="",
@@ -212,9 +206,7 @@ class CheckChild:
         code = self.proc.exitcode
         seconds = time.monotonic() - started
         call = self.clock.call if self.clock.started else ""
-        crash: tuple[str, ...] = ()
-        with contextlib.suppress(OSError), open(self.dump, encoding="utf-8", errors="replace") as f:
-            crash = dumped_stack(f.read(), self.clock.thread if call else None)
+        crash = dumped_stack(self.stacks.read(0.5), self.clock.thread if call else None)
         self.stop(kill=True)
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         where = "\n".join(["where it was (innermost last):", *(f"  {f}" for f in crash)])

@@ -15,6 +15,7 @@ never the store's failure.
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import os
 import re
@@ -33,12 +34,12 @@ __all__ = [
     "DUMP_SIGNAL",
     "HangReport",
     "Role",
+    "StackPipe",
     "StoreHung",
     "arm_stack_dump",
     "dumped_stack",
     "hang_result",
     "python_stack",
-    "request_stack_dump",
 ]
 
 #: The signal that makes a process the suite started write every thread's stack to its dump
@@ -175,42 +176,76 @@ def python_stack(thread: int) -> tuple[str, ...]:
     return tuple(_theirs(frames[::-1]))
 
 
-_DUMP_FILE: list[Any] = []  # faulthandler writes to this file's descriptor: kept open
+_ARMED: list[Any] = []  # the writing end faulthandler writes to: kept open for the process's life
 
 
-def arm_stack_dump(path: str) -> None:
-    """In a process the suite started: on :data:`DUMP_SIGNAL`, write every thread's stack."""
-    if DUMP_SIGNAL is None:
-        return
+def arm_stack_dump(writer: Any) -> None:
+    """In a process the suite started: write every thread's stack to ``writer`` when asked.
+
+    ``writer`` is the child's end of a :class:`StackPipe`; asked is :data:`DUMP_SIGNAL`, or a
+    fatal error (a crash in C).
+    """
     import faulthandler
 
-    dump = open(path, "w", encoding="utf-8")  # noqa: SIM115  # open for the process's life
-    _DUMP_FILE.append(dump)
-    faulthandler.register(DUMP_SIGNAL, file=dump, all_threads=True, chain=False)
-    # A fatal error (a crash in C) is written there too: a death then shows where it happened.
-    faulthandler.enable(file=dump, all_threads=True)
+    _ARMED.append(writer)
+    if DUMP_SIGNAL is not None:
+        faulthandler.register(DUMP_SIGNAL, file=writer.fileno(), all_threads=True, chain=False)
+    faulthandler.enable(file=writer.fileno(), all_threads=True)
 
 
-def request_stack_dump(pid: int, path: str) -> str:
-    """Ask process ``pid`` (armed with :func:`arm_stack_dump`) for its stacks; "" if none came."""
-    if DUMP_SIGNAL is None:
-        return ""
-    try:
-        before = os.path.getsize(path)
-        os.kill(pid, DUMP_SIGNAL)
-    except OSError:
-        return ""
-    deadline = time.monotonic() + _DUMP_WAIT
-    size = before
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        now = os.path.getsize(path)
-        if now > before and now == size:  # grown, and still for a moment: written
-            break
-        size = now
-    with open(path, encoding="utf-8", errors="replace") as dump:
-        dump.seek(before)
-        return dump.read()
+class StackPipe:
+    """Where a process the suite started writes its stacks, and where its parent reads them.
+
+    A pipe, not a file: nothing is left behind however the run ends (a signal, a kill).
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self.reader, self.writer = ctx.Pipe(duplex=False)
+
+    def started(self) -> None:
+        """The child has its end (it was passed at start): close ours of it."""
+        self.writer.close()
+
+    def read(self, wait: float = 0.0) -> str:
+        """What the child wrote: waits up to ``wait`` for a first byte, then until it is quiet."""
+        if sys.platform == "win32":
+            return ""
+        import select
+
+        fd = self.reader.fileno()
+        chunks = []
+        deadline = time.monotonic() + wait
+        timeout = wait
+        while True:
+            ready, _, _ = select.select([fd], [], [], max(timeout, 0.0))
+            if not ready:
+                break
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:  # the child is gone and its end closed
+                break
+            chunks.append(chunk)
+            timeout = min(0.1, max(deadline - time.monotonic(), 0.1))
+        return b"".join(chunks).decode("utf-8", "replace")
+
+    def request(self, pid: int) -> str:
+        """Ask process ``pid`` for its stacks (:data:`DUMP_SIGNAL`); "" if none came."""
+        if DUMP_SIGNAL is None:
+            return ""
+        self.read()  # whatever came before is not this dump
+        try:
+            os.kill(pid, DUMP_SIGNAL)
+        except OSError:
+            return ""
+        return self.read(_DUMP_WAIT)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.reader.close()
+        with contextlib.suppress(OSError):
+            self.writer.close()
 
 
 _THREAD = re.compile(r"^(?:Current thread|Thread) (0x[0-9a-f]+)", re.MULTILINE)

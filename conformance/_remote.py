@@ -12,14 +12,12 @@ stopped (a new one starts on the next call).
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import time
 from typing import Any
 
 from lance_offsets._interrupt import quiet_child
 
-from ._hang import HangReport, Role, StoreHung, arm_stack_dump, dumped_stack, request_stack_dump
+from ._hang import HangReport, Role, StackPipe, StoreHung, arm_stack_dump, dumped_stack
 
 __all__ = ["RemoteError", "RemoteStore"]
 
@@ -28,12 +26,12 @@ class RemoteError(RuntimeError):
     """The child's store raised, or the child stopped answering."""
 
 
-def _serve(spec: str, conn: Any, dump: str) -> None:
+def _serve(spec: str, conn: Any, stacks: Any) -> None:
     # Runs in the child. Import here, not at module level, so the parent pays nothing for it.
     from ._spec import load_factory
 
     quiet_child()
-    arm_stack_dump(dump)  # a call that hangs is shown where it is blocked
+    arm_stack_dump(stacks)  # a call that hangs is shown where it is blocked
     factory = load_factory(spec)
     store: Any = None
     while True:
@@ -76,24 +74,24 @@ class RemoteStore:
         self.bound = call_seconds_of(load_factory(spec))
         self._proc: Any = None
         self._conn: Any = None
-        self._dump = ""
+        self._stacks: StackPipe | None = None
 
     def start(self) -> None:
         """Spawn the child (spawn on every platform: what macOS and Windows do)."""
         from lance_offsets.stress.workers._procs import context, start
 
         ctx = context()
-        fd, self._dump = tempfile.mkstemp(prefix="lance-offsets-remote-", suffix=".txt")
-        os.close(fd)
+        self._stacks = StackPipe(ctx)
         self._conn, child_conn = ctx.Pipe()
         self._proc = ctx.Process(
             target=_serve,
-            args=(self.spec, child_conn, self._dump),
+            args=(self.spec, child_conn, self._stacks.writer),
             name="conformance-remote",
             daemon=True,
         )
         start(self._proc)
         child_conn.close()
+        self._stacks.started()
 
     @property
     def started(self) -> bool:
@@ -135,7 +133,8 @@ class RemoteStore:
 
     def _hung(self, what: str, role: Role, seconds: float, bound: float) -> None:
         """Stop the stuck child and raise its hang, with where it was blocked."""
-        text = request_stack_dump(self._proc.pid, self._dump)
+        assert self._stacks is not None  # started with the process
+        text = self._stacks.request(self._proc.pid)
         self.stop(kill=True)
         raise StoreHung(
             HangReport(
@@ -167,5 +166,6 @@ class RemoteStore:
         self._conn.close()
         self._proc = None
         self._conn = None
-        with contextlib.suppress(OSError):
-            os.unlink(self._dump)
+        if self._stacks is not None:
+            self._stacks.close()
+            self._stacks = None

@@ -1,4 +1,4 @@
-"""Stores whose calls never return, in the two ways real ones hang (class 11 of issue 19).
+"""Stores whose calls never return (class 11 of issue 19), in the ways real ones hang or die.
 
 Each is correct otherwise (``_synced.py``); each declares ``call_seconds = 2`` so a test waits
 two seconds per hang, not the default thirty.
@@ -13,6 +13,9 @@ two seconds per hang, not the default thirty.
   releasing the interpreter lock (a driver's blocking call made through ``ctypes.PyDLL``), so no
   thread of the process runs again: the suite's watchdog thread cannot report it, and the
   process in charge must read the stacks from outside.
+- :class:`CrashesOnHugeOffsets`: a save of an offset of 2**63 or more crashes the process (a C
+  driver's signed overflow, then a bad pointer: SIGSEGV). The call never returns either: the
+  property fails, naming the call, and the run goes on.
 - :class:`HooksUnderLock`: correct, but a reader waits while its hooks run, so H3's probe (such
   a reader, inside a hook) waits until its bound: the suite's wait, which must not fail the
   store (unverified with a probe here; one probe bound, then no probe, with a probe in another
@@ -152,3 +155,21 @@ class HooksUnderLock(SyncedDirStore):
                 self._holding = False
         if errors:
             raise HookError(info, errors)
+
+
+class CrashesOnHugeOffsets(SyncedDirStore):
+    """A save of an offset that does not fit a signed 64-bit integer ends the process (SIGSEGV)."""
+
+    call_seconds = 2.0
+
+    def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
+        if isinstance(offset, int) and offset >= 2**63:
+            ctypes.string_at(0)  # reads address 0: the kernel ends the process
+        super().save(topic_id, consumer_id, offset)
+
+
+class HooksUnderLockOneHandle(HooksUnderLock):
+    """The same, declaring one handle per process: H3's probe then reads from another process,
+    where the suite can stop it at its bound and go on without a probe."""
+
+    handles_per_process = 1
