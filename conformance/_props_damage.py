@@ -81,8 +81,11 @@ def _judge(ctx: CheckContext, path: str, committed: dict[Key, int], what: str) -
     try:
         _judge_handle(store, committed, what, who="a new handle's ")
     finally:
+        # Closed before the next damage is judged: a store may allow one handle at a time.
         if spec:
             _close_remote(ctx, store)
+        else:
+            close_quietly(store)
 
 
 def _close_remote(ctx: CheckContext, store: Any) -> None:

@@ -65,6 +65,13 @@ class HangsOnDamage(SyncedDirStore):
             os.close(fd)
 
 
+class HangsOnDamageHere(HangsOnDamage):
+    """The same, declared not shared: F1 reads a damaged store in the process that checks it
+    (no helper process), so that process's own watchdog must report the deadlock."""
+
+    shared = False
+
+
 #: Loads a process may make before :class:`LoadHangsAfter` hangs.
 SLOTS: Final = 150
 
