@@ -142,7 +142,7 @@ def test_a_bad_call_seconds_is_refused_naming_it(bad: object) -> None:
 
 
 def test_one_handle_at_a_time_makes_p2_not_applicable(zoo_importable: None) -> None:
-    result = check_property("zoo.exclusive_zoo:Exclusive", "P2", profile="smoke")
+    result = check_property("zoo.exclusive_zoo:ExclusiveStore", "P2", profile="smoke")
     assert result.outcome == "not-applicable", result
     assert result.details == ONE_AT_A_TIME
 

@@ -2,8 +2,9 @@
 as embedded databases take) passes every property that applies: no check opens a second handle
 beside the first, in this process or another, once the store declares it.
 
-F2's faults are checked on such a store in tests/slow/test_faults.py (F2 opens its reader
-itself); every other property is here.
+The store here waits for the lock (tests/zoo/exclusive_waits.py), so a second handle opened
+anyway would hang. F2 is left out: it opens its own readers, and its declarations are checked with
+its campaign (tests/slow/test_exclusive_store.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ def test_a_store_locked_from_open_to_close_passes_all_that_applies(zoo_importabl
     # ExclusiveWaits waits for the lock with no deadline: a second handle opened beside the
     # first anywhere (a helper, a verifier, a warm reader) would hang, and the hang would show.
     ids = [pid for pid in property_ids() if pid != "F2"]
-    results = {r.id: r for r in run_checks("zoo.exclusive_zoo:ExclusiveWaits", only=ids, seed=1)}
+    results = {r.id: r for r in run_checks("zoo.exclusive_waits:ExclusiveWaits", only=ids, seed=1)}
     for result in results.values():
         print(result.id, result.outcome, result.details.splitlines()[:1])
     absent = {pid for pid, r in results.items() if r.outcome == "not-applicable"}
