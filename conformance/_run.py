@@ -38,7 +38,7 @@ from ._profiles import (
 )
 from ._results import Outcome, PropertyResult
 from ._runscope import run_scope
-from ._spec import load_factory, prepared
+from ._spec import SpecError, load_factory, prepared
 from ._watch import watching
 from ._workspace import Workspace
 
@@ -419,6 +419,10 @@ def run_checks(
     if not ids:
         return []  # an empty shard (check --shard K/N): no server to start, nothing to run
     factory = load_factory(spec)
+    try:  # here, not in the check child: a bad declaration is the caller's error, said once
+        capabilities_of(factory)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"store spec {spec!r}: {exc}") from exc
     if seed is None:
         from lance_offsets.stress._options import choose_seed
 

@@ -181,3 +181,26 @@ def test_the_process_in_charge_never_opens_the_store(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["passed", "False"], done.stdout
     assert list(tmp_path.glob("opened-*")), "the store was opened: by the check child"
+
+
+def test_a_bad_declaration_is_a_spec_error_before_any_check(tmp_path: Path) -> None:
+    # Said once by the process in charge, as the command's usage error, not as 24 verdicts.
+    (tmp_path / "badstore.py").write_text(
+        "from lance_offsets.conformance.reference import lockfile\n"
+        "def factory(path):\n    return lockfile(path)\n"
+        "factory.call_seconds = -1\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "lance_offsets", "check", "badstore:factory", "--only", "C1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if "error" in line]
+    assert line.startswith(
+        "lance-offsets: error: check: store spec 'badstore:factory': capability 'call_seconds' on "
+    ), line
+    assert line.endswith("must be a positive number of seconds, got -1"), line
