@@ -73,7 +73,9 @@ def _serve(conn: Any, parts: tuple[Any, Any, Any], stacks: Any) -> None:
         message = conn.recv()
         if message is None:
             return
-        job, pid = message
+        job, pid, cwd = message
+        if os.getcwd() != cwd:
+            os.chdir(cwd)  # where the caller is now: relative paths mean what they mean there
         try:
             reply: tuple[str, object] = ("result", job.check_here(pid))
         except Exception as exc:  # the suite's own failure: said as such by the other side
@@ -144,7 +146,7 @@ class CheckChild:
         """Check ``pid`` in the child; the result, and whether the child is still usable."""
         started = time.monotonic()
         self.clock.touch()
-        self.conn.send((job, pid))
+        self.conn.send((job, pid, os.getcwd()))
         single = PROPERTIES[pid].suite == "conformance"
         while True:
             if self.conn.poll(_POLL):
@@ -231,9 +233,10 @@ _CHILD: list[CheckChild] = []
 
 
 def _fingerprint() -> tuple[object, ...]:
-    # A child sees the import path, directory and environment it was started with: a caller
-    # that changed them gets a new child, which sees them as a fresh process would.
-    return (tuple(sys.path), os.getcwd(), tuple(sorted(os.environ.items())))
+    # A child keeps the import path and environment it was started with (modules imported, a
+    # fork server started): a caller that changed them gets a new child, which sees them as a
+    # fresh process would. The working directory it is told with each property.
+    return (tuple(sys.path), tuple(sorted(os.environ.items())))
 
 
 def stop_child() -> None:
