@@ -23,7 +23,7 @@ import time
 import types
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from ._capabilities import call_seconds_of
@@ -268,7 +268,11 @@ def marked(call: str, role: Role, bound: float, *, remote: bool = False) -> Iter
         if own:
             calls.pop()
             if calls:
-                state.clock.begin(calls[-1])  # the outer call runs on, from its own start
+                # The outer call runs on; the time the helper's call took inside it is not the
+                # store's (the hook waited for our probe), so its start moves by that much.
+                spent = time.monotonic() - timed.started
+                calls[-1] = replace(calls[-1], started=calls[-1].started + spent)
+                state.clock.begin(calls[-1])
             else:
                 state.clock.end()
         state.recent.append(f"{call} {outcome}")

@@ -204,3 +204,42 @@ def test_a_bad_declaration_is_a_spec_error_before_any_check(tmp_path: Path) -> N
         "lance-offsets: error: check: store spec 'badstore:factory': capability 'call_seconds' on "
     ), line
     assert line.endswith("must be a positive number of seconds, got -1"), line
+
+
+def _timed_calls(conn: Any) -> None:
+    # In a spawned process, as a check child is: time calls, collect what the watchdog reports.
+    from lance_offsets.conformance import _watch
+
+    reports: list[HangReport] = []
+    clock = _watch.CallClock.new(multiprocess.get_context("spawn"))
+    _watch.install(clock, reports.append)
+    with _watch.marked("h1.save(1, 2, 3)", "store", 0.5):
+        # H3's probe in another process, inside the save's hook: its wait is not the store's.
+        with _watch.marked("load(1, 2)", "helper", 10.0, remote=True):
+            time.sleep(0.8)
+        time.sleep(0.2)
+    quiet = list(reports)
+    with _watch.marked("h1.load(1, 2)", "store", 0.5):
+        time.sleep(0.9)  # past the bound: the watchdog reports it while it runs
+    conn.send((quiet, reports, clock.started))
+
+
+def test_the_watchdog_reports_the_stores_call_and_not_a_helpers_wait_inside_it() -> None:
+    ctx = multiprocess.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    proc = ctx.Process(target=_timed_calls, args=(theirs,), daemon=True)
+    proc.start()
+    try:
+        assert ours.poll(60)
+        quiet, reports, started = ours.recv()
+    finally:
+        proc.join(10)
+    assert quiet == []  # 1 s inside the save, 0.2 s of it the store's own: under its bound
+    (report,) = reports
+    assert (report.call, report.role, report.bound) == ("h1.load(1, 2)", "store", 0.5)
+    assert report.seconds > 0.5
+    assert report.stack[-1].endswith(
+        "time.sleep(0.9)  # past the bound: the watchdog reports it while it runs"
+    )
+    assert report.recent == ("load(1, 2) returned", "h1.save(1, 2, 3) returned")
+    assert started == 0.0  # no call running once the last one ended
