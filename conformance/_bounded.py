@@ -24,6 +24,7 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from typing import Any, Final, Protocol
@@ -51,7 +52,13 @@ _POLL: Final = 0.2
 
 
 class Job(Protocol):
-    """What the child checks: one property of one store, run in the child's own process."""
+    """What the child checks: one property of one store, run in the child's own process.
+
+    ``workdir`` is the run's scratch root (None: the system's temporary directory).
+    """
+
+    @property
+    def workdir(self) -> str | None: ...
 
     def check_here(self, pid: str) -> PropertyResult: ...
 
@@ -76,6 +83,10 @@ def _serve(conn: Any, parts: tuple[Any, Any, Any], stacks: Any) -> None:
         job, pid, cwd = message
         if os.getcwd() != cwd:
             os.chdir(cwd)  # where the caller is now: relative paths mean what they mean there
+        # Whatever a check makes in "the" temporary directory goes under the run's scratch root:
+        # this process leaves at once on Ctrl-C (no cleanup of its own), and the run removes
+        # that root, with everything below it (conformance/_runscope.py).
+        tempfile.tempdir = job.workdir
         try:
             reply: tuple[str, object] = ("result", job.check_here(pid))
         except Exception as exc:  # the suite's own failure: said as such by the other side
