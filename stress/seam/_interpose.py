@@ -36,8 +36,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from . import _tracedio
-from ._trace import OpKind, TraceOp
-from ._tracer import REAL, FaultPlan, OnOp, Phase, Tracer, busy, guarded
+from ._trace import OpKind, Trace, TraceOp
+from ._tracer import REAL, FaultPlan, OnOp, Phase, StopAt, Tracer, busy, guarded
 
 try:
     import fcntl
@@ -283,7 +283,8 @@ def traced(
     *,
     on_op: OnOp | None = None,
     fail: FaultPlan | None = None,
-) -> Iterator[list[TraceOp]]:
+    stop: StopAt | None = None,
+) -> Iterator[Trace]:
     """Record every file-system operation on paths under ``root`` while the block runs.
 
     Yields the trace, a list the records are appended to as operations complete (see
@@ -297,6 +298,7 @@ def traced(
         calls it makes are not traced. Operations seen only by the audit hook
         (``note="audit"``) get the "before" call only.
     :param fail: a :class:`FaultPlan`: operations it selects raise instead of running.
+    :param stop: a crash point: there, the worker tells its parent and waits to be killed.
     :raises RuntimeError: a block is already active in this process (one at a time).
     """
     if _STATE:
@@ -304,7 +306,7 @@ def traced(
     if not _HOOK_INSTALLED:
         sys.addaudithook(_audit)
         _HOOK_INSTALLED.append(True)
-    tracer = Tracer(os.fspath(root), on_op, fail)
+    tracer = Tracer(os.fspath(root), on_op, fail, stop)
     patches = _patches()
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, replacement in patches:

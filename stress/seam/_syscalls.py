@@ -20,7 +20,6 @@ build the shim). Both feed the same :class:`SyscallTrace`, which keeps what the 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -42,11 +41,12 @@ Tree = tuple[tuple[str, bytes | None], ...]
 #: this a store's writes are too many or too large to model in bounded memory.
 MAX_TRACE_BYTES: Final = 256 << 20
 
-#: Files that hold shared memory, not data: LMDB's reader table (``lock.mdb``, ``NAME-lock``
-#: with ``MDB_NOSUBDIR``) and SQLite's WAL index (``-shm``). Both are written through a shared
-#: mapping no tracer sees, and both are rebuilt when the first process opens the store after a
-#: crash, so the recorders leave them out of the trace and of the trees.
-_SHARED_MEMORY: Final = re.compile(r"(?:^|/)lock\.mdb$|-lock$|-shm$")
+#: Files that hold shared memory, not data, by the end of their names: LMDB's reader table
+#: (``lock.mdb``, ``NAME-lock`` with ``MDB_NOSUBDIR``) and SQLite's WAL index (``-shm``). Both
+#: are written through a shared mapping, and both are rebuilt when the first process opens the
+#: store after a crash, so the recorders leave them out of the trace and of the trees, and the
+#: shim does not diff their mappings.
+SHARED_MEMORY: Final = ("/lock.mdb", "-lock", "-shm")
 
 
 class SyscallError(RuntimeError):
@@ -55,7 +55,7 @@ class SyscallError(RuntimeError):
 
 def shared_memory(path: str) -> bool:
     """Whether ``path`` names a shared-memory file the recorders leave out (see above)."""
-    return _SHARED_MEMORY.search(path) is not None
+    return ("/" + path).endswith(SHARED_MEMORY)  # a relative "lock.mdb" too
 
 
 def data_only(tree: Tree) -> Tree:

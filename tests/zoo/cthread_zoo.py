@@ -148,7 +148,9 @@ int cts_open(const char *dir, int mode) { return run(OPEN, dir, NULL, NULL, mode
 int cts_save(const char *dir, const char *name, const char *data, int mode) {
     return run(SAVE, dir, name, data, mode);
 }
-int cts_remove(const char *dir, const char *name, int mode) { return run(REMOVE, dir, name, NULL, mode); }
+int cts_remove(const char *dir, const char *name, int mode) {
+    return run(REMOVE, dir, name, NULL, mode);
+}
 """
 
 _SUFFIX: Final = ".offset"
