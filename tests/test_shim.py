@@ -399,7 +399,9 @@ def test_links_temporary_files_and_renameat2_flags_are_recorded(tmp_path: object
         ("link", "named", ""),  # through /proc/self/fd/N: no existing name
         ("close", "named", ""),
     ]
-    assert tmpfile["flags"] & os.O_TMPFILE == os.O_TMPFILE
+    flags = tmpfile["flags"]
+    assert isinstance(flags, int)
+    assert flags & os.O_TMPFILE == os.O_TMPFILE
     assert ops[0]["data"] == "A"
     assert ops[4]["data"] == "tmp"
     assert ops[4]["fd"] == tmpfile["fd"]
