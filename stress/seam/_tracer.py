@@ -204,6 +204,9 @@ def read_content(fd: int | None, path: str) -> bytes | None:
                         return bytes(pread(fd, info.st_size, 0))
                 except OSError:  # write-only descriptor: fall back to the path
                     pass
+            if fd is not None and os.path.isdir("/proc/self/fd"):
+                # The same file whatever its name: an O_TMPFILE has none, a renamed one another.
+                return _read_path(f"/proc/self/fd/{fd}", inode)
             return _read_path(path, inode)
         except OSError:
             return None
@@ -249,9 +252,9 @@ class Tracer:
         # One operation at a time, so indices follow the order operations really happened in
         # (a store's background thread interleaves with its caller); re-entrant for on_op.
         self.lock = threading.RLock()
-        #: Contents read before an operation, by index (the syscall backend reads a closing
-        #: file's content before the descriptor goes away).
-        self.pending: dict[int, bytes | None] = {}
+        #: Called before each operation is numbered: the writes it finds made since the last
+        #: operation (through shared mappings) are recorded first (``record_write``).
+        self.watch: Callable[[], None] | None = None
 
     def normalize(self, path: object, dir_fd: int | None = None) -> str | None:
         """Return the realpath-normalised absolute path, or None when it is not under root."""
@@ -276,10 +279,6 @@ class Tracer:
         with self.lock:
             self.fail = plan
             self.fired = 0
-
-    def fault_for(self, op: TraceOp) -> OSError | None:
-        """The error the plan makes ``op`` fail with (counting it), or None: run it."""
-        return self._fault(op)
 
     def _fault(self, op: TraceOp) -> OSError | None:
         plan = self.fail
@@ -306,14 +305,20 @@ class Tracer:
         fd: int | None = None,
         fd_of_result: bool = False,
         note: str = "",
+        call: str = "",
+        record_fd: bool = False,
     ) -> T:
         """Run one operation: number it, announce it, perform (or fail) it, record it.
 
         :param fd: the descriptor to read content from (content is read before a close).
         :param fd_of_result: the result is a new descriptor (``os.open``): register it.
+        :param call: the function's name, where the model needs it (``copy_file_range``).
+        :param record_fd: the record names the descriptor (an O_TMPFILE's, a link's: VOCAB19).
         """
         with self.lock, guarded():
-            pre = TraceOp(len(self.trace), kind, path, target, is_dir, flags, note=note)
+            if self.watch is not None:
+                self.watch()
+            pre = TraceOp(len(self.trace), kind, path, target, is_dir, flags, note=note, call=call)
             self._announce(pre, "before")
             wants_content = kind in CONTENT_KINDS and not is_dir
             content = read_content(fd, path) if wants_content and kind == "close" else None
@@ -333,9 +338,19 @@ class Tracer:
             if wants_content and kind != "close":
                 content = read_content(fd, path)
             done = dataclasses.replace(pre, is_dir=is_dir, content=content)
+            if record_fd and fd is not None:
+                done = dataclasses.replace(done, fd=fd)
             self.trace.append(done)
             self._announce(done, "after")
             return result
+
+    def record_write(self, path: str, content: bytes | None, note: str) -> None:
+        """Record a write no call made: bytes stored through a shared mapping (``call="mmap"``)."""
+        with self.lock, guarded():
+            op = TraceOp(len(self.trace), "write", path, content=content, note=note, call="mmap")
+            self._announce(dataclasses.replace(op, content=None), "before")
+            self.trace.append(op)
+            self._announce(op, "after")
 
     def _announce(self, op: TraceOp, phase: Phase) -> None:
         """Tell the harness (``on_op``), and stop here if this is the crash point."""
@@ -361,6 +376,8 @@ class Tracer:
         marked ``note="audit"``, because an audit hook never learns how the operation ended.
         """
         with self.lock, guarded():
+            if self.watch is not None:
+                self.watch()
             op = TraceOp(len(self.trace), kind, path, target, False, flags, note="audit")
             self._announce(op, "before")
             fault = self._fault(op)
