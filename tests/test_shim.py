@@ -462,3 +462,37 @@ def test_copies_preallocation_and_truncation_by_path_are_recorded_with_contents(
     ]
     fallocated = next(op for op in ops if op["call"] == "fallocate")
     assert "mode 0x3" in str(fallocated["note"])
+
+
+# --- the same run seen twice: the interposer and the shim's witness (issue 19, class 1) -------
+
+
+@needs_shim
+def test_the_shim_records_the_interposers_run_beside_it_and_the_views_are_compared(
+    tmp_path: object,
+) -> None:
+    # A careful save opens its temp file write-only: the interposer reads its content through
+    # /proc/self/fd, which must stay out of the shim's view (lo_hold), or the views would differ.
+    script = _PRELUDE + (
+        "from lance_offsets.stress.seam._record import disagreement, tracing\n"
+        "from zoo.stress_crash_zoo import careful, early_bound\n"
+        "seen = []\n"
+        "for factory in (careful, early_bound):\n"
+        "    store = factory(root)\n"
+        "    block, mark = tracing(root, 'python', witness=True)\n"
+        "    with block as trace:\n"
+        "        store.save(1, 2, 3)\n"
+        "        mark('ack')\n"
+        "    seen.append([len(trace), len(trace.syscall), disagreement(trace, trace.syscall),\n"
+        "                 trace[-1].note, trace.syscall[-1].note])\n"
+        "print(json.dumps(seen))\n"
+    )
+    shown: Any = _run(script, tmp_path)
+    (ours, theirs, differ, mark, marked), bound = shown
+    assert (ours, differ, mark, marked) == (theirs, None, "ack", "ack")
+    assert ours == 11  # lock open, temp open write fsync close, replace, dir open fsync close,
+    #                    lock close, the mark
+    assert bound[2] == (
+        "the Python interposer missed 1 write call, 1 fsync call and 1 close call; saw 2 only "
+        "through audit hooks (bound at import, or made in C)"
+    )

@@ -265,7 +265,10 @@ static int on_fd(struct lo_op *op, int kind, const char *call, int fd) {
 static int on_path(struct lo_op *op, int kind, const char *call, int dirfd, const char *p) {
     if (!active()) return 0;
     start(op, kind, call);
-    return abs_path(dirfd, p, op->path) == 0 && under(op->path);
+    if (abs_path(dirfd, p, op->path)) return 0;
+    int fd = proc_fd(op->path); /* reopening a descriptor's file through /proc: that file */
+    if (fd >= 0 && fd_path(fd, op->path)) return 0;
+    return under(op->path);
 }
 
 /* --- contents -------------------------------------------------------------------------------- */

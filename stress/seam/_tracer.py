@@ -269,6 +269,12 @@ class Tracer:
             name = os.path.join(base[0], name)
         with guarded():
             absolute = os.path.abspath(name)
+            if absolute.startswith("/proc/self/fd/") and absolute[14:].isdigit():
+                # A descriptor's file reopened through /proc: that file (the shim says the same).
+                try:
+                    absolute = os.readlink(absolute)
+                except OSError:
+                    return None
             head, tail = os.path.split(absolute)
             full = os.path.join(os.path.realpath(head), tail) if tail else absolute
         if full == self.root or full.startswith(self.root + os.sep):
