@@ -10,7 +10,7 @@ evidence says. The worker side (a real run seen twice) is in ``tests/test_shim.p
 from __future__ import annotations
 
 import pytest
-from lance_offsets.stress.seam._record import Backend, choose_backend, disagreement
+from lance_offsets.stress.seam._record import Backend, choose_backend, disagreement, until_mark
 from lance_offsets.stress.seam._trace import OpKind, Trace, TraceOp
 
 ROOT = "/store"
@@ -145,3 +145,12 @@ def test_without_a_syscall_view_the_interposer_judges_unless_it_saw_nothing() ->
     chosen = choose_backend(nothing, blind)
     assert (chosen.backend, nothing.asked) == ("syscall", ["python", "syscall"])
     assert chosen.judged == "syscall shim (the Python interposer saw none of the store's I/O)"
+
+
+def test_both_views_are_cut_at_their_first_mark_for_a_campaign_that_plans_up_to_the_ack() -> None:
+    python = [*ops(*SAVE), TraceOp(8, "mark", ROOT, note="ack"), TraceOp(9, "close", ROOT)]
+    trace = witnessed(python, [*ops(*SYSCALLS), TraceOp(8, "mark", ROOT, note="ack")])
+    cut = until_mark(trace)
+    assert cut == ops(*SAVE)
+    assert cut.syscall == ops(*SYSCALLS)
+    assert disagreement(cut, cut.syscall) is None

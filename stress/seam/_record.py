@@ -52,6 +52,7 @@ __all__ = [
     "disagreement",
     "remember_save",
     "tracing",
+    "until_mark",
 ]
 
 Backend = Literal["python", "syscall"]
@@ -83,25 +84,21 @@ def tracing(
     :param stop: the crash point: the worker tells its parent there and waits to be killed.
     :param witness: with ``"python"``: the shim records the same run beside the interposer
         (when it is preloaded here; else :attr:`Trace.unwitnessed` says why not), for
-        :func:`choose_backend` to compare. Counting runs ask for it.
-    :param contents: the shim's records carry each file's content after the call.
+        :func:`choose_backend` to compare. Counting runs ask for it. The witness's records carry
+        no contents: the comparison needs kinds and paths only.
+    :param contents: the shim's records carry each file's content after the call (``"syscall"``;
+        the interposer's always do).
     """
     if backend == "syscall":
         block = _shim.syscall_traced(root, fail=fail, on_map=on_map, stop=stop, contents=contents)
         return block, _shim.mark
     if witness:
-        return _witnessed(root, fail, stop, on_map, contents), _both_marks
+        return _witnessed(root, fail, stop), _both_marks
     return traced(root, fail=fail, stop=stop), python_mark
 
 
 @contextlib.contextmanager
-def _witnessed(
-    root: str,
-    fail: FaultPlan | None,
-    stop: StopAt | None,
-    on_map: Callable[[str], None] | None,
-    contents: bool,
-) -> Iterator[Trace]:
+def _witnessed(root: str, fail: FaultPlan | None, stop: StopAt | None) -> Iterator[Trace]:
     """The interposer's block, with the shim recording the same run (when it is here)."""
     if _shim.loaded() is None:
         why = _shim.unavailable() or "this worker was started without the syscall shim preloaded"
@@ -109,7 +106,7 @@ def _witnessed(
             trace.unwitnessed = why
             yield trace
         return
-    shim = _shim.syscall_traced(root, on_map=on_map, contents=contents, witness=True)
+    shim = _shim.syscall_traced(root, contents=False, witness=True)
     with shim as seen, traced(root, fail=fail, stop=stop) as trace:
         yield trace
     trace.syscall = list(seen)
@@ -292,6 +289,23 @@ SaveKey = tuple[str, str, int, tuple[int, int]]
 _SAVES: dict[SaveKey, CountedSave] = {}
 #: Entries kept at most (one per store and seed in a ``check`` run; tests run many).
 _KEPT: Final = 8
+
+
+def until_mark(trace: Trace) -> Trace:
+    """Both views of a counting run up to their first mark (a save's: up to its acknowledgement).
+
+    For a campaign that plans from the operations before the acknowledgement (F2) and still
+    wants :func:`choose_backend` to compare the views.
+    """
+
+    def cut(ops: list[TraceOp]) -> list[TraceOp]:
+        marks = [i for i, op in enumerate(ops) if op.kind == "mark"]
+        return ops[: marks[0]] if marks else list(ops)
+
+    kept = Trace(cut(trace))
+    kept.syscall = None if trace.syscall is None else cut(trace.syscall)
+    kept.unwitnessed = trace.unwitnessed
+    return kept
 
 
 def _before_ack(trace: list[TraceOp]) -> tuple[TraceOp, ...]:
