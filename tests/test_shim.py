@@ -496,3 +496,24 @@ def test_the_shim_records_the_interposers_run_beside_it_and_the_views_are_compar
         "the Python interposer missed 1 write call, 1 fsync call and 1 close call; saw 2 only "
         "through audit hooks (bound at import, or made in C)"
     )
+
+
+@needs_shim
+def test_a_child_the_store_forks_is_not_armed(tmp_path: object) -> None:
+    # The fork inherits the armed shim's memory, not its job: the child's calls are not
+    # numbered, and a crash point or fault meant for the worker never fires in it.
+    script = _PRELUDE + (
+        "stop = StopAt(0, 'before', 2, b'the child stopped')\n"
+        "plan = FaultPlan(at=0, error=errno.EIO, times=None)\n"
+        "with syscall_traced(root, fail=plan) as trace:\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        fd = os.open(os.path.join(root, 'child'), os.O_WRONLY | os.O_CREAT, 0o644)\n"
+        "        os.write(fd, b'x'); os.fsync(fd); os.close(fd)\n"
+        "        os._exit(0)\n"
+        "    _, status = os.waitpid(pid, 0)\n"
+        "print(json.dumps([show(trace), status, os.path.getsize(os.path.join(root, 'child'))]))\n"
+    )
+    shown: Any = _run(script, tmp_path)
+    ops, status, size = shown
+    assert (ops, status, size) == ([], 0, 1)

@@ -464,6 +464,18 @@ static void after(struct lo_op *op, int err) {
         return r_; \
     } while (0)
 
+/* A child the store forks (without exec) is not the worker: it records nothing, stops nowhere,
+   fails nothing. Its copy of the mutex may be held by a thread that does not exist in it. */
+static void forked_child(void) {
+    atomic_store(&armed, 0);
+    pthread_mutex_init(&lock, NULL);
+    pthread_mutex_init(&named_lock, NULL);
+    holding = 0;
+    nmaps = 0; /* the copies stay allocated: the child never diffs them */
+}
+
+__attribute__((constructor)) static void lo_init(void) { pthread_atfork(NULL, NULL, forked_child); }
+
 /* --- what Python calls ---------------------------------------------------------------------- */
 
 int lo_begin(const char *real_root, const char *given_root, int contents, const char *shared) {
