@@ -352,3 +352,50 @@ def test_the_streams_digests_are_the_digests_of_the_trees_it_builds() -> None:
     for state, digest in pairs:
         assert digest == tree_digest(state.tree), state
     assert len({d for _, d in pairs}) == len({s.tree for s, _ in pairs})
+
+
+def failed_sync_save(*, rewrite: bool) -> Trace:
+    """A save whose first fsync of the temp file fails (EIO); the store syncs again and renames.
+
+    With ``rewrite`` it writes the same bytes again before the second sync (dirty pages again).
+    """
+    trace = Trace().create("k.tmp").write("k.tmp", b"22\n")
+    trace.add("fsync", "k.tmp", content=b"22\n", error="EIO")
+    if rewrite:
+        trace.write("k.tmp", b"22\n")
+    trace.fsync("k.tmp", b"22\n").add("close", "k.tmp", content=b"22\n")
+    return trace.add("replace", "k.tmp", target="k").dirsync()
+
+
+def test_data_written_before_a_failed_fsync_may_be_lost_though_a_later_fsync_succeeded() -> None:
+    # fsyncgate: after a failed writeback the pages are clean, a second fsync has nothing to
+    # write, and the disk may keep what it held (nothing: zeros at the file's new size).
+    trace = failed_sync_save(rewrite=False)
+    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    last = len(trace.ops) - 1
+    assert values_of(found.states, last, "k") >= {b"22\n", b"\0\0\0"}
+    lost = next(s for s in found.states if s.point == last and dict(s.tree)["k"] == b"\0\0\0")
+    assert lost.dropped == ("k",)
+    assert "failed sync #2" in lost.describe()
+
+
+def test_writing_the_data_again_after_a_failed_fsync_makes_the_next_fsync_count() -> None:
+    trace = failed_sync_save(rewrite=True)
+    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    assert values_of(found.states, len(trace.ops) - 1, "k") == {b"22\n"}
+
+
+def test_a_failed_fsync_loses_only_what_was_not_written_again_after_it() -> None:
+    # A log appended to: record 1 written, its fsync fails; record 2 appended and synced. The
+    # second fsync makes record 2 durable, not record 1 (written once, before the failure).
+    initial: Tree = (("log", b""),)
+    trace = Trace().write("log", b"one\n").add("fsync", "log", content=b"one\n", error="EIO")
+    trace.write("log", b"one\ntwo\n").fsync("log", b"one\ntwo\n")
+    found = explore(trace.ops, ROOT, initial, seed=1)
+    last = values_of(found.states, len(trace.ops) - 1, "log")
+    assert b"one\ntwo\n" in last
+    assert b"\0\0\0\0two\n" in last  # record 1 lost for good, record 2 on disk
+    assert b"" not in last  # the second sync did reach the disk: the size and record 2
+    # A failed sync of a file with nothing unsynced loses nothing.
+    clean = Trace().add("fsync", "k", content=b"1\n", error="EIO")
+    assert values_of(explore(clean.ops, ROOT, INITIAL, seed=1).states, 0, "k") == {b"1\n"}

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["DataChoices", "DigestCache", "content_choices", "content_digest"]
+__all__ = ["DataChoices", "DigestCache", "changed_range", "content_choices", "content_digest"]
 
 #: Changed regions up to this size are torn at every byte; longer ones at a few cut points.
 _EVERY_BYTE: Final = 64
@@ -52,7 +52,7 @@ def _prefix(old: bytes, new: bytes) -> int:
     return start
 
 
-def _changed(old: bytes, new: bytes) -> tuple[int, int]:
+def changed_range(old: bytes, new: bytes) -> tuple[int, int]:
     """Return the byte range ``[start, end)`` where ``new`` differs from ``old``."""
     start = _prefix(old, new)
     end = len(new)
@@ -86,8 +86,11 @@ class DataChoices(Sequence[tuple[bytes, str]]):
         synced: bytes,
         versions: Sequence[tuple[int, bytes]],
         cache: DigestCache | None = None,
+        *,
+        failed_at: int = -1,
     ) -> None:
         self._synced = synced
+        self._failed_at = failed_at
         self._versions = tuple(versions)
         self._cache: DigestCache = {} if cache is None else cache
         last = len(self._versions) - 1
@@ -119,7 +122,7 @@ class DataChoices(Sequence[tuple[bytes, str]]):
         previous, content = self._content_of(position - 1), self._content_of(position)
         cuts: list[int] = []
         if len(content) >= len(previous):  # a write; a truncation is one atomic size change
-            cuts = _cuts(*_changed(previous, content))
+            cuts = _cuts(*changed_range(previous, content))
         self._cache[key] = cuts
         return cuts
 
@@ -150,6 +153,11 @@ class DataChoices(Sequence[tuple[bytes, str]]):
             return f"unsynced data ({span}): new size kept, data zeros"
         if position == len(self._versions) - 1:
             return f"unsynced data ({span}) kept"
+        if position < 0 and self._failed_at >= 0:
+            return (
+                f"unsynced data ({span}) dropped, and what the failed sync #{self._failed_at} "
+                "lost is old bytes"
+            )
         if position < 0:
             return f"unsynced data ({span}) dropped to last synced"
         return f"unsynced data ({span}) kept as after #{self._versions[position][0]}"
@@ -169,7 +177,11 @@ class DataChoices(Sequence[tuple[bytes, str]]):
 
 
 def content_choices(
-    synced: bytes, versions: Sequence[tuple[int, bytes]], cache: DigestCache | None = None
+    synced: bytes,
+    versions: Sequence[tuple[int, bytes]],
+    cache: DigestCache | None = None,
+    *,
+    failed_at: int = -1,
 ) -> DataChoices:
     """List what a cut may leave of a file: ``(content, how)`` pairs, first the extremes.
 
@@ -177,6 +189,8 @@ def content_choices(
     :param versions: ``(op index, content)`` for every content change since, oldest first
         (not empty).
     :param cache: digests kept between calls for the same file since its last sync.
+    :param failed_at: the failed sync whose lost bytes ``synced`` holds old (the report says
+        so), or -1.
 
     Each write since the last sync either happened, or not, in order (the intermediate contents
     the trace saw), or was torn: its changed bytes written up to a cut point, the old bytes after
@@ -184,4 +198,4 @@ def content_choices(
     because a write cannot shrink a file). And the file may keep its new size with zeros for the
     data it gained (the size reached the journal, the blocks did not).
     """
-    return DataChoices(synced, versions, cache)
+    return DataChoices(synced, versions, cache, failed_at=failed_at)

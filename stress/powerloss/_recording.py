@@ -27,7 +27,7 @@ from ..seam._trace import TraceOp
 from ..workers._fleet import Fleet, WorkerGone
 from ..workers._jobs import NO_SHIM
 from ._fsmodel import ModelError, Tree, replay
-from ._oracle import Step, parse_mark
+from ._oracle import Key, Step, parse_mark
 from ._workers import progress_path
 
 __all__ = [
@@ -60,6 +60,9 @@ class Recording:
     tracer: str
     #: Where this recording's crash states are written out.
     work: str = ""
+    #: Values durable before the trace began, per key (F2's setup, ``_faulted.py``); D3's
+    #: workload starts from an empty store.
+    committed: tuple[tuple[Key, int], ...] = ()
 
 
 #: No recording to explore: the outcome ("failed", "unverified") and why.
