@@ -1,8 +1,10 @@
 """D3, acknowledged offsets survive a power cut: record, explore every crash state, verify each.
 
-1. A fleet worker opens the store once (untraced: what it creates on open is taken as durable),
-   snapshots the directory, then runs a workload of saves and deletes through the fault seam,
-   bracketing each call with ``begin``/``ack`` marks (:mod:`._recording`).
+1. A fleet worker opens the store on a new, empty directory and runs a workload of saves and
+   deletes through the fault seam, bracketing each call with ``begin``/``ack`` marks
+   (:mod:`._recording`). The trace starts before that first open: what the open creates (its
+   data directory, a lock file, a database) is part of the workload, undone by a power cut
+   unless the store fsynced the directory holding it.
 2. The trace must explain the directory the worker left (replayed from the snapshot, it rebuilds
    every name and byte). The seam chooses the backend as for the crash points and F2: the Python
    interposer first, the syscall shim when the store's I/O is out of the interposer's sight (C
@@ -484,7 +486,7 @@ def _explore_and_verify(
     try:
         stream = StateStream(
             recording.trace, recording.root, recording.initial, seed=options.seed,
-            budget=budget, cap=MAX_STATES[options.long],
+            budget=budget, cap=MAX_STATES[options.long], tear=options.tear_size,
         )  # fmt: skip
         clock.phase("explore")
         for state, digest in stream.digested():
@@ -515,7 +517,7 @@ def _verdict(
         f"{_counted(tally.states, stream)} ({tally.directories} distinct directories) at "
         f"{stream.points} crash points ({stream.exhaustive_points} exhaustive, "
         f"{stream.sampled_points} sampled), {calls} store calls traced by {tracer}, "
-        f"seed {options.seed}, "
+        f"writes torn {_tears(options.tear_size)}, seed {options.seed}, "
         f"{seconds:.1f} s ({tally.states / seconds:.0f} states/s)"
     )
     if tally.judged < tally.states:
@@ -534,7 +536,8 @@ def _verdict(
         "crash points": stream.points,
         "states explored": tally.judged,
         "exhaustive": "yes" if exhaustive else "no",
-        "tracer": _EVIDENCE_TRACER[tracer],
+        "tracer": _EVIDENCE_TRACER.get(tracer, tracer),
+        "tear size": options.tear_size,
     }
     findings = tally.findings
     if findings.failed:
@@ -589,6 +592,10 @@ def _verdict(
 
 #: How the evidence names each tracer.
 _EVIDENCE_TRACER: Final = {PYTHON: "interposer", SHIM: "syscall shim", STRACE: "strace"}
+
+
+def _tears(size: int) -> str:
+    return "at any byte" if size == 1 else f"at {size}-byte sectors"
 
 
 def _outcome(name: str) -> Outcome:

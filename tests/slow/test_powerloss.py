@@ -78,6 +78,7 @@ def test_correct_stores_pass_exhaustively(spec: str, short: StressOptions) -> No
         "states explored": run.states,
         "exhaustive": "yes",
         "tracer": "interposer",
+        "tear size": 512,
     }
 
 
