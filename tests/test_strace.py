@@ -63,7 +63,7 @@ def test_a_save_protocol_becomes_trace_records_with_whole_contents() -> None:
     assert trace[6].target == target
     assert trace[8].is_dir
     assert trace[10].note == "ack save 1 2 123"
-    found = explore(trace, ROOT, (("k", b"9\n"),), seed=1)
+    found = explore(trace, ROOT, (("k", b"9\n"),), seed=1, tear=1)  # byte-level tears
     assert {dict(s.tree).get("k") for s in found.states if s.point == 10} == {b"123\n"}
     before_fsync = {dict(s.tree).get("k.tmp") for s in found.states if s.point == 3}
     assert {None, b"", b"1", b"12", b"123", b"123\n"} <= before_fsync  # lost, torn, or whole

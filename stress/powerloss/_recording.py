@@ -26,8 +26,8 @@ from ..seam._syscalls import MAX_TRACE_BYTES, SyscallError, data_only, from_shim
 from ..seam._trace import TraceOp
 from ..workers._fleet import Fleet, WorkerGone
 from ..workers._jobs import NO_SHIM
-from ._fsmodel import ModelError, Tree, replay
-from ._oracle import Step, parse_mark
+from ._fsmodel import ModelError, Tree, UnknownCall, replay
+from ._oracle import Key, Step, parse_mark
 from ._workers import progress_path
 
 __all__ = [
@@ -44,7 +44,7 @@ __all__ = [
 PROCESS_SECONDS: Final = 120.0
 
 #: Operations that change what a power cut can leave; a trace with none saw no store I/O.
-_WRITING: Final = frozenset({"write", "truncate", "rename", "replace", "unlink", "mkdir"})
+_WRITING: Final = frozenset({"write", "truncate", "rename", "replace", "unlink", "mkdir", "link"})
 
 #: How reports name each way of recording.
 TRACERS: Final = {"python": "the Python interposer", "syscall": "the syscall shim"}
@@ -60,6 +60,9 @@ class Recording:
     tracer: str
     #: Where this recording's crash states are written out.
     work: str = ""
+    #: Values durable before the trace began, per key (F2's setup, ``_faulted.py``); D3's
+    #: workload starts from an empty store.
+    committed: tuple[tuple[Key, int], ...] = ()
 
 
 #: No recording to explore: the outcome ("failed", "unverified") and why.
@@ -289,10 +292,17 @@ def untraceable(recorded: dict[str, Any], root: str) -> str | None:
             f"the trace shows no file-system write under {root}: the store's I/O cannot be traced "
             "(a C extension or a server?)"
         )
-    # Replaying the trace must rebuild the directory the worker left, byte for byte; otherwise
-    # some I/O went unseen (C code, mmap) and the model would judge a store it cannot see.
+    return _unexplained(trace, root, recorded)
+
+
+def _unexplained(trace: list[TraceOp], root: str, recorded: dict[str, Any]) -> str | None:
+    """Why replaying ``trace`` does not rebuild the directory the worker left, or None."""
+    # Byte for byte; otherwise some I/O went unseen (C code, mmap) and the model would judge a
+    # store it cannot see. A call the recorder saw and the model does not know is named.
     try:
         replayed = dict(replay(trace, root, recorded["initial"]))
+    except UnknownCall as exc:
+        return str(exc)
     except ModelError as exc:
         return f"the trace cannot be replayed on the directory it started from: {exc}"
     final = dict(recorded["final"])

@@ -78,6 +78,7 @@ def test_correct_stores_pass_exhaustively(spec: str, short: StressOptions) -> No
         "states explored": run.states,
         "exhaustive": "yes",
         "tracer": "interposer",
+        "tear size": 512,
     }
 
 
@@ -128,6 +129,21 @@ def test_each_defect_fails_d3_with_the_crash_state_printed(name: str, short: Str
     assert "(a power cut after #" in first
     assert " crash states violate D3: " in second
     assert diagnose([result])["D3"].likely[0].cause.id == MISSING_STEP[name], result.artifacts
+
+
+def test_what_the_first_open_makes_is_undone_unless_its_parent_is_fsynced(
+    short: StressOptions,
+) -> None:
+    # The trace starts at the empty directory: the open's own mkdir of data/ is a crash point.
+    run = run_powerloss(f"{ZOO}:mkdir_at_open", short)
+    print(run.result.details)
+    assert run.result.outcome == "failed"
+    assert "found absent, expected 5 (acknowledged)" in run.result.details.splitlines()[0]
+    assert "#0 mkdir data: UNDONE" in run.result.details
+    causes = diagnose([run.result])["D3"].likely
+    assert causes[0].cause.id == "directory-not-fsynced", run.result.artifacts
+    control = run_powerloss(f"{ZOO}:mkdir_at_open_fsynced", short)
+    assert passed(control), control.result.details
 
 
 @pytest.mark.skipif(SYSCALL_TRACER is None, reason="needs the syscall shim or strace for fsyncs")

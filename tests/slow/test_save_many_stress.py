@@ -76,7 +76,20 @@ def test_the_batch_control_passes_b1(stress_options: StressOptions) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "semantics"),
-    [("lockfile", "per-key durable"), ("sqlite", "atomic"), ("coalescing", "per-key durable")],
+    [
+        ("lockfile", "per-key durable"),
+        pytest.param(
+            "sqlite",
+            "atomic",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="needs the seam19 recorder: the power cuts record from before the first "
+                "open, which links the new database into place (os.link): unverified until a "
+                "recorder sees the link",
+            ),
+        ),
+        ("coalescing", "per-key durable"),
+    ],
 )
 @pytest.mark.timeout(1800)
 def test_reference_stores_pass_b1(spec: str, semantics: str, stress_options: StressOptions) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -157,9 +158,14 @@ def _seen(trace: list[TraceOp], root: str, *, until: str = "") -> list[tuple[str
         if op.kind == "mark" and op.note == until:
             break
         if op.kind != "mark" or op.note not in ("trace start", "trace end"):
-            target = os.path.relpath(op.target, root) if op.target else ""
-            seen.append((op.kind, os.path.relpath(op.path, root), target))
+            target = _pidless(os.path.relpath(op.target, root)) if op.target else ""
+            seen.append((op.kind, _pidless(os.path.relpath(op.path, root)), target))
     return seen
+
+
+def _pidless(name: str) -> str:
+    """``name`` without the process id a store's first open puts in its temporary file."""
+    return re.sub(r"\.\d+\.tmp", ".PID.tmp", name)
 
 
 #: Files whose first bytes SQLite draws at random on each run (the rollback journal's nonce, the
