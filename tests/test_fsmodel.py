@@ -6,7 +6,7 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -449,10 +449,9 @@ def test_the_tear_size_reaches_every_crash_state_of_a_stream() -> None:
     assert b"x" not in contents[512]
 
 
-# The calls of issue 19 (class 8), as the seam records them (VOCAB19): "link" and "unknown" are
-# kinds newer than some recorders; the model takes them as the seam's vocabulary grows.
-LINK = cast(OpKind, "link")
-UNKNOWN = cast(OpKind, "unknown")
+# The calls of issue 19 (class 8), as the seam records them.
+LINK: OpKind = "link"
+UNKNOWN: OpKind = "unknown"
 
 
 def test_a_link_from_a_synced_temp_file_is_durable_once_the_directory_is_synced() -> None:

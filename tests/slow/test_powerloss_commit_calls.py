@@ -130,11 +130,6 @@ END_TO_END = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the seam19 recorder: no recorder of this branch sees os.link or writes "
-    "through a mapping, so D3 is unverified for these stores",
-)
 @pytest.mark.parametrize("name", sorted(END_TO_END))
 def test_commit_call_stores_end_to_end(name: str, short: StressOptions) -> None:
     run = run_powerloss(f"{ZOO}:{name}", short)

@@ -78,16 +78,7 @@ def test_the_batch_control_passes_b1(stress_options: StressOptions) -> None:
     ("spec", "semantics"),
     [
         ("lockfile", "per-key durable"),
-        pytest.param(
-            "sqlite",
-            "atomic",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="needs the seam19 recorder: the power cuts record from before the first "
-                "open, which links the new database into place (os.link): unverified until a "
-                "recorder sees the link",
-            ),
-        ),
+        ("sqlite", "atomic"),
         ("coalescing", "per-key durable"),
     ],
 )
