@@ -32,7 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -42,7 +42,6 @@ from lance_offsets.conformance._results import Evidence, Outcome, PropertyResult
 from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
 from .._options import StressOptions
-from ..seam._trace import TraceOp
 from ._findings import StateFindings
 from ._fsmodel import (
     CrashState,
@@ -64,7 +63,7 @@ from ._oracle import (
     report,
     shown,
 )
-from ._recording import STRACE, TRACERS, Recording, syscall_recording
+from ._recording import STRACE, TRACERS, Recording
 from ._recording import recording as record_workload
 from ._verifier import MAX_HANGS, Lanes, VerifierError, lanes_for
 
@@ -311,55 +310,12 @@ def _recorded(
         result = PropertyResult("D3", _outcome(outcome), seconds, details, _NOTHING_EXPLORED)
         return PowerLossRun(result)
     clock.phase("record")
-    run = check_recording(
+    # The recording judged on the view that saw every operation: the interposer only where the
+    # shim, recording the same run beside it, saw the same (seam/_record.py); a store that
+    # calls fsync through a name bound at import is recorded through the shim.
+    return check_recording(
         options, steps, recording, clock, lanes=lanes, states=where.states, atomic=atomic
     )
-    if run.result.outcome != "failed" or not run.failures or recording.tracer != PYTHON:
-        return run
-    # A store that calls fsync through a name bound at import (``from os import fsync``) hides
-    # it from the interposer, and the model would blame it for a sync it made. The syscall
-    # shim sees every libc call: a failure stands only if its trace fails too.
-    work = os.path.join(scratch, "confirm")
-    os.mkdir(work)
-    second = syscall_recording(spec, steps, work, options.seed, "confirming the failure")
-    if isinstance(second, tuple):
-        note = f"\n(not confirmed at the system-call level: {second[1]})"
-        return dataclasses.replace(run, result=_amended(run.result, clock, suffix=note))
-    if _syncs(second.trace, second.root) == _syncs(recording.trace, recording.root):
-        note = f"\nconfirmed with {second.tracer}: it shows the same fsyncs, and no other"
-        return dataclasses.replace(run, result=_amended(run.result, clock, suffix=note))
-    confirming = Lanes(spec, _keys(steps), where.states, lanes_for(options.long))
-    confirming.spawn()
-    try:
-        confirmed = check_recording(
-            options, steps, second, clock, lanes=confirming, states=where.states, atomic=atomic
-        )
-    finally:
-        confirming.close()
-    if confirmed.result.outcome == "failed":
-        note = f"\nconfirmed with {second.tracer}: {confirmed.result.details.splitlines()[0]}"
-        return dataclasses.replace(run, result=_amended(run.result, clock, suffix=note))
-    prefix = (
-        "the Python interposer's trace missed some of the store's I/O (an fsync bound at import?),"
-        f" so the verdict comes from the trace of {second.tracer}, which sees every system call: "
-    )
-    return dataclasses.replace(confirmed, result=_amended(confirmed.result, clock, prefix=prefix))
-
-
-def _syncs(trace: Sequence[TraceOp], root: str) -> list[tuple[str, str]]:
-    """Return the trace's fsyncs in order, by kind and path under ``root``."""
-    kinds = ("fsync", "fdatasync")
-    return [(op.kind, os.path.relpath(op.path, root)) for op in trace if op.kind in kinds]
-
-
-def _amended(
-    result: PropertyResult, clock: Clock, *, prefix: str = "", suffix: str = ""
-) -> PropertyResult:
-    """``result`` with words before and after its details; the violation stays the first line."""
-    seconds = time.monotonic() - clock.start
-    first, newline, rest = result.details.partition("\n")
-    details = first + newline + prefix + rest + suffix if newline else prefix + first + suffix
-    return dataclasses.replace(result, seconds=seconds, details=details)
 
 
 def check_recording(
@@ -532,13 +488,15 @@ def _verdict(
     options.progress(f"D3: {summary}")
     # Exhaustive: every crash point enumerated, and no state dropped by the cap.
     exhaustive = stream.sampled_points == 0 and stream.drawn == stream.candidates
-    evidence: Evidence = {
+    evidence: dict[str, int | float | str] = {
         "crash points": stream.points,
         "states explored": tally.judged,
         "exhaustive": "yes" if exhaustive else "no",
         "tracer": _EVIDENCE_TRACER.get(tracer, tracer),
         "tear size": options.tear_size,
     }
+    if recording.judged and recording.judged != tracer:
+        evidence["tracing"] = recording.judged  # which view judged, and why that one
     findings = tally.findings
     if findings.failed:
         details = report(

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from ..seam._record import Backend, choose_backend
 from ..seam._syscalls import MAX_TRACE_BYTES, SyscallError, data_only, from_shim
-from ..seam._trace import TraceOp
+from ..seam._trace import Trace, TraceOp
 from ..workers._fleet import Fleet, WorkerGone
 from ..workers._jobs import NO_SHIM
 from ._fsmodel import ModelError, Tree, UnknownCall, replay
@@ -37,7 +37,6 @@ __all__ = [
     "attempt",
     "record_strace",
     "recording",
-    "syscall_recording",
 ]
 
 #: Seconds the traced worker may take before the check gives up on it (a hung store).
@@ -63,6 +62,8 @@ class Recording:
     #: Values durable before the trace began, per key (F2's setup, ``_faulted.py``); D3's
     #: workload starts from an empty store.
     committed: tuple[tuple[Key, int], ...] = ()
+    #: Which view judged and why (``syscall shim (the Python interposer missed 1 fsync call)``).
+    judged: str = ""
 
 
 #: No recording to explore: the outcome ("failed", "unverified") and why.
@@ -85,7 +86,7 @@ def recording(
             missing.append(done)
         return done
 
-    chosen = choose_backend(record, _blind, forced)
+    chosen = choose_backend(record, _blind, forced, views=_views)
     if chosen.counted is None:  # a forced shim that is missing (a run never raises here)
         return "unverified", chosen.unseen
     root, work, recorded = chosen.counted
@@ -94,7 +95,9 @@ def recording(
     reason = _blind(chosen.counted)
     if reason is None:
         tracer = TRACERS[chosen.backend]
-        return Recording(root, recorded["initial"], recorded["trace"], tracer, work)
+        return Recording(
+            root, recorded["initial"], recorded["trace"], tracer, work, judged=chosen.judged
+        )
     if missing:
         reason += f"; no syscall shim here: {missing[0]}"
     elif chosen.unseen:
@@ -107,20 +110,10 @@ def recording(
     return _strace_recording(spec, steps, os.path.join(scratch, STRACE), seed, reason)
 
 
-def syscall_recording(
-    spec: str, steps: list[Step], work: str, seed: int, reason: str
-) -> Recording | Refused:
-    """Record through the shim (strace where there is none): to confirm the interposer's."""
-    done = attempt(spec, steps, os.path.join(work, "syscall"), "syscall")
-    if isinstance(done, str):
-        return _strace_recording(spec, steps, os.path.join(work, STRACE), seed, reason)
-    root, where, recorded = done
-    if "error" in recorded:
-        return "failed", f"the shim-traced worker failed (seed {seed}):\n{recorded['error']}"
-    incomplete = _blind(done)
-    if incomplete:
-        return "unverified", f"{reason}; through the syscall shim too: {incomplete}"
-    return Recording(root, recorded["initial"], recorded["trace"], TRACERS["syscall"], where)
+def _views(attempt: _Attempt) -> Trace | None:
+    """The interposer's trace of an attempt, with the shim's view of the same run beside it."""
+    trace = attempt[2].get("trace")
+    return trace if isinstance(trace, Trace) else None
 
 
 def _blind(attempt: _Attempt) -> str | None:

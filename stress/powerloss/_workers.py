@@ -114,7 +114,9 @@ def record(
         # From the empty directory on: what the first open creates (a data directory, a lock
         # file, a database) is part of the workload, and a power cut can undo it.
         initial = snapshot(root)
-        block, mark = tracing(root, backend, on_map=mapped.append)
+        # Through the interposer, the shim records the same run beside it (the witness), so the
+        # parent can tell whether the interposer saw every operation (seam/_record.py).
+        block, mark = tracing(root, backend, on_map=mapped.append, witness=backend == "python")
 
         def both(note: str) -> None:
             progress(note)
@@ -127,7 +129,7 @@ def record(
             store.close()
         result: dict[str, Any] = {
             "initial": initial,
-            "trace": list(trace),
+            "trace": trace,  # a Trace: the witness's view goes with it
             "mapped": mapped,
             "final": snapshot(root),
         }
