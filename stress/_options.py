@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["TEAR_SIZES", "StressOptions", "choose_seed", "tear_size"]
+__all__ = ["DEFAULT_TEAR_SIZE", "TEAR_SIZES", "StressOptions", "choose_seed", "tear_size"]
 
 
 def choose_seed() -> int:
@@ -22,6 +22,8 @@ def _ignore(_: str) -> None:
 #: The tear sizes D3 and B1 can model, in bytes: a 512-byte sector (the default), a 4 KiB one
 #: (most current drives), and any byte (the pessimistic, byte-level model).
 TEAR_SIZES: Final = (512, 4096, 1)
+#: The tear size a run models unless asked otherwise: a 512-byte sector.
+DEFAULT_TEAR_SIZE: Final = 512
 
 
 def tear_size(text: str) -> int:
@@ -67,7 +69,7 @@ class StressOptions:
     progress: Callable[[str], None] = _ignore
     workdir: str | None = None
     backend: str = "auto"
-    tear_size: int = 512
+    tear_size: int = DEFAULT_TEAR_SIZE
 
     def __post_init__(self) -> None:
         if self.tear_size not in TEAR_SIZES:
