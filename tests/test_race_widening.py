@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lance_offsets.stress.concurrency._widen import CHANCE, LONGEST, Widener
-from lance_offsets.stress.seam._record import tracing
+from lance_offsets.stress.seam._interpose import traced
 
 from lance_offsets import LockFileOffsetStore
 
@@ -21,8 +21,7 @@ WINDOWS = {"after open", "before rename", "before replace", "before unlink"}
 def _work(root: Path, seed: int) -> Widener:
     root.mkdir()
     widener = Widener(seed, "M1", 0)
-    block, _ = tracing(str(root), "python", on_op=widener)
-    with block, LockFileOffsetStore.open(root, "widen") as store:
+    with traced(root, on_op=widener), LockFileOffsetStore.open(root, "widen") as store:
         for offset in range(40):
             store.save(1, 2, offset)
             assert store.load(1, 2) == offset

@@ -43,7 +43,7 @@ from lance_offsets._errors import LockTimeoutError
 from lance_offsets._interrupt import quiet_child, raise_if_interrupted
 
 from .._options import StressOptions
-from ..seam._record import tracing
+from ..seam._interpose import traced
 from ..seam._trace import TraceOp
 from ..workers._procs import context, kill, reap, start
 from ._findings import history_findings
@@ -144,8 +144,7 @@ def worker_main(job: WorkerJob) -> None:
     quiet_child()
     writer = HistoryWriter(job.history, job.worker)
     widener = Widener(job.seed, job.workload.name, job.worker)
-    block, _ = tracing(job.store_dir, "python", on_op=widener)
-    with block as trace:
+    with traced(job.store_dir, on_op=widener) as trace:
         _work(job, writer, trace)
     writer.done(widener.paused)
     writer.close()

@@ -14,8 +14,8 @@ So each worker pauses, now and then, at the places where such sections are open:
   delete's own section).
 
 The worker sees those calls through the seam's Python interposer
-(:func:`lance_offsets.stress.seam._record.tracing`, its ``on_op`` callback); a store whose I/O is
-made in C (SQLite, LMDB) passes none of them and runs as before. The pauses are drawn from the
+(:func:`lance_offsets.stress.seam._interpose.traced`, its ``on_op`` callback); a store whose I/O
+is made in C (SQLite, LMDB) passes none of them and runs as before. The pauses are drawn from the
 run's seed, per worker, in the order of its calls: the same seed pauses the same calls for the
 same time. Each is at most :data:`LONGEST` seconds and a worker stops at the run's deadline as
 before, so a run lasts as long as it did; it makes fewer operations, each a wider window.
