@@ -38,8 +38,8 @@ AFTER: Final = frozenset({"open"})
 #: Calls a worker may pause right before.
 BEFORE: Final = frozenset({"rename", "replace", "unlink"})
 #: The chance that one such call pauses, and the longest pause, in seconds.
-CHANCE: Final = 0.2
-LONGEST: Final = 0.002
+CHANCE: Final = 0.3
+LONGEST: Final = 0.003
 
 
 class Widener:
