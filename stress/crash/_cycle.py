@@ -198,6 +198,14 @@ def _views(counted: tuple[list[TraceOp], str]) -> Trace | None:
     return counted[0] if isinstance(counted[0], Trace) else None
 
 
+def _call_seconds(spec: str) -> float:
+    """The factory's declared bound on one store call (``call_seconds``, else 30 s)."""
+    from lance_offsets.conformance._capabilities import call_seconds_of
+    from lance_offsets.conformance._spec import load_factory
+
+    return call_seconds_of(load_factory(spec))
+
+
 class Run:
     """The state of one campaign: workers, the seeded choices, the crash awaiting its verdict."""
 
@@ -215,6 +223,8 @@ class Run:
         self.result = result
         self.rng = random.Random(options.seed)
         self.fleet = Fleet(spec, note=options.progress)
+        #: How long one call into the store may take (the factory's ``call_seconds``).
+        self.call_seconds = _call_seconds(spec)
         self.root = tempfile.mkdtemp(prefix="lance-crash-", dir=options.workdir)
         self.count = 0
         self.pending: Crash | None = None
@@ -346,14 +356,17 @@ class Run:
         """Judge a damaged crash directory: loud or correct, no later save (D4)."""
         keys = [crash.key, *(k for k in crash.setup if k != crash.key)]
         worker.send({"job": "verify", "path": crash.path, "keys": keys, "later": None})
+        # The reader waits on no later save here: a store call's own bound is enough (a lock the
+        # killed worker left would have blocked the undamaged states, D5's business).
+        wait = min(self.bound, self.call_seconds) + 2.0
         try:
-            _, read = worker.recv(self.bound + 2.0)
+            _, read = worker.recv(wait)
             if "open" not in read:  # a store that refused to open has no handle to close
-                worker.recv(self.bound + 2.0)  # ("saved", None): the handle closed
+                worker.recv(wait)  # ("saved", None): the handle closed
         except WorkerGone as exc:
             worker.kill()
             if "sent nothing" in str(exc):
-                self._damaged_hung(crash)
+                self._damaged_hung(crash, wait)
                 return False
             read = {"open": f"died: {exc}"}  # a crash on damaged bytes (SIGBUS) is loud
             usable = False
@@ -374,7 +387,7 @@ class Run:
             raise Found
         return usable
 
-    def _damaged_hung(self, crash: Crash) -> None:
+    def _damaged_hung(self, crash: Crash, seconds: float) -> None:
         """Reading a damaged crash state did not finish: D4's hang, unless locks explain it.
 
         A lock the killed worker still held would block the reader whatever the bytes (D5's
@@ -386,7 +399,7 @@ class Run:
             return  # blocked by a lock: D5's business, judged without damage
         self.result.damaged += 1
         self.result.judging("D4")
-        self.result.violations.append(judge_damaged_hang(crash, self.bound + 2.0))
+        self.result.violations.append(judge_damaged_hang(crash, seconds))
         self.result.kept = self.root
         self.damage_hung = True
         if self.until == "D4":
