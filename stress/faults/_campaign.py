@@ -39,6 +39,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -164,6 +165,8 @@ class _Faults:
         #: The counted operations of each action (save first), filled by :func:`check_f2`.
         self.ops: dict[str, list[TraceOp]] = {}
         self.powercuts = PowerCuts(spec, options)
+        #: The first crash state the power-loss explorer showed losing an offset (reports draw it).
+        self.crash_state: Mapping[str, Any] | None = None
 
     def directory(self) -> str:
         self.count += 1
@@ -516,33 +519,50 @@ class _Faults:
         return allowed
 
     def _explore_power_cuts(self, cycle: _Cycle) -> None:
-        """Show (or clear) the sync rule's findings with the power-loss explorer."""
-        flagged = [p for p in cycle.problems if p[0] == "fsync-error-ignored"]
+        """Judge a save or delete that returned after a failed sync by power cuts too.
+
+        The sync rule's finding is shown (the explorer finds a state that loses an offset),
+        cleared (it checked every state and none does), or stands with the reason it was not
+        shown; a return the rule accepted (the bytes were written again) is confirmed, or
+        becomes a violation if a power cut still loses the offset.
+        """
         initial = cycle.outcome.get("initial")
-        if not flagged or initial is None:
+        synced = any(op.kind in SYNC_KINDS for op in cycle.failed)
+        if initial is None or not synced or cycle.outcome["raised"] is not None:
             return
         new = None if cycle.action == "delete" else cycle.new
         explored = self.powercuts.explore(
             cycle.outcome["trace"],
             step=Step("delete" if cycle.action == "delete" else "save", self.key, new),
-            acknowledged=cycle.outcome["raised"] is None,
+            acknowledged=True,
             root=os.path.realpath(cycle.path),
             initial=initial,
             committed={self.key: cycle.old, self.other: cycle.other},
             backend=self.backend,
         )
+        flagged = [p for p in cycle.problems if p[0] == "fsync-error-ignored"]
         rest = [p for p in cycle.problems if p[0] != "fsync-error-ignored"]
-        if explored.verdict == "kept":
+        shown = "\n".join(f"  {line}" for line in explored.lines)
+        if explored.verdict == "lost":
+            self.crash_state = self.crash_state or explored.state
+            first = (
+                flagged[0][1]
+                if flagged
+                else (
+                    f"{cycle.action}() returned after a failed sync (op #{cycle.failed[0].index}) "
+                    "that the store answered by writing again, yet the offset is not durable"
+                )
+            )
+            text = f"{first}\nshown by a power cut (the power-loss explorer):\n{shown}"
+            cycle.problems = [("fsync-error-ignored", text), *flagged[1:], *rest]
+        elif explored.verdict == "kept":
+            was = "the sync rule's finding was cleared: " if flagged else ""
             cycle.story.append(
-                "the sync rule's finding was cleared: the power-loss explorer checked every "
-                f"state a power cut could leave after this trace ({explored.lines[0]})"
+                f"{was}the power-loss explorer checked every state a power cut could leave "
+                f"after the failed sync, and none loses an offset ({explored.lines[0]})"
             )
             cycle.problems = rest
-        elif explored.verdict == "lost":
-            shown = "\n".join(f"  {line}" for line in explored.lines)
-            text = f"{flagged[0][1]}\nshown by a power cut (the power-loss explorer):\n{shown}"
-            cycle.problems = [("fsync-error-ignored", text), *flagged[1:], *rest]
-        else:
+        elif flagged:
             first = flagged[0][1] + f" (by the sync rule; no power cut shown: {explored.lines[0]})"
             cycle.problems = [("fsync-error-ignored", first), *flagged[1:], *rest]
 
@@ -740,5 +760,7 @@ def _result(
     for violation in run.violations[:SHOWN]:
         lines += ["--- F2 violation", violation.text]
     lines.append(f"directories kept under {run.root}")
-    artifacts = {FINDINGS: run.findings()}
+    artifacts: dict[str, Any] = {FINDINGS: run.findings()}
+    if run.crash_state:
+        artifacts["crash_state"] = run.crash_state
     return PropertyResult("F2", "failed", seconds, "\n".join(lines), evidence, artifacts)

@@ -14,14 +14,15 @@ interface), from the directory's tree as set up:
   for this store, and the finding is dropped (the verdict rests on what reached the disk);
 - it samples, cannot model the trace, or is not there: the rule stands, and says so.
 
-Explorations are cached by what the trace did (the three errors of a plan give one trace) and
-capped per run: each starts verifier processes.
+Explorations are cached by what the trace did (the three errors of a plan, each cycle's own
+directory and values give one trace) and capped per run: each starts verifier processes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -38,8 +39,8 @@ __all__ = ["EXPLORER", "Explored", "PowerCuts"]
 EXPLORER: Final = "lance_offsets.stress.powerloss._faulted:judge_faulted_trace"
 #: Explorations per F2 run, short and long (``MAX_RUNS[options.long]``).
 MAX_RUNS: Final = (4, 16)
-#: Lines of the explorer's report a violation quotes.
-QUOTED: Final = 6
+#: Lines of the explorer's report a violation quotes: the violation, the counts, the run.
+QUOTED: Final = 3
 
 Key = tuple[int, int]
 
@@ -65,11 +66,14 @@ class Explored:
 
     :ivar verdict: ``"lost"`` (a crash state loses an acknowledged offset), ``"kept"`` (every
         state checked, none does), or ``"open"`` (not judged: sampled, unmodelled, not here).
-    :ivar lines: for ``lost``, the explorer's violation and its crash state; else why not.
+    :ivar lines: for ``lost``, the explorer's violation and where the cut was; else why not.
+    :ivar state: for ``lost``, the explorer's ``crash_state`` artifact (the files the cut left
+        beside the trace), which reports draw.
     """
 
     verdict: str
     lines: tuple[str, ...]
+    state: Mapping[str, Any] | None = None
 
 
 def _explorer() -> Explorer | str:
@@ -81,10 +85,15 @@ def _explorer() -> Explorer | str:
     return found
 
 
-def _signature(trace: Sequence[TraceOp]) -> tuple[tuple[str, str, str | None, bool], ...]:
-    """What a trace did, whatever error the plan used: the cache key of an exploration."""
+def _signature(trace: Sequence[TraceOp], root: str) -> tuple[tuple[str, str, bool, bool], ...]:
+    """What a trace did, whatever the values and the error: the cache key of an exploration.
+
+    Every cycle has its own directory and values, and a plan's three errors give one trace:
+    the operations' kinds, names under the directory, and which failed, are what the
+    explorer's verdict depends on for one store.
+    """
     return tuple(
-        (op.kind, op.target or op.path, op.content.hex() if op.content else None, op.error is None)
+        (op.kind, os.path.relpath(op.target or op.path, root), op.is_dir, op.error is None)
         for op in trace
     )
 
@@ -117,7 +126,7 @@ class PowerCuts:
         :param acknowledged: the action returned (its mark is ``ack``; else ``fail``).
         :param committed: the set-up values, durable before the trace.
         """
-        signature = (step.kind, _signature(trace))
+        signature = (step.kind, acknowledged, _signature(trace, root))
         if signature in self.cache:
             return self.cache[signature]
         explored = self._explore(
@@ -169,9 +178,9 @@ class PowerCuts:
         result = run.result
         lines = tuple(result.details.splitlines())
         if result.outcome == "failed":
-            state = result.artifacts.get("crash_state")
-            shown = [*lines[:QUOTED], *([str(state)] if state else [])]
-            return Explored("lost", tuple(shown))
+            where = [line.strip() for line in lines if line.strip().startswith("crash state ")]
+            shown = (*lines[:QUOTED], *where[:1])
+            return Explored("lost", shown, result.artifacts.get("crash_state"))
         if result.outcome == "passed" and result.evidence.get("exhaustive") == "yes":
             return Explored("kept", (lines[0] if lines else "every crash state kept it",))
         why = lines[0] if lines else result.outcome
