@@ -12,7 +12,13 @@ It declares what it does: ``shared = False`` (one handle on a location at a time
 processes) and ``handles_per_process = 1``. A suite that respects declarations never opens a
 second handle while one is open, so the store must pass everything it claims.
 
-Use it as ``zoo.exclusive_zoo:ExclusiveStore`` with the ``tests`` folder on ``PYTHONPATH``.
+``Undeclared`` is the same store without the declarations: it claims ``shared`` by default, and
+P2, M1, M2 and D5 rightly fail it; F2 must still judge its I/O errors, reading with the faulted
+handle gone once it has shown that another process cannot open the store beside an open handle
+even with no fault.
+
+Use them as ``zoo.exclusive_zoo:ExclusiveStore`` (``:Undeclared``) with the ``tests`` folder on
+``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ class ExclusiveStore(DirStore):
     """One file per key, fsync and rename; the directory's LOCK held from open to close."""
 
     shared = False
-    handles_per_process = 1
+    handles_per_process: int | None = 1
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
@@ -82,3 +88,10 @@ class ExclusiveStore(DirStore):
             os.close(self._lock_fd)  # the only descriptor of the LOCK: the flock goes with it
             self._lock_fd = None
         super().close()
+
+
+class Undeclared(ExclusiveStore):
+    """The same store, claiming ``shared`` (the default) though it is not."""
+
+    shared = True
+    handles_per_process = None

@@ -14,6 +14,7 @@ Correct ones, each the control of a defect beside it, F2 must pass:
 - ``lock_unlinked_after_replace`` takes a lock library's lock file and unlinks it on release,
   after the replace and the directory fsync: the save commits at the replace, not at the last
   unlink (``lock_unlinked_ignores_dir_sync`` ignores a failed directory fsync there: it fails);
+- ``NotDurableSwallowsFileFsync`` swallows a failed fsync but declares ``durable = False``;
 - ``fail_stop`` refuses every call on a handle after a failed save until it is reopened, as
   LMDB does after ``MDB_PANIC`` (``fail_stop_answers_from_memory`` and ``acks_after_fault``
   misbehave quietly after the fault instead: they fail).
@@ -53,6 +54,14 @@ class SwallowsFileFsync(CarefulStore):
         finally:
             os.close(fd)
         return temp
+
+
+class NotDurableSwallowsFileFsync(SwallowsFileFsync):
+    """Correct for what it claims: the same swallowed fsync, on a store that declares
+    ``durable = False`` (a cache, say). It promises nothing about power loss, so F2's sync rule
+    does not apply; everything else F2 asks still does."""
+
+    durable = False
 
 
 class BestEffortDirSync(CarefulStore):
