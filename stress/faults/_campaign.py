@@ -417,9 +417,8 @@ class _Faults:
         allowed = self._judge_read(cycle, found, commit)
         self._explore_power_cuts(cycle)
         on = "a new handle" if action == "open" else "the same handle"
-        if killed and not self._faulted_again(cycle, snapshot=False):
-            return
-        if not self.later_save(cycle, on, allowed):
+        handle = self._faulted_again(cycle) if killed else cycle.path
+        if handle is None or not self.later_save(cycle, on, allowed, handle):
             return
         self.record(cycle, files)
         if not cycle.problems:
@@ -448,18 +447,18 @@ class _Faults:
         cycle.problems = [] if raised else self.returned(cycle)
         return True
 
-    def _faulted_again(self, cycle: _Cycle, *, snapshot: bool) -> bool:
-        """The same fault on a second directory, for the later save (the first handle is gone).
+    def _faulted_again(self, cycle: _Cycle) -> str | None:
+        """The same fault in a second directory, for the later save (the first handle is gone).
 
         A store that allows one handle at a time was read with its faulted handle killed; the
-        handle that must work again once the fault cleared is this one.
+        handle that must work again once the fault cleared is this one. Returns its directory,
+        or None if the fault hung this time (reported).
         """
         again = dataclasses.replace(cycle, path=self.directory(), story=list(cycle.story))
-        if not self._faulted(again, snapshot=snapshot, again=True):
-            return False
-        cycle.path = again.path
+        if not self._faulted(again, snapshot=False, again=True):
+            return None
         cycle.story.append(f"the same fault again in {os.path.basename(again.path)}, kept open")
-        return True
+        return again.path
 
     def _refuses_beside_an_open_handle(self) -> bool:
         """Whether B cannot open the store beside an open handle with no fault at all.
@@ -566,10 +565,11 @@ class _Faults:
             first = flagged[0][1] + f" (by the sync rule; no power cut shown: {explored.lines[0]})"
             cycle.problems = [("fsync-error-ignored", first), *flagged[1:], *rest]
 
-    def later_save(self, cycle: _Cycle, on: str, allowed: tuple[Any, ...]) -> bool:
+    def later_save(self, cycle: _Cycle, on: str, allowed: tuple[Any, ...], path: str) -> bool:
         """Once the fault cleared, a later save on ``on`` must work; False if it hung.
 
         Or the handle is fail-stop (``judge_later``): it refuses loudly, and a reopen works.
+        ``path`` is the directory A's handle is open on (a second one for a store not shared).
         """
         self.a.send("continue")
         told = [*cycle.story, *(text for _, text in cycle.problems)]
@@ -586,7 +586,7 @@ class _Faults:
                 f"fail-stop: the handle refused the later save ({result['raised']}); a reopened "
                 "handle saved it"
             )
-        if not judged.problems and (again := self.read(cycle.path).get(f"load{self.key}")) != (
+        if not judged.problems and (again := self.read(path).get(f"load{self.key}")) != (
             cycle.later
         ):
             text = f"the later save of {cycle.later} returned, a fresh handle found {again}"
