@@ -57,7 +57,8 @@ def test_a_store_locked_from_open_to_close_passes_every_check(
         check=False,
     )
     print(done.stdout[-4000:], done.stderr[-2000:])
-    verdicts = json.loads(report.read_text())["properties"]
+    written = json.loads(report.read_text())
+    verdicts = written["properties"]
     assert set(verdicts) == set(PROPERTIES)
     assert [pid for pid, outcome in verdicts.items() if outcome == "failed"] == []
     for pid, outcome in verdicts.items():
@@ -68,3 +69,8 @@ def test_a_store_locked_from_open_to_close_passes_every_check(
         else:
             assert outcome == "passed", (pid, outcome)
     assert done.returncode == 0, done.stderr
+    # F2 read what each fault left with the faulted handle killed, as the declaration asks.
+    f2 = written["details"]["F2"]["evidence"]
+    assert "faulted handle was killed (the store does not claim shared)" in f2["fresh reads"]
+    assert f2["faulted saves"] >= 5 * 3 * 2
+    assert min(f2[f"faulted {action}s"] for action in ("delete", "load", "open")) >= 1
