@@ -87,8 +87,8 @@ def demonstrated_commit(ops: list[TraceOp], seen_after: Callable[[int], Seen]) -
         falls back to :func:`guessed_commit`).
     """
     candidates = [op for op in ops if _can_change(op)]
-    if not candidates:
-        return Commit(len(ops), True, "demonstrated: the action changes nothing a reader sees")
+    if not candidates:  # the change is made where the trace cannot see it (a shared mapping?)
+        return "no operation in the trace can change what a reader sees (writes through a mapping?)"
     kills = 0
 
     def probe(op: TraceOp) -> Seen:
@@ -100,8 +100,7 @@ def demonstrated_commit(ops: list[TraceOp], seen_after: Callable[[int], Seen]) -
     if last == "unreached":
         return f"the kill after {_named(candidates[-1])} was not reached (the numbering moved?)"
     if last != "new":
-        end = f"{kills} kill(s): even after {_named(candidates[-1])} a fresh handle read {last}"
-        return Commit(len(ops), True, f"demonstrated: not before the action returned ({end})")
+        return _not_before_the_end(ops, candidates[-1], last, probe)
     low, high = -1, len(candidates) - 1  # after candidates[high]: new; before candidates[0]: old
     while high - low > 1:
         middle = (low + high) // 2
@@ -114,3 +113,25 @@ def demonstrated_commit(ops: list[TraceOp], seen_after: Callable[[int], Seen]) -
             low = middle
     chosen = candidates[high]
     return Commit(chosen.index, True, f"demonstrated: {_named(chosen)} ({kills} kill(s))")
+
+
+def _not_before_the_end(
+    ops: list[TraceOp], last: TraceOp, seen: Seen, probe: Callable[[TraceOp], Seen]
+) -> Commit | str:
+    """After the last candidate ``last`` a fresh handle read ``seen``, not the change.
+
+    The change is then not visible before the action returned (a write-behind store), unless a
+    kill after the action's very last operation shows it: then it was made where the trace
+    cannot see (a write through a shared mapping, synced by the operation after), and the
+    trace cannot place the commit.
+    """
+    final = ops[-1]
+    after = seen if final is last else probe(final)
+    if after == "new":
+        return (
+            f"a fresh handle sees the change after {_named(final)}, not after {_named(last)}: "
+            "the trace misses where it is made"
+        )
+    if after == "unreached":
+        return f"the kill after {_named(final)} was not reached"
+    return Commit(len(ops), True, f"demonstrated: not before the action returned (read {after})")

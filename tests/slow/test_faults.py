@@ -524,6 +524,14 @@ def test_a_commit_the_kills_cannot_show_falls_back_to_the_guess() -> None:
     late = demonstrated_commit(ops, lambda index: "old")  # visible only once it returned
     assert isinstance(late, Commit)
     assert late.index == len(ops)
+    # Visible only after a sync: the change went where the trace cannot see (a mapping).
+    synced = [*ops, _op(3, "fsync", "k")]
+    hidden = demonstrated_commit(synced, lambda index: "new" if index == 3 else "old")
+    assert hidden == (
+        "a fresh handle sees the change after op #3 fsync k, not after op #2 replace t: the "
+        "trace misses where it is made"
+    )
+    assert isinstance(demonstrated_commit([_op(0, "fsync", "k")], lambda index: "new"), str)
 
 
 def test_with_a_demonstrated_commit_a_failed_sync_before_it_must_leave_the_old_value() -> None:
