@@ -11,7 +11,8 @@ whole-check rate of the reference store in the same process.
 The stores whose I/O is in C (SQLite, LMDB) are recorded through the syscall shim, the same
 seam the crash points and F2 use (strace where the shim cannot be built); the tracer is printed.
 
-Usage: ``PYTHONPATH=tests python benchmarks/bench_powerloss.py [--long] [--seed N] [SPEC ...]``.
+Usage: ``PYTHONPATH=tests python benchmarks/bench_powerloss.py [--long] [--seed N]
+[--tear-size 512|4096|1] [SPEC ...]``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
-from lance_offsets.stress._options import StressOptions
+from lance_offsets.stress._options import StressOptions, tear_size
 from lance_offsets.stress.powerloss._campaign import run_powerloss
 
 STORES = [
@@ -44,9 +45,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--long", action="store_true", help="the long workload (48 calls)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--tear-size", type=tear_size, default=512, help="512 (default), 4096 or 1 (any byte)"
+    )
     parser.add_argument("specs", nargs="*", default=STORES, help="stores (default: all above)")
     args = parser.parse_args()
-    options = StressOptions(long=args.long, seed=args.seed)
+    options = StressOptions(long=args.long, seed=args.seed, tear_size=args.tear_size)
     baseline = None
     for spec in args.specs:
         if spec.startswith("zoo.lmdb_zoo") and importlib.util.find_spec("lmdb") is None:

@@ -42,6 +42,7 @@ _SAME: Final[tuple[tuple[str, Callable[[VerdictFile], Any]], ...]] = (
     ("--stress", lambda f: f.verdict.stress),
     ("seed", lambda f: f.verdict.seed),
     ("--strict", lambda f: f.verdict.strict),
+    ("--tear-size", lambda f: f.verdict.tear_size),
     ("--only", lambda f: f.verdict.only and ",".join(f.verdict.only)),
     ("shard count", lambda f: f.verdict.shard and f.verdict.shard[1]),
     # Runners of one kind may differ in the patch release (3.12.7, 3.12.8): nothing drawn does.
@@ -157,6 +158,7 @@ def merge_shards(files: Sequence[VerdictFile], *, version: str = __version__) ->
         ended=ended,
         only=first.only,
         workers=max(v.workers for v in verdicts),
+        tear_size=first.tear_size,
         interrupted=next((v.interrupted for v in verdicts if v.interrupted), None),
         not_run=tuple(not_run),
         merged_shards=len(verdicts),

@@ -83,6 +83,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(default: all); an unknown ID is a usage error",
     )
     group.addoption(
+        "--conformance-tear-size",
+        default="512",
+        metavar="BYTES",
+        help="the bytes a disk writes atomically in D3's and B1's power cuts, as "
+        "'lance-offsets check --tear-size': 512 (default), 4096 or 1 (any byte)",
+    )
+    group.addoption(
         "--conformance-strict",
         action="store_true",
         default=False,
@@ -170,9 +177,19 @@ def _selected(config: pytest.Config) -> list[str] | None:
     return ids
 
 
+def _tear(config: pytest.Config) -> int:
+    from lance_offsets.stress._options import tear_size
+
+    try:
+        return tear_size(config.getoption("conformance_tear_size"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"--conformance-tear-size: {exc}") from None
+
+
 def _validate(config: pytest.Config) -> None:
     """Refuse, before any test runs, an option the suite cannot honour."""
     _selected(config)
+    _tear(config)
     profile: str = config.getoption("conformance_profile")
     if profile != "quick":  # the default needs no import of Hypothesis to be known good
         from ._profiles import PROFILES
@@ -335,9 +352,11 @@ class ConformanceRun:
         stress: bool = False,
         strict: bool = False,
         only: list[str] | None = None,
+        tear_size: int = 512,
     ) -> None:
         self.spec, self.profile, self.seed = spec, profile, seed
         self.stress, self.strict, self.only = stress, strict, only
+        self.tear_size = tear_size
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> ConformanceRun:
@@ -350,6 +369,7 @@ class ConformanceRun:
             stress=config.getoption("stress"),
             strict=config.getoption("conformance_strict"),
             only=_selected(config),
+            tear_size=_tear(config),
         )
 
     def check(self, pid: str) -> PropertyResult:
@@ -357,7 +377,12 @@ class ConformanceRun:
         from ._run import run_checks
 
         (result,) = run_checks(
-            self.spec, profile=self.profile, only=[pid], stress=self.stress, seed=self.seed
+            self.spec,
+            profile=self.profile,
+            only=[pid],
+            stress=self.stress,
+            seed=self.seed,
+            tear_size=self.tear_size,
         )
         return result
 
@@ -369,6 +394,8 @@ class ConformanceRun:
             words.append("--stress")
         if self.strict:
             words.append("--conformance-strict")
+        if self.tear_size != 512:
+            words += ["--conformance-tear-size", str(self.tear_size)]
         return words
 
     def replay(self, pid: str | None = None) -> str:
@@ -387,6 +414,8 @@ class ConformanceRun:
             words.append("--stress")
         if self.strict:
             words.append("--strict")
+        if self.tear_size != 512:
+            words += ["--tear-size", str(self.tear_size)]
         return " ".join(shlex.quote(w) for w in words)
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Final
 
+from lance_offsets.stress._options import DEFAULT_TEAR_SIZE
+
 from lance_offsets._version import __version__
 
 from ._catalog import PROPERTIES
@@ -67,6 +69,8 @@ class Verdict:
     only: tuple[str, ...] | None = None
     #: Properties checked at once (``--workers``); the verdict does not depend on it.
     workers: int = 1
+    #: The bytes a disk writes atomically in D3's and B1's power cuts (``--tear-size``).
+    tear_size: int = DEFAULT_TEAR_SIZE
     #: The signal that stopped the run early (``"SIGINT"``, ``"SIGTERM"``), or None.
     interrupted: str | None = None
     #: Properties asked for that had not finished when the run was interrupted.
@@ -122,6 +126,8 @@ class Verdict:
             words += ["--seed", str(self.seed)]
         if self.strict:
             words.append("--strict")
+        if self.tear_size != DEFAULT_TEAR_SIZE:
+            words += ["--tear-size", str(self.tear_size)]
         if self.workers > 1:
             words += ["--workers", str(self.workers)]
         if self.shard is not None:
@@ -167,6 +173,7 @@ def json_document(verdict: Verdict) -> dict[str, Any]:
         "seed": verdict.seed,
         "only": list(verdict.only) if verdict.only is not None else None,
         "workers": verdict.workers,
+        "tear_size": verdict.tear_size,
         "interrupted": verdict.interrupted,
         "not_run": list(verdict.not_run),
         "shard": (

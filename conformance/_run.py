@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final, NoReturn
 
 from hypothesis.errors import Flaky, Unsatisfiable
+from lance_offsets.stress._options import DEFAULT_TEAR_SIZE
 
 from lance_offsets._interrupt import quiet_child, raise_if_interrupted
 
@@ -277,17 +278,23 @@ def default_stress_options(
     *,
     workdir: str | None = None,
     say: Callable[[str], None] | None = None,
+    tear_size: int = DEFAULT_TEAR_SIZE,
 ) -> Any:
     """The multi-process runs' options every door uses, so one seed gives one verdict.
 
     :param say: where a long run's progress lines go (default: stderr).
+    :param tear_size: the bytes a disk writes atomically, for D3's and B1's power cuts.
     """
     from lance_offsets.stress._options import StressOptions, choose_seed
 
     chosen = choose_seed() if seed is None else seed
     if not stress:
-        return StressOptions(seconds=2.0, workers=2, seed=chosen, workdir=workdir)
-    return StressOptions.for_long_run(seed=chosen, progress=say or _say_on_stderr, workdir=workdir)
+        return StressOptions(
+            seconds=2.0, workers=2, seed=chosen, workdir=workdir, tear_size=tear_size
+        )
+    return StressOptions.for_long_run(
+        seed=chosen, progress=say or _say_on_stderr, workdir=workdir, tear_size=tear_size
+    )
 
 
 def _run_stress(spec: str, ids: list[str], stress: bool, options: Any) -> list[PropertyResult]:
@@ -352,6 +359,7 @@ def run_checks(
     database: str | None = None,
     started: Callable[[str], None] | None = None,
     say: Callable[[str], None] | None = None,
+    tear_size: int = DEFAULT_TEAR_SIZE,
 ) -> list[PropertyResult]:
     """Check every property of the catalog (or ``only`` those) on the store ``spec`` names.
 
@@ -364,6 +372,8 @@ def run_checks(
     :param progress: called with each result as it is known.
     :param started: called with each property's ID as its check starts.
     :param say: where long runs' progress lines go (default: stderr, each prefixed with "..").
+    :param tear_size: the bytes a disk writes atomically in D3's and B1's power cuts (512, 4096,
+        or 1 for byte-level tears).
     :param database: directory for an opt-in Hypothesis example database, kept per store and
         property (default: the ``LANCE_OFFSETS_EXAMPLE_DB`` environment variable, else none).
     :returns: results in catalog order, whatever order they finished in.
@@ -392,7 +402,9 @@ def run_checks(
         if stress_options is None and any(PROPERTIES[p].suite != "conformance" for p in ids):
             # One options object (one seed) for the whole run: D1, D2, D4 and D5 then share one
             # crash campaign (stress/crash/_campaign.py caches it by spec and seed), not four.
-            stress_options = default_stress_options(stress, seed, workdir=scope.root, say=say)
+            stress_options = default_stress_options(
+                stress, seed, workdir=scope.root, say=say, tear_size=tear_size
+            )
         if workers <= 1:
             results = []
             for pid in ids:

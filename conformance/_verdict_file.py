@@ -140,6 +140,8 @@ def verdict_from_document(document: Any) -> tuple[Verdict, str]:
         ended=ended,
         only=None if only is None else _strings(only, "'only'"),
         workers=_get(document, "workers", "an integer", where="", optional=True) or 1,
+        # Older files have none: they were made before the option, with byte-level tears.
+        tear_size=_get(document, "tear_size", "an integer", where="", optional=True) or 1,
         interrupted=_get(document, "interrupted", "a string", where="", optional=True),
         not_run=_strings(document.get("not_run", []), "'not_run'"),
         shard=_shard(document.get("shard")),

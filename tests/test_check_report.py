@@ -255,3 +255,15 @@ def test_an_interrupted_run_marks_what_did_not_run_in_every_report() -> None:
     page = report_html(verdict)
     assert 'class="stopped"' in page
     assert page.count('<tr class="not-run"') == 2
+
+
+def test_the_tear_size_reaches_d3_and_the_replay(tmp_path: Path) -> None:
+    done = _check(tmp_path, "--only", "D3", "--tear-size", "4k", "--seed", "3", "--json", "v.json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads((tmp_path / "v.json").read_text())
+    assert document["tear_size"] == 4096
+    assert document["details"]["D3"]["evidence"]["tear size"] == 4096
+    assert document["replay"].endswith("--only D3 --profile quick --seed 3 --tear-size 4096")
+    refused = _check(tmp_path, "--only", "D3", "--tear-size", "100")
+    assert refused.returncode == 2
+    assert "tear size '100' is not one of 512, 4096 (4k) or 1 (byte-level)" in refused.stderr

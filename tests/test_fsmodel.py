@@ -13,10 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lance_offsets.stress.powerloss._fsdata import content_choices
 from lance_offsets.stress.powerloss._fsmodel import (
+    O_TMPFILE,
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
     CrashState,
     ModelError,
     StateStream,
     Tree,
+    UnknownCall,
     _cut,
     explore,
     materialise,
@@ -99,7 +103,7 @@ def test_correct_save_protocol_leaves_old_or_new_value_at_every_point() -> None:
 
 def test_missing_file_fsync_can_leave_an_empty_target_after_the_directory_sync() -> None:
     trace = save(Trace(), b"2\n", file_sync=False)
-    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    found = explore(trace.ops, ROOT, INITIAL, seed=1, tear=1)
     last = len(trace.ops) - 1
     assert b"" in values_of(found.states, last, "k")
     assert b"\0\0" in values_of(found.states, last, "k")
@@ -129,7 +133,7 @@ def test_rename_before_data_sync_can_persist_the_rename_without_the_data() -> No
 
 def test_exhaustive_count_for_one_unsynced_new_file() -> None:
     trace = Trace().create("n").write("n", b"ab")
-    found = explore(trace.ops, ROOT, (), seed=1)
+    found = explore(trace.ops, ROOT, (), seed=1, tear=1)
     states = files_at(found.states, 1)
     # Entry lost; or kept holding "ab", "" (dropped), "a" (torn), or two zero bytes.
     assert sorted(states, key=repr) == sorted(
@@ -155,7 +159,7 @@ def test_fdatasync_syncs_data_like_fsync() -> None:
 
 def test_in_place_overwrite_can_leave_the_truncated_file() -> None:
     trace = Trace().add("open", "k", flags=CREATE, content=b"").write("k", b"2\n")
-    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    found = explore(trace.ops, ROOT, INITIAL, seed=1, tear=1)
     assert {b"1\n", b"", b"2", b"2\n"} <= values_of(found.states, 1, "k")
 
 
@@ -227,7 +231,7 @@ def test_materialise_writes_the_tree(tmp_path: Path) -> None:
 def test_a_torn_overwrite_mixes_new_and_old_bytes_and_never_shrinks_the_file() -> None:
     old = b"A" * 100
     new = b"A" * 10 + b"B" * 80 + b"A" * 10  # a pwrite over bytes 10..89
-    contents = {c for c, _ in content_choices(old, [(7, new)])}
+    contents = {c for c, _ in content_choices(old, [(7, new)], tear=1)}
     assert old in contents
     assert new in contents
     assert all(len(c) == 100 for c in contents)  # an overwrite cannot cut the file short
@@ -235,7 +239,7 @@ def test_a_torn_overwrite_mixes_new_and_old_bytes_and_never_shrinks_the_file() -
 
 
 def test_an_append_tears_to_prefixes_or_zeros_beyond_the_synced_length() -> None:
-    contents = {c for c, _ in content_choices(b"12", [(3, b"12345")])}
+    contents = {c for c, _ in content_choices(b"12", [(3, b"12345")], tear=1)}
     assert {b"12", b"123", b"1234", b"12345", b"12\0\0\0"} == contents
 
 
@@ -352,3 +356,217 @@ def test_the_streams_digests_are_the_digests_of_the_trees_it_builds() -> None:
     for state, digest in pairs:
         assert digest == tree_digest(state.tree), state
     assert len({d for _, d in pairs}) == len({s.tree for s, _ in pairs})
+
+
+def failed_sync_save(*, rewrite: bool) -> Trace:
+    """A save whose first fsync of the temp file fails (EIO); the store syncs again and renames.
+
+    With ``rewrite`` it writes the same bytes again before the second sync (dirty pages again).
+    """
+    trace = Trace().create("k.tmp").write("k.tmp", b"22\n")
+    trace.add("fsync", "k.tmp", content=b"22\n", error="EIO")
+    if rewrite:
+        trace.write("k.tmp", b"22\n")
+    trace.fsync("k.tmp", b"22\n").add("close", "k.tmp", content=b"22\n")
+    return trace.add("replace", "k.tmp", target="k").dirsync()
+
+
+def test_data_written_before_a_failed_fsync_may_be_lost_though_a_later_fsync_succeeded() -> None:
+    # fsyncgate: after a failed writeback the pages are clean, a second fsync has nothing to
+    # write, and the disk may keep what it held (nothing: zeros at the file's new size).
+    trace = failed_sync_save(rewrite=False)
+    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    last = len(trace.ops) - 1
+    assert values_of(found.states, last, "k") >= {b"22\n", b"\0\0\0"}
+    lost = next(s for s in found.states if s.point == last and dict(s.tree)["k"] == b"\0\0\0")
+    assert lost.dropped == ("k",)
+    assert "failed sync #2" in lost.describe()
+
+
+def test_writing_the_data_again_after_a_failed_fsync_makes_the_next_fsync_count() -> None:
+    trace = failed_sync_save(rewrite=True)
+    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    assert values_of(found.states, len(trace.ops) - 1, "k") == {b"22\n"}
+
+
+def test_a_failed_fsync_loses_only_what_was_not_written_again_after_it() -> None:
+    # A log appended to: record 1 written, its fsync fails; record 2 appended and synced. The
+    # second fsync makes record 2 durable, not record 1 (written once, before the failure).
+    initial: Tree = (("log", b""),)
+    trace = Trace().write("log", b"one\n").add("fsync", "log", content=b"one\n", error="EIO")
+    trace.write("log", b"one\ntwo\n").fsync("log", b"one\ntwo\n")
+    found = explore(trace.ops, ROOT, initial, seed=1)
+    last = values_of(found.states, len(trace.ops) - 1, "log")
+    assert b"one\ntwo\n" in last
+    assert b"\0\0\0\0two\n" in last  # record 1 lost for good, record 2 on disk
+    assert b"" not in last  # the second sync did reach the disk: the size and record 2
+    # A failed sync of a file with nothing unsynced loses nothing.
+    clean = Trace().add("fsync", "k", content=b"1\n", error="EIO")
+    assert values_of(explore(clean.ops, ROOT, INITIAL, seed=1).states, 0, "k") == {b"1\n"}
+
+
+def torn(choices: Any) -> set[bytes]:
+    return {c for c, how in choices if "torn at byte" in how}
+
+
+def test_a_write_inside_one_sector_is_never_torn() -> None:
+    # A disk writes a sector whole or not at all: "ab" is all there, or the file is empty, or
+    # (its size reached the journal first) two zero bytes; never "a".
+    assert {c for c, _ in content_choices(b"", [(1, b"ab")])} == {b"ab", b"", b"\0\0"}
+    old = b"A" * 600
+    over = b"A" * 10 + b"B" * 480 + b"A" * 110  # bytes 10..489 of sector 0: old or new
+    assert {c for c, _ in content_choices(old, [(1, over)])} == {old, over}
+
+
+def test_a_write_across_sectors_is_torn_only_at_their_boundaries() -> None:
+    old = b"A" * 2000
+    new = b"A" * 100 + b"B" * 1800 + b"A" * 100  # bytes 100..1899: sectors 0 to 3
+    cuts = {new[:c] + old[c:] for c in (512, 1024, 1536)}
+    assert torn(content_choices(old, [(1, new)])) == cuts
+    assert torn(content_choices(old, [(1, new)], tear=4096)) == set()  # one 4 KiB sector
+    assert len(torn(content_choices(old, [(1, new)], tear=1))) > 3  # byte-level: finer
+    append = content_choices(b"", [(1, bytes(range(256)) * 40)], tear=4096)  # 10,240 bytes
+    assert {len(c) for c in torn(append)} == {4096, 8192}
+
+
+def test_a_long_write_is_torn_at_a_few_sector_boundaries_only() -> None:
+    new = b"x" * (1 << 20)
+    for tear in (512, 4096):
+        lengths = {len(c) for c in torn(content_choices(b"", [(1, new)], tear=tear))}
+        assert 3 <= len(lengths) <= 7
+        assert all(n % tear == 0 and 0 < n < len(new) for n in lengths), (tear, lengths)
+
+
+def test_the_tear_size_reaches_every_crash_state_of_a_stream() -> None:
+    trace = Trace().create("n").write("n", b"x" * 1500)
+    contents = {
+        tear: values_of(explore(trace.ops, ROOT, (), seed=1, tear=tear).states, 1, "n")
+        for tear in (1, 512, 4096)
+    }
+    assert contents[4096] == {None, b"", b"x" * 1500, b"\0" * 1500}
+    assert contents[512] == contents[4096] | {b"x" * 512, b"x" * 1024}
+    assert b"x" in contents[1]  # byte-level: torn after one byte too
+    assert b"x" not in contents[512]
+
+
+# The calls of issue 19 (class 8), as the seam records them.
+LINK: OpKind = "link"
+UNKNOWN: OpKind = "unknown"
+
+
+def test_a_link_from_a_synced_temp_file_is_durable_once_the_directory_is_synced() -> None:
+    trace = Trace().create("t").write("t", b"5\n").fsync("t", b"5\n")
+    trace.add(LINK, "k.1", target="t", content=b"5\n").add("unlink", "t")
+    linked = len(trace.ops) - 2
+    trace.dirsync()
+    found = explore(trace.ops, ROOT, (), seed=1)
+    # Before the directory sync the link can be undone like any new entry ...
+    assert values_of(found.states, linked, "k.1") == {None, b"5\n"}
+    undone = next(s for s in found.states if s.point == linked and "k.1" not in dict(s.tree))
+    assert any(" link " in op or "link k.1" in op for op in undone.undone), undone.undone
+    # ... and the file's synced data goes with the inode to its new name: never torn or empty.
+    assert values_of(found.states, len(trace.ops) - 1, "k.1") == {b"5\n"}
+    assert values_of(found.states, len(trace.ops) - 1, "t") == {None}
+
+
+def test_a_failed_link_changes_nothing_and_a_link_over_a_name_is_a_model_error() -> None:
+    trace = Trace().create("t").write("t", b"6\n")
+    trace.add(LINK, "k", target="t", content=b"6\n", error="EEXIST")
+    found = explore(trace.ops, ROOT, INITIAL, seed=1)
+    assert values_of(found.states, len(trace.ops) - 1, "k") == {b"1\n"}
+    trace.add(LINK, "k", target="t", content=b"6\n")  # succeeded though k exists: a gap
+    with pytest.raises(ModelError, match="the link succeeded though"):
+        explore(trace.ops, ROOT, INITIAL, seed=1)
+
+
+def test_an_o_tmpfile_file_has_no_name_until_a_link_gives_it_one() -> None:
+    if not O_TMPFILE:
+        pytest.skip("no O_TMPFILE on this platform")
+    trace = Trace().add("open", "", flags=O_TMPFILE | os.O_WRONLY, fd=7, content=b"")
+    trace.write("#tmpfile-7", b"9\n").fsync("#tmpfile-7", b"9\n")
+    before = len(trace.ops) - 1
+    trace.add(LINK, "k.9", target=None, fd=7, content=b"9\n").dirsync()
+    found = explore(trace.ops, ROOT, (), seed=1)
+    assert files_at(found.states, before) == [{}]  # unnamed: no state shows it
+    assert files_at(found.states, len(trace.ops) - 1) == [{"k.9": b"9\n"}]
+    assert replay(trace.ops, ROOT, ()) == (("k.9", b"9\n"),)
+    unsynced = Trace().add("open", "", flags=O_TMPFILE | os.O_WRONLY, fd=3, content=b"")
+    unsynced.write("#tmpfile-3", b"9\n").add(LINK, "k.9", fd=3, content=b"9\n").dirsync()
+    left = values_of(explore(unsynced.ops, ROOT, (), seed=1).states, 3, "k.9")
+    assert left == {b"9\n", b"", b"\0\0"}  # named and durable, its data not
+
+
+def test_rename_noreplace_is_a_rename_and_exchange_swaps_two_entries() -> None:
+    initial: Tree = (("a", b"A"), ("b", b"B"))
+    swap = Trace().add("rename", "a", target="b", flags=RENAME_EXCHANGE)
+    found = explore(swap.ops, ROOT, initial, seed=1)
+    # One entry operation: both names swap, or neither (the directory was not synced).
+    assert sorted(map(repr, files_at(found.states, 0))) == sorted(
+        map(repr, [{"a": b"A", "b": b"B"}, {"a": b"B", "b": b"A"}])
+    )
+    assert replay(swap.ops, ROOT, initial) == (("a", b"B"), ("b", b"A"))
+    new = Trace().add("rename", "a", target="c", flags=RENAME_NOREPLACE).dirsync()
+    assert files_at(explore(new.ops, ROOT, initial, seed=1).states, 1) == [{"b": b"B", "c": b"A"}]
+    for bad in (
+        Trace().add("rename", "a", target="b", flags=RENAME_NOREPLACE),
+        Trace().add("rename", "a", target="c", flags=RENAME_EXCHANGE),
+    ):
+        with pytest.raises(ModelError):
+            explore(bad.ops, ROOT, initial, seed=1)
+    failed = Trace().add("rename", "a", target="b", flags=RENAME_NOREPLACE, error="EEXIST")
+    assert files_at(explore(failed.ops, ROOT, initial, seed=1).states, 0) == [dict(initial)]
+
+
+def test_copy_file_range_fallocate_and_truncate_by_path_are_writes_and_truncations() -> None:
+    old = b"a" * 2048
+    trace = Trace().add("write", "f", content=b"a" * 1024 + b"b" * 1024, call="copy_file_range")
+    trace.add("write", "f", content=b"a" * 512 + b"\0" * 512 + b"b" * 1024, call="fallocate")
+    trace.add("truncate", "f", content=b"a" * 512, call="truncate")
+    found = explore(trace.ops, ROOT, (("f", old),), seed=1)
+    left = values_of(found.states, 2, "f")
+    assert {old, b"a" * 512} <= left  # dropped, or every change kept (the cut shrinks the file)
+    assert b"a" * 1024 + b"b" * 1024 in left  # the copy landed, the hole punch did not
+    assert all(len(c or b"") in (512, 2048) for c in left)  # a truncation is never torn
+    assert replay(trace.ops, ROOT, (("f", old),)) == (("f", b"a" * 512),)
+
+
+def test_a_mapping_may_write_back_any_subset_of_its_dirty_pages() -> None:
+    page = 4096
+    old = b"\0" * (4 * page)
+    new = b"".join(bytes([n + 1]) * page if n in (0, 2, 3) else b"\0" * page for n in range(4))
+    trace = Trace().add("write", "m", content=new, call="mmap")
+    found = explore(trace.ops, ROOT, (("m", old),), seed=1)
+    left = values_of(found.states, 0, "m")
+    subsets = {
+        b"".join(new[n * page : (n + 1) * page] if n in kept else old[:page] for n in range(4))
+        for kept in ({0}, {2}, {3}, {0, 2}, {0, 3}, {2, 3}, set(), {0, 2, 3})
+    }
+    assert subsets <= left  # each of the 8 subsets of the three dirty pages
+    middle = old[: 2 * page] + new[2 * page : 3 * page] + old[3 * page :]  # no torn write
+    kept = next(s for s in found.states if dict(s.tree)["m"] == middle)
+    assert "only dirty pages 2 written" in kept.describe()
+    synced = Trace().add("write", "m", content=new, call="mmap").fsync("m", new)
+    assert values_of(explore(synced.ops, ROOT, (("m", old),), seed=1).states, 1, "m") == {new}
+
+
+def test_a_mapping_with_many_dirty_pages_tries_each_page_alone_and_each_missing() -> None:
+    new = b"".join(bytes([n + 1]) * 4096 for n in range(10))
+    choices = content_choices(b"", [(1, new)], pages=True)
+    alone = [c for c, how in choices if "only dirty pages" in how and how.count(",") == 0]
+    assert len(alone) == 10
+    assert len(choices) < 2**10  # not every subset
+    assert all(len(c) == len(new) for c, how in choices if "mapping" in how)
+
+
+def test_an_unknown_call_is_named() -> None:
+    trace = Trace().add(UNKNOWN, "k", call="renameat2", note="RENAME_WHITEOUT")
+    with pytest.raises(UnknownCall, match="the store called renameat2 \\(RENAME_WHITEOUT\\) on"):
+        explore(trace.ops, ROOT, INITIAL, seed=1)
+
+
+def test_an_open_that_finds_an_unknown_file_holding_data_is_a_gap_in_the_trace() -> None:
+    # The reference SQLite store links its new database into place; a recorder that misses the
+    # link shows SQLite opening a file the model never saw, already full.
+    trace = Trace().add("open", "db", flags=os.O_RDWR | os.O_CREAT, content=b"SQLite format 3")
+    with pytest.raises(ModelError, match="the trace missed the call that made it"):
+        replay(trace.ops, ROOT, ())

@@ -6,6 +6,7 @@ import builtins
 import contextlib
 import errno
 import io
+import mmap
 import os
 import pathlib
 import sys
@@ -442,3 +443,107 @@ def test_writing_the_data_again_after_a_failed_fsync_makes_it_durable(
         _save_like_a_store(tmp_path, b"8\n")  # the same bytes, written and synced again
     assert injected(trace, plan)
     assert swallowed_syncs(trace, injected(trace, plan)) == []
+
+
+# --- calls beyond write, sync and rename (issue 19, class 8; VOCAB19) --------------------------
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="O_TMPFILE, /proc/self/fd and copy_file_range"
+)
+
+
+@linux_only
+def test_links_temporary_files_copies_and_symlinks_are_recorded(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "a").write_bytes(b"0123456789")
+    # A directory descriptor makes CPython call linkat (with AT_SYMLINK_FOLLOW), not link(2),
+    # which would link /proc's symbolic link itself.
+    folder = os.open(tmp_path, os.O_RDONLY)
+    with traced(tmp_path) as trace:
+        os.link(tmp_path / "a", tmp_path / "a2")
+        fd = os.open(tmp_path, os.O_TMPFILE | os.O_RDWR, 0o644)
+        os.write(fd, b"tmp")
+        os.fsync(fd)
+        os.link(f"/proc/self/fd/{fd}", tmp_path / "named", src_dir_fd=folder)
+        os.fsync(fd)  # the unnamed file goes by its new name now
+        os.close(fd)
+        src = os.open(tmp_path / "a", os.O_RDONLY)
+        dst = os.open(tmp_path / "dst", os.O_RDWR | os.O_CREAT, 0o644)
+        os.copy_file_range(src, dst, 4)
+        os.sendfile(dst, src, 4, 3)
+        os.posix_fallocate(dst, 0, 10)
+        os.truncate(tmp_path / "dst", 5)
+        os.close(src)
+        os.close(dst)
+        os.symlink("a", tmp_path / "sym")
+    os.close(folder)
+    root = os.path.realpath(tmp_path)
+    seen = [
+        (
+            op.kind,
+            op.call,
+            os.path.relpath(op.path, root),
+            op.target and os.path.basename(op.target),
+        )
+        for op in trace
+    ]
+    tmpfile = f"#tmpfile-{trace[1].fd}"  # the O_TMPFILE open names its descriptor
+    assert seen == [
+        ("link", "link", "a2", "a"),
+        ("open", "", ".", None),  # O_TMPFILE: the directory it was made in
+        ("write", "", tmpfile, None),
+        ("fsync", "", tmpfile, None),
+        ("link", "link", "named", None),  # no existing name: the descriptor's file
+        ("fsync", "", "named", None),
+        ("close", "", "named", None),
+        ("open", "", "a", None),
+        ("open", "", "dst", None),
+        ("write", "copy_file_range", "dst", None),
+        ("write", "sendfile", "dst", None),
+        ("truncate", "posix_fallocate", "dst", None),
+        ("truncate", "", "dst", None),
+        ("close", "", "a", None),
+        ("close", "", "dst", None),
+        ("unknown", "symlink", "sym", None),
+    ]
+    assert trace[1].flags & os.O_TMPFILE == os.O_TMPFILE
+    assert trace[4].fd == trace[1].fd  # the link names the descriptor it gave a name
+    assert [op.content for op in trace if op.kind == "link"] == [b"0123456789", b"tmp"]
+    assert [op.content for op in trace if op.path.endswith("dst")][1:5] == [
+        b"0123",
+        b"0123456",
+        b"0123456\0\0\0",
+        b"01234",
+    ]
+    assert trace[-1].note == "to a"
+
+
+@linux_only
+def test_writes_through_a_shared_mapping_are_recorded_by_the_page(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "data"
+    path.write_bytes(bytes(3 * 4096))
+    with traced(tmp_path) as trace:
+        fd = os.open(path, os.O_RDWR)
+        with mmap.mmap(fd, 3 * 4096) as area:
+            area[:5] = b"hello"
+            area[2 * 4096] = 1
+            os.fsync(fd)  # the writes are recorded before the operation that follows them
+            area[4096 : 4096 + 3] = b"mid"
+            area.flush()
+            private = mmap.mmap(fd, 4096, flags=mmap.MAP_PRIVATE)
+            private[:3] = b"not"  # a private mapping changes no file: nothing recorded
+            private.close()
+        os.close(fd)
+    seen = [(op.kind, op.call, op.note) for op in trace]
+    assert seen == [
+        ("open", "", ""),
+        ("write", "mmap", "pages 0 2"),
+        ("fsync", "", ""),
+        ("write", "mmap", "pages 1"),
+        ("fsync", "", ""),  # mmap.flush(): msync of the mapping
+        ("close", "", ""),
+    ]
+    written = [op.content for op in trace if op.call == "mmap"]
+    assert written[0] is not None
+    assert written[0][:5] == b"hello"
+    assert written[1] is not None
+    assert written[1][4096:4099] == b"mid"

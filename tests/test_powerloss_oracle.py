@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from lance_offsets.stress._options import StressOptions
+from lance_offsets.stress._options import StressOptions, tear_size
 from lance_offsets.stress.powerloss._campaign import workload
 from lance_offsets.stress.powerloss._findings import StateFindings
 from lance_offsets.stress.powerloss._fsmodel import CrashState, Tree, explore, materialise
@@ -414,3 +414,14 @@ def test_a_file_rewritten_in_place_shows_its_torn_rewrite_and_its_undone_creatio
     # Its creation undone (no directory fsync ever), and the live state mid-rewrite: a state
     # that kept everything and still fails shows what a kill would show too.
     assert set(found.facts) == {"create-undone", "power-cut-tore-file-in-place"}
+
+
+def test_the_tear_size_is_512_4096_or_any_byte_and_a_wrong_one_is_named() -> None:
+    assert StressOptions(seed=1).tear_size == 512
+    assert [tear_size(t) for t in ("512", "4096", "4k", "1")] == [512, 4096, 4096, 1]
+    for wrong in ("513", "0", "sector", ""):
+        with pytest.raises(ValueError, match=f"tear size '{wrong}' is not one of") as caught:
+            tear_size(wrong)
+        assert "\n" not in str(caught.value)
+    with pytest.raises(ValueError, match="tear_size 3 is not one of 512, 4096, 1"):
+        StressOptions(seed=1, tear_size=3)

@@ -63,7 +63,7 @@ def test_a_save_protocol_becomes_trace_records_with_whole_contents() -> None:
     assert trace[6].target == target
     assert trace[8].is_dir
     assert trace[10].note == "ack save 1 2 123"
-    found = explore(trace, ROOT, (("k", b"9\n"),), seed=1)
+    found = explore(trace, ROOT, (("k", b"9\n"),), seed=1, tear=1)  # byte-level tears
     assert {dict(s.tree).get("k") for s in found.states if s.point == 10} == {b"123\n"}
     before_fsync = {dict(s.tree).get("k.tmp") for s in found.states if s.point == 3}
     assert {None, b"", b"1", b"12", b"123", b"123\n"} <= before_fsync  # lost, torn, or whole
@@ -207,4 +207,68 @@ def test_writes_outside_the_root_are_skipped_unparsed() -> None:
         f'100 write({fd(7, inside)}, "{hx("x" * 32)}"..., 4096) = 4096',
     ]
     with pytest.raises(StraceError, match="cut a written buffer short"):
+        parse(lines, ROOT, ())
+
+
+# --- calls beyond write, sync and rename (issue 19, class 8), as strace 6.1 prints them ---------
+
+
+def test_links_temporary_files_copies_and_preallocation_are_followed() -> None:
+    a, dst, named = f"{ROOT}/a", f"{ROOT}/dst", f"{ROOT}/named"
+    unnamed = f"{hx(ROOT + '/#2305121')}>(deleted)"  # strace 6: "(deleted)" after the brackets
+    lines = [
+        mark("trace start"),
+        f'100 link("{hx(a)}", "{hx(ROOT + "/a2")}") = 0',
+        f'100 openat({CWD}, "{hx(ROOT)}", O_RDWR|O_CLOEXEC|O_TMPFILE, 0600) = 5<{unnamed}',
+        f'100 write(5<{unnamed}, "{hx("tmp")}", 3) = 3',
+        f"100 fsync(5<{unnamed}) = 0",
+        f'100 linkat(5<{unnamed}, "", {CWD}, "{hx(named)}", AT_EMPTY_PATH) = 0',
+        f'100 write(5<{unnamed}, "{hx("!")}", 1) = 1',  # the file goes by its name now
+        f'100 openat({CWD}, "{hx(a)}", O_RDONLY|O_CLOEXEC) = 3<{hx(a)}>',
+        f'100 openat({CWD}, "{hx(dst)}", O_RDWR|O_CREAT|O_CLOEXEC, 0644) = 4<{hx(dst)}>',
+        f"100 copy_file_range({fd(3, a)}, [2], {fd(4, dst)}, NULL, 3, 0) = 3",
+        f"100 sendfile({fd(4, dst)}, {fd(3, a)}, [0] => [2], 2) = 2",
+        f"100 fallocate({fd(4, dst)}, 0, 0, 8) = 0",
+        f"100 fallocate({fd(4, dst)}, FALLOC_FL_KEEP_SIZE|FALLOC_FL_PUNCH_HOLE, 0, 2) = 0",
+        f'100 truncate("{hx(dst)}", 4) = 0',
+        f'100 renameat2({CWD}, "{hx(a)}", {CWD}, "{hx(dst)}", RENAME_EXCHANGE) = 0',
+        f'100 renameat2({CWD}, "{hx(a)}", {CWD}, "{hx(dst)}", RENAME_WHITEOUT) = 0',
+        f'100 symlink("{hx("a")}", "{hx(ROOT + "/sym")}") = 0',
+    ]
+    trace = parse(lines, ROOT, (("a", b"abcdef"),))
+    seen = [(op.kind, op.call, op.path.removeprefix(ROOT + "/"), op.content) for op in trace[1:]]
+    assert seen == [
+        ("link", "link", "a2", b"abcdef"),
+        ("open", "", ROOT, b""),  # O_TMPFILE: the directory, the descriptor named
+        ("write", "", "#tmpfile-5", b"tmp"),
+        ("fsync", "", "#tmpfile-5", b"tmp"),
+        ("link", "linkat", "named", b"tmp"),
+        ("write", "", "named", b"tmp!"),
+        ("open", "", "a", b"abcdef"),
+        ("open", "", "dst", b""),
+        ("write", "copy_file_range", "dst", b"cde"),
+        ("write", "sendfile", "dst", b"cdeab"),
+        ("truncate", "fallocate", "dst", b"cdeab\0\0\0"),
+        ("write", "fallocate", "dst", b"\0\0eab\0\0\0"),
+        ("truncate", "truncate", "dst", b"\0\0ea"),
+        ("rename", "renameat2", "a", None),
+        ("unknown", "renameat2", "a", None),
+        ("unknown", "symlink", "sym", None),
+    ]
+    assert trace[2].fd == 5
+    assert trace[5].fd == 5
+    assert trace[5].target is None
+    assert trace[14].flags == 2  # RENAME_EXCHANGE: the names swapped
+    assert "RENAME_WHITEOUT" in trace[15].note
+
+
+def test_a_copy_whose_bytes_strace_cannot_show_is_an_error() -> None:
+    # strace prints no bytes of a copy: from a file outside the root they are unknown.
+    dst, elsewhere = f"{ROOT}/dst", "/elsewhere/src"
+    lines = [
+        mark("trace start"),
+        f'100 openat({CWD}, "{hx(dst)}", O_RDWR|O_CREAT|O_CLOEXEC, 0644) = 4<{hx(dst)}>',
+        f"100 copy_file_range({fd(3, elsewhere)}, NULL, {fd(4, dst)}, NULL, 3, 0) = 3",
+    ]
+    with pytest.raises(StraceError, match="strace shows no bytes of a copy"):
         parse(lines, ROOT, ())

@@ -113,3 +113,16 @@ def test_a_store_authors_own_test_module_runs_every_property(tmp_path: Path) -> 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "12 passed, 12 skipped" in done.stdout, done.stdout
     assert "24 of 24 properties" in done.stdout
+
+
+def test_the_tear_size_is_the_checks_own(tmp_path: Path) -> None:
+    refused = _suite(tmp_path, "--conformance-tear-size", "3")
+    assert refused.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "--conformance-tear-size: tear size '3' is not one of" in refused.stderr
+    done = _suite(
+        tmp_path, "--conformance-only", "D3", "--conformance-tear-size", "1", "--conformance-seed=2"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "--conformance-tear-size 1" in done.stdout
+    assert "lance-offsets check lance_offsets.conformance.reference:lockfile" in done.stdout
+    assert "--tear-size 1" in done.stdout

@@ -36,11 +36,17 @@ from .._options import StressOptions
 from ..crash._points import label, points
 from ..powerloss._campaign import run_powerloss
 from ..powerloss._oracle import Step
+from ..seam._record import SHIM_SAW_NOTHING, Backend, choose_backend
 from ..seam._trace import TraceOp
 from ..workers._fleet import Fleet, Worker, WorkerGone
 from ..workers._jobs import NO_SHIM
 
 __all__ = ["check_b1", "judge_batch", "judged_batch", "power_workload"]
+
+
+def _no_points(trace: list[TraceOp]) -> str | None:
+    return None if points(trace) else SHIM_SAW_NOTHING
+
 
 Key = tuple[int, int]
 
@@ -144,6 +150,8 @@ class _Kills:
         self.unseen = ""
         self.verifier: Worker | None = None
         self.backend = "python"
+        #: Which view judged and why (``seam/_record.choose_backend``).
+        self.judged = ""
 
     def findings(self) -> list[dict[str, str]]:
         return [finding(fact, shown) for fact, shown in self.facts.items()]
@@ -151,7 +159,7 @@ class _Kills:
     def evidence(self) -> dict[str, int | float | str]:
         return {
             "batch crash points killed": self.killed,
-            "batch tracing": self.backend,
+            "batch tracing": self.judged or self.backend,
             "batch points not reached": self.unreached,
         }
 
@@ -179,8 +187,8 @@ class _Kills:
             "backend": self.backend,
         }
 
-    def _count(self) -> list[TraceOp] | None:
-        """The trace of one uncrashed batch, or None (a violation or a missing shim, noted)."""
+    def _count(self) -> list[TraceOp] | str | None:
+        """The trace of one uncrashed batch; why the shim is missing; None: it raised (noted)."""
         path = self._directory()
         worker = self.fleet.take()
         worker.send(self._job(path, None))
@@ -188,27 +196,33 @@ class _Kills:
             tag, payload = worker.recv(_STEP_SECONDS, "the uncrashed batch")
             if tag == "done":
                 worker.kill()
-                return list(payload)
+                trace: list[TraceOp] = payload
+                return trace
             if tag == "raised":
                 worker.kill()
                 self.violations.append(f"save_many({_BATCH}) raised with no crash: {payload[0]}")
                 return None
             if tag == NO_SHIM:
                 worker.kill()
-                self.unseen = f"kills inside the batch: no syscall shim ({payload})"
-                return None
+                return f"no syscall shim ({payload})"
 
     def run(self) -> None:
-        trace = self._count()
-        if trace is not None and not points(trace):
-            # I/O made in C (SQLite): the preloaded syscall shim sees it, as in D1's campaign.
-            self.backend = "syscall"
-            trace = self._count()
+        def record(backend: Backend) -> list[TraceOp] | str | None:
+            self.backend = backend
+            return self._count()
+
+        # The seam chooses, as for D1's crash points: the interposer when the shim saw the same
+        # calls in the same run, else the shim (I/O made in C, or calls bound at import).
+        counted = choose_backend(record, _no_points, self.options.backend)
+        self.backend, self.judged, trace = counted.backend, counted.judged, counted.counted
         if trace is None:
+            if counted.unseen:
+                self.unseen = f"kills inside the batch: {counted.unseen}"
             return
         chosen = points(trace)
         if not chosen:
-            self.unseen = "kills inside the batch: neither tracer saw the store's I/O"
+            why = counted.unseen or "neither tracer saw the store's I/O"
+            self.unseen = f"kills inside the batch: {why}"
             return
         self.unseen = ""
         if not self.options.long:

@@ -145,7 +145,7 @@ def _crash_points(run: Run, key: Key, other: Key, only: Collection[str], total: 
                 if scenario.name == SAVE_OVER:  # F2 plans its faults from this same trace
                     same = (run.fleet.spec, run.options.backend, run.options.seed, key)
                     backend: Backend = "syscall" if run.backend == "syscall" else "python"
-                    remember_save(same, backend, counted[0], run.result.unseen)
+                    remember_save(same, backend, counted[0], run.result.unseen, run.result.tracing)
     if not any(points(trace) for _, trace, _ in plans.values()):
         return  # nothing traced: only random kills can test this store
     passes = 0
@@ -277,7 +277,7 @@ def evidence(c: Campaign, pid: str = "D1") -> dict[str, int | float | str]:
         "random kills": c.random_kills,
         "cycles": c.cycles,
         **_judged(c, pid),
-        "tracing": _TRACING.get(c.backend, "none"),
+        "tracing": c.tracing or _TRACING.get(c.backend, "none"),
         "workers": c.workers,
     }
     if c.refused:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .._options import StressOptions
-from ..seam._record import SHIM_SAW_NOTHING, Backend, choose_backend
-from ..seam._trace import TraceOp
+from ..seam._record import SHIM_SAW_NOTHING, TRACERS, Backend, choose_backend
+from ..seam._trace import Trace, TraceOp
 from ..workers._fleet import Fleet, Worker, WorkerGone
 from ..workers._jobs import NO_SHIM
 from ._judge import LOCK_WAIT_BOUND, Crash, Violation, judge, judge_damaged, listing
@@ -66,6 +66,8 @@ class Campaign:
     kept: str = ""
     #: The tracing backend the crash points used ("python" or "syscall"), "" before counting.
     backend: str = ""
+    #: Which view judged and why (``seam/_record.Chosen.judged``), "" before counting.
+    tracing: str = ""
     #: Why no backend saw the store's I/O (set when the crash points found nothing to kill at).
     unseen: str = ""
     #: Crashes whose leftover files were damaged before a fresh process read them (D4).
@@ -178,6 +180,11 @@ class Found(Exception):
 def _no_points(counted: tuple[list[TraceOp], str]) -> str | None:
     """Why a counting run gives no crash point to kill at, or None when it gives some."""
     return None if points(counted[0]) else SHIM_SAW_NOTHING
+
+
+def _views(counted: tuple[list[TraceOp], str]) -> Trace | None:
+    """The counting run's trace, with the shim's view of the same run when it recorded one."""
+    return counted[0] if isinstance(counted[0], Trace) else None
 
 
 class Run:
@@ -372,20 +379,24 @@ class Run:
     def count_ops(self, scenario: Scenario) -> tuple[list[TraceOp], str] | None:
         """Run the change once, uncrashed: its trace and directory, or None if it raised.
 
-        The first count chooses the backend when the options leave it to us: the Python
-        interposer, unless it saw no operation; then the syscall shim, if it sees any.
+        The first count chooses the backend when the options leave it to us (``choose_backend``):
+        the Python interposer when the syscall shim, recording the same run, saw the same
+        operations; else the shim.
         """
         if self.backend is not None:  # chosen by an earlier count, or by the options
             counted = self._count(scenario)
+            if not self.result.tracing:
+                self.result.tracing = f"{TRACERS.get(self.backend, self.backend)} (forced)"
         else:
 
             def record(backend: Backend) -> tuple[list[TraceOp], str] | str | None:
                 self.backend = backend
                 return self._count(scenario)
 
-            chosen = choose_backend(record, _no_points)
+            chosen = choose_backend(record, _no_points, views=_views)
             self.backend, counted = chosen.backend, chosen.counted
             self.result.unseen = chosen.unseen
+            self.result.tracing = chosen.judged
         self.result.backend = self.backend
         if isinstance(counted, str):
             self.result.unseen = counted
@@ -407,7 +418,7 @@ class Run:
                 self.late[scenario.name] = payload > 0
             if tag == "done":
                 worker.kill()
-                return list(payload), path
+                return payload, path
             if tag == NO_SHIM:
                 worker.kill()
                 return str(payload)

@@ -1,8 +1,10 @@
 """D3, acknowledged offsets survive a power cut: record, explore every crash state, verify each.
 
-1. A fleet worker opens the store once (untraced: what it creates on open is taken as durable),
-   snapshots the directory, then runs a workload of saves and deletes through the fault seam,
-   bracketing each call with ``begin``/``ack`` marks (:mod:`._recording`).
+1. A fleet worker opens the store on a new, empty directory and runs a workload of saves and
+   deletes through the fault seam, bracketing each call with ``begin``/``ack`` marks
+   (:mod:`._recording`). The trace starts before that first open: what the open creates (its
+   data directory, a lock file, a database) is part of the workload, undone by a power cut
+   unless the store fsynced the directory holding it.
 2. The trace must explain the directory the worker left (replayed from the snapshot, it rebuilds
    every name and byte). The seam chooses the backend as for the crash points and F2: the Python
    interposer first, the syscall shim when the store's I/O is out of the interposer's sight (C
@@ -30,7 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -40,7 +42,6 @@ from lance_offsets.conformance._results import Evidence, Outcome, PropertyResult
 from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 
 from .._options import StressOptions
-from ..seam._trace import TraceOp
 from ._findings import StateFindings
 from ._fsmodel import (
     CrashState,
@@ -62,14 +63,24 @@ from ._oracle import (
     report,
     shown,
 )
-from ._recording import STRACE, TRACERS, Recording, syscall_recording
+from ._recording import STRACE, TRACERS, Recording
 from ._recording import recording as record_workload
 from ._verifier import MAX_HANGS, Lanes, VerifierError, lanes_for
 
 PYTHON: Final = TRACERS["python"]
 SHIM: Final = TRACERS["syscall"]
 
-__all__ = ["PowerLossRun", "check_d3", "remove_abandoned_states", "run_powerloss", "workload"]
+__all__ = [
+    "Clock",
+    "PowerLossRun",
+    "Scratch",
+    "check_d3",
+    "check_recording",
+    "in_scratch",
+    "remove_abandoned_states",
+    "run_powerloss",
+    "workload",
+]
 
 #: Crash states checked at most, short and long (``MAX_STATES[options.long]``): a store that
 #: never fsyncs piles up pending operations, and a few thousand of its states tell enough.
@@ -145,7 +156,21 @@ def run_powerloss(
     :param atomic: hold each batch to all old or all new too (B1, a store declaring
         ``batch_atomic``); see :func:`~._oracle.judge`.
     """
-    clock = _Clock()
+
+    def run(dirs: Scratch, clock: Clock) -> PowerLossRun:
+        return _run(spec, options, dirs, clock, steps or workload(options), atomic=atomic)
+
+    return in_scratch(options, run)
+
+
+def in_scratch(
+    options: StressOptions, run: Callable[[Scratch, Clock], PowerLossRun]
+) -> PowerLossRun:
+    """Call ``run`` with scratch directories made for it and removed after, whatever happens.
+
+    Not on Linux, and when memory runs out, the answer is unverified with the reason.
+    """
+    clock = Clock()
     if not sys.platform.startswith("linux"):
         return _unverified(
             clock,
@@ -161,8 +186,7 @@ def run_powerloss(
     try:
         scratch = _scratch_in(where, made)
         states = scratch if states_where == where else _scratch_in(states_where, made)
-        dirs = _Scratch(scratch, states)
-        return _run(spec, options, dirs, clock, steps or workload(options), atomic=atomic)
+        return run(Scratch(scratch, states), clock)
     except MemoryError:
         # Bounded by design (streamed states, capped batches and traces); if memory still runs
         # out, this machine is too small for the run: that is no finding about the store.
@@ -178,7 +202,7 @@ def run_powerloss(
 
 
 @dataclass(frozen=True)
-class _Scratch:
+class Scratch:
     """Where one run writes: the recordings (``work``) and the crash states (``states``)."""
 
     work: str
@@ -228,7 +252,7 @@ def remove_abandoned_states() -> None:
         _remove_stale_scratch(fast)
 
 
-class _Clock:
+class Clock:
     """Wall seconds per phase of one run, for :attr:`PowerLossRun.phases`."""
 
     def __init__(self) -> None:
@@ -244,8 +268,8 @@ class _Clock:
 def _run(
     spec: str,
     options: StressOptions,
-    where: _Scratch,
-    clock: _Clock,
+    where: Scratch,
+    clock: Clock,
     steps: list[Step],
     *,
     atomic: bool,
@@ -267,8 +291,8 @@ def _keys(steps: list[Step]) -> list[Key]:
 def _recorded(
     spec: str,
     options: StressOptions,
-    where: _Scratch,
-    clock: _Clock,
+    where: Scratch,
+    clock: Clock,
     steps: list[Step],
     *,
     lanes: Lanes,
@@ -286,60 +310,19 @@ def _recorded(
         result = PropertyResult("D3", _outcome(outcome), seconds, details, _NOTHING_EXPLORED)
         return PowerLossRun(result)
     clock.phase("record")
-    run = _check(options, steps, recording, clock, lanes=lanes, states=where.states, atomic=atomic)
-    if run.result.outcome != "failed" or not run.failures or recording.tracer != PYTHON:
-        return run
-    # A store that calls fsync through a name bound at import (``from os import fsync``) hides
-    # it from the interposer, and the model would blame it for a sync it made. The syscall
-    # shim sees every libc call: a failure stands only if its trace fails too.
-    work = os.path.join(scratch, "confirm")
-    os.mkdir(work)
-    second = syscall_recording(spec, steps, work, options.seed, "confirming the failure")
-    if isinstance(second, tuple):
-        note = f"\n(not confirmed at the system-call level: {second[1]})"
-        return dataclasses.replace(run, result=_amended(run.result, clock, suffix=note))
-    if _syncs(second.trace, second.root) == _syncs(recording.trace, recording.root):
-        note = f"\nconfirmed with {second.tracer}: it shows the same fsyncs, and no other"
-        return dataclasses.replace(run, result=_amended(run.result, clock, suffix=note))
-    confirming = Lanes(spec, _keys(steps), where.states, lanes_for(options.long))
-    confirming.spawn()
-    try:
-        confirmed = _check(
-            options, steps, second, clock, lanes=confirming, states=where.states, atomic=atomic
-        )
-    finally:
-        confirming.close()
-    if confirmed.result.outcome == "failed":
-        note = f"\nconfirmed with {second.tracer}: {confirmed.result.details.splitlines()[0]}"
-        return dataclasses.replace(run, result=_amended(run.result, clock, suffix=note))
-    prefix = (
-        "the Python interposer's trace missed some of the store's I/O (an fsync bound at import?),"
-        f" so the verdict comes from the trace of {second.tracer}, which sees every system call: "
+    # The recording judged on the view that saw every operation: the interposer only where the
+    # shim, recording the same run beside it, saw the same (seam/_record.py); a store that
+    # calls fsync through a name bound at import is recorded through the shim.
+    return check_recording(
+        options, steps, recording, clock, lanes=lanes, states=where.states, atomic=atomic
     )
-    return dataclasses.replace(confirmed, result=_amended(confirmed.result, clock, prefix=prefix))
 
 
-def _syncs(trace: Sequence[TraceOp], root: str) -> list[tuple[str, str]]:
-    """Return the trace's fsyncs in order, by kind and path under ``root``."""
-    kinds = ("fsync", "fdatasync")
-    return [(op.kind, os.path.relpath(op.path, root)) for op in trace if op.kind in kinds]
-
-
-def _amended(
-    result: PropertyResult, clock: _Clock, *, prefix: str = "", suffix: str = ""
-) -> PropertyResult:
-    """``result`` with words before and after its details; the violation stays the first line."""
-    seconds = time.monotonic() - clock.start
-    first, newline, rest = result.details.partition("\n")
-    details = first + newline + prefix + rest + suffix if newline else prefix + first + suffix
-    return dataclasses.replace(result, seconds=seconds, details=details)
-
-
-def _check(
+def check_recording(
     options: StressOptions,
     steps: list[Step],
     recording: Recording,
-    clock: _Clock,
+    clock: Clock,
     *,
     lanes: Lanes,
     states: str,
@@ -375,7 +358,7 @@ class _Judging:
     ) -> None:
         self.keys = _keys(steps)
         self.atomic = atomic
-        self.expected = expectations(recording.trace, self.keys)
+        self.expected = expectations(recording.trace, self.keys, recording.committed)
         self.saved: dict[Key, set[int]] = {}
         for step in steps:
             if step.value is not None:
@@ -452,14 +435,14 @@ def _explore_and_verify(
     options: StressOptions,
     steps: list[Step],
     recording: Recording,
-    clock: _Clock,
+    clock: Clock,
     judging: _Judging,
 ) -> PowerLossRun:
     budget = 128 if options.long else 48
     try:
         stream = StateStream(
             recording.trace, recording.root, recording.initial, seed=options.seed,
-            budget=budget, cap=MAX_STATES[options.long],
+            budget=budget, cap=MAX_STATES[options.long], tear=options.tear_size,
         )  # fmt: skip
         clock.phase("explore")
         for state, digest in stream.digested():
@@ -478,7 +461,7 @@ def _verdict(
     options: StressOptions,
     calls: int,
     recording: Recording,
-    clock: _Clock,
+    clock: Clock,
     *,
     stream: StateStream,
     judging: _Judging,
@@ -490,7 +473,7 @@ def _verdict(
         f"{_counted(tally.states, stream)} ({tally.directories} distinct directories) at "
         f"{stream.points} crash points ({stream.exhaustive_points} exhaustive, "
         f"{stream.sampled_points} sampled), {calls} store calls traced by {tracer}, "
-        f"seed {options.seed}, "
+        f"writes torn {_tears(options.tear_size)}, seed {options.seed}, "
         f"{seconds:.1f} s ({tally.states / seconds:.0f} states/s)"
     )
     if tally.judged < tally.states:
@@ -505,12 +488,15 @@ def _verdict(
     options.progress(f"D3: {summary}")
     # Exhaustive: every crash point enumerated, and no state dropped by the cap.
     exhaustive = stream.sampled_points == 0 and stream.drawn == stream.candidates
-    evidence: Evidence = {
+    evidence: dict[str, int | float | str] = {
         "crash points": stream.points,
         "states explored": tally.judged,
         "exhaustive": "yes" if exhaustive else "no",
-        "tracer": _EVIDENCE_TRACER[tracer],
+        "tracer": _EVIDENCE_TRACER.get(tracer, tracer),
+        "tear size": options.tear_size,
     }
+    if recording.judged and recording.judged != tracer:
+        evidence["tracing"] = recording.judged  # which view judged, and why that one
     findings = tally.findings
     if findings.failed:
         details = report(
@@ -566,6 +552,10 @@ def _verdict(
 _EVIDENCE_TRACER: Final = {PYTHON: "interposer", SHIM: "syscall shim", STRACE: "strace"}
 
 
+def _tears(size: int) -> str:
+    return "at any byte" if size == 1 else f"at {size}-byte sectors"
+
+
 def _outcome(name: str) -> Outcome:
     return "failed" if name == "failed" else "unverified"
 
@@ -585,7 +575,7 @@ def _fast_scratch() -> str | None:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
-def _failed(clock: _Clock, details: str) -> PowerLossRun:
+def _failed(clock: Clock, details: str) -> PowerLossRun:
     seconds = time.monotonic() - clock.start
     return PowerLossRun(PropertyResult("D3", "failed", seconds, details))
 
@@ -599,7 +589,7 @@ _NOTHING_EXPLORED: Final[Evidence] = {
 }
 
 
-def _unverified(clock: _Clock, reason: str) -> PowerLossRun:
+def _unverified(clock: Clock, reason: str) -> PowerLossRun:
     """D3 is claimed (the runner checked) but cannot be exercised here: say why, never pass."""
     seconds = time.monotonic() - clock.start
     return PowerLossRun(PropertyResult("D3", "unverified", seconds, reason, _NOTHING_EXPLORED))

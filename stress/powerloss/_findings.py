@@ -9,6 +9,8 @@ was not fsynced since), and files whose unsynced data it dropped or tore. Each i
   before the rename;
 - dropped data of a file written under its own name: rewritten in place if the store fsyncs it
   at some point (the window between truncate and fsync is the defect), never fsynced if not;
+- dropped data of a file whose sync failed (F2's faulted trace, ``_faulted.py``): the store went
+  on after the failed sync without writing the data again;
 - a state that fails with nothing undone and every write kept: what the process left at that
   instant is itself wrong, which a kill would show too; a file written under its own name
   then is rewritten in place.
@@ -67,6 +69,15 @@ class StateFindings:
             rel(op.target) for op in trace if op.kind in ("rename", "replace") and op.target
         }
         self.synced = {rel(op.path) for op in trace if op.kind in ("fsync", "fdatasync")}
+        #: Files a sync of failed, under every name they got by a rename after the failure.
+        self.failed_sync: set[str] = set()
+        for op in trace:
+            if op.kind in ("fsync", "fdatasync") and op.error is not None and not op.is_dir:
+                self.failed_sync.add(rel(op.path))
+            elif (
+                op.kind in ("rename", "replace") and op.target and rel(op.path) in self.failed_sync
+            ):
+                self.failed_sync.add(rel(op.target))
         #: Per fact, how many failing states showed it, and the first; ``alone`` counts the
         #: states that showed it and nothing else.
         self.counts: dict[str, int] = {}
@@ -75,6 +86,8 @@ class StateFindings:
         self.shown_alone: dict[str, str] = {}
 
     def _written_in_place(self, path: str) -> str:
+        if path in self.failed_sync:
+            return "fsync-error-ignored"
         if path in self.renamed_into:
             return "power-cut-dropped-renamed-data"
         if path in self.synced:

@@ -14,23 +14,45 @@ until its next sync (its versions only grow until then, so earlier recipes stay 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["DataChoices", "DigestCache", "content_choices", "content_digest"]
+__all__ = [
+    "PAGE",
+    "SECTOR",
+    "DataChoices",
+    "DigestCache",
+    "changed_range",
+    "content_choices",
+    "content_digest",
+]
 
-#: Changed regions up to this size are torn at every byte; longer ones at a few cut points.
+#: Bytes a disk writes atomically by default: a write is torn only at a multiple of it.
+SECTOR: Final = 512
+#: Byte-level tears (the pessimistic option): changed regions up to this size are torn at every
+#: byte; longer ones at a few cut points.
 _EVERY_BYTE: Final = 64
+#: Sector tears: a changed region spanning up to this many sector boundaries is torn at each.
+_EVERY_SECTOR: Final = 8
 #: Bytes compared at a time when looking for the first and last changed byte.
 _BLOCK: Final = 4096
+#: A page of the page cache: a long write's page boundaries are among its cut points.
+PAGE: Final = 4096
 
 #: A recipe: ``(kind, version position, cut)``. Kinds: ``_KEPT`` (the content of version
 #: ``position``; -1 is the synced content), ``_TORN`` (version ``position`` torn at ``cut``),
-#: ``_ZEROS`` (the new size, zeros for the data gained; ``cut`` is the size).
+#: ``_ZEROS`` (the new size, zeros for the data gained; ``cut`` is the size), ``_PAGES`` (the
+#: synced content with the pages of subset ``cut`` of those version ``position`` dirtied).
 Recipe = tuple[int, int, int]
 _KEPT: Final = 0
 _TORN: Final = 1
 _ZEROS: Final = 2
+_PAGES: Final = 3
+#: Dirty pages of a mapping up to which every subset is tried; beyond, each page alone and
+#: each page missing, for the first :data:`_PAGES_EACH` dirty pages.
+_EVERY_SUBSET: Final = 6
+_PAGES_EACH: Final = 32
 
 #: Digests (and cut lists) of recipes already seen for one file since its last sync.
 DigestCache = dict[tuple[int, int, int], object]
@@ -52,7 +74,7 @@ def _prefix(old: bytes, new: bytes) -> int:
     return start
 
 
-def _changed(old: bytes, new: bytes) -> tuple[int, int]:
+def changed_range(old: bytes, new: bytes) -> tuple[int, int]:
     """Return the byte range ``[start, end)`` where ``new`` differs from ``old``."""
     start = _prefix(old, new)
     end = len(new)
@@ -64,13 +86,26 @@ def _changed(old: bytes, new: bytes) -> tuple[int, int]:
     return start, end
 
 
-def _cuts(start: int, end: int) -> list[int]:
-    """Cut points strictly inside ``[start, end)``: every byte if short, else a few."""
-    if end - start <= _EVERY_BYTE:
-        return list(range(start + 1, end))
-    blocks = range(start - start % 4096 + 4096, end, 4096)[:4]  # page boundaries first written
-    inner = {start + 1, start + 512, (start + end) // 2, end - 1, *blocks}
-    return sorted(c for c in inner if start < c < end)
+def _cuts(start: int, end: int, tear: int) -> list[int]:
+    """Cut points strictly inside ``[start, end)``, at multiples of ``tear`` bytes.
+
+    A disk writes a sector whole or not at all, so a write is torn only between sectors: at
+    file offsets that are multiples of the sector size (a write inside one sector is not torn
+    at all). ``tear`` 1 is the pessimistic byte-level model: every byte of a short change, a few
+    cut points of a long one. Otherwise every sector boundary of a change spanning a few, else
+    the first, the middle and the last, and the first page boundaries.
+    """
+    if tear == 1:
+        if end - start <= _EVERY_BYTE:
+            return list(range(start + 1, end))
+        blocks = range(start - start % PAGE + PAGE, end, PAGE)[:4]  # page boundaries first written
+        inner = {start + 1, start + 512, (start + end) // 2, end - 1, *blocks}
+        return sorted(c for c in inner if start < c < end)
+    bounds = range(start - start % tear + tear, end, tear)
+    if len(bounds) <= _EVERY_SECTOR:
+        return list(bounds)
+    pages = [c for c in bounds if c % PAGE == 0][:4]
+    return sorted({bounds[0], bounds[len(bounds) // 2], bounds[-1], *pages})
 
 
 class DataChoices(Sequence[tuple[bytes, str]]):
@@ -86,8 +121,14 @@ class DataChoices(Sequence[tuple[bytes, str]]):
         synced: bytes,
         versions: Sequence[tuple[int, bytes]],
         cache: DigestCache | None = None,
+        *,
+        tear: int = SECTOR,
+        failed_at: int = -1,
+        pages: bool = False,
     ) -> None:
         self._synced = synced
+        self._tear = tear
+        self._failed_at = failed_at
         self._versions = tuple(versions)
         self._cache: DigestCache = {} if cache is None else cache
         last = len(self._versions) - 1
@@ -100,6 +141,8 @@ class DataChoices(Sequence[tuple[bytes, str]]):
         current = self._versions[-1][1]
         if len(current) > len(synced):
             recipes.append((_ZEROS, -1, len(current)))
+        if pages:
+            recipes += [(_PAGES, last, n) for n in range(len(self._subsets(last)))]
         seen: set[object] = set()
         self._recipes: list[Recipe] = []
         for recipe in recipes:
@@ -119,9 +162,40 @@ class DataChoices(Sequence[tuple[bytes, str]]):
         previous, content = self._content_of(position - 1), self._content_of(position)
         cuts: list[int] = []
         if len(content) >= len(previous):  # a write; a truncation is one atomic size change
-            cuts = _cuts(*_changed(previous, content))
+            cuts = _cuts(*changed_range(previous, content), self._tear)
         self._cache[key] = cuts
         return cuts
+
+    def _subsets(self, position: int) -> list[tuple[int, ...]]:
+        """Subsets of the pages version ``position`` differs from the synced content in.
+
+        Written through a shared mapping, those pages are written back in any order: a power
+        cut may leave any subset of them (see :data:`_EVERY_SUBSET`).
+        """
+        key = (-2, position, 0)
+        cached = self._cache.get(key)
+        if isinstance(cached, list):
+            return cached
+        content = self._content_of(position)
+        base = self._synced[: len(content)].ljust(len(content), b"\0")
+        dirty = [
+            page
+            for page in range(-(-len(content) // PAGE))
+            if base[page * PAGE : (page + 1) * PAGE] != content[page * PAGE : (page + 1) * PAGE]
+        ]
+        found: list[tuple[int, ...]]
+        if len(dirty) <= _EVERY_SUBSET:
+            found = [
+                subset
+                for size in range(1, len(dirty))
+                for subset in itertools.combinations(dirty, size)
+            ]
+        else:
+            each = dirty[:_PAGES_EACH]
+            found = [(page,) for page in each]
+            found += [tuple(p for p in dirty if p != page) for page in each]
+        self._cache[key] = found
+        return found
 
     def _digest(self, recipe: Recipe) -> object:
         # Every recipe is stable until the file's next sync (versions are only appended), so
@@ -138,6 +212,12 @@ class DataChoices(Sequence[tuple[bytes, str]]):
             return self._content_of(position)
         if kind == _ZEROS:
             return self._synced + b"\0" * (cut - len(self._synced))
+        if kind == _PAGES:
+            content = self._content_of(position)
+            out = bytearray(self._synced[: len(content)].ljust(len(content), b"\0"))
+            for page in self._subsets(position)[cut]:
+                out[page * PAGE : (page + 1) * PAGE] = content[page * PAGE : (page + 1) * PAGE]
+            return bytes(out)
         previous, content = self._content_of(position - 1), self._content_of(position)
         return content[:cut] + previous[cut:]
 
@@ -148,8 +228,20 @@ class DataChoices(Sequence[tuple[bytes, str]]):
             return f"unsynced data ({span}) with #{self._versions[position][0]} torn at byte {cut}"
         if kind == _ZEROS:
             return f"unsynced data ({span}): new size kept, data zeros"
+        if kind == _PAGES:
+            kept = ", ".join(str(page) for page in self._subsets(position)[cut])
+            return f"unsynced data ({span}) through a mapping: only dirty pages {kept} written"
+        return self._kept(position)
+
+    def _kept(self, position: int) -> str:
+        span = self._span
         if position == len(self._versions) - 1:
             return f"unsynced data ({span}) kept"
+        if position < 0 and self._failed_at >= 0:
+            return (
+                f"unsynced data ({span}) dropped, and what the failed sync #{self._failed_at} "
+                "lost is old bytes"
+            )
         if position < 0:
             return f"unsynced data ({span}) dropped to last synced"
         return f"unsynced data ({span}) kept as after #{self._versions[position][0]}"
@@ -169,7 +261,13 @@ class DataChoices(Sequence[tuple[bytes, str]]):
 
 
 def content_choices(
-    synced: bytes, versions: Sequence[tuple[int, bytes]], cache: DigestCache | None = None
+    synced: bytes,
+    versions: Sequence[tuple[int, bytes]],
+    cache: DigestCache | None = None,
+    *,
+    tear: int = SECTOR,
+    failed_at: int = -1,
+    pages: bool = False,
 ) -> DataChoices:
     """List what a cut may leave of a file: ``(content, how)`` pairs, first the extremes.
 
@@ -177,11 +275,18 @@ def content_choices(
     :param versions: ``(op index, content)`` for every content change since, oldest first
         (not empty).
     :param cache: digests kept between calls for the same file since its last sync.
+    :param tear: the bytes a disk writes atomically (a sector; 1 for byte-level tears): a write
+        is torn only at a file offset that is a multiple of it.
+    :param pages: some versions were written through a shared mapping: any subset of the
+        pages the last one dirtied may be written back, the others not.
+    :param failed_at: the failed sync whose lost bytes ``synced`` holds old (the report says
+        so), or -1.
 
     Each write since the last sync either happened, or not, in order (the intermediate contents
-    the trace saw), or was torn: its changed bytes written up to a cut point, the old bytes after
-    it (an append torn to a prefix; an overwrite half new, half old; never shorter than before,
-    because a write cannot shrink a file). And the file may keep its new size with zeros for the
-    data it gained (the size reached the journal, the blocks did not).
+    the trace saw), or was torn: its changed bytes written up to a cut point at a sector
+    boundary, the old bytes after it (an append torn to a prefix; an overwrite half new, half
+    old; never shorter than before, because a write cannot shrink a file). And the file may keep
+    its new size with zeros for the data it gained (the size reached the journal, the blocks did
+    not).
     """
-    return DataChoices(synced, versions, cache)
+    return DataChoices(synced, versions, cache, tear=tear, failed_at=failed_at, pages=pages)

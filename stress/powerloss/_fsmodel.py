@@ -8,7 +8,8 @@ a worker did under it. At each crash point (after op ``k``, for every ``k``) a p
   synced content (empty for a file never synced), kept, kept as any intermediate content the trace
   saw, with one write torn (new bytes up to a cut, old ones after: a write never shrinks a file),
   or with its new size but zeros for data (the size reached the journal, the blocks did not); see
-  :mod:`._fsdata`. Synced content belongs to the inode, so it follows the inode across renames.
+  :mod:`._fsdata`. A write is torn only at a sector boundary (``tear``: 512 bytes by default).
+  Synced content belongs to the inode, so it follows the inode across renames.
 * **names**: an entry operation (create, mkdir, rename/replace, unlink, rmdir) made since the
   last ``fsync`` of its directory may be undone. Undoing a rename restores the target's old inode
   and the source name. Each pending operation persists or not independently of the others (ALICE's
@@ -39,16 +40,28 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from ..seam._trace import TraceOp
-from ._fsdata import DataChoices, DigestCache, content_choices, content_digest
+from ._fsdata import (
+    SECTOR,
+    DataChoices,
+    DigestCache,
+    changed_range,
+    content_choices,
+    content_digest,
+)
 from ._fstree import Tree, materialise, snapshot
 
 __all__ = [
     "EXHAUSTIVE_LIMIT",
+    "MMAP",
+    "O_TMPFILE",
+    "RENAME_EXCHANGE",
+    "RENAME_NOREPLACE",
     "CrashState",
     "Exploration",
     "ModelError",
     "StateStream",
     "Tree",
+    "UnknownCall",
     "explore",
     "materialise",
     "replay",
@@ -66,6 +79,27 @@ class ModelError(ValueError):
     """The trace cannot be replayed on the tree it claims to start from (an interposer gap)."""
 
 
+class UnknownCall(ModelError):
+    """The trace holds a call the recorder saw and the model does not know (``"unknown"``)."""
+
+    def __init__(self, op: TraceOp) -> None:
+        call = op.call or "a call"
+        flags = f" ({op.note})" if op.note else ""
+        super().__init__(
+            f"the store called {call}{flags} on {op.path}, which the model does not know: what "
+            "a power cut leaves of it cannot be judged"
+        )
+
+
+#: ``open`` flags of an unnamed file (``O_TMPFILE`` includes ``O_DIRECTORY``); 0 where unknown.
+O_TMPFILE: Final = getattr(os, "O_TMPFILE", 0)
+#: ``renameat2`` flags, as the seam records them in a ``rename``'s ``flags``.
+RENAME_NOREPLACE: Final = 1
+RENAME_EXCHANGE: Final = 2
+#: The ``call`` of a ``write`` record made by diffing a shared writable mapping.
+MMAP: Final = "mmap"
+
+
 @dataclass
 class _Inode:
     is_dir: bool
@@ -75,6 +109,14 @@ class _Inode:
     versions: list[tuple[int, bytes]] = field(default_factory=list)
     #: Digests of this file's torn contents since the last sync (see :mod:`._fsdata`).
     cache: DigestCache = field(default_factory=dict)
+    #: Byte ranges a failed sync may have lost for good, with what the disk held there then:
+    #: ``(start, end, old bytes)``. A later sync does not bring them back; writing them does.
+    lost: list[tuple[int, int, bytes]] = field(default_factory=list)
+    #: The index of the first failed sync behind :attr:`lost` (for the report), else -1.
+    failed_at: int = -1
+    #: Whether some of the unsynced data was written through a shared mapping (``call="mmap"``):
+    #: the kernel then writes back any subset of the dirty pages.
+    mapped: bool = False
 
     @property
     def dirty(self) -> bool:
@@ -148,6 +190,10 @@ class _Model:
         self.live: dict[int, dict[str, int]] = {_ROOT: {}}
         self.durable: dict[int, dict[str, int]] = {_ROOT: {}}
         self.pending: list[_EntryOp] = []
+        #: Files made with ``O_TMPFILE``, not yet named, by the path the seam gives them
+        #: (``<dir>/#tmpfile-<fd>``), and by descriptor.
+        self.unnamed: dict[str, int] = {}
+        self.unnamed_fds: dict[int, int] = {}
         for rel, content in sorted(initial):
             parent, name = self._resolve_parent(os.path.join(self.root, rel))
             ino = self._new_inode(content is None, content or b"")
@@ -183,6 +229,8 @@ class _Model:
         return ino, parts[-1]
 
     def _lookup(self, path: str) -> int | None:
+        if path in self.unnamed:
+            return self.unnamed[path]
         parts = self._parts(path)
         if parts is None:
             return None
@@ -195,9 +243,12 @@ class _Model:
         node = self.inodes[ino]
         if op.content is None or node.is_dir:
             return
+        if node.lost:
+            node.lost = _rewritten(node.lost, node.current, op.content, again=op.kind == "write")
         if op.content != node.current:
             node.current = op.content
             node.versions.append((op.index, op.content))
+            node.mapped = node.mapped or op.call == MMAP
 
     def _entry(self, op: TraceOp, parent: int, *changes: tuple[str, int | None]) -> None:
         for name, ino in changes:
@@ -208,29 +259,79 @@ class _Model:
         self.pending.append(_EntryOp(op, parent, changes))
 
     def apply(self, op: TraceOp) -> None:
-        """Replay one successful operation (failed ones and marks change nothing)."""
-        if op.error is not None or op.kind == "mark" or self._parts(op.path) is None:
+        """Replay one operation; marks and failed ones change nothing but a failed file sync.
+
+        A failed sync of a file may lose its unsynced data for good (:meth:`_failed_sync`).
+        """
+        if op.kind == "mark" or self._parts(op.path) is None:
             return
-        kind = op.kind
+        if op.error is not None:
+            if op.kind in ("fsync", "fdatasync") and not op.is_dir:
+                self._failed_sync(op)
+            return
+        kind: str = op.kind  # a str: the seam's vocabulary grows ("link", "unknown")
+        if kind == "unknown":
+            raise UnknownCall(op)
         if kind in ("rename", "replace"):
             self._rename(op)
+        elif kind == "link":
+            self._link(op)
         elif kind in ("unlink", "rmdir"):
             parent, name = self._resolve_parent(op.path)
             self._entry(op, parent, (name, None))
         elif kind == "mkdir":
             parent, name = self._resolve_parent(op.path)
             self._entry(op, parent, (name, self._new_inode(is_dir=True)))
-        else:
-            ino = self._lookup(op.path)
-            if ino is None:
-                if kind != "open" or not op.flags & os.O_CREAT:
-                    raise ModelError(f"{op}: {op.path!r} does not exist in the model")
-                parent, name = self._resolve_parent(op.path)
-                ino = self._new_inode(is_dir=False)
-                self._entry(op, parent, (name, ino))
+        elif kind == "open" and O_TMPFILE and (op.flags & O_TMPFILE) == O_TMPFILE:
+            # An unnamed file in directory ``path``: no entry until a link names it.
+            ino = self._new_inode(is_dir=False)
+            self.unnamed[f"{op.path}/#tmpfile-{op.fd}"] = ino
+            self.unnamed_fds[op.fd] = ino
             self._set_content(ino, op)
-            if kind in ("fsync", "fdatasync"):
-                self._sync(ino)
+        else:
+            self._on_file(op)
+
+    def _on_file(self, op: TraceOp) -> None:
+        """An open (maybe creating), write, truncate, sync or close of a file (or directory)."""
+        ino = self._lookup(op.path)
+        if ino is None:
+            if op.kind != "open" or not op.flags & os.O_CREAT:
+                raise ModelError(f"{op}: {op.path!r} does not exist in the model")
+            if op.content:
+                # A file a create found holding data existed already: the trace missed the
+                # call that made it (a link, a rename the tracer does not see).
+                raise ModelError(
+                    f"{op}: {op.path!r} is not in the model, yet the open found it holding "
+                    f"{len(op.content)} bytes: the trace missed the call that made it"
+                )
+            parent, name = self._resolve_parent(op.path)
+            ino = self._new_inode(is_dir=False)
+            self._entry(op, parent, (name, ino))
+        self._set_content(ino, op)
+        if op.kind in ("fsync", "fdatasync"):
+            self._sync(ino, op.index)
+
+    def _link(self, op: TraceOp) -> None:
+        """A new name for an existing file (create-if-absent), or for an ``O_TMPFILE`` one."""
+        if op.target is None:
+            ino = self.unnamed_fds.get(op.fd)
+            if ino is None and op.fd < 0 and len(self.unnamed_fds) == 1:
+                ino = next(iter(self.unnamed_fds.values()))
+            if ino is None:
+                raise ModelError(f"{op}: no unnamed (O_TMPFILE) file with descriptor {op.fd}")
+        else:
+            if self._parts(op.target) is None:
+                raise ModelError(f"{op}: a link to a file outside the traced root")
+            ino = self._lookup(op.target)
+            if ino is None:
+                raise ModelError(f"{op}: {op.target!r} does not exist in the model")
+        if self.inodes[ino].is_dir:
+            raise ModelError(f"{op}: a hard link to a directory cannot be made")
+        parent, name = self._resolve_parent(op.path)
+        if name in self.live[parent]:
+            raise ModelError(f"{op}: the link succeeded though {op.path!r} exists in the model")
+        self._entry(op, parent, (name, ino))
+        self._set_content(ino, op)
 
     def _rename(self, op: TraceOp) -> None:
         if op.target is None or self._parts(op.target) is None:
@@ -240,7 +341,20 @@ class _Model:
         ino = self.live[src_dir].get(src_name)
         if ino is None:
             raise ModelError(f"{op}: source {op.path!r} does not exist in the model")
-        if self.live[dst_dir].get(dst_name) == ino:
+        other = self.live[dst_dir].get(dst_name)
+        if op.kind == "rename" and op.flags & RENAME_EXCHANGE:
+            if other is None:
+                raise ModelError(f"{op}: an exchange with {op.target!r}, which the model lacks")
+            # Both entries change at once; across directories, each half with its directory.
+            if src_dir == dst_dir:
+                self._entry(op, src_dir, (src_name, other), (dst_name, ino))
+            else:
+                self._entry(op, dst_dir, (dst_name, ino))
+                self._entry(op, src_dir, (src_name, other))
+            return
+        if op.kind == "rename" and op.flags & RENAME_NOREPLACE and other is not None:
+            raise ModelError(f"{op}: RENAME_NOREPLACE succeeded though {op.target!r} exists")
+        if other == ino:
             return  # renaming a name onto a hard link of itself changes nothing
         if src_dir == dst_dir:
             self._entry(op, src_dir, (src_name, None), (dst_name, ino))
@@ -248,7 +362,24 @@ class _Model:
             self._entry(op, dst_dir, (dst_name, ino))
             self._entry(op, src_dir, (src_name, None))
 
-    def _sync(self, ino: int) -> None:
+    def _failed_sync(self, op: TraceOp) -> None:
+        """A file's sync failed: the data written since its last sync may never reach the disk.
+
+        Linux marks the pages of a failed writeback clean (or drops them) and reports the error
+        once, so a later sync that succeeds does not write them again (PostgreSQL's
+        "fsyncgate", 2018). Until the store writes those bytes again, the disk may keep what it
+        held before: :meth:`_sync` keeps that possibility open.
+        """
+        ino = self._lookup(op.path)
+        if ino is None or self.inodes[ino].is_dir or not self.inodes[ino].dirty:
+            return
+        node = self.inodes[ino]
+        start, end = changed_range(node.synced, node.current)
+        if start < end:
+            node.lost.append((start, end, node.synced[start:end]))
+            node.failed_at = op.index if node.failed_at < 0 else node.failed_at
+
+    def _sync(self, ino: int, index: int) -> None:
         node = self.inodes[ino]
         if node.is_dir:
             # A directory fsync persists every entry operation made in it so far.
@@ -264,15 +395,52 @@ class _Model:
                     kept.append(entry)
             self.pending = kept
         else:
-            node.synced = node.current
-            node.versions.clear()
             node.cache = {}
+            node.mapped = False
+            durable = _without(node.current, node.lost)
+            node.synced = durable
+            # What a failed sync lost stays in doubt: the disk holds the old bytes there or the
+            # new ones, as if they were still unsynced on top of the old (and ``lost`` stays).
+            node.versions = [] if durable == node.current else [(index, node.current)]
+
+
+def _rewritten(
+    lost: list[tuple[int, int, bytes]], before: bytes, after: bytes, *, again: bool
+) -> list[tuple[int, int, bytes]]:
+    """``lost`` without the bytes a change from ``before`` to ``after`` put there again.
+
+    A record holds the file's content, not the write's extent: a ``write`` record that changed
+    no byte (``again``: the same bytes written again, as a careful store retries) is taken to
+    cover all of ``lost``, as F2's judge reads it (``faults/_judge.py``); otherwise the bytes
+    that changed are covered. Bytes past a shorter new end are gone, so not lost either.
+    """
+    if after == before:
+        return [] if again else lost
+    start, end = changed_range(before, after)
+    kept: list[tuple[int, int, bytes]] = []
+    for a, b, old in lost:
+        stop = min(b, len(after))
+        for lo, hi in ((a, min(stop, start)), (max(a, end), stop)):
+            if lo < hi:
+                kept.append((lo, hi, old[lo - a : hi - a]))
+    return kept
+
+
+def _without(content: bytes, lost: list[tuple[int, int, bytes]]) -> bytes:
+    """``content`` with every range of ``lost`` back to its old bytes (zeros past the old end)."""
+    if not lost:
+        return content
+    out = bytearray(content)
+    for start, end, old in lost:
+        stop = min(end, len(out))
+        out[start:stop] = old[: stop - start].ljust(stop - start, b"\0")
+    return bytes(out)
 
 
 class _Frontier:
     """A frozen copy of the model at one crash point, from which states are drawn."""
 
-    def __init__(self, model: _Model, point: int) -> None:
+    def __init__(self, model: _Model, point: int, tear: int) -> None:
         self.point = point
         self.durable = copy.deepcopy(model.durable)
         self.pending = list(model.pending)
@@ -280,7 +448,14 @@ class _Frontier:
         #: :func:`content_digest` of each synced file, once per frontier (SQLite's are large).
         self._synced_digests: dict[int, bytes] = {}
         self.dirty: dict[int, DataChoices] = {
-            i: content_choices(n.synced, n.versions, n.cache)
+            i: content_choices(
+                n.synced,
+                n.versions,
+                n.cache,
+                tear=tear,
+                failed_at=n.failed_at if n.lost else -1,
+                pages=n.mapped,
+            )
             for i, n in model.inodes.items()
             if n.dirty
         }
@@ -496,6 +671,9 @@ class StateStream:
     :ivar candidates: candidate states in all (distinct ones only, when the cap draws).
     :ivar estimated: every state the model allows, sampled points counted at their upper bound.
     :ivar drawn: how many candidates iterating yields at most (``min(candidates, cap)``).
+
+    ``tear`` is the bytes a disk writes atomically (:data:`~._fsdata.SECTOR` by default; 4096
+    for most current drives; 1 for byte-level tears): unsynced writes are torn only there.
     """
 
     def __init__(
@@ -507,9 +685,10 @@ class StateStream:
         seed: int,
         budget: int = 64,
         cap: int | None = None,
+        tear: int = SECTOR,
     ) -> None:
         self._trace, self._root, self._initial = trace, root, initial
-        self._seed, self._budget = seed, budget
+        self._seed, self._budget, self._tear = seed, budget, tear
         self.counts: list[int] = []
         self.exhaustive_points = self.sampled_points = 0
         self.estimated = 0
@@ -548,7 +727,7 @@ class StateStream:
                 # A mark changes no file: reuse the states (expectations differ, not trees).
                 frontier = previous
             else:
-                frontier = _Frontier(model, point)
+                frontier = _Frontier(model, point, self._tear)
             yield point, frontier, frontier.upper_bound() <= EXHAUSTIVE_LIMIT
             previous = frontier
 
@@ -604,6 +783,7 @@ def explore(
     *,
     seed: int,
     budget: int = 64,
+    tear: int = SECTOR,
 ) -> Exploration:
     """Every crash state of ``trace`` under ``root`` starting from the durable tree ``initial``.
 
@@ -614,7 +794,7 @@ def explore(
 
     :raises ModelError: the trace does not fit the tree (an operation on a path the model lacks).
     """
-    stream = StateStream(trace, root, initial, seed=seed, budget=budget)
+    stream = StateStream(trace, root, initial, seed=seed, budget=budget, tear=tear)
     return Exploration(
         tuple(stream), stream.points, stream.exhaustive_points, stream.sampled_points
     )

@@ -138,9 +138,16 @@ class Expectation:
         return text
 
 
-def expectations(trace: Sequence[TraceOp], keys: Sequence[Key]) -> list[Expectation]:
-    """Return the expectation at each crash point ``-1 .. len(trace) - 1`` (index ``point + 1``)."""
+def expectations(
+    trace: Sequence[TraceOp], keys: Sequence[Key], committed: Sequence[tuple[Key, int]] = ()
+) -> list[Expectation]:
+    """Return the expectation at each crash point ``-1 .. len(trace) - 1`` (index ``point + 1``).
+
+    :param committed: values durable before the trace began (each key holds its value until an
+        acknowledged call changes it); D3's own workload starts from an empty store.
+    """
     acked: dict[Key, int | None] = dict.fromkeys(keys)
+    acked.update(committed)
     inflight: dict[Key, list[int | None]] = {k: [] for k in keys}
     #: Batch number -> its keys' new values, and the keys not yet acknowledged.
     batches: dict[int, tuple[dict[Key, int], set[Key]]] = {}

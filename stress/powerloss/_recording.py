@@ -23,11 +23,11 @@ from typing import Any, Final
 
 from ..seam._record import Backend, choose_backend
 from ..seam._syscalls import MAX_TRACE_BYTES, SyscallError, data_only, from_shim
-from ..seam._trace import TraceOp
+from ..seam._trace import Trace, TraceOp
 from ..workers._fleet import Fleet, WorkerGone
 from ..workers._jobs import NO_SHIM
-from ._fsmodel import ModelError, Tree, replay
-from ._oracle import Step, parse_mark
+from ._fsmodel import ModelError, Tree, UnknownCall, replay
+from ._oracle import Key, Step, parse_mark
 from ._workers import progress_path
 
 __all__ = [
@@ -37,14 +37,13 @@ __all__ = [
     "attempt",
     "record_strace",
     "recording",
-    "syscall_recording",
 ]
 
 #: Seconds the traced worker may take before the check gives up on it (a hung store).
 PROCESS_SECONDS: Final = 120.0
 
 #: Operations that change what a power cut can leave; a trace with none saw no store I/O.
-_WRITING: Final = frozenset({"write", "truncate", "rename", "replace", "unlink", "mkdir"})
+_WRITING: Final = frozenset({"write", "truncate", "rename", "replace", "unlink", "mkdir", "link"})
 
 #: How reports name each way of recording.
 TRACERS: Final = {"python": "the Python interposer", "syscall": "the syscall shim"}
@@ -60,6 +59,11 @@ class Recording:
     tracer: str
     #: Where this recording's crash states are written out.
     work: str = ""
+    #: Values durable before the trace began, per key (F2's setup, ``_faulted.py``); D3's
+    #: workload starts from an empty store.
+    committed: tuple[tuple[Key, int], ...] = ()
+    #: Which view judged and why (``syscall shim (the Python interposer missed 1 fsync call)``).
+    judged: str = ""
 
 
 #: No recording to explore: the outcome ("failed", "unverified") and why.
@@ -82,7 +86,7 @@ def recording(
             missing.append(done)
         return done
 
-    chosen = choose_backend(record, _blind, forced)
+    chosen = choose_backend(record, _blind, forced, views=_views)
     if chosen.counted is None:  # a forced shim that is missing (a run never raises here)
         return "unverified", chosen.unseen
     root, work, recorded = chosen.counted
@@ -91,7 +95,9 @@ def recording(
     reason = _blind(chosen.counted)
     if reason is None:
         tracer = TRACERS[chosen.backend]
-        return Recording(root, recorded["initial"], recorded["trace"], tracer, work)
+        return Recording(
+            root, recorded["initial"], recorded["trace"], tracer, work, judged=chosen.judged
+        )
     if missing:
         reason += f"; no syscall shim here: {missing[0]}"
     elif chosen.unseen:
@@ -104,20 +110,10 @@ def recording(
     return _strace_recording(spec, steps, os.path.join(scratch, STRACE), seed, reason)
 
 
-def syscall_recording(
-    spec: str, steps: list[Step], work: str, seed: int, reason: str
-) -> Recording | Refused:
-    """Record through the shim (strace where there is none): to confirm the interposer's."""
-    done = attempt(spec, steps, os.path.join(work, "syscall"), "syscall")
-    if isinstance(done, str):
-        return _strace_recording(spec, steps, os.path.join(work, STRACE), seed, reason)
-    root, where, recorded = done
-    if "error" in recorded:
-        return "failed", f"the shim-traced worker failed (seed {seed}):\n{recorded['error']}"
-    incomplete = _blind(done)
-    if incomplete:
-        return "unverified", f"{reason}; through the syscall shim too: {incomplete}"
-    return Recording(root, recorded["initial"], recorded["trace"], TRACERS["syscall"], where)
+def _views(attempt: _Attempt) -> Trace | None:
+    """The interposer's trace of an attempt, with the shim's view of the same run beside it."""
+    trace = attempt[2].get("trace")
+    return trace if isinstance(trace, Trace) else None
 
 
 def _blind(attempt: _Attempt) -> str | None:
@@ -289,10 +285,17 @@ def untraceable(recorded: dict[str, Any], root: str) -> str | None:
             f"the trace shows no file-system write under {root}: the store's I/O cannot be traced "
             "(a C extension or a server?)"
         )
-    # Replaying the trace must rebuild the directory the worker left, byte for byte; otherwise
-    # some I/O went unseen (C code, mmap) and the model would judge a store it cannot see.
+    return _unexplained(trace, root, recorded)
+
+
+def _unexplained(trace: list[TraceOp], root: str, recorded: dict[str, Any]) -> str | None:
+    """Why replaying ``trace`` does not rebuild the directory the worker left, or None."""
+    # Byte for byte; otherwise some I/O went unseen (C code, mmap) and the model would judge a
+    # store it cannot see. A call the recorder saw and the model does not know is named.
     try:
         replayed = dict(replay(trace, root, recorded["initial"]))
+    except UnknownCall as exc:
+        return str(exc)
     except ModelError as exc:
         return f"the trace cannot be replayed on the directory it started from: {exc}"
     final = dict(recorded["final"])

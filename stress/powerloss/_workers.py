@@ -104,15 +104,19 @@ def record(
 ) -> None:
     """Fleet worker: run ``steps`` on the store through the seam's ``backend``; pickle to ``out``.
 
+    ``root`` is a new, empty directory; the trace starts before the store's first open on it.
     The pickle holds the tree before and after, the trace, and the files the shim saw mapped
     shared and writable (``mapped``); or ``error``, the traceback of what went wrong.
     """
     progress = Progress(out)
     mapped: list[str] = []
     try:
-        factory(root).close()
+        # From the empty directory on: what the first open creates (a data directory, a lock
+        # file, a database) is part of the workload, and a power cut can undo it.
         initial = snapshot(root)
-        block, mark = tracing(root, backend, on_map=mapped.append)
+        # Through the interposer, the shim records the same run beside it (the witness), so the
+        # parent can tell whether the interposer saw every operation (seam/_record.py).
+        block, mark = tracing(root, backend, on_map=mapped.append, witness=backend == "python")
 
         def both(note: str) -> None:
             progress(note)
@@ -125,7 +129,7 @@ def record(
             store.close()
         result: dict[str, Any] = {
             "initial": initial,
-            "trace": list(trace),
+            "trace": trace,  # a Trace: the witness's view goes with it
             "mapped": mapped,
             "final": snapshot(root),
         }
@@ -153,8 +157,7 @@ def record_for_strace(spec: str, root: str, steps: list[Step], out: str) -> None
 
     try:
         factory = load_factory(spec)
-        factory(root).close()
-        result: dict[str, Any] = {"initial": snapshot(root)}
+        result: dict[str, Any] = {"initial": snapshot(root)}  # empty: the first open is traced
         _strace_mark("trace start")
         store = factory(root)
         run_steps(store, steps, both)

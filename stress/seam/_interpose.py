@@ -2,10 +2,14 @@
 
 Inside :func:`traced`, this process's ``os`` functions a store must call to be durable
 (``open write pwrite truncate ftruncate fsync fdatasync close replace rename remove unlink mkdir
-rmdir``), ``fcntl.fcntl(fd, F_FULLFSYNC)``, and ``open``/``io.open`` (hence ``os.fdopen`` and
-``pathlib.Path.open/write_text/write_bytes``) are replaced by wrappers that record each operation
-on a path under ``root`` as a :class:`~lance_offsets.stress.seam._trace.TraceOp`. ``os.makedirs``
-calls ``os.mkdir`` through the module, so it records one ``mkdir`` per level it creates.
+rmdir link posix_fallocate copy_file_range sendfile symlink``), ``fcntl.fcntl(fd, F_FULLFSYNC)``,
+``open``/``io.open`` (hence ``os.fdopen`` and ``pathlib.Path.open/write_text/write_bytes``) and
+``mmap.mmap`` are replaced by wrappers that record each operation on a path under ``root`` as a
+:class:`~lance_offsets.stress.seam._trace.TraceOp`. ``os.makedirs`` calls ``os.mkdir`` through
+the module, so it records one ``mkdir`` per level it creates. An ``O_TMPFILE`` open records the
+directory, and the unnamed file is ``<dir>/#tmpfile-<fd>`` until ``os.link`` of
+``/proc/self/fd/<fd>`` names it; writes through a shared writable mapping are diffed at every
+recorded operation (``_tracedmap.py``); a symbolic link is a call nothing models (``unknown``).
 Everything is restored when the block exits.
 
 Limits, and what covers them:
@@ -29,15 +33,16 @@ from __future__ import annotations
 import builtins
 import contextlib
 import io
+import mmap
 import os
 import pathlib
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from . import _tracedio
-from ._trace import OpKind, TraceOp
-from ._tracer import REAL, FaultPlan, OnOp, Phase, Tracer, busy, guarded
+from . import _tracedio, _tracedmap
+from ._trace import OpKind, Trace, TraceOp
+from ._tracer import REAL, FaultPlan, OnOp, Phase, StopAt, Tracer, busy, guarded
 
 try:
     import fcntl
@@ -97,8 +102,11 @@ def set_fault(plan: FaultPlan | None) -> None:
 # --- wrappers around os functions -------------------------------------------------------------
 
 
-def _fd_op(kind: OpKind, real: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``real(fd, ...)`` for traced descriptors (write, fsync, ftruncate...)."""
+def _fd_op(kind: OpKind, real: Callable[..., Any], call: str = "") -> Callable[..., Any]:
+    """Wrap ``real(fd, ...)`` for traced descriptors (write, fsync, ftruncate...).
+
+    :param call: the function's name in the record, where the model needs it (VOCAB19).
+    """
 
     def wrapper(fd: int, *args: Any, **kwargs: Any) -> Any:
         tracer = _tracing()
@@ -110,11 +118,14 @@ def _fd_op(kind: OpKind, real: Callable[..., Any]) -> Callable[..., Any]:
             return real(fd, *args, **kwargs)
         path, is_dir = entry
         perform = lambda: real(fd, *args, **kwargs)  # noqa: E731
-        return tracer.run(kind, path, perform, fd=number, is_dir=is_dir)
+        return tracer.run(kind, path, perform, fd=number, is_dir=is_dir, call=call)
 
     wrapper.__name__ = wrapper.__qualname__ = real.__name__
     wrapper.__doc__ = real.__doc__
     return wrapper
+
+
+_TMPFILE: Final = getattr(os, "O_TMPFILE", 0)
 
 
 def _open(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
@@ -130,6 +141,10 @@ def _open(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None
         fd: int = REAL["open"](path, flags, mode, dir_fd=dir_fd)
         return fd
 
+    if _TMPFILE and flags & _TMPFILE == _TMPFILE:  # an unnamed file in the directory ``full``
+        fd = tracer.run("open", full, perform, flags=flags, fd_of_result=True, record_fd=True)
+        tracer.fds[fd] = (os.path.join(full, f"#tmpfile-{fd}"), False)
+        return fd
     is_dir = os.path.isdir(full)
     return tracer.run("open", full, perform, flags=flags, is_dir=is_dir, fd_of_result=True)
 
@@ -197,10 +212,87 @@ def _move_op(kind: OpKind, real: Callable[..., Any]) -> Callable[..., Any]:
         dest = full_dst or os.path.abspath(os.fsdecode(dst))
         tracer.run(kind, source, perform, target=dest, is_dir=os.path.isdir(source))
         tracer.moved(source, dest)
+        if _tracedmap.ACTIVE:
+            _tracedmap.ACTIVE[0].moved(source, dest)
 
     wrapper.__name__ = wrapper.__qualname__ = real.__name__
     wrapper.__doc__ = real.__doc__
     return wrapper
+
+
+def _proc_fd(path: Any) -> int | None:
+    """The descriptor ``/proc/self/fd/N`` names (how Python links an O_TMPFILE), else None."""
+    text = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else ""
+    for prefix in ("/proc/self/fd/", "/dev/fd/"):
+        if text.startswith(prefix) and text[len(prefix) :].isdigit():
+            return int(text[len(prefix) :])
+    return None
+
+
+def _link(
+    src: Any,
+    dst: Any,
+    *,
+    src_dir_fd: int | None = None,
+    dst_dir_fd: int | None = None,
+    follow_symlinks: bool = True,
+) -> None:
+    """``os.link``: a new entry ``dst`` for ``src``'s file (a descriptor's, through /proc)."""
+    tracer = _tracing()
+
+    def perform() -> None:
+        REAL["link"](
+            src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=follow_symlinks
+        )
+
+    if tracer is None:
+        perform()
+        return
+    new = tracer.normalize(dst, dst_dir_fd)
+    fd = _proc_fd(src)
+    old = tracer.normalize(src, src_dir_fd) if fd is None else None
+    if new is None and old is None and (fd is None or fd not in tracer.fds):
+        perform()
+        return
+    where = new or os.path.abspath(os.fsdecode(dst))
+    tracer.run("link", where, perform, target=old, fd=fd, call="link", record_fd=True)
+    if fd is not None and fd in tracer.fds:
+        tracer.fds[fd] = (where, False)  # the unnamed file goes by its new name now
+
+
+def _copy_file_range(
+    src: int, dst: int, count: int, offset_src: int | None = None, offset_dst: int | None = None
+) -> int:
+    """``os.copy_file_range``: a write of ``dst`` (its whole content after)."""
+    tracer = _tracing()
+    entry = tracer.fds.get(dst) if tracer is not None else None
+    copied: int
+
+    def perform() -> int:
+        done: int = REAL["copy_file_range"](src, dst, count, offset_src, offset_dst)
+        return done
+
+    if tracer is None or entry is None:
+        return perform()
+    copied = tracer.run("write", entry[0], perform, fd=dst, call="copy_file_range")
+    return copied
+
+
+def _symlink(
+    src: Any, dst: Any, target_is_directory: bool = False, *, dir_fd: int | None = None
+) -> None:
+    """``os.symlink``: a name the model does not follow, recorded as ``unknown``."""
+    tracer = _tracing()
+    full = tracer.normalize(dst, dir_fd) if tracer is not None else None
+
+    def perform() -> None:
+        REAL["symlink"](src, dst, target_is_directory, dir_fd=dir_fd)
+
+    if tracer is None or full is None:
+        perform()
+        return
+    note = f"to {os.fsdecode(src)}"
+    tracer.run("unknown", full, perform, note=note, call="symlink")
 
 
 def _fcntl(fd: Any, cmd: int, arg: Any = 0, /) -> Any:
@@ -228,15 +320,22 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (os, "replace", _move_op("replace", REAL["replace"])),
         (builtins, "open", _tracedio.traced_open),
         (io, "open", _tracedio.traced_open),
+        (mmap, "mmap", _tracedmap.TracedMmap),
     ]
-    fd_kinds: list[tuple[str, OpKind]] = [
-        ("write", "write"),
-        ("pwrite", "write"),
-        ("ftruncate", "truncate"),
-        ("fsync", "fsync"),
-        ("fdatasync", "fdatasync"),
+    optional = [("link", _link), ("copy_file_range", _copy_file_range), ("symlink", _symlink)]
+    patches += [(os, name, wrapper) for name, wrapper in optional if name in REAL]
+    fd_kinds: list[tuple[str, OpKind, str]] = [
+        ("write", "write", ""),
+        ("pwrite", "write", ""),
+        ("ftruncate", "truncate", ""),
+        ("fsync", "fsync", ""),
+        ("fdatasync", "fdatasync", ""),
+        ("posix_fallocate", "truncate", "posix_fallocate"),
+        ("sendfile", "write", "sendfile"),
     ]
-    patches += [(os, name, _fd_op(kind, REAL[name])) for name, kind in fd_kinds if name in REAL]
+    patches += [
+        (os, name, _fd_op(kind, REAL[name], call)) for name, kind, call in fd_kinds if name in REAL
+    ]
     if fcntl is not None:
         patches.append((fcntl, "fcntl", _fcntl))
     # Python 3.10's pathlib binds io.open and these os functions into its accessor class at
@@ -283,7 +382,8 @@ def traced(
     *,
     on_op: OnOp | None = None,
     fail: FaultPlan | None = None,
-) -> Iterator[list[TraceOp]]:
+    stop: StopAt | None = None,
+) -> Iterator[Trace]:
     """Record every file-system operation on paths under ``root`` while the block runs.
 
     Yields the trace, a list the records are appended to as operations complete (see
@@ -297,6 +397,7 @@ def traced(
         calls it makes are not traced. Operations seen only by the audit hook
         (``note="audit"``) get the "before" call only.
     :param fail: a :class:`FaultPlan`: operations it selects raise instead of running.
+    :param stop: a crash point: there, the worker tells its parent and waits to be killed.
     :raises RuntimeError: a block is already active in this process (one at a time).
     """
     if _STATE:
@@ -304,16 +405,21 @@ def traced(
     if not _HOOK_INSTALLED:
         sys.addaudithook(_audit)
         _HOOK_INSTALLED.append(True)
-    tracer = Tracer(os.fspath(root), on_op, fail)
+    tracer = Tracer(os.fspath(root), on_op, fail, stop)
+    mappings = _tracedmap.Mappings(tracer)
+    tracer.watch = mappings.diff
     patches = _patches()
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, replacement in patches:
         setattr(owner, name, replacement)
     _STATE.append(tracer)
+    _tracedmap.ACTIVE.append(mappings)
     try:
         yield tracer.trace
+        mappings.diff()  # what the last stores through a mapping left
     finally:
         _STATE.clear()
+        _tracedmap.ACTIVE.clear()
         for owner, name, original in saved:
             setattr(owner, name, original)
 

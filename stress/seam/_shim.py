@@ -1,17 +1,22 @@
 """The syscall-level backend: an ``LD_PRELOAD`` shim that sees a store's I/O made in C.
 
 The Python interposer (``_interpose.py``) sees only what a store does through Python's ``os`` and
-``io``; SQLite, LMDB or a Rust extension write through libc directly. The shim (C source in
-``_shim_c.py``) is compiled once per user with the system C compiler into a cache directory keyed
-by the source's hash, and preloaded into the crash and fault workers from exec (``_fleet.py``
-starts their forkserver with it). It stays passive until :func:`syscall_traced` arms it inside a
-worker; then every file-system call on a path under the store's directory, from any thread,
-comes back here through a ctypes callback and goes through the same :class:`Tracer` as the
-Python interposer's: the same numbering, :class:`FaultPlan`, ``on_op`` stop hook and
-:class:`TraceOp` records, so the crash and fault judges and their reports work unchanged. The
-records also carry each file's content after the call and the descriptor, and shared writable
-mappings are reported (``on_map``): the power-loss check (D3) records C stores through the shim
-too, its records turned into the model's trace by ``_syscalls.py``.
+``io`` at call time; SQLite, LMDB, a Rust extension, or Python code that bound ``os.fsync`` when
+it was imported, reach libc without it. The shim (C source in ``_shim_c.py``) is compiled once
+per user with the system C compiler into a cache directory keyed by the source's hash, and
+preloaded into the crash and fault workers from exec (``_fleet.py`` starts their forkserver with
+it). It stays passive until :func:`syscall_traced` arms it inside a worker; then every
+file-system call on a path under the store's directory, from any thread, is numbered, faulted
+(:class:`FaultPlan`), stopped at a crash point (:class:`StopAt`) and recorded in C, with no call
+back into Python: a store's own threads never wait for the GIL (a C library that joins its I/O
+thread under the GIL would deadlock against a callback). Python takes the records from the
+shim's buffer outside the store's calls, whenever the live trace is read and at the end, and
+turns them into the same :class:`TraceOp` records the interposer makes, so the crash and fault
+judges and their reports work unchanged. The records also carry each file's content after the
+call and the descriptor; writes through shared writable mappings are diffed at every recorded
+call and recorded as ``write`` (``call="mmap"``), and each such mapping is reported (``on_map``):
+the power-loss check (D3) records C stores through the shim too, its records turned into the
+model's trace by ``_syscalls.py``.
 
 Linux only (``/proc/self/fd`` names descriptors; ``LD_PRELOAD`` is the ELF loader's). No C
 compiler, another OS, or workers started before the shim was built: the backend is unavailable
@@ -22,47 +27,33 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import errno
 import hashlib
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Final, SupportsIndex, overload
 
 from ._shim_c import KINDS, MAPPED, SOURCE
-from ._trace import OpKind, TraceOp
-from ._tracer import CONTENT_KINDS, FaultPlan, OnOp, Tracer, read_content
+from ._syscalls import SHARED_MEMORY
+from ._trace import OpKind, Trace, TraceOp
+from ._tracer import FaultPlan, StopAt, Tracer, set_hold
 
 __all__ = ["build", "loaded", "mark", "syscall_traced", "unavailable"]
 
 #: Environment variable naming the shim's cache directory (default: the user's cache dir).
 CACHE_ENV: Final = "LANCE_OFFSETS_SHIM_CACHE"
-_PATH_MAX: Final = 4096
 
 
-class _Op(ctypes.Structure):
-    _fields_ = [  # ctypes reads this class attribute
-        ("index", ctypes.c_int),
-        ("kind", ctypes.c_int),
-        ("phase", ctypes.c_int),
-        ("fd", ctypes.c_int),
-        ("flags", ctypes.c_int),
-        ("err", ctypes.c_int),
-        ("is_dir", ctypes.c_int),
-        ("pad", ctypes.c_int),
-        ("offset", ctypes.c_longlong),
-        ("size", ctypes.c_longlong),
-        ("call", ctypes.c_char_p),
-        ("path", ctypes.c_char * _PATH_MAX),
-        ("target", ctypes.c_char * _PATH_MAX),
-    ]
-
-
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(_Op))
+#: A record's fixed part as the shim writes it (``struct lo_rec`` in ``_shim_c.py``): index,
+#: kind, fd, flags, err, is_dir; offset, size, content length (-1: none); the lengths of the
+#: call's name, the note, the path and the target, which follow it, then the content.
+_RECORD: Final = struct.Struct("=6i3q4I")
 _BUILT: dict[str, str | None] = {}  # "path" -> the built .so, or None with "why"
 
 
@@ -103,7 +94,7 @@ def _build() -> tuple[str | None, str | None]:
                 handle.write(SOURCE)
             built = os.path.join(work, "shim.so")
             done = subprocess.run(
-                [compiler, "-shared", "-fPIC", "-O2", "-o", built, source, "-ldl"],
+                [compiler, "-shared", "-fPIC", "-O2", "-pthread", "-o", built, source, "-ldl"],
                 capture_output=True,
                 text=True,
                 timeout=120,
@@ -123,129 +114,206 @@ def unavailable() -> str | None:
     return _BUILT.get("why")
 
 
+_LIB: list[ctypes.CDLL] = []
+
+
 def loaded() -> ctypes.CDLL | None:
     """The shim in this process (preloaded from exec), or None when it was not preloaded."""
+    if _LIB:
+        return _LIB[0]
     if not sys.platform.startswith("linux"):
         return None
     try:
         lib = ctypes.CDLL(None)
-        lib.lo_begin.argtypes = [ctypes.c_char_p, ctypes.c_char_p, _CALLBACK]
+        lib.lo_begin.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
     except (OSError, AttributeError):
         return None
+    lib.lo_plan.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_uint, ctypes.c_int]
+    lib.lo_stop.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_char_p]
+    lib.lo_stop.argtypes.append(ctypes.c_size_t)
+    lib.lo_mark.argtypes = [ctypes.c_char_p]
+    lib.lo_take.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+    lib.lo_take.restype = ctypes.c_longlong
+    lib.lo_free.argtypes = [ctypes.c_void_p]
+    lib.lo_hold.argtypes = [ctypes.c_int]
+    _LIB.append(lib)
     return lib
 
 
-_ACTIVE: list[_Bridge] = []
+def _kinds_mask(plan: FaultPlan) -> tuple[int, int]:
+    """The plan's kinds as the shim's bit mask, and whether any kind counts."""
+    mask = 0
+    for kind in plan.kinds:
+        if kind in KINDS:
+            mask |= 1 << KINDS.index(kind)
+    return mask, 0 if plan.kinds else 1
 
 
-class _Bridge:
-    """Turns the shim's before/after reports into the :class:`Tracer`'s numbering and records."""
+class _Live(Trace):
+    """The live trace of an armed shim: reading it takes the records the shim made meanwhile."""
 
-    def __init__(self, tracer: Tracer, on_map: Callable[[str], None] | None) -> None:
-        self.tracer = tracer
+    def __init__(self, pull: Callable[[], None]) -> None:
+        super().__init__()
+        self._pull: Callable[[], None] | None = pull
+
+    def fresh(self) -> None:
+        if self._pull is not None:
+            self._pull()
+
+    def __len__(self) -> int:
+        self.fresh()
+        return super().__len__()
+
+    def __iter__(self) -> Iterator[TraceOp]:
+        self.fresh()
+        return super().__iter__()
+
+    @overload
+    def __getitem__(self, i: SupportsIndex) -> TraceOp: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[TraceOp]: ...
+    def __getitem__(self, i: SupportsIndex | slice) -> TraceOp | list[TraceOp]:
+        self.fresh()
+        return super().__getitem__(i)
+
+    def settle(self) -> None:
+        """The block ended: take the last records, sort them by index, and stop pulling."""
+        self.fresh()
+        self._pull = None
+        self.sort(key=lambda op: op.index)
+
+
+class _Session:
+    """One armed block: takes the shim's records and turns them into :class:`TraceOp`."""
+
+    def __init__(self, lib: ctypes.CDLL, root: str, on_map: Callable[[str], None] | None) -> None:
+        self.lib = lib
+        self.tracer = Tracer(root, None, None)  # for its path normalisation only
         self.on_map = on_map
-        self.next = 0
-        self.errors: list[str] = []
-        self.callback = _CALLBACK(self._report)  # kept alive while armed
+        self.lock = threading.Lock()
+        self.trace = _Live(self.pull)
 
-    def number(self) -> int:
-        with self.tracer.lock:
-            self.next += 1
-            return self.next - 1
+    def pull(self) -> None:
+        """Append the records the shim made since the last pull (from any thread)."""
+        with self.lock:
+            where = ctypes.c_void_p()
+            size = self.lib.lo_take(ctypes.byref(where))
+            if size < 0:
+                self.lib.lo_free(where)
+                raise RuntimeError("the syscall shim ran out of memory and lost records")
+            if not size:
+                self.lib.lo_free(where)
+                return
+            data = ctypes.string_at(where, size)
+            self.lib.lo_free(where)
+            list.extend(self.trace, self._records(data))
 
-    def _report(self, raw: ctypes._Pointer[_Op]) -> int:
-        try:
-            return self._handle(raw.contents)
-        except BaseException as exc:  # an exception cannot cross into C: report it later
-            self.errors.append(f"{type(exc).__name__}: {exc}")
-            return 0
+    def _records(self, data: bytes) -> Iterator[TraceOp]:
+        view, at = memoryview(data), 0
+        while at < len(data):
+            fields = _RECORD.unpack_from(data, at)
+            at += _RECORD.size
+            index, kind, fd, flags, err, is_dir, offset, size, length, *sizes = fields
+            texts = []
+            for n in sizes:
+                texts.append(bytes(view[at : at + n]))
+                at += n
+            content = bytes(view[at : at + length]) if length >= 0 else None
+            at += max(length, 0)
+            call, note, path, target = (
+                texts[0].decode(),
+                texts[1].decode(errors="replace"),
+                *[os.fsdecode(t) for t in texts[2:]],
+            )
+            full = self.tracer.normalize(path) or path
+            if kind == MAPPED:  # no operation: a note for the power-loss model, never numbered
+                if self.on_map is not None:
+                    self.on_map(full)
+                continue
+            op_kind: OpKind = KINDS[kind]
+            if op_kind != "mark":
+                note = ", ".join(t for t in (_sizes(size, offset), note) if t)
+            yield TraceOp(
+                index,
+                op_kind,
+                full,
+                (self.tracer.normalize(target) or target) if target else None,
+                bool(is_dir),
+                flags,
+                content,
+                errno.errorcode.get(err, str(err)) if err else None,
+                note,
+                "" if op_kind == "mark" else call,
+                fd,
+            )
 
-    def _op(self, c: _Op) -> TraceOp:
-        tracer = self.tracer
-        path = tracer.normalize(os.fsdecode(c.path)) or os.fsdecode(c.path)
-        target = tracer.normalize(os.fsdecode(c.target)) if c.target else None
-        kind: OpKind = KINDS[c.kind]
-        call = (c.call or b"").decode()
-        sizes = []
-        if c.size >= 0:
-            sizes.append(f"{c.size} bytes")
-        if c.offset >= 0:
-            sizes.append(f"at {c.offset}")
-        note = " ".join(sizes)
-        return TraceOp(
-            c.index, kind, path, target, bool(c.is_dir), c.flags, call=call, note=note, fd=c.fd
-        )
 
-    def _handle(self, c: _Op) -> int:
-        tracer = self.tracer
-        if c.kind == MAPPED:  # no operation: a note for the power-loss model, never numbered
-            if self.on_map is not None:
-                self.on_map(tracer.normalize(os.fsdecode(c.path)) or os.fsdecode(c.path))
-            return 0
-        if c.phase == 0:
-            c.index = self.number()
-            op = self._op(c)
-            if tracer.on_op is not None:
-                tracer.on_op(op, "before")
-            with tracer.lock:
-                fault = tracer.fault_for(op)
-            if op.kind == "close" and not op.is_dir:  # read before the descriptor goes away
-                content = read_content(c.fd, op.path)
-                tracer.pending[op.index] = content
-            return 0 if fault is None else fault.errno or errno.EIO
-        op = self._op(c)
-        content = tracer.pending.pop(op.index, None)
-        if op.kind in CONTENT_KINDS and not op.is_dir and not c.err and op.kind != "close":
-            content = read_content(c.fd if c.fd >= 0 else None, op.path)
-        error = errno.errorcode.get(c.err, str(c.err)) if c.err else None
-        done = dataclasses.replace(op, content=content, error=error)
-        with tracer.lock:
-            tracer.trace.append(done)
-        if tracer.on_op is not None:
-            tracer.on_op(done, "after")
-        return 0
+def _sizes(size: int, offset: int) -> str:
+    """A syscall record's note: how much it moved, and where (``"4096 bytes at 8192"``)."""
+    words = []
+    if size >= 0:
+        words.append(f"{size} bytes")
+    if offset >= 0:
+        words.append(f"at {offset}")
+    return " ".join(words)
+
+
+_ACTIVE: list[_Session] = []
 
 
 @contextlib.contextmanager
 def syscall_traced(
     root: str,
     *,
-    on_op: OnOp | None = None,
     fail: FaultPlan | None = None,
     on_map: Callable[[str], None] | None = None,
-) -> Iterator[list[TraceOp]]:
+    stop: StopAt | None = None,
+    contents: bool = True,
+    witness: bool = False,
+) -> Iterator[Trace]:
     """Arm the preloaded shim for calls on paths under ``root``; yield the live trace.
 
-    The same contract as :func:`~lance_offsets.stress.seam._interpose.traced`. The trace is
-    sorted by index on exit (threads may finish their calls out of order).
+    The same contract as :func:`~lance_offsets.stress.seam._interpose.traced`, with the crash
+    point given as a :class:`StopAt` (decided in C: no Python runs on the store's threads). The
+    trace is sorted by index on exit (threads may finish their calls out of order).
 
-    :param on_map: called with the path of each file the store maps shared and writable (its
-        writes through the mapping are invisible to any tracer), once the mapping exists.
-
-    :raises RuntimeError: the shim is not preloaded in this process.
+    :param on_map: called with the path of each file the store maps shared and writable, when
+        the records are taken.
+    :param contents: record each file's whole content after each call (D3 and F2's judge need
+        them; a counting run for crash points does not).
+    :param witness: the shim records beside the Python interposer (the same run seen twice):
+        the interposer's own content reads are kept out of the shim's records.
+    :raises RuntimeError: the shim is not preloaded in this process, or already armed.
     """
     lib = loaded()
     if lib is None:
         raise RuntimeError("the syscall shim is not preloaded in this process")
-    tracer = Tracer(root, on_op, fail)
-    bridge = _Bridge(tracer, on_map)
-    _ACTIVE.append(bridge)
-    real, given = tracer.root.encode(), os.path.abspath(root).encode()
-    lib.lo_begin(real, given, bridge.callback)
+    if _ACTIVE:
+        raise RuntimeError("syscall_traced() blocks do not nest: one per process at a time")
+    session = _Session(lib, root, on_map)
+    real, given = session.tracer.root.encode(), os.path.abspath(root).encode()
+    lib.lo_begin(real, given, 1 if contents else 0, "\n".join(SHARED_MEMORY).encode())
+    if fail is not None:
+        mask, anything = _kinds_mask(fail)
+        times = -1 if fail.times is None else fail.times
+        lib.lo_plan(fail.at, fail.error, times, mask, anything)
+    if stop is not None:
+        phase = 0 if stop.phase == "before" else 1
+        lib.lo_stop(stop.index, phase, stop.fd, stop.message, len(stop.message))
+    _ACTIVE.append(session)
+    if witness:
+        set_hold(lib.lo_hold)
     try:
-        yield tracer.trace
+        yield session.trace
     finally:
         lib.lo_end()
-        _ACTIVE.remove(bridge)
-        tracer.trace.sort(key=lambda op: op.index)
-        if bridge.errors:
-            raise RuntimeError(f"the syscall shim's callback failed: {bridge.errors[0]}")
+        if witness:
+            set_hold(None)
+        _ACTIVE.remove(session)
+        session.trace.settle()
 
 
 def mark(note: str) -> None:
-    """Append a harness note to the active syscall trace (as ``_interpose.mark`` does)."""
+    """Append a harness note to the active syscall trace, numbered like a call."""
     if _ACTIVE:
-        bridge = _ACTIVE[-1]
-        op = TraceOp(bridge.number(), "mark", bridge.tracer.root, note=note)
-        with bridge.tracer.lock:
-            bridge.tracer.trace.append(op)
+        _ACTIVE[-1].lib.lo_mark(note.encode())

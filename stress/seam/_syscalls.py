@@ -12,15 +12,19 @@ build the shim). Both feed the same :class:`SyscallTrace`, which keeps what the 
 * ``O_DSYNC``/``O_SYNC`` descriptors: a write through one is durable when it returns;
 * shared-memory files left out (LMDB's ``lock.mdb``, SQLite's ``-shm``): written through a shared
   mapping and rebuilt on the next open, they hold no data;
-* a shared writable mapping of a data file (LMDB's ``writemap``) stops the recording: its writes
-  are invisible to both backends;
+* writes through a shared writable mapping of a data file (LMDB's ``writemap``): the shim diffs
+  the mapping at every recorded call and records them (``write``, ``call="mmap"``); strace cannot
+  see them, so a mapping stops its recording;
+* the calls beyond write, sync and rename (VOCAB19): ``link`` (a new name for a named file, or for
+  an ``O_TMPFILE`` descriptor's unnamed one), renameat2's flags (``RENAME_EXCHANGE`` swaps the
+  two names), copies and preallocation into a file (recorded as ``write``/``truncate`` naming the
+  call), and ``unknown`` calls, kept as they came, for the model to refuse by name;
 * a bound on the file contents the trace may hold (:data:`MAX_TRACE_BYTES`).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -42,11 +46,37 @@ Tree = tuple[tuple[str, bytes | None], ...]
 #: this a store's writes are too many or too large to model in bounded memory.
 MAX_TRACE_BYTES: Final = 256 << 20
 
-#: Files that hold shared memory, not data: LMDB's reader table (``lock.mdb``, ``NAME-lock``
-#: with ``MDB_NOSUBDIR``) and SQLite's WAL index (``-shm``). Both are written through a shared
-#: mapping no tracer sees, and both are rebuilt when the first process opens the store after a
-#: crash, so the recorders leave them out of the trace and of the trees.
-_SHARED_MEMORY: Final = re.compile(r"(?:^|/)lock\.mdb$|-lock$|-shm$")
+#: Files that hold shared memory, not data, by the end of their names: LMDB's reader table
+#: (``lock.mdb``, ``NAME-lock`` with ``MDB_NOSUBDIR``) and SQLite's WAL index (``-shm``). Both
+#: are written through a shared mapping, and both are rebuilt when the first process opens the
+#: store after a crash, so the recorders leave them out of the trace and of the trees, and the
+#: shim does not diff their mappings.
+SHARED_MEMORY: Final = ("/lock.mdb", "-lock", "-shm")
+
+
+#: The libc calls whose records keep their name in the model's trace (VOCAB19): writes the
+#: model judges by their page (``mmap``), and calls beyond write/sync/rename. Plain ones keep
+#: the kind alone, as the interposer's records do.
+NAMED_CALLS: Final = frozenset(
+    {
+        "mmap",
+        "copy_file_range",
+        "sendfile",
+        "sendfile64",
+        "fallocate",
+        "fallocate64",
+        "posix_fallocate",
+        "posix_fallocate64",
+        "truncate",
+        "truncate64",
+        "link",
+        "linkat",
+        "renameat2",
+    }
+)
+RENAME_EXCHANGE: Final = 2
+#: fallocate's mode bits (linux/falloc.h).
+_KEEP_SIZE, _PUNCH, _COLLAPSE, _ZERO, _INSERT = 0x01, 0x02, 0x08, 0x10, 0x20
 
 
 class SyscallError(RuntimeError):
@@ -55,7 +85,7 @@ class SyscallError(RuntimeError):
 
 def shared_memory(path: str) -> bool:
     """Whether ``path`` names a shared-memory file the recorders leave out (see above)."""
-    return _SHARED_MEMORY.search(path) is not None
+    return ("/" + path).endswith(SHARED_MEMORY)  # a relative "lock.mdb" too
 
 
 def data_only(tree: Tree) -> Tree:
@@ -100,9 +130,13 @@ class SyscallTrace:
         self.held = 0
 
     def _new(self, path: str, content: bytes = b"") -> int:
+        ino = self._unnamed(content)
+        self.names[path] = ino
+        return ino
+
+    def _unnamed(self, content: bytes = b"") -> int:
         ino = len(self.data) + 1
         self.data[ino] = bytearray(content)
-        self.names[path] = ino
         return ino
 
     def inside(self, path: str | None) -> bool:
@@ -121,6 +155,9 @@ class SyscallTrace:
         flags: int = 0,
         content: bytes | None = None,
         error: str | None = None,
+        call: str = "",
+        note: str = "",
+        fd: int = -1,
     ) -> None:
         if self.inside(path) or self.inside(target):
             self.held += len(content or b"")
@@ -131,7 +168,15 @@ class SyscallTrace:
                     "memory)"
                 )
             index = len(self.trace)
-            self.trace.append(TraceOp(index, kind, path, target, is_dir, flags, content, error))
+            # The call's name (and descriptor, for the unnamed files links name) where the model
+            # needs them; plain records as the interposer makes them.
+            named = call in NAMED_CALLS or kind == "unknown" or fd >= 0
+            op = TraceOp(index, kind, path, target, is_dir, flags, content, error)
+            if named:
+                op = TraceOp(
+                    index, kind, path, target, is_dir, flags, content, error, note, call, fd
+                )
+            self.trace.append(op)
 
     def _content(self, ino: int) -> bytes:
         return bytes(self.data[ino])
@@ -169,6 +214,17 @@ class SyscallTrace:
         """An ``open`` of ``path`` returned ``fd`` (or failed with ``error``)."""
         if error is not None:
             self._emit("open", path, flags=flags, error=error)
+            return
+        tmpfile = getattr(os, "O_TMPFILE", 0)
+        if tmpfile and flags & tmpfile == tmpfile:  # an unnamed file in the directory ``path``
+            self.fds.pop(fd, None)
+            self.dir_fds.discard(fd)
+            if self.inside(path):
+                unnamed = self._unnamed()
+                self._took(unnamed, content)
+                dsync = bool(flags & os.O_DSYNC)
+                self.fds[fd] = _Fd(unnamed, 0, bool(flags & os.O_APPEND), dsync)
+                self._emit("open", path, flags=flags, content=self._content(unnamed), fd=fd)
             return
         if is_dir if is_dir is not None else (flags & os.O_DIRECTORY or path in self.dirs):
             self.dir_fds.add(fd)
@@ -217,10 +273,13 @@ class SyscallTrace:
         error: str | None,
         *,
         content: bytes | None = None,
+        call: str = "",
+        note: str = "",
     ) -> None:
         """A write: of ``data`` at ``offset`` (None: the position), or with ``content`` read.
 
-        strace gives the bytes; the shim gives the file's content after the write.
+        strace gives the bytes; the shim gives the file's content after the write. ``call`` and
+        ``note`` name a write the model must know the call of (``mmap``: by the page).
         """
         entry = self._entry(fd, path)
         if entry is None or path is None:
@@ -235,7 +294,9 @@ class SyscallTrace:
             buf[at : at + len(data)] = data
             if offset is None:
                 entry.pos = at + len(data)
-        self._emit("write", path, content=self._content(entry.ino), error=error)
+        self._emit(
+            "write", path, content=self._content(entry.ino), error=error, call=call, note=note
+        )
         if error is not None:
             return
         if not entry.dsync:
@@ -255,6 +316,7 @@ class SyscallTrace:
         error: str | None,
         *,
         content: bytes | None = None,
+        call: str = "",
     ) -> None:
         """The size of ``path`` was set, through ``fd`` or (None) by name."""
         entry = self._entry(fd, path) if fd is not None else None
@@ -269,7 +331,40 @@ class SyscallTrace:
                 del buf[length:]
                 buf.extend(b"\0" * (length - len(buf)))
             self.dirty.add(ino)
-        self._emit("truncate", path, content=self._content(ino), error=error)
+        self._emit("truncate", path, content=self._content(ino), error=error, call=call)
+
+    def fallocated(  # noqa: PLR0917 - fallocate's own arguments, in its order
+        self, fd: int, path: str, mode: int, offset: int, length: int, error: str | None
+    ) -> None:
+        """The effect of fallocate on the bytes (strace: the shim reads the content itself).
+
+        Mode 0 may grow the file and ``KEEP_SIZE`` alone changes nothing visible: a
+        ``truncate``; punching a hole or zeroing a range zeroes it, collapsing removes it and
+        inserting adds zeros: a ``write``.
+        """
+        entry = self._entry(fd, path)
+        if entry is None:
+            return
+        buf = self.data[entry.ino]
+        end = offset + length
+        if error is None:
+            if mode & _COLLAPSE:
+                del buf[offset:end]
+            elif mode & _INSERT:
+                buf[offset:offset] = bytes(length)
+            elif mode & (_PUNCH | _ZERO):
+                stop = min(end, len(buf))
+                buf[offset:stop] = bytes(max(stop - offset, 0))
+            if not mode & _KEEP_SIZE and not mode & (_COLLAPSE | _INSERT) and end > len(buf):
+                buf.extend(bytes(end - len(buf)))
+            self.dirty.add(entry.ino)
+        kind: OpKind = "write" if mode & ~_KEEP_SIZE else "truncate"
+        self._emit(kind, path, content=self._content(entry.ino), error=error, call="fallocate")
+
+    def content_of(self, fd: int, path: str) -> bytes | None:
+        """The content the table holds for ``fd``'s file (or ``path``'s), None if unknown."""
+        entry = self._entry(fd, path)
+        return None if entry is None else self._content(entry.ino)
 
     def synced(self, kind: OpKind, fd: int, path: str | None, error: str | None) -> None:
         entry = self._entry(fd, path)
@@ -280,7 +375,7 @@ class SyscallTrace:
             self._emit(kind, path, content=content, is_dir=entry is None, error=error)
 
     def mapped(self, path: str) -> None:
-        """``path`` was mapped shared and writable: nothing after this shows its content."""
+        """``path`` was mapped shared and writable, and its writes cannot be seen (strace)."""
         if self.inside(path):
             raise SyscallError(
                 f"the store writes {path} through a shared writable mapping (mmap), which no "
@@ -289,14 +384,63 @@ class SyscallTrace:
 
     # --- names ----------------------------------------------------------------------------------
 
-    def renamed(self, src: str, dst: str, error: str | None) -> None:
-        if error is None:
-            for path in [p for p in self.names if p == src or p.startswith(src + os.sep)]:
-                self.names[dst + path[len(src) :]] = self.names.pop(path)
-            for path in [p for p in self.dirs if p == src or p.startswith(src + os.sep)]:
-                self.dirs.discard(path)
-                self.dirs.add(dst + path[len(src) :])
-        self._emit("rename", src, target=dst, is_dir=dst in self.dirs, error=error)
+    def renamed(
+        self, src: str, dst: str, error: str | None, *, flags: int = 0, call: str = ""
+    ) -> None:
+        """A rename; with renameat2's ``RENAME_EXCHANGE`` in ``flags``, the two names swap."""
+        if error is None and flags & RENAME_EXCHANGE:
+            self._swap(src, dst)
+        elif error is None:
+            self._move(src, dst)
+        self._emit(
+            "rename", src, target=dst, is_dir=dst in self.dirs, error=error, flags=flags, call=call
+        )
+
+    def _move(self, src: str, dst: str) -> None:
+        for path in [p for p in self.names if p == src or p.startswith(src + os.sep)]:
+            self.names[dst + path[len(src) :]] = self.names.pop(path)
+        for path in [p for p in self.dirs if p == src or p.startswith(src + os.sep)]:
+            self.dirs.discard(path)
+            self.dirs.add(dst + path[len(src) :])
+
+    def _swap(self, a: str, b: str) -> None:
+        aside = a + "\0exchanging"  # no real name holds a NUL
+        self._move(a, aside)
+        self._move(b, a)
+        self._move(aside, b)
+
+    def linked(
+        self,
+        path: str,
+        target: str | None,
+        fd: int,
+        error: str | None,
+        *,
+        content: bytes | None = None,
+        call: str = "link",
+    ) -> None:
+        """A new name ``path`` for the file ``target`` names, or (None) for ``fd``'s file."""
+        ino = self.names.get(target) if target is not None else None
+        if ino is None and fd in self.fds:
+            ino = self.fds[fd].ino
+        if error is None and ino is not None:
+            self._took(ino, content)
+            self.names[path] = ino
+        data = self._content(ino) if ino is not None else content
+        self._emit("link", path, target=target, content=data, error=error, call=call, fd=fd)
+
+    def unknown(self, op: TraceOp) -> None:
+        """A call nothing models: kept as it came (``call``, ``note``), for the model to name."""
+        self._emit(
+            "unknown",
+            op.path,
+            target=op.target,
+            flags=op.flags,
+            error=op.error,
+            call=op.call,
+            note=op.note,
+            fd=op.fd,
+        )
 
     def removed(self, path: str, is_dir: bool, error: str | None) -> None:
         if error is None:
@@ -316,12 +460,12 @@ def from_shim(
     """The model's trace of what the shim recorded under ``root`` (see the module docstring).
 
     :param initial: the tree under ``root`` when tracing began.
-    :param mapped: the files the shim saw mapped shared and writable.
-    :raises SyscallError: a data file was mapped shared and writable, or the trace is too big.
+    :param mapped: the files the shim saw mapped shared and writable. Their writes are in the
+        records (``write``, ``call="mmap"``): nothing to refuse.
+    :raises SyscallError: the trace is too big.
     """
+    del mapped  # the shim diffs mappings itself now (VOCAB19)
     table = SyscallTrace(root, initial)
-    for path in mapped:
-        table.mapped(path)
     for op in records:
         _feed(table, op)
     return table.trace
@@ -334,15 +478,21 @@ def _feed(table: SyscallTrace, op: TraceOp) -> None:
     elif kind == "open":
         table.opened(path, op.flags, op.fd, error, is_dir=op.is_dir, content=op.content)
     elif kind == "write":
-        table.wrote(op.fd, path, None, None, error, content=op.content)
+        note = op.note if op.call == "mmap" else ""  # which pages: the model's unit
+        table.wrote(op.fd, path, None, None, error, content=op.content, call=op.call, note=note)
     elif kind == "truncate":
-        table.truncated(op.fd, path, len(op.content or b""), error, content=op.content)
+        length = len(op.content or b"")
+        table.truncated(op.fd, path, length, error, content=op.content, call=op.call)
     elif kind in ("fsync", "fdatasync"):
         table.synced(kind, op.fd, path, error)
     elif kind == "close":
         table.closed(op.fd, path, error)
     elif kind in ("rename", "replace") and op.target is not None:
-        table.renamed(path, op.target, error)
+        table.renamed(path, op.target, error, flags=op.flags, call=op.call)
+    elif kind == "link":
+        table.linked(path, op.target, op.fd, error, content=op.content, call=op.call)
+    elif kind == "unknown":
+        table.unknown(op)
     elif kind in ("unlink", "rmdir"):
         table.removed(path, kind == "rmdir", error)
     elif kind == "mkdir":

@@ -9,17 +9,31 @@ file contents for the records) never traces itself.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
 import stat
 import threading
-from collections.abc import Callable
-from typing import Final, Literal, TypeVar
+import time
+from collections.abc import Callable, Iterator
+from typing import Final, Literal, NoReturn, TypeVar
 
-from ._trace import OpKind, TraceOp
+from ._trace import OpKind, Trace, TraceOp
 
-__all__ = ["CONTENT_KINDS", "REAL", "FaultPlan", "OnOp", "Phase", "Tracer", "busy", "guarded"]
+__all__ = [
+    "CONTENT_KINDS",
+    "REAL",
+    "FaultPlan",
+    "OnOp",
+    "Phase",
+    "StopAt",
+    "Tracer",
+    "busy",
+    "guarded",
+    "halt",
+    "set_hold",
+]
 
 Phase = Literal["before", "after"]
 
@@ -28,7 +42,9 @@ Phase = Literal["before", "after"]
 OnOp = Callable[[TraceOp, Phase], None]
 
 #: Kinds whose records carry the file's whole content (regular files only), per ``_trace.py``.
-CONTENT_KINDS: Final = frozenset({"open", "write", "truncate", "fsync", "fdatasync", "close"})
+CONTENT_KINDS: Final = frozenset(
+    {"open", "write", "truncate", "fsync", "fdatasync", "close", "link"}
+)
 
 #: The unpatched functions, captured before anything can patch them.
 REAL: Final = {
@@ -51,12 +67,52 @@ REAL: Final = {
         "pread",
         "fstat",
         "stat",
+        "link",
+        "posix_fallocate",
+        "copy_file_range",
+        "sendfile",
+        "symlink",
     )
     if hasattr(os, name)
 }
 
 _LOCAL = threading.local()
 T = TypeVar("T")
+
+#: While the syscall shim records beside the interposer (the witness of the same run), the
+#: shim's ``lo_hold``: the interposer's own I/O (a content read by path) is kept out of it.
+_HOLD: list[Callable[[int], int]] = []
+
+
+def set_hold(hold: Callable[[int], int] | None) -> None:
+    """Install (or, with None, remove) the witness's hold switch (``_shim.py``)."""
+    _HOLD.clear()
+    if hold is not None:
+        _HOLD.append(hold)
+
+
+@dataclasses.dataclass(frozen=True)
+class StopAt:
+    """A crash point: right ``phase`` operation ``index``, write ``message`` to ``fd`` and wait.
+
+    The worker tells its parent (``message`` is a framed message on the parent's pipe) and
+    blocks until the parent kills it. Decided where the operation is numbered: the interposer's
+    Python, or the shim's C on whatever thread made the call, which needs no GIL.
+    """
+
+    index: int
+    phase: Phase
+    fd: int
+    message: bytes
+
+
+def halt(stop: StopAt) -> NoReturn:
+    """Send ``stop``'s message and wait to be killed (the interposer's stop; the shim's is in C)."""
+    view = memoryview(stop.message)
+    while view:
+        view = view[REAL["write"](stop.fd, view) :]
+    while True:
+        time.sleep(3600)
 
 
 def busy() -> bool:
@@ -117,6 +173,17 @@ def _error_name(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+@contextlib.contextmanager
+def _unwitnessed() -> Iterator[None]:
+    """Keep this thread's calls out of the shim's records while it records beside us."""
+    held = _HOLD[0](1) if _HOLD else 0
+    try:
+        yield
+    finally:
+        if _HOLD:
+            _HOLD[0](held)
+
+
 def read_content(fd: int | None, path: str) -> bytes | None:
     """Read the whole content the OS holds for a regular file: by ``fd`` if readable, else path.
 
@@ -125,53 +192,69 @@ def read_content(fd: int | None, path: str) -> bytes | None:
     """
     with guarded():
         try:
+            inode = None
             if fd is not None:
                 info = REAL["fstat"](fd)
                 if not stat.S_ISREG(info.st_mode):
                     return None
+                inode = (info.st_ino, info.st_dev)
                 pread = REAL.get("pread")  # Windows has none: read by path there
                 try:
                     if pread is not None:
                         return bytes(pread(fd, info.st_size, 0))
                 except OSError:  # write-only descriptor: fall back to the path
                     pass
-            by_path = REAL["open"](path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            try:
-                info_path = REAL["fstat"](by_path)
-                if not stat.S_ISREG(info_path.st_mode):
-                    return None
-                if fd is not None and (info_path.st_ino, info_path.st_dev) != (
-                    info.st_ino,
-                    info.st_dev,
-                ):
-                    return None
-                chunks = []
-                while chunk := os.read(by_path, 1 << 16):
-                    chunks.append(chunk)
-                return b"".join(chunks)
-            finally:
-                REAL["close"](by_path)
+            if fd is not None and os.path.isdir("/proc/self/fd"):
+                # The same file whatever its name: an O_TMPFILE has none, a renamed one another.
+                return _read_path(f"/proc/self/fd/{fd}", inode)
+            return _read_path(path, inode)
         except OSError:
             return None
+
+
+def _read_path(path: str, inode: tuple[int, int] | None) -> bytes | None:
+    """The content of the regular file at ``path`` (None: not that inode, or not a file)."""
+    with _unwitnessed():
+        by_path = REAL["open"](path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        info = REAL["fstat"](by_path)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if inode is not None and (info.st_ino, info.st_dev) != inode:
+            return None
+        chunks = []
+        while chunk := os.read(by_path, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        with _unwitnessed():
+            REAL["close"](by_path)
 
 
 class Tracer:
     """The state of one ``traced()`` block: the trace, the fd table, the fault plan."""
 
-    def __init__(self, root: str, on_op: OnOp | None, fail: FaultPlan | None) -> None:
+    def __init__(
+        self,
+        root: str,
+        on_op: OnOp | None,
+        fail: FaultPlan | None,
+        stop: StopAt | None = None,
+    ) -> None:
         self.root = os.path.realpath(root)
-        self.trace: list[TraceOp] = []
+        self.trace = Trace()
         self.on_op = on_op
         self.fail = fail
+        self.stop = stop
         self.fired = 0
         #: Open descriptors on paths under root: fd -> (path, is_dir).
         self.fds: dict[int, tuple[str, bool]] = {}
         # One operation at a time, so indices follow the order operations really happened in
         # (a store's background thread interleaves with its caller); re-entrant for on_op.
         self.lock = threading.RLock()
-        #: Contents read before an operation, by index (the syscall backend reads a closing
-        #: file's content before the descriptor goes away).
-        self.pending: dict[int, bytes | None] = {}
+        #: Called before each operation is numbered: the writes it finds made since the last
+        #: operation (through shared mappings) are recorded first (``record_write``).
+        self.watch: Callable[[], None] | None = None
 
     def normalize(self, path: object, dir_fd: int | None = None) -> str | None:
         """Return the realpath-normalised absolute path, or None when it is not under root."""
@@ -186,6 +269,12 @@ class Tracer:
             name = os.path.join(base[0], name)
         with guarded():
             absolute = os.path.abspath(name)
+            if absolute.startswith("/proc/self/fd/") and absolute[14:].isdigit():
+                # A descriptor's file reopened through /proc: that file (the shim says the same).
+                try:
+                    absolute = os.readlink(absolute)
+                except OSError:
+                    return None
             head, tail = os.path.split(absolute)
             full = os.path.join(os.path.realpath(head), tail) if tail else absolute
         if full == self.root or full.startswith(self.root + os.sep):
@@ -196,10 +285,6 @@ class Tracer:
         with self.lock:
             self.fail = plan
             self.fired = 0
-
-    def fault_for(self, op: TraceOp) -> OSError | None:
-        """The error the plan makes ``op`` fail with (counting it), or None: run it."""
-        return self._fault(op)
 
     def _fault(self, op: TraceOp) -> OSError | None:
         plan = self.fail
@@ -226,16 +311,21 @@ class Tracer:
         fd: int | None = None,
         fd_of_result: bool = False,
         note: str = "",
+        call: str = "",
+        record_fd: bool = False,
     ) -> T:
         """Run one operation: number it, announce it, perform (or fail) it, record it.
 
         :param fd: the descriptor to read content from (content is read before a close).
         :param fd_of_result: the result is a new descriptor (``os.open``): register it.
+        :param call: the function's name, where the model needs it (``copy_file_range``).
+        :param record_fd: the record names the descriptor (an O_TMPFILE's, a link's: VOCAB19).
         """
         with self.lock, guarded():
-            pre = TraceOp(len(self.trace), kind, path, target, is_dir, flags, note=note)
-            if self.on_op is not None:
-                self.on_op(pre, "before")
+            if self.watch is not None:
+                self.watch()
+            pre = TraceOp(len(self.trace), kind, path, target, is_dir, flags, note=note, call=call)
+            self._announce(pre, "before")
             wants_content = kind in CONTENT_KINDS and not is_dir
             content = read_content(fd, path) if wants_content and kind == "close" else None
             try:
@@ -243,8 +333,7 @@ class Tracer:
             except BaseException as exc:
                 failed = dataclasses.replace(pre, error=_error_name(exc))
                 self.trace.append(failed)
-                if self.on_op is not None:
-                    self.on_op(failed, "after")
+                self._announce(failed, "after")
                 raise
             if fd_of_result:
                 fd = result  # type: ignore[assignment]
@@ -255,10 +344,27 @@ class Tracer:
             if wants_content and kind != "close":
                 content = read_content(fd, path)
             done = dataclasses.replace(pre, is_dir=is_dir, content=content)
+            if record_fd and fd is not None:
+                done = dataclasses.replace(done, fd=fd)
             self.trace.append(done)
-            if self.on_op is not None:
-                self.on_op(done, "after")
+            self._announce(done, "after")
             return result
+
+    def record_write(self, path: str, content: bytes | None, note: str) -> None:
+        """Record a write no call made: bytes stored through a shared mapping (``call="mmap"``)."""
+        with self.lock, guarded():
+            op = TraceOp(len(self.trace), "write", path, content=content, note=note, call="mmap")
+            self._announce(dataclasses.replace(op, content=None), "before")
+            self.trace.append(op)
+            self._announce(op, "after")
+
+    def _announce(self, op: TraceOp, phase: Phase) -> None:
+        """Tell the harness (``on_op``), and stop here if this is the crash point."""
+        if self.on_op is not None:
+            self.on_op(op, phase)
+        stop = self.stop
+        if stop is not None and (stop.index, stop.phase) == (op.index, phase):
+            halt(stop)
 
     def _perform(self, op: TraceOp, perform: Callable[[], T]) -> T:
         fault = self._fault(op)
@@ -276,9 +382,10 @@ class Tracer:
         marked ``note="audit"``, because an audit hook never learns how the operation ended.
         """
         with self.lock, guarded():
+            if self.watch is not None:
+                self.watch()
             op = TraceOp(len(self.trace), kind, path, target, False, flags, note="audit")
-            if self.on_op is not None:
-                self.on_op(op, "before")
+            self._announce(op, "before")
             fault = self._fault(op)
             self.trace.append(
                 op if fault is None else dataclasses.replace(op, error=_error_name(fault))

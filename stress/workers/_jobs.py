@@ -11,8 +11,11 @@ Jobs (dicts with a ``"job"`` name):
     Open the store, set up the old state (untraced), then inside :func:`traced` run the action
     (save or delete; or, with ``"action": "open"``, close and open a new handle over it), send
     ``("acked", value)`` once a save or delete returned, and close the store. When the job's
-    ``stop`` point ``(index, phase)`` is reached, send ``("stopped", op)`` and block until
-    killed; otherwise reply ``("done", trace)`` (a counting run, or a point never reached).
+    ``stop`` point ``(index, phase)`` is reached, send ``("stopped", (index, phase))`` and block
+    until killed (the message is written by the backend that numbers the operation, the shim's
+    C code included: no Python runs on a store's own thread); otherwise reply ``("done",
+    trace)`` (a counting run, or a point never reached). A counting run through the interposer
+    has the shim record beside it where it is preloaded: ``trace.syscall`` is that view.
 ``loop``
     Save increasing values forever, sending ``("acked", value)`` after each save returned (a save
     that raises ends the loop: ``("raised", (error, value))``); with
@@ -52,6 +55,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import threading
@@ -61,6 +65,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lance_offsets.conformance._spec import load_factory
+from multiprocess.reduction import ForkingPickler
 
 from lance_offsets._interrupt import quiet_child
 
@@ -68,7 +73,7 @@ from ..powerloss._fstree import snapshot
 from ..seam import _shim
 from ..seam._record import tracing
 from ..seam._trace import TraceOp
-from ..seam._tracer import FaultPlan, OnOp
+from ..seam._tracer import FaultPlan, StopAt
 
 __all__ = ["serve", "serve_jobs", "uncrashed_listing"]
 
@@ -78,12 +83,6 @@ Reply = tuple[str, Any]
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def _block_forever() -> None:
-    # Waiting to be killed from outside: the parent owns this process's death.
-    while True:
-        time.sleep(3600)
 
 
 def _read(store: Any, keys: list[Key]) -> dict[str, Any]:
@@ -116,28 +115,31 @@ def _no_shim(job: dict[str, Any]) -> Reply | None:
     return None
 
 
-def _stopper(conn: Any, stop: tuple[int, str] | None) -> OnOp:
-    """The hook that stops this worker at crash point ``stop`` (index, phase) for the kill."""
+def _stop_at(conn: Any, stop: tuple[int, str] | None) -> StopAt | None:
+    """Crash point ``stop`` (index, phase): ``("stopped", stop)``, framed as ``conn.send`` would.
 
-    def stopper(op: TraceOp, phase: str) -> None:
-        if stop is not None and (op.index, phase) == stop:
-            conn.send(("stopped", op))
-            _block_forever()
-
-    return stopper
+    The seam writes the message itself at the point (the shim from C, on whatever thread made
+    the call), so it is prepared here, once, as the bytes the parent's ``recv`` reads.
+    """
+    if stop is None:
+        return None
+    index, phase = stop
+    payload = bytes(ForkingPickler.dumps(("stopped", (index, phase))))
+    framed = struct.pack("!i", len(payload)) + payload
+    return StopAt(index, "before" if phase == "before" else "after", conn.fileno(), framed)
 
 
 def _crash(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:
     if (missing := _no_shim(job)) is not None:
         return missing
-    stopper = _stopper(conn, job["stop"])
+    stop = _stop_at(conn, job["stop"])
     store = factory(job["path"])
     _setup(store, job["setup"])
     key, new = job["key"], job["new"]
     opening = job.get("action") == "open"
     if opening:
         store.close()  # committed and closed: the traced change is a new handle's open
-    block, note = tracing(job["path"], job.get("backend", "python"), on_op=stopper)
+    block, note = _block(job, stop)
     with block as trace:
         try:
             if opening:
@@ -153,7 +155,17 @@ def _crash(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
             conn.send(("acked", new))
         _linger(conn, job, trace)
         store.close()
-    return ("done", list(trace))
+    return ("done", trace)
+
+
+def _block(job: dict[str, Any], stop: StopAt | None) -> Any:
+    """The tracing block of a crash or batch job: a counting run (no stop) has the witness.
+
+    No contents: crash points need indices, kinds and paths only.
+    """
+    counting = stop is None
+    backend = job.get("backend", "python")
+    return tracing(job["path"], backend, stop=stop, witness=counting, contents=False)
 
 
 def _linger(conn: Any, job: dict[str, Any], trace: list[TraceOp]) -> None:
@@ -179,10 +191,10 @@ def _batch(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
     """
     if (missing := _no_shim(job)) is not None:
         return missing
-    stopper = _stopper(conn, job["stop"])
+    stop = _stop_at(conn, job["stop"])
     store = factory(job["path"])
     _setup(store, job["setup"])
-    block, note = tracing(job["path"], job.get("backend", "python"), on_op=stopper)
+    block, note = _block(job, stop)
     with block as trace:
         try:
             store.save_many(job["batch"])
@@ -192,7 +204,7 @@ def _batch(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
         conn.send(("acked", None))
         time.sleep(job.get("linger", 0.0))  # let a store's background writer show itself
         store.close()
-    return ("done", list(trace))
+    return ("done", trace)
 
 
 def _loop(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:

@@ -59,6 +59,18 @@ def test_lmdb_without_its_syncs_loses_an_acknowledged_commit(
     assert "lost or rewound an acknowledged offset" in run.result.details.splitlines()[1]
 
 
+def test_lmdb_as_it_comes_loses_everything_when_the_creation_of_its_file_is_undone(
+    short: StressOptions,
+) -> None:
+    # LMDB creates data.mdb at the first open and never fsyncs the directory: D3 records from
+    # before that open, and a power cut after an acknowledged commit can undo the creation.
+    run = run_powerloss(f"{ZOO}:no_dir_fsync_at_open", short)
+    print(run.result.details)
+    assert run.result.outcome == "failed"
+    assert "open data.mdb b'': UNDONE" in run.result.details
+    assert "found absent, expected 5 (acknowledged)" in run.result.details.splitlines()[0]
+
+
 def test_lmdb_writemap_is_unverified_with_the_reason(short: StressOptions) -> None:
     run = run_powerloss(f"{ZOO}:writemap", short)
     assert run.result.outcome == "unverified"

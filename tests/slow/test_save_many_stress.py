@@ -76,7 +76,11 @@ def test_the_batch_control_passes_b1(stress_options: StressOptions) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "semantics"),
-    [("lockfile", "per-key durable"), ("sqlite", "atomic"), ("coalescing", "per-key durable")],
+    [
+        ("lockfile", "per-key durable"),
+        ("sqlite", "atomic"),
+        ("coalescing", "per-key durable"),
+    ],
 )
 @pytest.mark.timeout(1800)
 def test_reference_stores_pass_b1(spec: str, semantics: str, stress_options: StressOptions) -> None:

@@ -7,6 +7,12 @@ recorder leaves it out. ``sync=False`` skips both syncs; ``metasync=False`` skip
 page's, so the last acknowledged commit may be lost. ``writemap=True`` writes the data through
 a shared mapping, which strace cannot see: D3 is unverified for it.
 
+LMDB creates ``data.mdb`` when the environment is first opened and never fsyncs the directory,
+so a power cut after the first commit can undo the file's creation and every commit with it
+(POSIX does not promise that a file's fsync persists its own directory entry; D3 records from
+before the first open). The stores here fsync the directory once the environment is open, as a
+store built on LMDB must; ``no_dir_fsync_at_open`` is LMDB as it comes, and fails D3.
+
 Use them as ``zoo.lmdb_zoo:<name>`` with the ``tests`` folder on ``PYTHONPATH``.
 """
 
@@ -30,9 +36,16 @@ class ZooLmdbStore:
     #: LMDB refuses a second environment on one path in one process.
     handles_per_process = 1
 
-    def __init__(self, path: str, **flags: Any) -> None:
+    def __init__(self, path: str, *, dir_sync: bool = True, **flags: Any) -> None:
         os.makedirs(path, exist_ok=True)
         self._env = lmdb.open(path, map_size=1 << 24, max_dbs=0, **flags)
+        if dir_sync:
+            # mdb_env_open may have created data.mdb: make its directory entry durable.
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def load(self, topic_id: int, consumer_id: int) -> int | None:
         with self._env.begin() as txn:
@@ -81,3 +94,5 @@ no_sync = _Factory(sync=False)
 no_metasync = _Factory(metasync=False)
 #: Correct, but writes through a shared writable mapping: invisible to strace (unverified).
 writemap = _Factory(writemap=True)
+#: DEFECT (LMDB's own): the directory never fsynced after the open created data.mdb.
+no_dir_fsync_at_open = _Factory(dir_sync=False)

@@ -326,3 +326,30 @@ class SwappedListingStore(ZooFileStore):
 def swapped_listing(path: str) -> SwappedListingStore:
     """C6, not D3: a power cut must not be blamed for a listing wrong with no power cut."""
     return SwappedListingStore(path, _correct)
+
+
+class DataDirStore(ZooFileStore):
+    """Correct saves into ``data/``, a directory the store makes when it is opened.
+
+    D3 records from before the first open, so a power cut can undo that ``mkdir`` (and every
+    file under it) unless the store fsyncs the directory it made ``data/`` in. ``sync_parent``
+    decides; the fsync is made at every open, not only the one that made ``data/``: an open
+    killed between the two would otherwise leave an entry nobody ever syncs.
+    """
+
+    def __init__(self, path: str, *, sync_parent: bool) -> None:
+        data = os.path.join(path, "data")
+        os.makedirs(data, exist_ok=True)
+        if sync_parent:
+            _fsync_dir(path)
+        super().__init__(data, _correct)
+
+
+def mkdir_at_open(path: str) -> DataDirStore:
+    """DEFECT: makes its data directory at open and never fsyncs the parent (see the class)."""
+    return DataDirStore(path, sync_parent=False)
+
+
+def mkdir_at_open_fsynced(path: str) -> DataDirStore:
+    """The control of ``mkdir_at_open``: the parent is fsynced after the ``mkdir``."""
+    return DataDirStore(path, sync_parent=True)
