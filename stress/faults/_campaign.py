@@ -268,21 +268,21 @@ class _Faults:
         """Kill a run of ``action`` right after ``op``; what a fresh handle then reads."""
         job = self._crash_job(action, (op.index, "after"))
         worker = self.fleet.take()
-        stopped: TraceOp | None = None
+        stopped: tuple[int, str] | None = None
         try:
             worker.send(job)
             while stopped is None:
                 tag, payload = worker.recv(self.bound + GRACE, f"the {action} up to op #{op.index}")
                 if tag == "stopped":
-                    stopped = payload
+                    stopped = tuple(payload)  # (index, phase): the seam stops there, in C too
                 elif tag != "acked":  # done, raised, no shim: the point was not reached
                     break
         except WorkerGone:
             stopped = None
         finally:
             worker.kill()
-        if stopped is None or (stopped.kind, stopped.is_dir) != (op.kind, op.is_dir):
-            return "unreached"  # no kill there, or the numbering moved: no verdict
+        if stopped != (op.index, "after"):
+            return "unreached"  # no kill there: no verdict
         try:
             found = self.read(job["path"])
         except WorkerGone:  # blocked by what the kill left (D5's business): no verdict here
