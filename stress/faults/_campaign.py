@@ -51,8 +51,8 @@ from lance_offsets.conformance._spec import load_factory
 from .._options import StressOptions
 from ..crash._judge import listing
 from ..powerloss._oracle import Step
-from ..seam._record import SHIM_SAW_NOTHING, Backend, choose_backend, counted_save
-from ..seam._trace import TraceOp
+from ..seam._record import SHIM_SAW_NOTHING, Backend, choose_backend, counted_save, until_mark
+from ..seam._trace import Trace, TraceOp
 from ..seam._tracer import FaultPlan
 from ..workers._fleet import Fleet, Worker, WorkerGone
 from ..workers._jobs import NO_SHIM
@@ -159,6 +159,8 @@ class _Faults:
         self.unseen = ""
         #: The save's operations came from the crash campaign's counting run (no count here).
         self.shared = False
+        #: Which view judged and why (``seam/_record.Chosen.judged``).
+        self.judged = ""
         #: Per action: the roles its counted trace makes, and those a plan made fail.
         self.made: dict[str, set[str]] = {}
         self.hit: dict[str, set[str]] = {}
@@ -194,6 +196,7 @@ class _Faults:
         known = counted_save((self.spec, self.options.backend, self.options.seed, self.key))
         if known is not None:
             self.backend, self.unseen, self.shared = known.backend, known.unseen, True
+            self.judged = known.judged
             return list(known.ops)
 
         def record(backend: Backend) -> list[TraceOp] | str:
@@ -201,8 +204,8 @@ class _Faults:
             return self._count()
 
         chosen = choose_backend(record, _no_ops, self.options.backend)
-        self.backend, self.unseen = chosen.backend, chosen.unseen
-        return chosen.counted or []
+        self.backend, self.unseen, self.judged = chosen.backend, chosen.unseen, chosen.judged
+        return list(chosen.counted or [])
 
     def _crash_job(self, action: str, stop: tuple[int, str] | None) -> dict[str, Any]:
         """A crash job of ``action`` (save or delete) over a stored key, in a new directory."""
@@ -229,12 +232,9 @@ class _Faults:
                 return str(payload)
             if tag == "raised":
                 raise WorkerGone(f"a save with no fault raised: {payload[0]}")
-        ops: list[TraceOp] = []
-        for op in payload:
-            if op.kind == "mark":
-                break  # the save returned here; what follows is close()
-            ops.append(op)
-        return ops
+        # Up to the acknowledgement (what follows is close()), in both views of the run: the seam
+        # judges on the syscall view when the interposer missed calls (seam/_record.py).
+        return until_mark(payload if isinstance(payload, Trace) else Trace(payload))
 
     def count_action(self, action: str) -> list[TraceOp]:
         """The operations of one ``action`` (delete, load, open) over a stored key, unfaulted."""
@@ -444,13 +444,26 @@ class _Faults:
         cycle.failed = injected(outcome["trace"], cycle.plan)
         if not again:
             self.tally.count(outcome["seconds"], cycle.failed, cycle.action)
-            self.hit.setdefault(cycle.action, set()).update(role(op) for op in cycle.failed)
+            self.hit.setdefault(cycle.action, set()).update(self._roles_hit(cycle))
         raised = outcome["raised"]
         if cycle.failed:
             cycle.story.append("injected into: " + "; ".join(str(op) for op in cycle.failed[:3]))
         cycle.story.append(f"the {cycle.action} {'raised ' + raised if raised else 'returned'}")
         cycle.problems = [] if raised else self.returned(cycle)
         return True
+
+    def _roles_hit(self, cycle: _Cycle) -> set[str]:
+        """The roles the fault hit, named as the counted trace names them.
+
+        A failed ``open`` has no descriptor to tell a directory by (the shim records it as a
+        plain open): the counted operation at the same index and of the same kind says.
+        """
+        counted = {op.index: op for op in self.ops.get(cycle.action, [])}
+        hit = set()
+        for op in cycle.failed:
+            same = counted.get(op.index)
+            hit.add(role(same if same is not None and same.kind == op.kind else op))
+        return hit
 
     def _faulted_again(self, cycle: _Cycle) -> str | None:
         """The same fault in a second directory, for the later save (the first handle is gone).
@@ -744,6 +757,8 @@ def _result(
         "tracing": f"{run.backend} " + ("shim" if run.backend == "syscall" else "interposer"),
         "save counted by": "the crash campaign" if run.shared else "F2",
     }
+    if run.judged:
+        evidence["judged by"] = run.judged
     if run.made:
         evidence["save roles faulted"] = describe_roles(
             run.hit.get("save", set()), run.made["save"]
