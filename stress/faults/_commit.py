@@ -11,7 +11,9 @@ is killed right after operation ``k`` (``stop=(k, "after")``), and a fresh proce
 The commit is the first operation after which it reads the new value. Only operations that can
 change what a reader finds are candidates (writes, truncations, renames, links, unlinks,
 creations); a binary search over them costs a few kills. When a kill point is not reached (the
-numbering moved) the guess stands, and the evidence says so.
+run took another path), the read after a kill blocks, or a fresh handle sees the change after an
+operation the trace shows changing nothing (a write through a shared mapping), the guess stands,
+and the evidence says why.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ..seam._trace import TraceOp
 __all__ = ["Commit", "Seen", "demonstrated_commit", "guessed_commit"]
 
 #: What a fresh handle read after a kill: the change, the old state, something else, or no
-#: verdict (the kill point was not reached, or the numbering moved).
+#: verdict (the kill point was not reached, or the read after the kill blocked).
 Seen = Literal["new", "old", "other", "unreached"]
 
 #: Kinds that can commit a save by the guess: a rename into place, or, for a library's journal
@@ -98,7 +100,7 @@ def demonstrated_commit(ops: list[TraceOp], seen_after: Callable[[int], Seen]) -
 
     last = probe(candidates[-1])
     if last == "unreached":
-        return f"the kill after {_named(candidates[-1])} was not reached (the numbering moved?)"
+        return f"the kill after {_named(candidates[-1])} was not reached"
     if last != "new":
         return _not_before_the_end(ops, candidates[-1], last, probe)
     low, high = -1, len(candidates) - 1  # after candidates[high]: new; before candidates[0]: old

@@ -521,7 +521,7 @@ def test_the_commit_is_the_first_operation_after_which_a_fresh_handle_sees_the_c
 def test_a_commit_the_kills_cannot_show_falls_back_to_the_guess() -> None:
     ops = [*_writes(2), _op(2, "replace", "t", target=f"{_DIR}/k")]
     assert demonstrated_commit(ops, lambda index: "unreached") == (
-        "the kill after op #2 replace t was not reached (the numbering moved?)"
+        "the kill after op #2 replace t was not reached"
     )
     late = demonstrated_commit(ops, lambda index: "old")  # visible only once it returned
     assert isinstance(late, Commit)
