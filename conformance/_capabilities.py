@@ -36,6 +36,10 @@ optional; a factory that declares nothing is held to everything, so nothing pass
     the store claims ``shared``) or say which part was not checked; P2's same-process part does
     not apply. Without the declaration a refused helper handle is handled the same way, and never
     becomes a verdict.
+``call_seconds`` (a positive number, default :data:`CALL_SECONDS`)
+    How long one call into the store (an open, a load, a close...) may take before the suite
+    reports it hung: the property fails with where the call was blocked. A store whose calls may
+    rightly take longer (a remote one with long retries) declares more.
 ``server`` (object with ``start()``, ``stop(kill=...)``, ``route(address)``)
     The server the store talks to (``lance_offsets.stress.servers.ServerDeclaration``): with
     ``--stress``, D2 adds server kills and F2 connection faults through a proxy (docs/stress.md,
@@ -51,13 +55,24 @@ from typing import Any, Final
 from lance_offsets._domain import MAX_CONSUMER_ID, MAX_OFFSET, MAX_TOPIC_ID
 from lance_offsets._protocol import OffsetStore
 
-__all__ = ["CAPABILITY_FLAGS", "Capabilities", "Factory", "capabilities_of"]
+__all__ = [
+    "CALL_SECONDS",
+    "CAPABILITY_FLAGS",
+    "Capabilities",
+    "Factory",
+    "call_seconds_of",
+    "capabilities_of",
+]
 
 Factory = Callable[[str], OffsetStore]
 Damage = Callable[[str, tuple[int, int]], None]
 
 #: Boolean capability attributes; each defaults to True (held to everything).
 CAPABILITY_FLAGS: Final = ("persistent", "shared", "durable")
+#: Seconds one call into the store may take before it counts as hung, unless the factory
+#: declares ``call_seconds``. Generous: a correct store answers in milliseconds, and one that
+#: waits for a busy lock (SQLite's default busy timeout is 5 s) must still be able to raise.
+CALL_SECONDS: Final = 30.0
 
 
 @dataclass(frozen=True)
@@ -75,11 +90,21 @@ class Capabilities:
     handles_per_process: int | None = None
     batch_atomic: bool = False
     server: object | None = None
+    call_seconds: float = CALL_SECONDS
 
     @property
     def one_handle(self) -> bool:
         """Whether the store declares it refuses a second handle on a location in one process."""
         return self.handles_per_process == 1
+
+    @property
+    def one_at_a_time(self) -> bool:
+        """Whether no second handle may be open beside a first, in this process or another.
+
+        One per process, and not shared: an embedded database that holds an exclusive lock
+        from open to close. No check opens a helper handle beside the one it tests.
+        """
+        return self.one_handle and not self.shared
 
     def has(self, name: str) -> bool:
         """Return whether the store claims capability ``name`` (``named`` means S1 applies)."""
@@ -123,6 +148,17 @@ def _handles(factory: object) -> int | None:
     return value
 
 
+def call_seconds_of(factory: object) -> float:
+    """The factory's declared ``call_seconds`` (a positive number), else :data:`CALL_SECONDS`."""
+    value: Any = getattr(factory, "call_seconds", CALL_SECONDS)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(
+            f"capability 'call_seconds' on {factory!r} must be a positive number of seconds, "
+            f"got {value!r}"
+        )
+    return float(value)
+
+
 def capabilities_of(factory: object) -> Capabilities:
     """Read the capability attributes of ``factory``; bad values raise, naming the attribute."""
     open_named = getattr(factory, "open_named", None)
@@ -143,4 +179,5 @@ def capabilities_of(factory: object) -> Capabilities:
         handles_per_process=_handles(factory),
         batch_atomic=_optional_flag(factory, "batch_atomic"),
         server=getattr(factory, "server", None),
+        call_seconds=call_seconds_of(factory),
     )

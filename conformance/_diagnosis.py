@@ -204,7 +204,9 @@ CAUSES: Final[dict[str, Cause]] = {
             "release locks in a finally block (or a with statement), and bound every wait and "
             "retry with a deadline, then raise",
             ("hung", "hung-after-fault", "hung-after-power-cut"),
-            ("D5", "F2", "D1", "D3"),
+            # A hang fails whichever property met it first; the crash and fault campaigns, and
+            # F1's damaged reads, are where a wait with no deadline usually shows.
+            ("D5", "F2", "D1", "D3", "F1", "D4"),
         ),
         Cause(
             "lock-not-exclusive",
@@ -234,6 +236,17 @@ CAUSES: Final[dict[str, Cause]] = {
             "always write, or compare with what the store holds now, never with what this "
             "handle last wrote",
             ("write-lost-over-other",),
+            ("P2",),
+        ),
+        Cause(
+            "acts-on-open-snapshot",
+            "a handle acts on something it read when it opened (the next free row id, the set "
+            "of stored keys) or earlier: once another handle or process changed the store, its "
+            "save collides with what the other wrote and raises",
+            "read what a save needs when it saves, under the store's lock (a fresh id, whether "
+            "the key exists), or retry a conflicting insert as an update; never trust a count "
+            "or a key set kept since open",
+            ("raised-beside-other-handle",),
             ("P2",),
         ),
         Cause(

@@ -29,13 +29,12 @@ from hypothesis.stateful import (
     rule,
 )
 
-from ._acknowledge import acknowledged
 from ._capabilities import Capabilities, Factory, capabilities_of
 from ._catalog import PROPERTIES
 from ._profiles import Tally
 from ._props_batch import BatchRules, batch_of
 from ._remote import RemoteStore
-from ._spec import load_factory, sync_factory
+from ._spec import load_factory, prepared
 from ._strategies import Key, near_collisions, offsets
 from ._strategies import keys as key_strategy
 from ._workspace import Workspace, close_quietly
@@ -68,6 +67,10 @@ _MODEL_SHOWN = 8
 _READ: Any = object()
 #: ``_blame``'s "the call raised" in place of an answer.
 _RAISED: Any = object()
+#: Store operations a raising call may be replayed with on a fresh store (P2's demonstration).
+_REPLAYED = frozenset({"save", "delete", "load", "list_all", "save_many"})
+#: Steps of both handles shown with a call that raised only beside another handle.
+_BOTH_STEPS = 12
 
 
 class ContractViolation(AssertionError):
@@ -289,8 +292,71 @@ class StoreMachine(RuleBasedStateMachine):
             return fn(*args)
         except Exception as exc:
             blamed = pid if isinstance(pid, str) else pid()
-            self._violate(blamed, f"{what} raised {type(exc).__name__}: {exc}", fact)
+            message = f"{what} raised {type(exc).__name__}: {exc}"
+            if blamed != "P2" and (beside := self._raised_beside_other(fn, args)):
+                blamed, message, fact = "P2", f"{message}{beside}", "raised-beside-other-handle"
+            self._violate(blamed, message, fact)
             raise  # unreachable: _violate raises
+
+    def _raised_beside_other(self, fn: Callable[..., Any], args: tuple[object, ...]) -> str:
+        """Why a call that raised demonstrates P2, or "" when it does not.
+
+        It does when another handle (or the other process) had the store open, and the same
+        call succeeds on a fresh store holding the same offsets with no other handle open: the
+        raising handle acted on something it read before the other one changed the store (a
+        next free id, a set of keys cached at open). Runs only on a failure path.
+        """
+        call = self._replayable(fn, args)
+        if call is None:
+            return ""
+        who, op, op_args = call
+        others = [self._name(s) for s in sorted(self.handles) if self._name(s) != who]
+        if who != _REMOTE and self.remote is not None and self.remote_open:
+            others.append(_REMOTE)
+        if not others or not self._succeeds_alone(op, op_args):
+            return ""
+        names = (who, *others)
+        steps = [line for line in self.steps if any(n in line for n in names)][-_BOTH_STEPS:]
+        return (
+            f", while {' and '.join(others)} had the store open; the same {op} on a fresh store "
+            "holding the same offsets, with no other handle open, returned: the handle acts on "
+            "what it read before another handle changed the store (a next free id, a set of "
+            "keys, cached when it opened)\nsteps of both handles (latest last):\n"
+            + "\n".join(f"  {line}" for line in steps)
+        )
+
+    def _replayable(
+        self, fn: Callable[..., Any], args: tuple[object, ...]
+    ) -> tuple[str, str, tuple[object, ...]] | None:
+        """``(who, operation, arguments)`` of a data call the machine can replay, else None."""
+        name = getattr(fn, "__name__", "")
+        if self.remote is not None and fn == self.remote.call:
+            op = str(args[0]) if args else ""
+            return (_REMOTE, op, args[1:]) if op in _REPLAYED else None
+        owner = getattr(fn, "__self__", None)
+        for slot, handle in self.handles.items():
+            if handle is owner and name in _REPLAYED:
+                return self._name(slot), name, args
+        return None
+
+    def _succeeds_alone(self, op: str, args: tuple[object, ...]) -> bool:
+        """Whether ``op(*args)`` returns on a fresh store holding the model, alone there."""
+        path = self.workspace.fresh_dir()
+        try:
+            probe = self.workspace.factory(path)
+        except Exception:
+            return False
+        try:
+            for key, offset in sorted(self.model.items()):
+                probe.save(*key, offset)
+            getattr(probe, op)(*args)
+        except Exception:
+            return False
+        else:
+            return True
+        finally:
+            close_quietly(probe)
+            shutil.rmtree(path, ignore_errors=True)
 
     def _pick(self, which: int) -> str:
         return "B" if which == 1 and "B" in self.handles else "A"
@@ -654,8 +720,9 @@ def store_machine(
         spec = spec or factory
         factory = load_factory(factory)
     else:
-        factory = sync_factory(factory)  # an asyncio factory given as an object (docs/async.md)
-    factory = acknowledged(factory)
+        # An asyncio factory given as an object (docs/async.md), a flush-acknowledged one, a
+        # watched process's timing: as load_factory prepares a spec's.
+        factory = prepared(factory)
     spec = spec or spec_of(factory)
     caps = capabilities_of(factory)
     ids = frozenset(MACHINE_PLANS) if focus is None else frozenset(focus)

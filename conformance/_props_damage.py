@@ -22,10 +22,10 @@ takes down only that child: dying is loud. Otherwise A is here and B is a helper
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from hypothesis import given, note, reject
+from hypothesis import example, given, note, reject
 from hypothesis import strategies as st
 
 from ._context import CheckContext, Unverified
@@ -35,6 +35,10 @@ from ._strategies import Key, keys, offsets
 from ._workspace import RemoteHandle, close_quietly
 
 __all__ = ["GENERIC_DAMAGE", "check_f1", "stored_files"]
+
+#: What the enumerated examples commit before damaging: two keys, so a store with a file per key
+#: has two files to damage one at a time and together.
+_ENUMERATED_COMMITS: Final = {(1, 23): 5, (4, 56): 7_890_123}
 
 #: Generic damage: name -> new bytes from the old ones.
 GENERIC_DAMAGE: Final[dict[str, Callable[[bytes], bytes]]] = {
@@ -68,6 +72,7 @@ def _judge(ctx: CheckContext, path: str, committed: dict[Key, int], what: str) -
     # A store that maps its file (LMDB) may die of SIGBUS on damaged bytes: in a child that is a
     # loud failure, here it would end the whole run.
     spec = ctx.spec if ctx.caps.shared else None
+    ctx.settings.tally.running = f"a new handle opening and reading the store after {what}"
     try:
         store: Any = ctx.workspace.remote_handle(spec, path) if spec else ctx.workspace.open(path)
     except Exception as exc:
@@ -76,8 +81,11 @@ def _judge(ctx: CheckContext, path: str, committed: dict[Key, int], what: str) -
     try:
         _judge_handle(store, committed, what, who="a new handle's ")
     finally:
+        # Closed before the next damage is judged: a store may allow one handle at a time.
         if spec:
             _close_remote(ctx, store)
+        else:
+            close_quietly(store)
 
 
 def _close_remote(ctx: CheckContext, store: Any) -> None:
@@ -168,46 +176,112 @@ def _commit(ctx: CheckContext, committed: dict[Key, int], *, noted: bool = True)
     return path
 
 
-def _damage(
-    ctx: CheckContext, path: str, committed: dict[Key, int], data: st.DataObject, generic: bool
-) -> str:
-    """Damage the store under ``path`` as Hypothesis chooses; return what was done."""
-    kinds = [*(["generic"] if generic else []), *(["aware"] if ctx.caps.damage else [])]
-    if data.draw(st.sampled_from(kinds), label="damage") == "generic":
+#: One kind of damage: ``("generic", how)`` (:data:`GENERIC_DAMAGE`) or ``("aware", name)``
+#: (the factory's ``damage`` mapping).
+Kind = tuple[str, str]
+#: Damages a store under a path, one way after another: yields what it did each time and puts
+#: the bytes back before the next.
+Damages = Callable[[str], Iterator[str]]
+
+
+def _kinds(ctx: CheckContext, generic: bool) -> list[Kind]:
+    """Every kind of damage F1 can do to this store, in a fixed order."""
+    found = [("generic", how) for how in sorted(GENERIC_DAMAGE)] if generic else []
+    return found + [("aware", name) for name in sorted(ctx.caps.damage)]
+
+
+def _drawn(
+    ctx: CheckContext, committed: dict[Key, int], data: st.DataObject, generic: bool
+) -> Damages:
+    """One damage, as Hypothesis chooses."""
+
+    def damage(path: str) -> Iterator[str]:
+        kinds = [*(["generic"] if generic else []), *(["aware"] if ctx.caps.damage else [])]
+        if data.draw(st.sampled_from(kinds), label="damage") == "generic":
+            files = stored_files(path)
+            if not files:  # a warm store may hold everything in memory until close
+                yield "no damage: the store had no files yet"
+                return
+            how = data.draw(st.sampled_from(sorted(GENERIC_DAMAGE)), label="how")
+            chosen = data.draw(
+                st.one_of(st.just(files), st.sampled_from(files).map(lambda f: [f])),
+                label="files",
+            )
+            for file in chosen:
+                _damage_file(file, how)
+            shown = [os.path.relpath(f, path) for f in chosen]
+            yield f"{how} damage to {shown} (of {len(files)} files)"
+            return
+        name = data.draw(st.sampled_from(sorted(ctx.caps.damage)), label="damage name")
+        key = data.draw(st.sampled_from(sorted(committed)), label="damaged key")
+        ctx.caps.damage[name](path, key)
+        yield f"format-aware damage {name!r} to key {key}"
+
+    return damage
+
+
+def _every(ctx: CheckContext, committed: dict[Key, int], kind: Kind) -> Damages:
+    """Damage of one ``kind``, done every way it can be, the bytes put back between two.
+
+    Generic damage hits each file alone, then all of them; the factory's own, each key.
+    """
+
+    def damage(path: str) -> Iterator[str]:
+        snapshot = _snapshot(path)
+        if kind[0] == "aware":
+            for key in sorted(committed):
+                ctx.caps.damage[kind[1]](path, key)
+                yield f"format-aware damage {kind[1]!r} to key {key}"
+                _put_back(snapshot)
+            return
         files = stored_files(path)
-        if not files:  # a warm store may hold everything in memory until close
-            return "no damage: the store had no files yet"
-        how = data.draw(st.sampled_from(sorted(GENERIC_DAMAGE)), label="how")
-        chosen = data.draw(
-            st.one_of(st.just(files), st.sampled_from(files).map(lambda f: [f])), label="files"
-        )
-        for file in chosen:
-            _damage_file(file, how)
-        shown = [os.path.relpath(f, path) for f in chosen]
-        return f"{how} damage to {shown} (of {len(files)} files)"
-    name = data.draw(st.sampled_from(sorted(ctx.caps.damage)), label="damage name")
-    key = data.draw(st.sampled_from(sorted(committed)), label="damaged key")
-    ctx.caps.damage[name](path, key)
-    return f"format-aware damage {name!r} to key {key}"
+        if not files:
+            yield "no damage: the store had no files yet"
+            return
+        for chosen in [*([f] for f in files), *([files] if len(files) > 1 else [])]:
+            for file in chosen:
+                _damage_file(file, kind[1])
+            shown = [os.path.relpath(f, path) for f in chosen]
+            yield f"{kind[1]} damage to {shown} (of {len(files)} files)"
+            _put_back(snapshot)
+
+    return damage
 
 
-def _cold(ctx: CheckContext, committed: dict[Key, int], data: st.DataObject, generic: bool) -> None:
+def _put_back(snapshot: dict[str, bytes]) -> None:
+    for file, content in snapshot.items():
+        with open(file, "wb") as out:
+            out.write(content)
+
+
+def _cold(ctx: CheckContext, committed: dict[Key, int], damages: Damages) -> None:
     path = _commit(ctx, committed)
-    what = _damage(ctx, path, committed, data, generic)
-    note(what)
-    _judge(ctx, path, committed, what)
+    for what in damages(path):
+        note(what)
+        ctx.workspace.count("damaged states")
+        _judge(ctx, path, committed, what)
 
 
-def _newer(ctx: CheckContext, committed: dict[Key, int], data: st.DataObject) -> dict[Key, int]:
-    """A different offset for every key (what handle B commits over A's)."""
+def _newer(
+    ctx: CheckContext, committed: dict[Key, int], data: st.DataObject | None
+) -> dict[Key, int]:
+    """A different offset for every key: what handle B commits over A's.
+
+    Without ``data`` (an enumerated example), the next one up (down from the largest).
+    """
     newest = {}
     for key, old in sorted(committed.items()):
-        new = data.draw(offsets(ctx.caps), label=f"newer{key}")
+        new = old if data is None else data.draw(offsets(ctx.caps), label=f"newer{key}")
         newest[key] = new if new != old else (old + 1 if old < ctx.caps.offset_max else old - 1)
     return newest
 
 
-def _warm(ctx: CheckContext, committed: dict[Key, int], data: st.DataObject, generic: bool) -> None:
+def _warm(
+    ctx: CheckContext,
+    committed: dict[Key, int],
+    damages: Damages,
+    data: st.DataObject | None,
+) -> None:
     path = ctx.workspace.fresh_dir()
     # Another process sees this one's commits only if the store claims shared.
     spec = ctx.spec if ctx.caps.shared else None
@@ -237,22 +311,28 @@ def _warm(ctx: CheckContext, committed: dict[Key, int], data: st.DataObject, gen
         close_quietly(other)  # a close that raises is C8's finding
         note("handle B closed")
         snapshot = _snapshot(path)
-        try:
-            what = _damage(ctx, path, committed, data, generic)
-        except Exception as exc:  # a format-aware damage that needs every handle closed
-            ctx.workspace.aside(
-                "warm damage",
-                f"format-aware damage raised {type(exc).__name__} while a handle was open "
-                f"({exc}): those warm examples were skipped",
-            )
-            reject()
-        note(what)
-        ctx.workspace.count("warm")
-        try:
-            _judge_handle(warm, newest, what, who=who, stale=committed)
-        except ContractViolation:
-            _unless_blind(ctx, warm, newest, snapshot)
-            raise
+        done = damages(path)
+        while True:
+            try:
+                what = next(done, None)
+            except Exception as exc:  # a format-aware damage that needs every handle closed
+                ctx.workspace.aside(
+                    "warm damage",
+                    f"format-aware damage raised {type(exc).__name__} while a handle was open "
+                    f"({exc}): those warm examples were skipped",
+                )
+                reject()
+            if what is None:
+                break
+            note(what)
+            ctx.workspace.count("warm")
+            ctx.workspace.count("damaged states")
+            ctx.settings.tally.running = f"the warm handle reading the store after {what}"
+            try:
+                _judge_handle(warm, newest, what, who=who, stale=committed)
+            except ContractViolation:
+                _unless_blind(ctx, warm, newest, snapshot, committed)
+                raise
     finally:
         if remote:
             _close_remote(ctx, warm)
@@ -286,21 +366,24 @@ def _snapshot(path: str) -> dict[str, bytes]:
 
 
 def _unless_blind(
-    ctx: CheckContext, warm: Any, newest: dict[Key, int], snapshot: dict[str, bytes]
+    ctx: CheckContext,
+    warm: Any,
+    newest: dict[Key, int],
+    snapshot: dict[str, bytes],
+    stale: dict[Key, int],
 ) -> None:
-    """Void the example if the warm handle is wrong even with the bytes put back.
+    """Void the example if the warm handle gives its own old values even with the bytes back.
 
-    A handle that never rereads (a per-handle cache) gives its own old value whatever the bytes
-    hold: that is P2's finding, and damage had nothing to do with it.
+    A handle that never rereads (a per-handle cache) gives what it saved itself (``stale``)
+    whatever the bytes hold: that is P2's finding, and damage had nothing to do with it. A
+    handle wrong otherwise (None, say, from the damaged read it kept) stays F1's.
     """
-    for file, content in snapshot.items():
-        with open(file, "wb") as out:
-            out.write(content)
+    _put_back(snapshot)
     try:
         wrong = {k: got for k, v in sorted(newest.items()) if (got := warm.load(*k)) != v}
     except Exception:
         return  # it raises with the bytes intact: whatever that is, the damage verdict stands
-    if wrong:
+    if wrong and all(stale.get(k) == got for k, got in wrong.items()):
         message = (
             f"with the damaged bytes put back, the warm handle still gave {wrong!r} instead of "
             f"{newest!r}: it does not see another handle's commits; see P2"
@@ -328,19 +411,43 @@ def check_f1(ctx: CheckContext) -> str:
             "the store declares one handle per process, and it has no import spec or does not "
             "claim shared: F1's warm variant was not checked",
         )
+    kinds = _kinds(ctx, generic)
+    temperatures = [False, True] if warm_ok else [False]
 
     @ctx.settings
     @given(
         committed=committed_st,
         warm=st.booleans() if warm_ok else st.just(False),
+        every=st.none(),
         data=st.data(),
     )
-    def damaged(committed: dict[Key, int], warm: bool, data: st.DataObject) -> None:
+    def damaged(
+        committed: dict[Key, int], warm: bool, every: Kind | None, data: st.DataObject | None
+    ) -> None:
+        # ``every``: an enumerated example (below), which damages every way of one kind and
+        # draws nothing; else Hypothesis chooses one damage.
+        if every is not None:
+            damages = _every(ctx, committed, every)
+        else:
+            assert data is not None  # Hypothesis' own examples always draw
+            damages = _drawn(ctx, committed, data, generic)
         try:
-            (_warm if warm else _cold)(ctx, committed, data, generic)
-            ctx.workspace.count("damaged states")
+            if warm:
+                _warm(ctx, committed, damages, None if every else data)
+            else:
+                _cold(ctx, committed, damages)
+            if every:
+                ctx.workspace.count(f"kinds tried {'warm' if warm else 'cold'}")
         finally:
             ctx.workspace.close_all()
+
+    # Stratified: every kind of damage, cold and warm, in every run, however few examples the
+    # profile gives (a store silent on one kind alone, an emptied file read as an empty store,
+    # passed half the quick runs while it was left to the draw); Hypothesis' examples follow.
+    enumerated = _ENUMERATED_COMMITS
+    for kind in reversed(kinds):
+        for warm in reversed(temperatures):
+            damaged = example(committed=enumerated, warm=warm, every=kind, data=None)(damaged)
 
     details = "" if generic else "generic damage not applicable (no files); format-aware only"
     return ctx.workspace.run(damaged, details)

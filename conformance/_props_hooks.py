@@ -15,7 +15,7 @@ skipped, when the store refuses a second handle in this process.
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, Final
 
 from hypothesis import given, note, reject
 from hypothesis import strategies as st
@@ -23,11 +23,16 @@ from hypothesis import strategies as st
 from lance_offsets._domain import MAX_OFFSET
 
 from ._context import CheckContext
+from ._hang import StoreHung
 from ._machine import ContractViolation
 from ._strategies import Key, keys, offsets
-from ._workspace import close_quietly, helper_handle
+from ._workspace import RemoteHandle, close_quietly, helper_handle
 
-__all__ = ["check_h1", "check_h2", "check_h3"]
+__all__ = ["PROBE_SECONDS", "check_h1", "check_h2", "check_h3"]
+
+#: Seconds H3's probe in another process may wait inside a hook: a store that holds its lock
+#: while hooks run keeps it waiting until then (and the hook, and the save, wait for the probe).
+PROBE_SECONDS: Final = 5.0
 
 
 class _Recorder:
@@ -45,6 +50,8 @@ class _Recorder:
                 seen = self.probe.load(info.topic_id, info.consumer_id)
             except Exception as exc:  # the probe is ours: its failure must not look like a hook's
                 seen = f"<probe raised {type(exc).__name__}>"
+            except StoreHung as hung:  # waiting for a lock the store holds while hooks run
+                seen = f"<probe raised: it hung for {hung.report.bound:g} s>"
         self.log.append((self.name, info, seen))
 
 
@@ -274,6 +281,7 @@ def _refused_save_calls_no_hook(store: Any, log: list[Any], key: Key, offset: ob
 
 def check_h3(ctx: CheckContext) -> str:
     """Failed saves call no hook; hooks run after the commit; a failing hook is loud."""
+    probe_hung: list[str] = []  # why the probe is no longer opened, once it hung
 
     @ctx.settings
     @given(
@@ -288,8 +296,7 @@ def check_h3(ctx: CheckContext) -> str:
             log: list[tuple[str, Any, object]] = []
             probe = _Recorder("first", log)
             store = _hooked(ctx, path, [probe, _FailingHook(), _Recorder("second", log)])
-            if ctx.caps.persistent:  # opened after the store under test: it is the helper
-                probe.probe = helper_handle(ctx, path, "H3's probe")
+            probe.probe = _probe(ctx, path, probe_hung)  # opened after the one under test
             note("hooks: first (reads the key from another handle), failing, second")
             call = f"save{(*key, first)}"
             note(call)
@@ -327,6 +334,11 @@ def check_h3(ctx: CheckContext) -> str:
                     f"H3's probe could not read inside the hook ({seen}): whether hooks run "
                     "after the commit was not checked",
                 )
+                if "hung" in seen and not probe_hung:  # each try would wait as long again
+                    probe_hung.append(
+                        "H3's probe hung once inside a hook, so it was not opened again: whether "
+                        "hooks run after the commit was not checked"
+                    )
             elif _probe_sees(probe.probe, key, first) and seen != first:
                 raise ContractViolation(
                     "H3",
@@ -352,6 +364,23 @@ def check_h3(ctx: CheckContext) -> str:
             ctx.workspace.close_all()
 
     return ctx.workspace.run(failures)
+
+
+def _probe(ctx: CheckContext, path: str, hung: list[str]) -> Any:
+    """H3's probe on ``path`` (a helper handle), or None: not persistent, refused, hung once."""
+    if hung:
+        ctx.workspace.aside("probe hung", hung[0])
+        return None
+    if not ctx.caps.persistent:
+        return None
+    # Here when the store allows: a probe in another process costs a process per run. A probe
+    # here that waits for a lock the save holds while hooks run is a helper's hang: H3 is then
+    # unverified, never failed (conformance/_hang.py).
+    probe = helper_handle(ctx, path, "H3's probe")
+    if isinstance(probe, RemoteHandle):
+        # It may wait for a lock the store holds while hooks run, until its bound.
+        probe.bound = min(ctx.caps.call_seconds, PROBE_SECONDS)
+    return probe
 
 
 def _probe_sees(probe: Any, key: Key, offset: int) -> bool:

@@ -24,11 +24,11 @@ from lance_offsets.stress._options import DEFAULT_TEAR_SIZE
 from lance_offsets._interrupt import quiet_child, raise_if_interrupted
 
 from . import _profiles
-from ._acknowledge import acknowledged
 from ._capabilities import Factory, capabilities_of
 from ._catalog import PROPERTIES, property_ids
 from ._context import CheckContext, Unverified
 from ._diagnosis import FINDINGS, finding
+from ._hang import StoreHung, hang_result
 from ._machine import MACHINE_PLANS, ContractViolation, spec_of, store_machine
 from ._profiles import (
     DEFAULT_PROFILE,
@@ -39,7 +39,8 @@ from ._profiles import (
 )
 from ._results import Outcome, PropertyResult
 from ._runscope import run_scope
-from ._spec import load_factory, sync_factory
+from ._spec import SpecError, load_factory, prepared
+from ._watch import watching
 from ._workspace import Workspace
 
 __all__ = ["CHECKS", "check_property", "failure_text", "run_checks"]
@@ -54,6 +55,12 @@ CHECKS: Final[dict[str, str]] = {
     "H3": "._props_hooks:check_h3",
     "S1": "._props_names:check_s1",
 }
+
+#: Why P2 does not apply to a store that allows one open handle at a time, anywhere.
+ONE_AT_A_TIME: Final = (
+    "the store allows one open handle at a time (handles_per_process = 1 and not shared): "
+    "there is never another open handle to see a write"
+)
 
 #: Stress properties that exist in the catalog but whose check is not written yet fail with this.
 NOT_IMPLEMENTED: Final = "not implemented yet"
@@ -219,8 +226,7 @@ def check_property(
         spec = spec or factory
         factory = load_factory(factory)
     else:
-        factory = sync_factory(factory)  # an asyncio factory given as an object (docs/async.md)
-    factory = acknowledged(factory)
+        factory = prepared(factory)  # an asyncio factory given as an object (docs/async.md)
     start = time.monotonic()
     caps = capabilities_of(factory)
     missing = caps.missing(PROPERTIES[pid].needs)
@@ -228,11 +234,13 @@ def check_property(
         return PropertyResult(
             pid, "not-applicable", 0.0, f"store does not claim {', '.join(missing)}"
         )
+    if pid == "P2" and caps.one_at_a_time:
+        return PropertyResult(pid, "not-applicable", 0.0, ONE_AT_A_TIME)
     settings = run_settings(
         profile, pid=pid, seed=seed, spec=spec or spec_of(factory), database=database
     )
     tally = settings.tally
-    with Workspace(factory, workdir) as workspace:
+    with Workspace(factory, workdir) as workspace, watching(tally):
         ctx = CheckContext(factory, caps, spec, settings, workspace)
         try:
             try:
@@ -241,6 +249,11 @@ def check_property(
                 if not tally.stopped:
                     raise
                 _budget_spent(tally)  # raises what the handlers below turn into the verdict
+        except StoreHung as hung:  # a call into the store did not return (here: _remote.py's)
+            report = dataclasses.replace(
+                hung.report, running=tally.running, steps=tuple(tally.steps)
+            )
+            result = hang_result(pid, report)
         except Unsatisfiable:
             # Every example broke another property first: the same "no verdict" as most did.
             why = tally.too_few_kept() or (
@@ -307,10 +320,18 @@ def _run_stress(spec: str, ids: list[str], stress: bool, options: Any) -> list[P
         start = time.monotonic()
         try:
             results.extend(run_properties(spec, [pid], options))
-        except Exception as exc:  # a crashing check is a failed property, shown whole
+        except Exception as exc:
+            seconds = time.monotonic() - start
             missing = _stress_check_missing(pid)
-            why = f"{NOT_IMPLEMENTED} ({missing})" if missing else failure_text(exc)
-            results.append(PropertyResult(pid, "failed", time.monotonic() - start, why))
+            if missing:  # a check not written yet is never a pass
+                why = f"{NOT_IMPLEMENTED} ({missing})"
+                results.append(PropertyResult(pid, "failed", seconds, why))
+                continue
+            # The campaigns turn what the store does into verdicts: an exception out of one is
+            # the suite's own failure, shown whole, never the store's.
+            why = f"the check of {pid} raised: that is the suite's failure, not the store's"
+            text = f"{why}\n{failure_text(exc)}"
+            results.append(PropertyResult(pid, "unverified", seconds, text))
     return results
 
 
@@ -329,6 +350,28 @@ def _stress_check_missing(pid: str) -> str:
 
 
 def _one(
+    spec: str,
+    pid: str,
+    profile: str,
+    stress: bool,
+    options: Any,
+    *,
+    seed: int | None = None,
+    database: str | None = None,
+    workdir: str | None = None,
+) -> PropertyResult:
+    """Check ``pid`` in this process's check child, where every store call is bounded.
+
+    This process never calls the store: a store that hangs (or kills its process) costs the
+    child, never the run (``_bounded.py``).
+    """
+    from ._bounded import check_bounded
+
+    job = _Job(spec, profile, stress, options, seed, database, workdir)
+    return check_bounded(job, pid)
+
+
+def _one_here(
     spec: str,
     pid: str,
     profile: str,
@@ -386,6 +429,10 @@ def run_checks(
     if not ids:
         return []  # an empty shard (check --shard K/N): no server to start, nothing to run
     factory = load_factory(spec)
+    try:  # here, not in the check child: a bad declaration is the caller's error, said once
+        capabilities_of(factory)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"store spec {spec!r}: {exc}") from exc
     if seed is None:
         from lance_offsets.stress._options import choose_seed
 
@@ -481,7 +528,14 @@ class _Job:
     workdir: str | None
 
     def check(self, pid: str) -> PropertyResult:
-        return _one(
+        """Check ``pid`` in this process's check child (bounded)."""
+        from ._bounded import check_bounded
+
+        return check_bounded(self, pid)
+
+    def check_here(self, pid: str) -> PropertyResult:
+        """Check ``pid`` in this very process (what the check child runs)."""
+        return _one_here(
             self.spec,
             pid,
             self.profile,

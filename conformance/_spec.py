@@ -18,7 +18,14 @@ from lance_offsets._aio_sync import sync_factory
 from ._acknowledge import acknowledged
 from ._capabilities import Factory
 
-__all__ = ["DEFAULT_SPEC", "SpecError", "cwd_importable", "load_factory", "sync_factory"]
+__all__ = [
+    "DEFAULT_SPEC",
+    "SpecError",
+    "cwd_importable",
+    "load_factory",
+    "prepared",
+    "sync_factory",
+]
 
 #: The store ``lance-offsets check`` tests when given no SPEC: the reference lock-file store.
 DEFAULT_SPEC: Final = "lance_offsets.conformance.reference:lockfile"
@@ -35,7 +42,8 @@ def load_factory(spec: str) -> Factory:
     returned untouched, asyncio ones are driven on a private loop. Loading one spec twice gives
     the same object.
     For a factory declaring ``acknowledge = "flush"``, the callable whose handles flush after
-    each write (:mod:`._acknowledge`).
+    each write (:mod:`._acknowledge`); in a watched process, one whose calls are timed
+    (:mod:`._watch`).
     """
     module_name, sep, attr_path = spec.partition(":")
     if not sep or not module_name or not attr_path:
@@ -52,8 +60,21 @@ def load_factory(spec: str) -> Factory:
     if not callable(target):
         raise SpecError(f"store spec {spec!r} names {type(target).__name__}, not a callable")
     # An asyncio store is driven on a private loop; a store acknowledged by flush() is checked
-    # through handles that flush each write.
-    return acknowledged(sync_factory(target))
+    # through handles that flush each write; in a process that checks under a watch
+    # (conformance/_bounded.py), every call it makes is timed.
+    return prepared(target)
+
+
+def prepared(factory: object) -> Factory:
+    """``factory`` as every check calls it: synchronous, acknowledged, timed where watched.
+
+    Idempotent: a factory prepared already comes back as it is.
+    """
+    from ._watch import WatchedFactory, watched
+
+    if isinstance(factory, WatchedFactory):
+        return factory
+    return watched(acknowledged(sync_factory(factory)))  # type: ignore[arg-type]
 
 
 def cwd_importable() -> None:

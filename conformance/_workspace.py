@@ -23,6 +23,9 @@ from hypothesis.errors import Unsatisfiable
 
 from lance_offsets._protocol import OffsetStore
 
+from ._hang import Role
+from ._watch import helper_calls
+
 if TYPE_CHECKING:
     from ._context import CheckContext
 
@@ -38,27 +41,34 @@ def close_quietly(handle: Any) -> None:
 class RemoteHandle:
     """A handle held by the workspace's child process; the store's errors arrive as RemoteError.
 
-    The child holds one handle at a time: opening another closes this one.
+    The child holds one handle at a time: opening another closes this one. ``role`` says who
+    the handle is for a hang report: the store under test, or a check's helper.
     """
 
-    def __init__(self, remote: Any, path: str) -> None:
+    def __init__(self, remote: Any, path: str, role: Role = "store") -> None:
         self._remote = remote
-        remote.call("open", path)
+        self._role: Role = role
+        #: Seconds each call may take, when not the store's ``call_seconds``.
+        self.bound: float | None = None
+        remote.call("open", path, role=role)
+
+    def _call(self, op: str, *args: object) -> Any:
+        return self._remote.call(op, *args, role=self._role, bound=self.bound)
 
     def load(self, topic_id: int, consumer_id: int) -> int | None:
-        return self._remote.call("load", topic_id, consumer_id)  # type: ignore[no-any-return]
+        return self._call("load", topic_id, consumer_id)  # type: ignore[no-any-return]
 
     def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
-        self._remote.call("save", topic_id, consumer_id, offset)
+        self._call("save", topic_id, consumer_id, offset)
 
     def delete(self, topic_id: int, consumer_id: int) -> None:
-        self._remote.call("delete", topic_id, consumer_id)
+        self._call("delete", topic_id, consumer_id)
 
     def list_all(self) -> dict[tuple[int, int], int]:
-        return dict(self._remote.call("list_all"))
+        return dict(self._call("list_all"))
 
     def close(self) -> None:
-        self._remote.call("close")
+        self._call("close")
 
     def __enter__(self) -> RemoteHandle:
         return self
@@ -126,18 +136,18 @@ class Workspace:
         message = self._aside_kinds.setdefault(kind, message)
         self.asides[message] = self.asides.get(message, 0) + 1
 
-    def remote_handle(self, spec: str, path: str) -> RemoteHandle:
+    def remote_handle(self, spec: str, path: str, role: Role = "store") -> RemoteHandle:
         """A handle on ``path`` in the workspace's child process (started on first use).
 
-        Raises whatever opening raised; a child that died or hangs is stopped first, so the next
-        call starts a new one.
+        Raises whatever opening raised; a child that died is stopped first, so the next call
+        starts a new one (one that hangs raises :class:`~._hang.StoreHung`, stopped already).
         """
         if self._remote is None:
             from ._remote import RemoteStore
 
             self._remote = RemoteStore(spec)
         try:
-            return RemoteHandle(self._remote, path)
+            return RemoteHandle(self._remote, path, role)
         except Exception as exc:
             if " in the child process raised " not in str(exc):
                 self.stop_remote()
@@ -166,7 +176,8 @@ class Workspace:
             why = self._refused
         else:
             try:
-                return self.open(path)
+                with helper_calls():
+                    return self.open(path)
             except Exception as exc:
                 why = (
                     "the store refused a second handle in this process "
@@ -179,7 +190,7 @@ class Workspace:
             return None
         if not self._remote_refused:
             try:
-                handle = self.remote_handle(spec, path)
+                handle = self.remote_handle(spec, path, "helper")
             except Exception as exc:
                 self._remote_refused = f"{type(exc).__name__}: {exc}"
             else:

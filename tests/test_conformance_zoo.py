@@ -132,7 +132,7 @@ def test_f1_exercises_warm_handles_on_a_correct_store() -> None:
     from lance_offsets.conformance._capabilities import capabilities_of
     from lance_offsets.conformance._context import CheckContext
     from lance_offsets.conformance._profiles import run_settings
-    from lance_offsets.conformance._props_damage import check_f1
+    from lance_offsets.conformance._props_damage import GENERIC_DAMAGE, check_f1
     from lance_offsets.conformance._spec import load_factory
     from lance_offsets.conformance._workspace import Workspace
 
@@ -146,6 +146,25 @@ def test_f1_exercises_warm_handles_on_a_correct_store() -> None:
         evidence = dict(workspace.evidence)
     assert evidence["warm"] >= 5, evidence
     assert evidence["damaged states"] > evidence["warm"], evidence
+    # Stratified: every kind of damage (generic, and the store's own) ran cold and warm,
+    # whatever Hypothesis drew.
+    kinds = len(GENERIC_DAMAGE) + len(caps.damage)
+    assert kinds == 10
+    assert evidence["kinds tried cold"] == evidence["kinds tried warm"] == kinds, evidence
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_store_silent_on_one_cold_damage_fails_f1_in_every_quick_run(seed: int) -> None:
+    # Only an emptied document, alone, cold, shows the defect (a warm handle keeps serving the
+    # document it parsed; an emptied version file raises first): left to the draw, 2 quick runs
+    # of 5 caught it. Every damage kind runs cold and warm in every run now.
+    print(f"seed {seed}")
+    result = check_property("zoo.damage_zoo:EmptyDocumentIsEmpty", "F1", profile="quick", seed=seed)
+    assert result.outcome == "failed", result
+    assert "after emptied damage to ['offsets.json']" in result.details, result.details
+    assert "a new handle's load" in result.details, result.details
+    assert has_readable_steps(result.details), result.details
+    assert likely_cause(result) == "unreadable-read-as-absent"
 
 
 def test_warm_f1_leaves_a_stale_per_handle_cache_to_p2() -> None:
@@ -176,6 +195,7 @@ def test_a_helper_in_another_process_that_could_not_open_is_not_tried_again(
     # process both wait for the lock, then raise. Each try costs the store's whole wait (a
     # busy timeout of 15 s with SQLite's exclusive locking), so a run tries the other process
     # once and says, every time after, that the part was not checked.
+    from lance_offsets.conformance._hang import Role
     from lance_offsets.conformance._workspace import Workspace
     from zoo.machine_zoo import HeldLock
 
@@ -184,9 +204,9 @@ def test_a_helper_in_another_process_that_could_not_open_is_not_tried_again(
     with Workspace(HeldLock) as workspace:
         remote_handle = workspace.remote_handle
 
-        def counted(spec: str, path: str) -> object:
+        def counted(spec: str, path: str, role: Role = "store") -> object:
             tries.append(path)
-            return remote_handle(spec, path)
+            return remote_handle(spec, path, role)
 
         monkeypatch.setattr(workspace, "remote_handle", counted)
         path = workspace.fresh_dir()

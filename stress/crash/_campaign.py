@@ -124,6 +124,8 @@ def _damage_points(run: Run, plans: dict[str, tuple[Scenario, list[TraceOp], str
     if not targets or not where_points:
         return
     for how, damage in damages().items():
+        if run.damage_hung:
+            break  # a hang is the verdict already; each further one costs the bound again
         op, phase = run.rng.choice(where_points)
         text = label(op, phase, trace, where)
         target = run.rng.choice(targets)

@@ -22,7 +22,15 @@ from ..seam._record import SHIM_SAW_NOTHING, TRACERS, Backend, choose_backend
 from ..seam._trace import Trace, TraceOp
 from ..workers._fleet import Fleet, Worker, WorkerGone
 from ..workers._jobs import NO_SHIM
-from ._judge import LOCK_WAIT_BOUND, Crash, Violation, judge, judge_damaged, listing
+from ._judge import (
+    LOCK_WAIT_BOUND,
+    Crash,
+    Violation,
+    judge,
+    judge_damaged,
+    judge_damaged_hang,
+    listing,
+)
 from ._points import label, points, removed_before_replaced
 
 __all__ = ["Campaign", "Found", "Run", "Scenario", "label", "points"]
@@ -190,6 +198,14 @@ def _views(counted: tuple[list[TraceOp], str]) -> Trace | None:
     return counted[0] if isinstance(counted[0], Trace) else None
 
 
+def _call_seconds(spec: str) -> float:
+    """The factory's declared bound on one store call (``call_seconds``, else 30 s)."""
+    from lance_offsets.conformance._capabilities import call_seconds_of
+    from lance_offsets.conformance._spec import load_factory
+
+    return call_seconds_of(load_factory(spec))
+
+
 class Run:
     """The state of one campaign: workers, the seeded choices, the crash awaiting its verdict."""
 
@@ -207,10 +223,13 @@ class Run:
         self.result = result
         self.rng = random.Random(options.seed)
         self.fleet = Fleet(spec, note=options.progress)
+        #: How long one call into the store may take (the factory's ``call_seconds``).
+        self.call_seconds = _call_seconds(spec)
         self.root = tempfile.mkdtemp(prefix="lance-crash-", dir=options.workdir)
         self.count = 0
         self.pending: Crash | None = None
         self.skip_later = False  # after one D5 violation, later saves would only wait again
+        self.damage_hung = False  # a damaged state hung the reader (D4): no more damage points
         self.list_checked = False  # whether _list_wrong has asked its once-per-campaign question
         #: Per scenario: did its counting run trace operations while it lingered (``LINGER``)?
         self.late: dict[str, bool] = {}
@@ -337,13 +356,17 @@ class Run:
         """Judge a damaged crash directory: loud or correct, no later save (D4)."""
         keys = [crash.key, *(k for k in crash.setup if k != crash.key)]
         worker.send({"job": "verify", "path": crash.path, "keys": keys, "later": None})
+        # The reader waits on no later save here: a store call's own bound is enough (a lock the
+        # killed worker left would have blocked the undamaged states, D5's business).
+        wait = min(self.bound, self.call_seconds) + 2.0
         try:
-            _, read = worker.recv(self.bound + 2.0)
+            _, read = worker.recv(wait)
             if "open" not in read:  # a store that refused to open has no handle to close
-                worker.recv(self.bound + 2.0)  # ("saved", None): the handle closed
+                worker.recv(wait)  # ("saved", None): the handle closed
         except WorkerGone as exc:
             worker.kill()
-            if "sent nothing" in str(exc):  # blocked: D5's business, judged without damage
+            if "sent nothing" in str(exc):
+                self._damaged_hung(crash, wait)
                 return False
             read = {"open": f"died: {exc}"}  # a crash on damaged bytes (SIGBUS) is loud
             usable = False
@@ -363,6 +386,24 @@ class Run:
             worker.kill()
             raise Found
         return usable
+
+    def _damaged_hung(self, crash: Crash, seconds: float) -> None:
+        """Reading a damaged crash state did not finish: D4's hang, unless locks explain it.
+
+        A lock the killed worker still held would block the reader whatever the bytes (D5's
+        finding, judged on the undamaged states). When no undamaged state blocked, the damage
+        is what made the store hang: neither loud nor correct. One such hang is enough: the
+        damage points left would each wait the bound again.
+        """
+        if any(v.prop == "D5" for v in self.result.violations):
+            return  # blocked by a lock: D5's business, judged without damage
+        self.result.damaged += 1
+        self.result.judging("D4")
+        self.result.violations.append(judge_damaged_hang(crash, seconds))
+        self.result.kept = self.root
+        self.damage_hung = True
+        if self.until == "D4":
+            raise Found
 
     def _crash_job(
         self, scenario: Scenario, path: str, stop: tuple[int, str] | None
@@ -502,6 +543,8 @@ class Run:
         """
         self.crash_point(scenario, op, phase, text, trace)
         crash = self.pending
+        if self.damage_hung:
+            return  # the damage hung the reader once (judging the last one): a plain crash
         full = os.path.join(crash.path, target) if crash else ""
         if crash is None or not os.path.isfile(full) or os.path.getsize(full) == 0:
             return  # not reached, or nothing there to damage: judged as a plain crash

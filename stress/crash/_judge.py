@@ -14,7 +14,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["LOCK_WAIT_BOUND", "Crash", "Violation", "judge", "judge_damaged", "listing"]
+__all__ = [
+    "LOCK_WAIT_BOUND",
+    "Crash",
+    "Violation",
+    "judge",
+    "judge_damaged",
+    "judge_damaged_hang",
+    "listing",
+]
 
 Key = tuple[int, int]
 
@@ -298,3 +306,18 @@ def judge_damaged(
             "damaged-leftover-silent",
         )
     ]
+
+
+def judge_damaged_hang(crash: Crash, seconds: float) -> Violation:
+    """D4: a fresh process reading a damaged crash state did not finish within ``seconds``.
+
+    F1's rule asks for loud or correct; a hang is neither (the consumer waits forever on a
+    leftover). Judged only where no undamaged state blocked the reader (see the campaign).
+    """
+    found = (
+        f"opening and reading the damaged store in a fresh process did not finish within "
+        f"{seconds:g} s: it hung on the leftover (a hang is neither loud nor correct)"
+    )
+    headline = f"key {crash.key} ({crash.where}, then {crash.damage}): {found}"
+    text = f"{_story(crash, found)}\ndamage after the kill: {crash.damage}"
+    return Violation("D4", text, headline, "hung")

@@ -40,6 +40,24 @@ def test_stale_handles_fail_p2(spec: str) -> None:
     assert diagnosis.likely[0].cause.id == CAUSE[spec], result.artifacts
 
 
+@pytest.mark.parametrize("name", ["NextIdAtOpen", "KeySetAtOpen"])
+def test_a_save_that_raises_beside_another_handle_fails_p2(name: str) -> None:
+    # The handle acts on what it read at open (the next free id, the key set): its save raises
+    # once another handle changed the store, and only then. That is P2's finding, shown with
+    # both handles' steps; C1, which has one handle only, passes.
+    spec = f"zoo.open_snapshot_zoo:{name}"
+    result = check_property(spec, "P2", profile="smoke")
+    assert result.outcome == "failed", result
+    first = result.details.splitlines()[0]
+    assert first.startswith("ContractViolation: [P2 open handles see other handles' writes]")
+    assert "raised FileExistsError" in first, first
+    assert " had the store open; the same save on a fresh store holding the same offsets" in first
+    assert "steps of both handles (latest last):" in result.details
+    assert has_readable_steps(result.details), result.details
+    assert diagnose([result])["P2"].likely[0].cause.id == "acts-on-open-snapshot"
+    assert check_property(spec, "C1", profile="smoke").outcome == "passed"
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_skipped_recommit_fails_p2_in_the_quick_profile(seed: int) -> None:
     # An idle consumer re-commits after another writer moved the key; the dirty check drops it.

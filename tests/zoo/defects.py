@@ -353,10 +353,12 @@ def has_readable_steps(text: str) -> bool:
     """Whether a failure report holds Hypothesis' shrunk counterexample, not just a message.
 
     Hypothesis titles it "Falsifying example" in older releases and "Failing test case" in newer
-    ones; what follows (a state machine's steps, or a test's arguments and draws) is the part a
-    person reads, so at least two lines of it must be there.
+    ones ("... explicit example" for one a check enumerates itself, as F1 does); what follows (a
+    state machine's steps, or a test's arguments and draws) is the part a person reads, so at
+    least two lines of it must be there.
     """
-    for title in ("Falsifying example", "Failing test case"):
+    titles = ("Falsifying example", "Failing test case", "Failing explicit example")
+    for title in (*titles, "Falsifying explicit example"):
         if title in text:
             body = text.split(title, 1)[1].strip().splitlines()
             return len(body) >= 2
