@@ -44,10 +44,13 @@ from ._syscalls import SHARED_MEMORY
 from ._trace import OpKind, Trace, TraceOp
 from ._tracer import FaultPlan, StopAt, Tracer, set_hold
 
-__all__ = ["build", "loaded", "mark", "syscall_traced", "unavailable"]
+__all__ = ["CHANNEL_ENV", "attach_channel", "build", "loaded", "mark", "syscall_traced", "unavailable"]
 
 #: Environment variable naming the shim's cache directory (default: the user's cache dir).
 CACHE_ENV: Final = "LANCE_OFFSETS_SHIM_CACHE"
+#: Environment variable naming the channel a driver store's process shares with its worker
+#: (:func:`attach_channel`); the shim reads it when it is loaded.
+CHANNEL_ENV: Final = "LANCE_OFFSETS_SHIM_CHANNEL"
 
 
 #: A record's fixed part as the shim writes it (``struct lo_rec`` in ``_shim_c.py``): index,
@@ -136,8 +139,25 @@ def loaded() -> ctypes.CDLL | None:
     lib.lo_take.restype = ctypes.c_longlong
     lib.lo_free.argtypes = [ctypes.c_void_p]
     lib.lo_hold.argtypes = [ctypes.c_int]
+    lib.lo_chan_attach.argtypes = [ctypes.c_char_p, ctypes.c_int]
     _LIB.append(lib)
     return lib
+
+
+def attach_channel(path: str) -> bool:
+    """Make this process's shim number, decide and record through the channel file ``path``.
+
+    A store that runs as a program of its own (a driver, ``conformance/_driver.py``) is started
+    with the shim preloaded and :data:`CHANNEL_ENV` naming ``path``: its shim shares the block's
+    state with this one (the index counter, the fault plan, the crash point, the armed root) and
+    appends its records to ``path.records``, which :func:`syscall_traced` takes here as if this
+    process had made the calls. Call it before any block is armed; False: no shim here, or the
+    channel could not be made (nothing changed).
+    """
+    lib = loaded()
+    if lib is None:
+        return False
+    return bool(lib.lo_chan_attach(os.fsencode(path), 1) == 0)
 
 
 def _kinds_mask(plan: FaultPlan) -> tuple[int, int]:
