@@ -33,7 +33,7 @@ from ._report import Verdict, json_document, report_json, report_junit, report_m
 from ._results import PropertyResult, evidence_text
 from ._run import default_stress_options, run_checks
 from ._shards import Shard, parse_shard, share
-from ._spec import DEFAULT_SPEC, SpecError, cwd_importable, load_factory
+from ._spec import DEFAULT_SPEC, SpecError, canonical_spec, cwd_importable, load_factory
 
 __all__ = [
     "add_arguments",
@@ -213,6 +213,8 @@ def _validate(args: argparse.Namespace) -> list[str] | None:
     cwd_importable()
     try:
         load_factory(args.spec)
+        # An exec: spec means the same program in every process, whatever its directory.
+        args.spec = canonical_spec(args.spec)
     except SpecError as exc:
         raise _UsageError(str(exc)) from exc
     return only

@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any, Final
 
-__all__ = ["DRIVER_ENV", "set_lifeline", "start"]
+__all__ = ["DRIVER_ENV", "prepare_worker", "set_lifeline", "start"]
 
 #: Set in every driver's environment to the protocol version the harness speaks.
 DRIVER_ENV: Final = "LANCE_OFFSETS_DRIVER"
@@ -50,6 +50,17 @@ _LIFELINE: dict[int, int] = {}  # pid -> the descriptor every driver of that pro
 def set_lifeline(fd: int) -> None:
     """Every driver this process starts from now on holds ``fd`` open (a worker's parent pipe)."""
     _LIFELINE[os.getpid()] = fd
+
+
+def prepare_worker(factory: object, fd: int) -> None:
+    """Ready a stress worker whose store is a driver: its lifeline, and its channel now.
+
+    Now, not at the first start: a job may start its first driver inside an armed block (D3's
+    recording opens the store there), and a shim armed on its own cannot join a channel.
+    """
+    if isinstance(getattr(factory, "exec_spec", None), str):
+        set_lifeline(fd)
+        _channel()
 
 
 class _Channel:

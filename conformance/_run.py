@@ -39,7 +39,7 @@ from ._profiles import (
 )
 from ._results import Outcome, PropertyResult
 from ._runscope import run_scope
-from ._spec import load_factory, sync_factory
+from ._spec import canonical_spec, load_factory, sync_factory
 from ._workspace import Workspace
 
 __all__ = ["CHECKS", "check_property", "failure_text", "run_checks"]
@@ -216,6 +216,7 @@ def check_property(
         (default: the ``LANCE_OFFSETS_EXAMPLE_DB`` environment variable, else no database).
     """
     if isinstance(factory, str):
+        factory = canonical_spec(factory)
         spec = spec or factory
         factory = load_factory(factory)
     else:
@@ -385,6 +386,7 @@ def run_checks(
     profile_settings(profile)  # an unknown profile fails before any work
     if not ids:
         return []  # an empty shard (check --shard K/N): no server to start, nothing to run
+    spec = canonical_spec(spec)  # an exec: spec, made to mean the same program everywhere
     factory = load_factory(spec)
     if seed is None:
         from lance_offsets.stress._options import choose_seed

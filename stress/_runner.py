@@ -18,7 +18,7 @@ from typing import Final
 from lance_offsets.conformance._capabilities import capabilities_of
 from lance_offsets.conformance._catalog import PROPERTIES
 from lance_offsets.conformance._results import PropertyResult
-from lance_offsets.conformance._spec import load_factory
+from lance_offsets.conformance._spec import canonical_spec, load_factory
 
 from ._options import StressOptions
 
@@ -40,6 +40,7 @@ CHECKS: Final[dict[str, str]] = {
 
 def run_properties(spec: str, ids: list[str], options: StressOptions) -> list[PropertyResult]:
     """Check each property of ``ids`` (those in :data:`CHECKS`) on the store ``spec`` names."""
+    spec = canonical_spec(spec)  # an exec: spec, made to mean the same program everywhere
     factory = load_factory(spec)
     capabilities = capabilities_of(factory)
     if capabilities.server is not None:  # before the workers, so they inherit where it listens

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["KINDS", "MAPPED", "SOURCE"]
+__all__ = ["KINDS", "LAUNCHER", "MAPPED", "SOURCE"]
 
 #: The ``kind`` numbers the shim records, as trace kinds (``_trace.OpKind``).
 KINDS: Final = ("open", "write", "truncate", "fsync", "fdatasync", "close", "rename", "unlink",
@@ -499,36 +499,32 @@ static void forked_child(void) {
     nmaps = 0; /* the copies stay allocated: the child never diffs them */
 }
 
-/* Use the channel at ``path`` (its records in ``path``.records): a driver store's process and
-   the worker that started it number, decide and record together. ``create``: the owner, who
-   makes and clears it. 0 on success; -1: not usable (nothing changed), or armed on its own. */
-int lo_chan_attach(const char *path, int create) {
+/* Use the channel whose state is the file open as ``control`` and whose records go to the file
+   open as ``records``: a driver store's process and the worker that started it (which passed it
+   both descriptors) number, decide and record together. ``create``: the owner, who sizes and
+   clears it. The descriptors stay open (the records one in append mode). 0 on success; -1: not
+   usable (nothing changed), or this process is armed on its own. */
+int lo_chan_attach(int control, int records, int create) {
     if (atomic_load(&own_state.armed) || S != &own_state) return -1;
-    char records[PATH_MAX + 16];
-    snprintf(records, sizeof records, "%s.records", path);
-    int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0);
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, flags, 0600);
-    if (fd < 0) return -1;
-    if (create && syscall(SYS_ftruncate, fd, (long)sizeof(struct lo_state)) != 0) { raw_close(fd); return -1; }
+    if (create && syscall(SYS_ftruncate, control, (long)sizeof(struct lo_state)) != 0) return -1;
     struct stat st;
-    if (fstat(fd, &st) || (size_t)st.st_size < sizeof(struct lo_state)) { raw_close(fd); return -1; }
-    struct lo_state *shared = (struct lo_state *)syscall(SYS_mmap, NULL, sizeof(struct lo_state), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    raw_close(fd);
+    if (fstat(control, &st) || (size_t)st.st_size < sizeof(struct lo_state)) return -1;
+    struct lo_state *shared = (struct lo_state *)syscall(SYS_mmap, NULL, sizeof(struct lo_state), PROT_READ | PROT_WRITE, MAP_SHARED, control, 0);
     if (shared == (struct lo_state *)-1) return -1;
-    int rec = (int)syscall(SYS_openat, AT_FDCWD, records, O_RDWR | O_APPEND | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0), 0600);
-    if (rec < 0) { syscall(SYS_munmap, shared, sizeof(struct lo_state)); return -1; }
+    int fl = fcntl(records, F_GETFL);
+    if (fl < 0 || fcntl(records, F_SETFL, fl | O_APPEND) != 0) { syscall(SYS_munmap, shared, sizeof(struct lo_state)); return -1; }
     if (create) {
         memset(shared, 0, sizeof *shared);
         shared->stop_index = -1;
         shared->stop_fd = -1;
         shared->magic = LO_MAGIC;
+        syscall(SYS_ftruncate, records, 0);
     } else if (shared->magic != LO_MAGIC) {
-        raw_close(rec);
         syscall(SYS_munmap, shared, sizeof(struct lo_state));
         return -1;
     }
     take();
-    chan_records = rec;
+    chan_records = records;
     chan_read = 0;
     S = shared;
     give();
@@ -537,9 +533,12 @@ int lo_chan_attach(const char *path, int create) {
 
 __attribute__((constructor)) static void lo_init(void) {
     pthread_atfork(NULL, NULL, forked_child);
-    /* A driver store's process: the channel its worker made (docs/drivers.md). */
+    /* A driver store's process: "CONTROL,RECORDS", the descriptors of the channel its worker
+       made and passed on (docs/drivers.md). They stay inheritable: the launcher that starts a
+       driver execs it, and a program the store itself execs records into the channel too. */
     const char *channel = getenv("LANCE_OFFSETS_SHIM_CHANNEL");
-    if (channel && *channel) lo_chan_attach(channel, 0);
+    int control, records;
+    if (channel && sscanf(channel, "%d,%d", &control, &records) == 2) lo_chan_attach(control, records, 0);
 }
 
 /* --- what Python calls ---------------------------------------------------------------------- */
@@ -1060,5 +1059,30 @@ int munmap(void *addr, size_t n) {
         if (stop) halt();
     }
     return real_munmap(addr, n);
+}
+"""
+
+#: A program that runs a driver store (``conformance/_driver.py``) so that it dies with the
+#: process that started it: ``launcher PARENT_PID PROGRAM ARGS...`` asks the kernel for SIGKILL
+#: when its parent dies (kept across exec), gives up if that parent is gone already, and execs
+#: the program. A kill of the worker is then a kill of its driver, in the same instant, with no
+#: ``preexec_fn`` (which makes every start a full fork of the worker, several times slower).
+LAUNCHER: Final = r"""
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc < 3) { fprintf(stderr, "usage: launcher PARENT_PID PROGRAM [ARGS...]\n"); return 127; }
+    pid_t parent = (pid_t)atol(argv[1]);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) { perror("lance-offsets launcher: prctl"); return 127; }
+    if (getppid() != parent) _exit(137); /* the parent died before the request: die as it would have */
+    execvp(argv[2], argv + 2);
+    fprintf(stderr, "lance-offsets: cannot run driver %s: %s\n", argv[2], strerror(errno));
+    return 127;
 }
 """
