@@ -15,7 +15,7 @@ import importlib
 import time
 from typing import Final
 
-from lance_offsets.conformance._capabilities import capabilities_of
+from lance_offsets.conformance._capabilities import Capabilities, capabilities_of
 from lance_offsets.conformance._catalog import PROPERTIES
 from lance_offsets.conformance._results import PropertyResult
 from lance_offsets.conformance._spec import canonical_spec, load_factory
@@ -39,30 +39,40 @@ CHECKS: Final[dict[str, str]] = {
 
 
 def run_properties(spec: str, ids: list[str], options: StressOptions) -> list[PropertyResult]:
-    """Check each property of ``ids`` (those in :data:`CHECKS`) on the store ``spec`` names."""
+    """Check each property of ``ids`` (those in :data:`CHECKS`) on the store ``spec`` names.
+
+    A server the factory declares is held for the call (started first, so the workers inherit
+    where it listens; stopped at the end unless an enclosing run holds it: ``stress/servers``).
+    """
     spec = canonical_spec(spec)  # an exec: spec, made to mean the same program everywhere
     factory = load_factory(spec)
     capabilities = capabilities_of(factory)
-    if capabilities.server is not None:  # before the workers, so they inherit where it listens
-        from .servers._campaigns import start_declared
+    if capabilities.server is None:
+        return [_one(spec, pid, factory, capabilities, options) for pid in ids]
+    from .servers._campaigns import declared_server
 
-        start_declared(factory)
-    results = []
-    for pid in ids:
-        start = time.monotonic()
-        missing = capabilities.missing(PROPERTIES[pid].needs)
-        if missing:
-            reason = f"store does not claim {', '.join(missing)}"
-            results.append(PropertyResult(pid, "not-applicable", 0.0, reason))
-            continue
-        module_name, _, func_name = CHECKS[pid].partition(":")
-        check = getattr(importlib.import_module(module_name), func_name)
+    with declared_server(factory):
+        return [_one(spec, pid, factory, capabilities, options) for pid in ids]
+
+
+def _one(
+    spec: str, pid: str, factory: object, capabilities: Capabilities, options: StressOptions
+) -> PropertyResult:
+    start = time.monotonic()
+    missing = capabilities.missing(PROPERTIES[pid].needs)
+    if missing:
+        reason = f"store does not claim {', '.join(missing)}"
+        return PropertyResult(pid, "not-applicable", 0.0, reason)
+    module_name, _, func_name = CHECKS[pid].partition(":")
+    check = getattr(importlib.import_module(module_name), func_name)
+    if capabilities.server is None:
         result: PropertyResult = check(spec, options)
-        if capabilities.server is not None:  # a declared server adds its campaigns (D2, F2)
-            from .servers._campaigns import with_server_faults
+    else:  # a declared server adds its campaigns (D2, F2), which have the server to themselves
+        from .servers._campaigns import server_turn, with_server_faults
 
-            result = with_server_faults(pid, spec, factory, options, result)
-        if not result.seconds:
-            result = dataclasses.replace(result, seconds=time.monotonic() - start)
-        results.append(result)
-    return results
+        with server_turn(exclusive=False):
+            result = check(spec, options)
+        result = with_server_faults(pid, spec, factory, options, result)
+    if not result.seconds:
+        result = dataclasses.replace(result, seconds=time.monotonic() - start)
+    return result

@@ -43,10 +43,13 @@ from lance_offsets._errors import LockTimeoutError
 from lance_offsets._interrupt import quiet_child, raise_if_interrupted
 
 from .._options import StressOptions
+from ..seam._interpose import traced
+from ..seam._trace import TraceOp
 from ..workers._procs import context, kill, reap, start
 from ._findings import history_findings
 from ._history import HistoryWriter, Key, Op, OpKind, read_worker
 from ._linearize import check_history, drawn_history, first_reported, format_violations
+from ._widen import Widener
 
 __all__ = [
     "M1_WORKLOAD",
@@ -133,9 +136,21 @@ class WorkerJob:
 
 
 def worker_main(job: WorkerJob) -> None:
-    """Run in a worker process: build the store, wait for the start file, run the schedule."""
+    """Run in a worker process: build the store, wait for the start file, run the schedule.
+
+    The store's file calls pass the seam's interposer, whose ``on_op`` pauses some of them
+    (:mod:`._widen`): race windows widened, the same for one seed.
+    """
     quiet_child()
     writer = HistoryWriter(job.history, job.worker)
+    widener = Widener(job.seed, job.workload.name, job.worker)
+    with traced(job.store_dir, on_op=widener) as trace:
+        _work(job, writer, trace)
+    writer.done(widener.paused)
+    writer.close()
+
+
+def _work(job: WorkerJob, writer: HistoryWriter, trace: list[TraceOp]) -> None:
     try:
         store = load_factory(job.spec)(job.store_dir)
     except Exception as exc:
@@ -146,6 +161,7 @@ def worker_main(job: WorkerJob) -> None:
     for seq, kind, key, value in plan(job.seed, job.workload, job.worker):
         if time.monotonic() >= deadline:
             break
+        trace.clear()  # only the pauses matter here: the records would pile up for nothing
         writer.invoke(seq, kind, key, value)
         try:
             if kind == "save":
@@ -168,8 +184,6 @@ def worker_main(job: WorkerJob) -> None:
     except Exception as exc:
         writer.crashed(exc)
         raise
-    writer.done()
-    writer.close()
 
 
 def _wait_for_start(go: str) -> float:
@@ -194,6 +208,7 @@ class RunResult:
     :ivar workdir: where the store and the history files are.
     :ivar refused: why a worker could not open the store while another had it open, if one
         could not ("" otherwise).
+    :ivar paused: pauses the workers that finished made inside the store's calls (``_widen``).
     """
 
     ops: list[Op]
@@ -203,6 +218,7 @@ class RunResult:
     problems: list[str] = field(default_factory=list)
     workdir: str = ""
     refused: str = ""
+    paused: int = 0
 
 
 class _Run:
@@ -286,8 +302,10 @@ class _Run:
         finally:
             for _, proc in self.procs:
                 reap(proc)
-        ops = [op for w, path in sorted(self.histories.items()) for op in read_worker(path, w).ops]
-        return RunResult(ops, origin, seconds, self.kills, problems, self.root)
+        read = [read_worker(path, w) for w, path in sorted(self.histories.items())]
+        ops = [op for worker in read for op in worker.ops]
+        paused = sum(worker.paused for worker in read)
+        return RunResult(ops, origin, seconds, self.kills, problems, self.root, paused=paused)
 
     def _drive(self, origin: float, deadline: float) -> None:
         kills = kill_schedule(self.options, self.workload)
@@ -355,7 +373,12 @@ def _check(pid: str, spec: str, options: StressOptions, workload: Workload) -> P
         f"{pid}: {completed} ops in {result.seconds:.1f} s ({rate:.0f} ops/s) by "
         f"{options.workers} workers, {result.kills} kills; history checked in {check_seconds:.2f} s"
     )
-    evidence = {"operations checked": completed, "workers": options.workers, "kills": result.kills}
+    evidence = {
+        "operations checked": completed,
+        "workers": options.workers,
+        "kills": result.kills,
+        "race-window pauses": result.paused,
+    }
     problems = list(result.problems)
     if not problems and completed < options.workers:
         problems.append(f"only {completed} operations completed: nothing was tested")
@@ -363,7 +386,8 @@ def _check(pid: str, spec: str, options: StressOptions, workload: Workload) -> P
         shutil.rmtree(result.workdir, ignore_errors=True)
         text = (
             f"{completed} operations by {options.workers} workers ({workload.name} workload, "
-            f"{result.kills} kills, seed {options.seed}): every key's history linearizable"
+            f"{result.kills} kills, {result.paused} race-window pauses, seed {options.seed}): "
+            "every key's history linearizable"
         )
         return PropertyResult(pid, "passed", time.monotonic() - began, text, evidence)
     first = first_reported(violations)
@@ -371,7 +395,8 @@ def _check(pid: str, spec: str, options: StressOptions, workload: Workload) -> P
         # What a reader meets first: the violation itself (or what stopped the workers).
         problems[0] if problems else first.summary if first else "no violation recorded",
         f"{pid} ({workload.name} workload, {options.workers} workers, {result.kills} kills, "
-        f"{completed} operations; store and histories kept in {result.workdir}):",
+        f"{result.paused} race-window pauses, {completed} operations; store and histories kept "
+        f"in {result.workdir}):",
     ]
     lines += [f"  {p}" for p in problems]
     lines.append(format_violations(violations, seed=options.seed, origin=result.origin))

@@ -147,9 +147,9 @@ class HistoryWriter:
         """Record an exception outside any operation (building or closing the store)."""
         self._emit({"e": "crash", "x": f"{type(error).__name__}: {error}"})
 
-    def done(self) -> None:
-        """Say the worker stopped on its own at the deadline."""
-        self._emit({"e": "done"})
+    def done(self, paused: int = 0) -> None:
+        """Say the worker stopped on its own at the deadline, after ``paused`` widening pauses."""
+        self._emit({"e": "done", "p": paused})
 
     def close(self) -> None:
         """Close the file (the records are already with the OS)."""
@@ -165,6 +165,8 @@ class WorkerHistory:
     ready: bool
     done: bool
     crash: str | None = None
+    #: Pauses the worker made inside the store's calls (``_widen.py``), once it finished.
+    paused: int = 0
 
 
 def read_worker(path: str | os.PathLike[str], worker: int) -> WorkerHistory:
@@ -173,6 +175,7 @@ def read_worker(path: str | os.PathLike[str], worker: int) -> WorkerHistory:
     ops: list[Op] = []
     ready = done = False
     crash = None
+    paused = 0
     for line in data.split(b"\n"):
         if not line:
             continue
@@ -185,6 +188,7 @@ def read_worker(path: str | os.PathLike[str], worker: int) -> WorkerHistory:
             ready = True
         elif event == "done":
             done = True
+            paused = rec.get("p", 0)
         elif event == "crash":
             crash = rec["x"]
         elif event == "invoke":
@@ -198,7 +202,7 @@ def read_worker(path: str | os.PathLike[str], worker: int) -> WorkerHistory:
             ops[-1] = replace(
                 begun, complete=rec["t"], outcome=event, result=rec.get("r"), error=rec.get("x")
             )
-    return WorkerHistory(worker, ops, ready, done, crash)
+    return WorkerHistory(worker, ops, ready, done, crash, paused)
 
 
 def read_history(paths: dict[int, str]) -> list[Op]:

@@ -130,13 +130,16 @@ def _damage_points(run: Run, plans: dict[str, tuple[Scenario, list[TraceOp], str
         run.damage_point(scenario, op, phase, text, trace, target=target, damage=(how, damage))
 
 
-def _crash_points(run: Run, key: Key, other: Key, only: Collection[str], total: int) -> None:
-    """Count each scenario's operations, then kill at every point of each.
+Plans = dict[str, tuple[Scenario, list[TraceOp], str]]
+
+
+def _crash_points(run: Run, key: Key, other: Key, only: Collection[str], total: int) -> Plans:
+    """Count each scenario's operations, then kill at every point of each; the counted plans.
 
     One pass in a short run; in a long one, passes with fresh values (same operations) until
     half of ``total`` cycles are done.
     """
-    plans: dict[str, tuple[Scenario, list[TraceOp], str]] = {}
+    plans: Plans = {}
     for scenario in _scenarios(run, key, other):
         if not only or scenario.name in only:
             counted = run.count_ops(scenario)
@@ -147,7 +150,7 @@ def _crash_points(run: Run, key: Key, other: Key, only: Collection[str], total: 
                     backend: Backend = "syscall" if run.backend == "syscall" else "python"
                     remember_save(same, backend, counted[0], run.result.unseen, run.result.tracing)
     if not any(points(trace) for _, trace, _ in plans.values()):
-        return  # nothing traced: only random kills can test this store
+        return plans  # nothing traced: only random kills can test this store
     passes = 0
     # A long run stops repeating once a pass found violations: the verdict cannot improve.
     while passes == 0 or (run.result.cycles < total // 2 and not run.result.violations):
@@ -161,6 +164,31 @@ def _crash_points(run: Run, key: Key, other: Key, only: Collection[str], total: 
                 run.crash_point(scenario, op, phase, text, trace)
         passes += 1
     _damage_points(run, plans)
+    return plans
+
+
+def _client_out_of_reach(spec: str, plans: Plans) -> str:
+    """Why client kills can reach nothing the server campaigns leave out, or "" when they can.
+
+    They cannot when the store declares its server and the seam saw no file operation in the
+    counted save: what it stores lives in the server, which the server campaigns kill (D2) and
+    cut off (F2); killing the client again and again only repeats the short run's kills.
+    """
+    if SAVE_OVER not in plans or points(plans[SAVE_OVER][1]):
+        return ""
+    from lance_offsets.conformance._spec import load_factory
+
+    from ..servers import server_of
+
+    if server_of(load_factory(spec)) is None:
+        return ""
+    return (
+        "the store declares its server and its client made no file operation in the counted "
+        "save (the seam's trace of it is empty), so a client kill reaches nothing of what the "
+        "server keeps: the server campaigns decide D2 (server killed) and F2 (connection "
+        f"faults); the short run's {SHORT_RANDOM_KILLS} client kills stay (a client that "
+        "acknowledges before its request is sent shows in them)"
+    )
 
 
 def run_campaign(
@@ -191,10 +219,13 @@ def run_campaign(
         key = (run.rng.randrange(2**32), run.rng.randrange(2**64))
         other = (key[0], key[1] ^ 1)
         total = (options.cycles or LONG_CYCLES) if options.long else 0
-        _crash_points(run, key, other, only, total)
+        plans = _crash_points(run, key, other, only, total)
         kills = SHORT_RANDOM_KILLS
         if options.long and not result.violations:
             kills = max(total - result.cycles, SHORT_RANDOM_KILLS)
+            result.skipped_why = _client_out_of_reach(spec, plans)
+            if result.skipped_why:
+                result.skipped_kills, kills = kills - SHORT_RANDOM_KILLS, SHORT_RANDOM_KILLS
         if random_kills is not None:
             kills = random_kills
         for _ in range(kills):
@@ -282,6 +313,8 @@ def evidence(c: Campaign, pid: str = "D1") -> dict[str, int | float | str]:
     }
     if c.refused:
         shown["changes that raised uncrashed (C1)"] = len(c.refused)
+    if c.skipped_why:
+        shown["random kills skipped (out of reach)"] = c.skipped_kills
     shown["time shared with"] = ", ".join(p for p in _SHARED if p != pid)
     return shown
 
@@ -337,6 +370,8 @@ def property_result(pid: str, c: Campaign) -> PropertyResult:
         )
     if c.list_wrong:
         lines.append(c.list_wrong)
+    if c.skipped_why:
+        lines.append(f"{c.skipped_kills} random kills skipped: {c.skipped_why}")
     if not found and not c.errors:
         if pid in _NEEDS_POINTS and c.points == 0:
             unseen = c.unseen or "the syscall backend was not tried"

@@ -80,6 +80,9 @@ class Campaign:
     judged: dict[str, int] = field(default_factory=dict)
     #: The store stopped answering (a hang, not a death): ``errors`` says where.
     hung: bool = False
+    #: Random kills a long run left out because they could reach nothing, and why ("" if none).
+    skipped_kills: int = 0
+    skipped_why: str = ""
 
     def judging(self, *pids: str) -> None:
         """Count one crash state judged for each of ``pids``."""

@@ -44,12 +44,19 @@ CUT_AFTER: Final = (0, 6)
 #: Seconds between faults, and how long each lasts.
 GAP: Final = (0.1, 0.5)
 LENGTH: Final = (0.05, 0.3)
+#: The quick profile's run: one turn of :data:`ORDER` (every kind, three cuts), bounded by
+#: :data:`QUICK_SECONDS`.
+QUICK_FAULTS: Final = len(ORDER)
+QUICK_SECONDS: Final = 30.0
 
 
 def check_connection_faults(
     spec: str, server: ServerDeclaration, options: StressOptions
 ) -> PropertyResult:
-    """F2 for the server's connection: drop, delay, stall, cut-before-reply through a proxy."""
+    """F2 for the server's connection: drop, delay, stall, cut-before-reply through a proxy.
+
+    A long run makes faults for ``options.seconds``; the quick profile's, :data:`QUICK_FAULTS`.
+    """
     started = time.monotonic()
     upstream = server.start()
     with FaultProxy(upstream, cut_after=CUT_AFTER, seed=options.seed) as proxy:
@@ -74,10 +81,11 @@ def check_connection_faults(
                 spec,
                 seed=options.seed,
                 workers=options.workers,
-                seconds=options.seconds,
+                seconds=options.seconds if options.long else QUICK_SECONDS,
                 inject=fault_once,
                 settle=lambda: server.route(None),
                 workdir=options.workdir,
+                faults=None if options.long else QUICK_FAULTS,
             )
         finally:
             server.route(None)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Address", "ServerDeclaration", "server_of"]
+__all__ = ["Address", "ServerDeclaration", "in_worker_process", "server_of"]
 
 #: Where a server (or the proxy in front of it) listens: ``(host, port)``.
 Address = tuple[str, int]
@@ -48,3 +50,15 @@ def server_of(factory: object) -> ServerDeclaration | None:
             f"'server' on {factory!r} must have start(), stop(kill=...) and route(address)"
         )
     return server
+
+
+def in_worker_process() -> bool:
+    """Whether this process was started by ``multiprocessing`` or ``multiprocess``.
+
+    Such a process belongs to a run another process holds (a ``check --workers`` pool process, a
+    campaign's worker): it uses the declared server, but neither starts its own nor stops it.
+    """
+    if multiprocessing.parent_process() is not None:
+        return True
+    other = sys.modules.get("multiprocess")
+    return other is not None and other.parent_process() is not None

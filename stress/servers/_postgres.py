@@ -22,14 +22,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from ._declaration import Address
+from ._declaration import Address, in_worker_process
 
 __all__ = ["Cluster", "FallbackCluster", "PostgresServer", "find_bindir", "temporary_cluster"]
 
@@ -297,7 +296,7 @@ class FallbackCluster(PostgresServer):
     @staticmethod
     def in_worker_process() -> bool:
         """Whether this process was started by ``multiprocessing`` or ``multiprocess``."""
-        return _in_worker_process()
+        return in_worker_process()
 
     def start(self) -> Address:
         configured = os.environ.get(self.file_variable) or os.environ.get(self.dsn_variable)
@@ -311,7 +310,7 @@ class FallbackCluster(PostgresServer):
                 f"{self.file_variable} is set): the suite kills and proxies only a server it "
                 "starts itself; unset them to let the factory start its own temporary cluster"
             )
-        if mine is None and _in_worker_process():
+        if mine is None and in_worker_process():
             # A worker's own cluster would hold data its siblings never see, and die unstopped
             # with the worker: the process that starts the workers starts the server first.
             raise RuntimeError(
@@ -328,14 +327,6 @@ class FallbackCluster(PostgresServer):
 
     def _adopts(self, configured: str) -> bool:
         return os.path.basename(configured) == "dsn" and self.adopt(os.path.dirname(configured))
-
-
-def _in_worker_process() -> bool:
-    """Whether this process was started by ``multiprocessing`` or ``multiprocess``."""
-    if multiprocessing.parent_process() is not None:
-        return True
-    other = sys.modules.get("multiprocess")
-    return other is not None and other.parent_process() is not None
 
 
 def _children(pid: int) -> list[int]:

@@ -47,6 +47,8 @@ BACKOFF: Final = 0.01
 READY_SECONDS: Final = 120.0
 #: Seconds a worker may take past the deadline before it counts as stuck.
 STUCK_SECONDS: Final = 30.0
+#: Seconds the workers go on after the last fault (every handle it touched is used again).
+TAIL: Final = 0.3
 
 
 @dataclass(frozen=True)
@@ -203,12 +205,16 @@ def run_with_faults(
     inject: Callable[[random.Random, float], Window | None],
     settle: Callable[[], None],
     workdir: str | None = None,
+    faults: int | None = None,
 ) -> RunRecord:
     """Run ``workers`` threads for ``seconds`` while ``inject`` makes faults; then check all keys.
 
     :param inject: called repeatedly with the run's seeded random source and the seconds left;
         it sleeps, injects one fault, clears it, and returns its window (None: no time left).
     :param settle: called once at the end, before the last verifier: no fault from then on.
+    :param faults: stop after this many faults (the quick profile's short run); ``seconds`` is
+        then only a bound. The workers go on for :data:`TAIL` seconds after the last fault, so
+        the handles it touched are used again once it cleared.
     """
     run = _Run(spec, seed, seconds, workdir)
     rng = random.Random(f"{seed}:servers:faults")
@@ -223,12 +229,13 @@ def run_with_faults(
         origin = time.monotonic()
         run.deadline = origin + run.seconds
         run.go.set()
-        while time.monotonic() < run.deadline:
+        while time.monotonic() < run.deadline and (faults is None or len(windows) < faults):
             window = inject(rng, run.deadline - time.monotonic())
             if window is None:
                 break
             windows.append(window)
             extra += run.verify(SERVER_WORKLOAD.keys)
+        run.deadline = min(run.deadline, time.monotonic() + TAIL)
         problems = []
         for thread in threads:
             thread.join(max(0.0, run.deadline + STUCK_SECONDS - time.monotonic()))

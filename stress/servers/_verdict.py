@@ -22,10 +22,6 @@ from ._run import RunRecord, Window, excuse
 
 __all__ = ["combine", "verdict"]
 
-#: Outcomes from worst to best: a combined verdict is the worst of its parts that ran.
-_RANK: Final[dict[Outcome, int]] = {"failed": 0, "passed": 1, "unverified": 2, "not-applicable": 3}
-
-
 #: Faults named before a violation's operations, most recent first.
 NAMED_BEFORE: Final = 3
 
@@ -111,31 +107,37 @@ def verdict(
     return PropertyResult(pid, "failed", seconds, "\n".join(lines), shown, artifacts)
 
 
-def combine(first: PropertyResult, second: PropertyResult) -> PropertyResult:
-    """One verdict for an ID checked twice (client kills and server kills, say): the worse wins.
+def combine(client: PropertyResult, server: PropertyResult) -> PropertyResult:
+    """One verdict for an ID checked on the client (kills, file faults) and on the server.
 
-    A pass and an unverified part give a pass that says which part was not exercised; details
-    and evidence of both are kept, the second's evidence names prefixed where they clash.
+    A failure of either part fails. Otherwise the server part decides: for a store that keeps its
+    offsets in a server, client kills and file faults prove nothing about what the server kept,
+    so a pass needs the server campaign's pass (an unverified client part beside it passes), and
+    an unverified server campaign leaves the property unverified, whatever the client part did.
+    Details and evidence of both are kept, the deciding part's first; the server's evidence names
+    are prefixed where they clash.
     """
-    worst = min((first, second), key=lambda r: _RANK[r.outcome])
-    if worst.outcome == "not-applicable":
-        worst = first
-    evidence = dict(first.evidence)
-    for name, value in second.evidence.items():
+    if "failed" in (client.outcome, server.outcome):
+        outcome: Outcome = "failed"
+    elif server.outcome == "not-applicable":
+        outcome = client.outcome
+    else:
+        outcome = server.outcome
+    evidence = dict(client.evidence)
+    for name, value in server.evidence.items():
         evidence[name if name not in evidence else f"server faults: {name}"] = value
-    # A failure's details lead with its violation: the failing part's come first.
-    lead, then = (
-        (second, first) if worst is second and first.outcome != "failed" else (first, second)
-    )
+    # A failure's details lead with its violation; otherwise the part that decided leads.
+    client_first = client.outcome == "failed" or server.outcome == "not-applicable"
+    lead, then = (client, server) if client_first else (server, client)
     details = f"{lead.details}\n--- {then.details}" if lead.details else then.details
-    findings = [*first.artifacts.get(FINDINGS, ()), *second.artifacts.get(FINDINGS, ())]
-    artifacts = {**first.artifacts, **second.artifacts}
+    findings = [*client.artifacts.get(FINDINGS, ()), *server.artifacts.get(FINDINGS, ())]
+    artifacts = {**client.artifacts, **server.artifacts}
     if findings:
         artifacts[FINDINGS] = findings
     return dataclasses.replace(
-        first,
-        outcome=worst.outcome,
-        seconds=first.seconds + second.seconds,
+        client,
+        outcome=outcome,
+        seconds=client.seconds + server.seconds,
         details=details,
         evidence=evidence,
         artifacts=artifacts,

@@ -32,7 +32,7 @@ from lance_offsets.stress.concurrency._linearize import check_history  # noqa: E
 from lance_offsets.stress.servers import ServerDeclaration, server_of  # noqa: E402
 from lance_offsets.stress.servers._campaigns import with_server_faults  # noqa: E402
 from lance_offsets.stress.servers._connfaults import check_connection_faults  # noqa: E402
-from lance_offsets.stress.servers._crash import check_server_crash  # noqa: E402
+from lance_offsets.stress.servers._crash import QUICK_KILLS, check_server_crash  # noqa: E402
 from lance_offsets.stress.servers._postgres import FallbackCluster, _alive  # noqa: E402
 from lance_offsets.stress.servers._proxy import FaultProxy  # noqa: E402
 from lance_offsets.stress.servers._run import Window, excuse  # noqa: E402
@@ -40,8 +40,6 @@ from zoo.server_zoo import EXPECTED  # noqa: E402  (importable once the path is 
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("zoo_importable")]
 
-#: Seconds of each campaign here: a few kills or a dozen proxy faults.
-SECONDS = 3.0
 #: A defect seen only when a fault meets one operation in a few is given this many seeded runs
 #: (the seed, then the next ones); each run alone catches it most of the time.
 TRIES = 3
@@ -64,7 +62,8 @@ def server() -> Iterator[Any]:
 
 @pytest.fixture
 def short(stress_options: StressOptions) -> StressOptions:
-    return dataclasses.replace(stress_options, seconds=SECONDS, workers=4, long=False)
+    # The quick profile's runs (3 kills, or one turn of 6 proxy faults), with 4 client threads.
+    return dataclasses.replace(stress_options, workers=4, long=False)
 
 
 def test_the_reference_factory_declares_its_server() -> None:
@@ -203,18 +202,17 @@ def test_each_zoo_store_fails_its_property_with_the_fault_named(
     assert any(finding in result.details for finding in findings), result.details
 
 
-def test_the_runner_joins_the_server_campaign_to_the_client_verdict(
+def test_the_quick_profile_kills_the_server_and_decides_d2_with_it(
     server: Any, short: StressOptions
 ) -> None:
+    # The quick profile's run: a few kills, whatever the options' length.
     client = PropertyResult("D2", "unverified", 1.0, "no crash point reached", {"cycles": 6})
-    quick = with_server_faults("D2", "zoo.server_zoo:control", reference.postgres, short, client)
-    assert quick.outcome == "unverified"
-    assert "runs with --stress" in quick.details
-    long = dataclasses.replace(short, long=True)
-    joined = with_server_faults("D2", "zoo.server_zoo:control", reference.postgres, long, client)
+    joined = with_server_faults("D2", "zoo.server_zoo:control", reference.postgres, short, client)
     assert joined.outcome == "passed", joined.details
     assert joined.evidence["cycles"] == 6
     assert joined.evidence["fault"] == "server killed"
+    assert joined.evidence["server kills"] == QUICK_KILLS
+    assert joined.details.startswith("D2 under server killed")  # the part that decided leads
     assert "no crash point reached" in joined.details
 
 

@@ -19,6 +19,16 @@ reference store; every other factory is one defect seen in the wild:
 - ``thread_locked`` (M1): ``rmw_json`` with its read-modify-write under a ``threading.Lock``. Right
   for any number of threads and handles in one process, so every single-process property passes;
   the lock means nothing to another process, and concurrent saves from two lose updates.
+- ``unlink_on_release`` (M1): ``rmw_json`` under a lock file that every release unlocks and then
+  unlinks (as lock libraries that "clean up" their lock file do). A process that opened the lock
+  file before the unlink and locks it after the unlock holds a lock on a file no longer in the
+  directory, while the next process creates a new lock file and locks that: two holders, and
+  their read-modify-writes lose each other's updates.
+- ``polling_unlink`` (M1): ``unlink_on_release`` with a lock taken by polling (open the lock file,
+  try a non-blocking lock, close and retry a little later), as polling lock libraries do. A
+  waiter holds the file open only for the instant between its open and its try, so it ends up
+  holding a lock file already unlinked only when that instant spans another's unlock and
+  unlink: the same two holders, through a window of microseconds.
 - ``exclusive_open`` (M1): locks the whole directory for as long as a handle is open (a
   single-process design, like a database's ``LOCK`` file), so a second process cannot even open
   it; the workers report it instead of a history.
@@ -33,6 +43,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 
 import portalocker
@@ -205,6 +216,53 @@ class _ThreadLocked(_RmwJson):
             super().delete(topic_id, consumer_id)
 
 
+class _UnlinkOnRelease(_RmwJson):
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        path = os.path.join(self.path, "offsets.lock")
+        with open(path, "a") as lock:
+            portalocker.lock(lock, portalocker.LOCK_EX)
+            try:
+                yield
+            finally:
+                portalocker.unlock(lock)
+                # The defect: the lock file goes after the unlock, while others may have it open.
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+
+    def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
+        with self._held():
+            super().save(topic_id, consumer_id, offset)
+
+    def delete(self, topic_id: int, consumer_id: int) -> None:
+        with self._held():
+            super().delete(topic_id, consumer_id)
+
+
+class _PollingUnlink(_UnlinkOnRelease):
+    #: Seconds between two tries of the lock (a polling lock library's usual interval).
+    POLL = 0.05
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        path = os.path.join(self.path, "offsets.lock")
+        while True:
+            lock = open(path, "a")  # noqa: SIM115 (closed below, or after the release)
+            try:
+                portalocker.lock(lock, portalocker.LOCK_EX | portalocker.LOCK_NB)
+                break
+            except portalocker.exceptions.LockException:
+                lock.close()
+                time.sleep(self.POLL)
+        try:
+            yield
+        finally:
+            portalocker.unlock(lock)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            lock.close()
+
+
 class _ExclusiveOpen(_FileStore):
     def __init__(self, path: str) -> None:
         super().__init__(path)
@@ -249,6 +307,16 @@ def thread_locked(path: str) -> _FileStore:
     return _ThreadLocked(path)
 
 
+def unlink_on_release(path: str) -> _FileStore:
+    """Read-modify-write under a lock file unlinked after each unlock: two holders (M1)."""
+    return _UnlinkOnRelease(path)
+
+
+def polling_unlink(path: str) -> _FileStore:
+    """As ``unlink_on_release``, the lock taken by polling: a window of microseconds (M1)."""
+    return _PollingUnlink(path)
+
+
 def exclusive_open(path: str) -> _FileStore:
     """Only one handle, in one process, at a time (M1: workers cannot open it)."""
     return _ExclusiveOpen(path)
@@ -262,6 +330,8 @@ for _factory in (
     stale_cache,
     rmw_json,
     thread_locked,
+    unlink_on_release,
+    polling_unlink,
     exclusive_open,
 ):
     _factory.durable = False  # type: ignore[attr-defined]
