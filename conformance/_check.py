@@ -25,6 +25,7 @@ from lance_offsets._cli_os_errors import os_error_line
 from lance_offsets._interrupt import Interrupted, exit_code
 
 from ._catalog import PROPERTIES, property_ids
+from ._driver import DriverError
 from ._diagnosis import Diagnosis, diagnose, explain, failure_order, root_causes
 from ._html import report_html
 from ._profiles import DEFAULT_PROFILE, PROFILES
@@ -345,6 +346,10 @@ def run(args: argparse.Namespace) -> int:
             tear_size=args.tear_size,
         )
     except SpecError as exc:
+        progress.close()
+        print_error(f"check: {exc}")
+        return 2
+    except DriverError as exc:  # the driver broke the protocol: no verdict on the store
         progress.close()
         print_error(f"check: {exc}")
         return 2

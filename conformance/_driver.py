@@ -32,6 +32,7 @@ import os
 import select
 import shlex
 import shutil
+import struct
 import tempfile
 import time
 import weakref
@@ -57,6 +58,7 @@ __all__ = [
     "driver_factory",
     "is_exec_spec",
     "resolve_exec_spec",
+    "unseen_drivers",
 ]
 
 #: The protocol version this side speaks (docs/drivers.md); sent with ``open``.
@@ -623,6 +625,53 @@ def _with_batch(factory: DriverFactory, store: DriverStore) -> DriverStore:
     if factory._declared()["save_many"]:
         store.__class__ = DriverBatchStore
     return store
+
+
+def _static(path: str) -> bool:
+    """Whether ``path`` is an ELF program with no dynamic loader (``PT_INTERP``): a static one.
+
+    The syscall shim is preloaded by the dynamic loader, so it never runs in such a program (Go
+    links statically and makes its system calls itself). A script is judged by its interpreter.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+            if head.startswith(b"#!"):
+                words = head[2:].split(b"\n", 1)[0].split()
+                if not words:
+                    return False
+                program = os.fsdecode(words[0])
+                if os.path.basename(program) == "env" and len(words) > 1:
+                    program = shutil.which(os.fsdecode(words[1])) or program
+                return program != path and _static(program)
+            if head[:4] != b"\x7fELF" or head[4] != 2:  # 64-bit ELF only; anything else: unknown
+                return False
+            little = head[5] == 1
+            order = "<" if little else ">"
+            phoff, = struct.unpack_from(order + "Q", head, 32)
+            phentsize, phnum = struct.unpack_from(order + "HH", head, 54)
+            fh.seek(phoff)
+            table = fh.read(phentsize * phnum)
+    except (OSError, struct.error, IndexError):
+        return False
+    kinds = [struct.unpack_from(order + "I", table, i * phentsize)[0] for i in range(phnum)]
+    return 3 not in kinds  # PT_INTERP
+
+
+def unseen_drivers() -> str:
+    """Why the syscall shim cannot see the drivers this process loaded ("" when it can).
+
+    Campaigns add it to "the shim saw nothing", so an ``unverified`` says the true reason.
+    """
+    reasons = []
+    for factory in _FACTORIES.values():
+        if _static(factory.argv[0]):
+            reasons.append(
+                f"the driver program {factory.argv[0]!r} is statically linked: the syscall shim, "
+                "preloaded by the dynamic loader, never runs in it (Go's runtime makes its system "
+                "calls itself); D3 falls back to strace, every other I/O property is unverified"
+            )
+    return "; ".join(reasons)
 
 
 _FACTORIES: dict[str, DriverFactory] = {}

@@ -90,6 +90,10 @@ def run_pool(
                     continue
                 if kind == "result":
                     record(value)
+                elif kind == "driver error":  # a broken driver: the run stops, naming it
+                    from ._driver import DriverError
+
+                    raise DriverError(value)
                 else:
                     record(_broken(pid, f"failed: {value}"))
                 hand_out(conn, proc)

@@ -24,6 +24,7 @@ class RemoteError(RuntimeError):
 
 def _serve(spec: str, conn: Any) -> None:
     # Runs in the child. Import here, not at module level, so the parent pays nothing for it.
+    from ._driver import DriverError
     from ._spec import load_factory
 
     quiet_child()
@@ -48,6 +49,8 @@ def _serve(spec: str, conn: Any) -> None:
             conn.send(("ok", reply))
         except Exception as exc:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        except DriverError as exc:  # a broken driver: the parent raises it as the run's error
+            conn.send(("driver error", str(exc)))
     if store is not None:
         with contextlib.suppress(Exception):
             store.close()
@@ -103,6 +106,10 @@ class RemoteStore:
             ) from exc
         if status == "error":
             raise RemoteError(f"{op}{args} in the child process raised {value}")
+        if status == "driver error":
+            from ._driver import DriverError
+
+            raise DriverError(value)
         return value
 
     def stop(self) -> None:

@@ -39,6 +39,7 @@ from ._profiles import (
 )
 from ._results import Outcome, PropertyResult
 from ._runscope import run_scope
+from ._driver import DriverError
 from ._spec import canonical_spec, load_factory, sync_factory
 from ._workspace import Workspace
 
@@ -506,4 +507,6 @@ def _check_in_worker(conn: Any, job: _Job) -> None:
             reply: tuple[str, object] = ("result", job.check(pid))
         except Exception as exc:
             reply = ("error", f"{type(exc).__name__}: {exc}")
+        except DriverError as exc:  # the run's error, raised again where the run is in charge
+            reply = ("driver error", str(exc))
         conn.send(reply)

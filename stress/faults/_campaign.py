@@ -41,7 +41,7 @@ from lance_offsets.conformance._results import PropertyResult
 
 from .._options import StressOptions
 from ..crash._judge import listing
-from ..seam._record import SHIM_SAW_NOTHING, Backend, choose_backend, counted_save
+from ..seam._record import Backend, choose_backend, counted_save, shim_saw_nothing
 from ..seam._trace import TraceOp
 from ..seam._tracer import FaultPlan
 from ..workers._fleet import Fleet, Worker, WorkerGone
@@ -114,7 +114,7 @@ def _action_plans(
 
 
 def _no_ops(ops: list[TraceOp]) -> str | None:
-    return None if ops else SHIM_SAW_NOTHING
+    return None if ops else shim_saw_nothing()
 
 
 @dataclass(frozen=True)

@@ -104,10 +104,27 @@ func (s *store) load(topic uint32, consumer uint64) (*uint64, *failure) {
 }
 
 // writeTemp writes offset to a new, unique file beside the key's, synced; its name.
-func (s *store) writeTemp(topic uint32, consumer uint64, offset uint64) (string, *failure) {
+// topicDir makes the key's topic directory when it is new, and fsyncs the store's directory
+// then: a power cut must not undo the directory that holds an acknowledged offset.
+func (s *store) topicDir(topic uint32, consumer uint64) (string, *failure) {
 	dir := filepath.Dir(s.file(topic, consumer))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	err := os.Mkdir(dir, 0o755)
+	if errors.Is(err, fs.ErrExist) {
+		return dir, nil
+	}
+	if err == nil {
+		err = syncDir(s.dir)
+	}
+	if err != nil {
 		return "", ioFailure(err)
+	}
+	return dir, nil
+}
+
+func (s *store) writeTemp(topic uint32, consumer uint64, offset uint64) (string, *failure) {
+	dir, f := s.topicDir(topic, consumer)
+	if f != nil {
+		return "", f
 	}
 	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
@@ -130,8 +147,8 @@ func (s *store) writeTemp(topic uint32, consumer uint64, offset uint64) (string,
 func (s *store) save(topic uint32, consumer uint64, offset uint64) *failure {
 	path := s.file(topic, consumer)
 	if s.inPlace {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return ioFailure(err)
+		if _, f := s.topicDir(topic, consumer); f != nil {
+			return f
 		}
 		if err := os.WriteFile(path, encode(offset), 0o644); err != nil {
 			return ioFailure(err)
