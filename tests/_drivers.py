@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -81,7 +81,7 @@ def node_store() -> str:
 def py_driver(*flags: str) -> str:
     """The exec: spec of tests/drivers/py_driver.py with ``flags``."""
     script = Path(__file__).resolve().parent / "drivers" / "py_driver.py"
-    return "exec:" + " ".join([sys.executable, str(script), *flags])
+    return "exec:" + shlex.join([sys.executable, str(script), *flags])
 
 
 
