@@ -95,7 +95,8 @@ def test_the_seed_fails_on_its_known_defects_and_nothing_else(tmp_path: Path) ->
     details = verdict["details"]
     assert isinstance(details, dict)
     # Seen inside the driver: crash points counted by the shim in the driver's own process.
-    assert "tracing syscall shim" in str(details["D1"]["evidence"])
+    crash = details["D1"]["evidence"]
+    assert crash["crash points killed"] > 0 and crash["tracing"].startswith("syscall shim")
     assert "directory is not fsynced" in json.dumps(details["D3"])
     assert "silently" in details["F1"]["details"]
 
@@ -164,8 +165,11 @@ def test_go_store_io_is_unverified_with_the_reason_or_seen_by_strace(tmp_path: P
     assert verdict["properties"]["D3"] == "passed"  # type: ignore[index]
     assert details["D3"]["evidence"]["tracer"] == "strace"
     assert verdict["properties"]["P2"] == "passed"  # type: ignore[index]
+    # In place: D3 sees the unsynced write through strace; random kills catch an emptied file
+    # only when one lands inside a save (no crash point can be aimed there).
     broken = _check(spec + " --in-place", "--only", "D1,D3", cwd=tmp_path)
-    assert _outcomes(broken, "failed") == {"D1", "D3"}, broken["properties"]
+    assert broken["properties"]["D3"] == "failed", broken["properties"]  # type: ignore[index]
+    assert broken["properties"]["D1"] in ("failed", "unverified")  # type: ignore[index]
 
 
 @pytest.mark.parametrize("folder", ["rust_seed", "rust_fixed", "node_store", "go_store"])
