@@ -25,8 +25,8 @@ from lance_offsets._cli_os_errors import os_error_line
 from lance_offsets._interrupt import Interrupted, exit_code
 
 from ._catalog import PROPERTIES, property_ids
-from ._driver import DriverError
 from ._diagnosis import Diagnosis, diagnose, explain, failure_order, root_causes
+from ._driver import DriverError
 from ._html import report_html
 from ._profiles import DEFAULT_PROFILE, PROFILES
 from ._progress import Estimate, ProgressLine

@@ -185,14 +185,15 @@ def resolve_exec_spec(spec: str, cwd: str | None = None) -> str:
         if located is None:
             raise ValueError(f"store spec {spec!r}: no program {program!r} on PATH")
         found = located
-    words = [found]
-    for word in argv[1:]:
-        if not word.startswith("-") and not os.path.isabs(word):
-            candidate = os.path.join(where, word)
-            if os.path.exists(candidate):
-                word = os.path.normpath(candidate)
-        words.append(word)
-    return EXEC_PREFIX + shlex.join(words)
+    return EXEC_PREFIX + shlex.join([found, *(_absolute(word, where) for word in argv[1:])])
+
+
+def _absolute(word: str, where: str) -> str:
+    """``word`` made absolute from ``where`` when it names something there (not an option)."""
+    if word.startswith("-") or os.path.isabs(word):
+        return word
+    candidate = os.path.join(where, word)
+    return os.path.normpath(candidate) if os.path.exists(candidate) else word
 
 
 # -- one driver process -------------------------------------------------------------------------
@@ -230,7 +231,8 @@ class _Process:
             self.proc, self.stderr = _driver_proc.start(argv, PROTOCOL)
         except OSError as exc:
             raise DriverError(f"driver {spec!r} could not be started: {exc}") from None
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.stdin: IO[bytes] = self.proc.stdin
         self.stdout: IO[bytes] = self.proc.stdout
 
@@ -342,7 +344,9 @@ class _Process:
         try:
             self.proc.wait(EXIT_SECONDS)
         except Exception:  # subprocess.TimeoutExpired
-            raise self.broken(None, f"it still ran {EXIT_SECONDS:g} s after answering close") from None
+            raise self.broken(
+                None, f"it still ran {EXIT_SECONDS:g} s after answering close"
+            ) from None
         self.release()
         if self.proc.returncode != 0:
             raise self.broken(None, f"it {self._status()} after answering close")
@@ -433,7 +437,9 @@ class DriverStore:
         found: dict[Key, int] = {}
         for entry in listed:
             if not isinstance(entry, list) or len(entry) != 3:
-                raise self._proc.broken(request, f"{entry!r} is not [topic_id, consumer_id, offset]")
+                raise self._proc.broken(
+                    request, f"{entry!r} is not [topic_id, consumer_id, offset]"
+                )
             topic, consumer, offset = (_offset(self._proc, request, part) for part in entry)
             if (topic, consumer) in found:
                 raise self._proc.broken(request, f"key ({topic}, {consumer}) is listed twice")
@@ -476,6 +482,9 @@ class DriverStore:
 class DriverBatchStore(DriverStore):
     """A handle of a driver that declared ``save_many``."""
 
+    def __enter__(self) -> DriverBatchStore:
+        return self
+
     def save_many(self, offsets: Mapping[Key, int]) -> None:
         if not isinstance(offsets, Mapping):
             raise TypeError(
@@ -499,7 +508,7 @@ def _key(op: str, topic_id: object, consumer_id: object) -> dict[str, object]:
 def _offset(proc: _Process, request: Mapping[str, object], value: object) -> int:
     """A number of an answer: a string of decimal digits (any size: judging it is the checks')."""
     if not isinstance(value, str) or not value.isascii() or not value.isdigit():
-        raise proc.broken(request, f"{value!r} is not a decimal string such as \"42\"")
+        raise proc.broken(request, f'{value!r} is not a decimal string such as "42"')
     return int(value)
 
 
@@ -507,7 +516,7 @@ def _capabilities(proc: _Process, request: Mapping[str, object], hello: object) 
     """The capabilities an answer to ``open`` declares, with the defaults filled in."""
     if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL:
         raise proc.broken(
-            request, f"open must answer {{\"protocol\": {PROTOCOL}, ...}}, not {hello!r}"
+            request, f'open must answer {{"protocol": {PROTOCOL}, ...}}, not {hello!r}'
         )
     declared = hello.get("capabilities", {})
     if not isinstance(declared, dict):
@@ -648,7 +657,7 @@ def _static(path: str) -> bool:
                 return False
             little = head[5] == 1
             order = "<" if little else ">"
-            phoff, = struct.unpack_from(order + "Q", head, 32)
+            (phoff,) = struct.unpack_from(order + "Q", head, 32)
             phentsize, phnum = struct.unpack_from(order + "HH", head, 54)
             fh.seek(phoff)
             table = fh.read(phentsize * phnum)
@@ -663,14 +672,13 @@ def unseen_drivers() -> str:
 
     Campaigns add it to "the shim saw nothing", so an ``unverified`` says the true reason.
     """
-    reasons = []
-    for factory in _FACTORIES.values():
-        if _static(factory.argv[0]):
-            reasons.append(
-                f"the driver program {factory.argv[0]!r} is statically linked: the syscall shim, "
-                "preloaded by the dynamic loader, never runs in it (Go's runtime makes its system "
-                "calls itself); D3 falls back to strace, every other I/O property is unverified"
-            )
+    reasons = [
+        f"the driver program {factory.argv[0]!r} is statically linked: the syscall shim, "
+        "preloaded by the dynamic loader, never runs in it (Go's runtime makes its system "
+        "calls itself); D3 falls back to strace, every other I/O property is unverified"
+        for factory in _FACTORIES.values()
+        if _static(factory.argv[0])
+    ]
     return "; ".join(reasons)
 
 

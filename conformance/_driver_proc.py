@@ -89,8 +89,9 @@ def _channel() -> _Channel | None:
 
     shim = _shim.build() if _shim.loaded() is not None else None
     if shim is not None:
-        control = tempfile.TemporaryFile()
-        records = tempfile.TemporaryFile()
+        # Open for the life of the process: every driver it starts inherits them.
+        control = tempfile.TemporaryFile()  # noqa: SIM115
+        records = tempfile.TemporaryFile()  # noqa: SIM115
         if _shim.attach_channel(control.fileno(), records.fileno()):
             channel = _Channel(control, records, shim)
         else:
@@ -145,7 +146,7 @@ def _popen(argv: list[str], protocol: int, stderr: IO[bytes]) -> subprocess.Pope
         stderr=stderr,
         env=env,
         pass_fds=tuple(fds),
-        preexec_fn=preexec,
+        preexec_fn=preexec,  # noqa: PLW1509 - only without the launcher: prctl, nothing else
         bufsize=0,
     )
 
@@ -183,17 +184,18 @@ def start(argv: list[str], protocol: int) -> tuple[subprocess.Popen[bytes], IO[b
 
     :raises OSError: the program could not be started.
     """
-    stderr = tempfile.TemporaryFile()
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115 - the driver's, closed with its handle
     try:
         if threading.current_thread() is threading.main_thread():
-            return _popen(argv, protocol, stderr), stderr
-        with _STARTERS_LOCK:
-            starter = _STARTERS.get(os.getpid())
-            if starter is None:
-                starter = _STARTERS[os.getpid()] = _Starter()
-        proc: subprocess.Popen[bytes] = starter.call(lambda: _popen(argv, protocol, stderr))
-        return proc, stderr
+            proc = _popen(argv, protocol, stderr)
+        else:
+            with _STARTERS_LOCK:
+                starter = _STARTERS.get(os.getpid())
+                if starter is None:
+                    starter = _STARTERS[os.getpid()] = _Starter()
+            proc = starter.call(lambda: _popen(argv, protocol, stderr))
     except BaseException:
         with contextlib.suppress(OSError):
             stderr.close()
         raise
+    return proc, stderr

@@ -29,6 +29,7 @@ from ._capabilities import Factory, capabilities_of
 from ._catalog import PROPERTIES, property_ids
 from ._context import CheckContext, Unverified
 from ._diagnosis import FINDINGS, finding
+from ._driver import DriverError
 from ._machine import MACHINE_PLANS, ContractViolation, spec_of, store_machine
 from ._profiles import (
     DEFAULT_PROFILE,
@@ -39,7 +40,6 @@ from ._profiles import (
 )
 from ._results import Outcome, PropertyResult
 from ._runscope import run_scope
-from ._driver import DriverError
 from ._spec import canonical_spec, load_factory, sync_factory
 from ._workspace import Workspace
 

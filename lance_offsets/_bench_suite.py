@@ -71,8 +71,10 @@ def synthetic_history(operations: int, workers: int = 4) -> list[object]:
 
 
 def quick_check_seconds(root: str, spec: str = REFERENCE) -> float:
-    """Wall seconds of ``lance-offsets check SPEC --seed 1`` (quick profile), the reference's
-    by default."""
+    """Wall seconds of ``lance-offsets check SPEC --seed 1`` (quick profile).
+
+    The reference store's by default.
+    """
     where = tempfile.mkdtemp(prefix="check-", dir=root)
     began = time.perf_counter()
     subprocess.run(

@@ -34,12 +34,12 @@ BUILT: Final = {
 
 def _sources(folder: str) -> list[Path]:
     names = [folder] + ([SHARED] if folder.startswith("rust_") else [])
-    files = []
-    for name in names:
-        for path in sorted((DRIVERS / name).iterdir()):
-            if path.is_file() and path.suffix in (".rs", ".go", ".mod", ".sh"):
-                files.append(path)
-    return files
+    return [
+        path
+        for name in names
+        for path in sorted((DRIVERS / name).iterdir())
+        if path.is_file() and path.suffix in (".rs", ".go", ".mod", ".sh")
+    ]
 
 
 def program(folder: str) -> str:
@@ -50,15 +50,23 @@ def program(folder: str) -> str:
     digest = hashlib.sha256()
     for path in _sources(folder):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    home = Path(tempfile.gettempdir()) / "lance-offsets-drivers" / f"{folder}-{digest.hexdigest()[:16]}"
+    home = (
+        Path(tempfile.gettempdir())
+        / "lance-offsets-drivers"
+        / f"{folder}-{digest.hexdigest()[:16]}"
+    )
     built = home / folder / made
     home.mkdir(parents=True, exist_ok=True)
     with open(home / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; the others wait and reuse
         if not built.exists():
             for name in {folder, SHARED} if folder.startswith("rust_") else {folder}:
-                shutil.copytree(DRIVERS / name, home / name, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("target"))
+                shutil.copytree(
+                    DRIVERS / name,
+                    home / name,
+                    dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("target"),
+                )
             done = subprocess.run(
                 ["sh", str(home / folder / "build.sh")],
                 capture_output=True,
@@ -82,6 +90,3 @@ def py_driver(*flags: str) -> str:
     """The exec: spec of tests/drivers/py_driver.py with ``flags``."""
     script = Path(__file__).resolve().parent / "drivers" / "py_driver.py"
     return "exec:" + shlex.join([sys.executable, str(script), *flags])
-
-
-

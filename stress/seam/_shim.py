@@ -48,7 +48,12 @@ __all__ = [
     "CHANNEL_ENV",
     "attach_channel",
     "build",
-    "build_launcher", "loaded", "mark", "syscall_traced", "unavailable"]
+    "build_launcher",
+    "loaded",
+    "mark",
+    "syscall_traced",
+    "unavailable",
+]
 
 #: Environment variable naming the shim's cache directory (default: the user's cache dir).
 CACHE_ENV: Final = "LANCE_OFFSETS_SHIM_CACHE"
@@ -84,11 +89,11 @@ def build() -> str | None:
 
 def _build() -> tuple[str | None, str | None]:
     flags = ["-shared", "-fPIC", "-O2", "-pthread"]
-    return _compile(SOURCE, "syscall-shim", ".so", flags, ["-ldl"], "shim")
+    return _compile(SOURCE, "syscall-shim", ".so", flags=flags, libs=["-ldl"], what="shim")
 
 
 def _compile(
-    text: str, stem: str, suffix: str, flags: list[str], libs: list[str], what: str
+    text: str, stem: str, suffix: str, *, flags: list[str], libs: list[str], what: str
 ) -> tuple[str | None, str | None]:
     """Compile C ``text`` into the cache (named by its hash); its path, or None and why not."""
     if not sys.platform.startswith("linux"):
@@ -126,7 +131,9 @@ def _compile(
 def build_launcher() -> str | None:
     """The compiled launcher (``_shim_c.LAUNCHER``), built on first use; None where it cannot be."""
     if "launcher" not in _BUILT:
-        _BUILT["launcher"], _ = _compile(LAUNCHER, "driver-launcher", "", ["-O2"], [], "launcher")
+        _BUILT["launcher"], _ = _compile(
+            LAUNCHER, "driver-launcher", "", flags=["-O2"], libs=[], what="launcher"
+        )
     return _BUILT["launcher"]
 
 

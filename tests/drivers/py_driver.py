@@ -44,9 +44,17 @@ def _number(text: object) -> int:
     return int(text)
 
 
-def main() -> int:
+def main() -> int:  # noqa: PLR0912, PLR0915 - one branch per op and per flag, as a driver reads
     parser = argparse.ArgumentParser()
-    for flag in ("hang", "garbage", "unknown_reply", "exit_mid", "noise", "wrong_id", "unknown_kind"):
+    for flag in (
+        "hang",
+        "garbage",
+        "unknown_reply",
+        "exit_mid",
+        "noise",
+        "wrong_id",
+        "unknown_kind",
+    ):
         parser.add_argument("--" + flag.replace("_", "-"), default=None)
     parser.add_argument("--crash-at-start", action="store_true")
     parser.add_argument("--linger-after-close", action="store_true")
@@ -95,7 +103,7 @@ def main() -> int:
                     caps[key] = json.loads(value)
                 reply["ok"] = {"protocol": 1, "driver": "py_driver", "capabilities": caps}
             elif store is None:
-                raise StoreClosedError("py_driver store (not open)")
+                raise StoreClosedError("py_driver store (not open)")  # noqa: TRY301
             elif op == "load":
                 found = store.load(_number(request["topic_id"]), _number(request["consumer_id"]))
                 reply["ok"] = None if found is None else str(found)

@@ -23,7 +23,6 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 from _drivers import DRIVERS, node_store, program  # noqa: E402  (importable once the path is set)
-
 from lance_offsets.conformance import load_factory  # noqa: E402
 
 pytestmark = [
@@ -42,7 +41,18 @@ def _check(spec: str, *args: str, cwd: Path | None = None) -> dict[str, object]:
     """``lance-offsets check SPEC --seed 1 --json`` in a child; the verdict it wrote."""
     out = Path(cwd or Path.cwd()) / "verdict.json"
     done = subprocess.run(
-        [sys.executable, "-m", "lance_offsets", "check", spec, "--seed", "1", "--json", str(out), *args],
+        [
+            sys.executable,
+            "-m",
+            "lance_offsets",
+            "check",
+            spec,
+            "--seed",
+            "1",
+            "--json",
+            str(out),
+            *args,
+        ],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -77,10 +87,13 @@ def _run_readme(folder: str, tmp_path: Path) -> dict[str, object]:
     shutil.copytree(made.parents[2] / "rust_protocol", tmp_path / "rust_protocol")
     lines = _first_block(DRIVERS / folder / "README.md")
     assert lines[0] == "sh build.sh", lines
-    build = subprocess.run(["sh", "build.sh"], cwd=here, capture_output=True, text=True, timeout=600)
+    build = subprocess.run(
+        ["sh", "build.sh"], cwd=here, capture_output=True, text=True, timeout=600, check=False
+    )
     assert build.returncode == 0, build.stderr
     words = lines[1].split()
-    assert words[:2] == ["lance-offsets", "check"] and words[2].startswith("exec:./target/"), lines
+    assert words[:2] == ["lance-offsets", "check"], lines
+    assert words[2].startswith("exec:./target/"), lines
     return _check(words[2], cwd=here)
 
 
@@ -88,7 +101,7 @@ def test_the_seed_fails_on_its_known_defects_and_nothing_else(tmp_path: Path) ->
     verdict = _run_readme("rust_seed", tmp_path)
     failed = _outcomes(verdict, "failed")
     assert verdict["exit"] == 1
-    assert SEED_MUST_FAIL <= failed, failed
+    assert failed >= SEED_MUST_FAIL, failed
     assert failed <= SEED_DEFECTS, f"a failure no known defect explains: {failed - SEED_DEFECTS}"
     for pid in ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "P1", "D1", "D2", "D5"):
         assert pid in _outcomes(verdict, "passed"), (pid, verdict["properties"])
@@ -96,7 +109,8 @@ def test_the_seed_fails_on_its_known_defects_and_nothing_else(tmp_path: Path) ->
     assert isinstance(details, dict)
     # Seen inside the driver: crash points counted by the shim in the driver's own process.
     crash = details["D1"]["evidence"]
-    assert crash["crash points killed"] > 0 and crash["tracing"].startswith("syscall shim")
+    assert crash["crash points killed"] > 0
+    assert crash["tracing"].startswith("syscall shim")
     assert "directory is not fsynced" in json.dumps(details["D3"])
     assert "silently" in details["F1"]["details"]
 
@@ -104,11 +118,14 @@ def test_the_seed_fails_on_its_known_defects_and_nothing_else(tmp_path: Path) ->
 def test_the_fixed_seed_passes_everything(tmp_path: Path) -> None:
     verdict = _run_readme("rust_fixed", tmp_path)
     assert verdict["exit"] == 0, verdict["stdout"]
-    assert _outcomes(verdict, "passed") == set(verdict["properties"]), verdict["properties"]  # type: ignore[arg-type]
+    properties = verdict["properties"]
+    assert isinstance(properties, dict)
+    assert _outcomes(verdict, "passed") == set(properties), properties
     details = verdict["details"]
     assert isinstance(details, dict)
     crash = details["D1"]["evidence"]
-    assert crash["crash points killed"] > 0 and "syscall shim" in crash["tracing"]
+    assert crash["crash points killed"] > 0
+    assert "syscall shim" in crash["tracing"]
     assert details["F2"]["evidence"]["faulted saves"] > 0
     assert details["B1"]["evidence"]["batch crash points killed"] > 0
 
@@ -176,6 +193,7 @@ def test_go_store_io_is_unverified_with_the_reason_or_seen_by_strace(tmp_path: P
 def test_every_readme_starts_with_a_block_that_builds_and_checks(folder: str) -> None:
     lines = _first_block(DRIVERS / folder / "README.md")
     assert len(lines) == 2, lines
-    assert lines[1].startswith("lance-offsets check ") and "exec:" in lines[1]
+    assert lines[1].startswith("lance-offsets check "), lines
+    assert "exec:" in lines[1], lines
     build = lines[0].split()
     assert build in (["sh", "build.sh"], ["node", "--check", "store.js"]), build
