@@ -20,6 +20,13 @@ against the tracer. Per call:
 - at the crash point ``lo_stop`` named (an index, before or after), the thread writes the
   message Python prepared (a framed pickle) to the parent's descriptor and waits to be killed.
 
+A store that runs as a program of its own (a driver, ``conformance/_driver_proc.py``) is started
+with the shim and a *channel*: two descriptors named in ``LANCE_OFFSETS_SHIM_CHANNEL``, a file
+whose shared mapping holds the block's state (armed root, index counter, fault plan, crash point)
+and a file the records are appended to (``lo_chan_attach``). The worker attaches to the same
+channel, so its Python code arms, plans and stops as for any store, and reads the driver's
+records as its own.
+
 The shim's own I/O (content reads, the parent message) goes through raw system calls, never
 through its wrappers. A thread-local flag (``lo_hold``) keeps a Python tracer's own I/O out when
 the shim records beside it (the witness of the same run, ``_record.py``).
