@@ -281,3 +281,33 @@ def test_json_lines_are_what_the_page_shows(tmp_path: Path) -> None:
         "offset": "18446744073709551615",
     }
     assert lines[2] == {"id": 2, "op": "close"}
+
+
+def test_the_pytest_door_stops_with_status_2_on_a_broken_driver(tmp_path: Path) -> None:
+    spec = py_driver("--garbage", "load")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--pyargs",
+            "lance_offsets.conformance.suite",
+            "--store",
+            spec,
+            "--conformance-only",
+            "C1",
+            "--conformance-seed",
+            "1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "broke the protocol answering" in done.stdout + done.stderr
+    assert "1 failed" not in done.stdout  # no verdict on the store
