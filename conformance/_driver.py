@@ -302,12 +302,13 @@ class _Process:
     def _line(self, request: Mapping[str, object]) -> bytes:
         deadline = time.monotonic() + self.seconds
         fd = self.stdout.fileno()
+        poller = select.poll()  # not select(): a busy worker may hold descriptors past 1024
+        poller.register(fd, select.POLLIN)
         while b"\n" not in self.pending:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise self.broken(request, f"no answer within {self.seconds:g} s ({SECONDS_ENV})")
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
+            if not poller.poll(left * 1000):
                 continue
             chunk = os.read(fd, 65536)
             if not chunk:
@@ -417,17 +418,17 @@ class DriverStore:
         return self._proc.ask(request)
 
     def load(self, topic_id: int, consumer_id: int) -> int | None:
-        request = {"op": "load", **_key("load", topic_id, consumer_id)}
+        request = {"op": "load", **_key(topic_id, consumer_id)}
         found = self._ask(request)
         return None if found is None else _offset(self._proc, request, found)
 
     def save(self, topic_id: int, consumer_id: int, offset: int) -> None:
-        request = {"op": "save", **_key("save", topic_id, consumer_id)}
+        request = {"op": "save", **_key(topic_id, consumer_id)}
         request["offset"] = _int("offset", offset)
         self._done(request)
 
     def delete(self, topic_id: int, consumer_id: int) -> None:
-        self._done({"op": "delete", **_key("delete", topic_id, consumer_id)})
+        self._done({"op": "delete", **_key(topic_id, consumer_id)})
 
     def list_all(self) -> dict[Key, int]:
         request: dict[str, object] = {"op": "list_all"}
@@ -495,13 +496,12 @@ class DriverBatchStore(DriverStore):
         for key, offset in offsets.items():
             if not isinstance(key, tuple) or len(key) != 2:
                 raise TypeError(f"a save_many key must be a (topic_id, consumer_id) tuple: {key!r}")
-            parts = _key("save_many", *key)
+            parts = _key(*key)
             entries.append([parts["topic_id"], parts["consumer_id"], _int("offset", offset)])
         self._done({"op": "save_many", "offsets": entries})
 
 
-def _key(op: str, topic_id: object, consumer_id: object) -> dict[str, object]:
-    del op
+def _key(topic_id: object, consumer_id: object) -> dict[str, object]:
     return {"topic_id": _int("topic_id", topic_id), "consumer_id": _int("consumer_id", consumer_id)}
 
 
