@@ -32,13 +32,17 @@ from ..seam._trace import TraceOp
 from ..seam._tracer import FaultPlan
 
 __all__ = [
+    "ACKNOWLEDGING",
     "OTHER_ACTIONS",
     "SYNC_KINDS",
+    "Later",
     "Tally",
     "allowed_after",
     "hang_report",
     "injected",
+    "judge_later",
     "swallowed_syncs",
+    "sync_rule_applies",
 ]
 
 #: Operation kinds that make data durable (F_FULLFSYNC is recorded as ``fsync``).
@@ -46,6 +50,20 @@ SYNC_KINDS: Final = frozenset({"fsync", "fdatasync"})
 
 #: The actions F2 faults besides save: a delete of a stored key, a load of it, an open over it.
 OTHER_ACTIONS: Final = ("delete", "load", "open")
+
+#: The calls that acknowledge offsets: only their return promises durability. An open, a load
+#: or a listing saves nothing, so a sync they swallow loses no offset.
+ACKNOWLEDGING: Final = frozenset({"save", "save_many", "delete"})
+
+
+def sync_rule_applies(action: str, durable: bool) -> bool:
+    """Whether a swallowed failed sync in ``action`` is a violation.
+
+    Only where the store claims durability (``durable``, its declaration), and only for a call
+    that acknowledges offsets.
+    """
+    return durable and action in ACKNOWLEDGING
+
 
 #: What a save that never returned most likely means, by the phase it hung in.
 _LIKELY: Final = {
@@ -171,6 +189,8 @@ def swallowed_syncs(
     :param what: the action that returned; for a ``delete``, the directory it unlinked the
         key's file from counts like one a save renamed into (the removal is its whole change).
     """
+    if what not in ACKNOWLEDGING:
+        return []  # an open or a load acknowledges no offset: nothing to lose (sync_rule_applies)
     unlinks = what == "delete"
     changed = _changed(trace)
     # A directory sync makes names durable; the offset depends on one only where the save put
@@ -220,25 +240,103 @@ def swallowed_syncs(
 
 
 def allowed_after(
-    action: str, raised: bool, failed: list[TraceOp], *, at: int, commit: int, old: int, new: int
+    action: str,
+    raised: bool,
+    failed: list[TraceOp],
+    *,
+    at: int,
+    commit: int,
+    old: int,
+    new: int,
+    demonstrated: bool = False,
 ) -> tuple[int | None, ...]:
     """The values a fresh handle may read for the key after one faulted action.
 
     :param at: the plan's first operation (used when the trace shows none failed).
-    :param commit: the action's last operation that can commit it (a rename, an unlink...).
+    :param commit: the action's commit point (``_commit.py``): faults after it may leave the
+        new state.
+    :param demonstrated: the commit point was shown by kills, not guessed from the trace.
 
-    A save or delete that raised leaves the old value, or the new state when the fault came after
-    its commit point or hit a sync (the change was made, durable or not: raising is honest). One
-    that returned must have made its change. A load or an open changes nothing: old, always.
+    A save or delete that raised leaves the old value, or the new state when the fault came
+    after its commit point (the change was made: raising is honest). With a guessed commit
+    point a failed sync may leave the new state too (the bytes were written, durable or not:
+    SQLite in ``journal_mode=PERSIST`` commits by a write the guess cannot see); a demonstrated
+    one needs no such allowance. One that returned must have made its change. A load or an
+    open changes nothing: old, always.
     """
     if action in ("load", "open"):
         return (old,)
     changed = None if action == "delete" else new
     if not raised:
         return (changed,)
-    if (failed[0].index if failed else at) > commit or (failed and failed[0].kind in SYNC_KINDS):
+    if (failed[0].index if failed else at) > commit:
+        return (old, changed)
+    if not demonstrated and failed and failed[0].kind in SYNC_KINDS:
         return (old, changed)
     return (old,)
+
+
+@dataclass(frozen=True)
+class Later:
+    """What a later save on the faulted handle showed once the fault cleared.
+
+    :ivar fail_stop: the handle refused it loudly, and a reopened handle works (accepted).
+    :ivar problems: what is wrong, one line each; none when the handle works or is fail-stop.
+    """
+
+    fail_stop: bool
+    problems: tuple[str, ...]
+
+
+def _shown(value: object) -> str:
+    return "absent" if value is None else str(value)
+
+
+def judge_later(
+    result: dict[str, Any], later: int, committed: tuple[int | None, ...], on: str
+) -> Later:
+    """Judge the worker's report of the later save (``_jobs.py``, the fault job's ``later``).
+
+    The handle must work again, or be **fail-stop**: after a failed write some libraries refuse
+    every later call on the handle until it is reopened (LMDB's ``MDB_PANIC``; PostgreSQL panics
+    after a failed fsync). That is accepted (docs/contract.md, F2): it is loud, nothing is lost,
+    and a fresh open gives the committed values and works. A handle that instead misbehaves
+    quietly still fails: a load that answers neither an error nor the committed value, a save
+    that returns without its value.
+
+    :param committed: the values the key may hold after the fault (``allowed_after``).
+    :param on: which handle made the later save ("the same handle", "a new handle").
+    """
+    raised = result.get("raised")
+    if raised is None:
+        if result.get("load") == later:
+            return Later(False, ())
+        text = f"once the fault cleared, a later save of {later} on {on} returned, then loaded"
+        return Later(False, (f"{text} {_shown(result.get('load'))}",))
+    stop = result.get("fail-stop")
+    text = f"once the fault cleared, a later save of {later} on {on} raised {raised}"
+    if not isinstance(stop, dict):
+        return Later(False, (text,))
+    problems = []
+    load = stop.get("load")
+    if not (isinstance(load, str) and load.startswith("raised ")) and load not in committed:
+        shown = " or ".join(_shown(v) for v in committed)
+        problems.append(
+            f"{text}, yet the same handle then loaded {_shown(load)}, not the committed {shown} "
+            "(a fail-stop handle refuses every call; this one answered wrong)"
+        )
+    if "reopen" in stop:
+        problems.append(f"{text}, and reopening the store raised {stop['reopen']}")
+    elif stop.get("reopened") is not None:
+        problems.append(f"{text}; on a reopened handle the save raised {stop['reopened']}")
+    elif stop.get("reopened load") != later:
+        problems.append(
+            f"{text}; on a reopened handle it returned, then loaded "
+            f"{_shown(stop.get('reopened load'))}"
+        )
+    if problems:
+        return Later(False, tuple(problems))
+    return Later(True, ())
 
 
 def hang_report(phase: str, bound: float, stuck: dict[str, Any]) -> list[str]:
@@ -278,6 +376,8 @@ class Tally:
     sync_faults: int = 0
     hangs: int = 0
     slowest: float = 0.0
+    #: Faulted handles that refused the later save loudly and whose reopen worked (accepted).
+    fail_stops: int = 0
 
     def count(self, seconds: float, failed: list[TraceOp], action: str = "save") -> None:
         """One faulted action that ended in ``seconds``, with the operations the plan failed."""
@@ -297,6 +397,7 @@ class Tally:
             "operations faulted": len(self.operations),
             "sync faults": self.sync_faults,
             "hangs": self.hangs,
+            "fail-stop handles": self.fail_stops,
             "plans not run": not_run,
             "slowest faulted save (s)": round(self.slowest, 3),
         }

@@ -33,9 +33,11 @@ Jobs (dicts with a ``"job"`` name):
     Set up the old value, run one action under a fault plan (the job's ``action``: ``save`` by
     default, ``delete`` or ``load`` of the key, or ``open``: a new handle over the committed
     data), reply ``("faulted", outcome)``; on ``"continue"`` save a later value on the same
-    handle (a new one after an open) and reply ``("later", outcome)``. Each of
-    the two saves is watched: one still running after the job's ``bound`` seconds sends
-    ``("stuck", report)`` (where it is blocked, the last operations) and the parent kills it.
+    handle (a new one after an open) and reply ``("later", outcome)``; if that save raised, the
+    outcome says what the handle's load answered and whether a reopened handle saves (fail-stop);
+    on anything else, close the handle and reply ``("later", None)``. Each of the two saves is
+    watched: one still running after the job's ``bound`` seconds sends ``("stuck", report)``
+    (where it is blocked, the last operations) and the parent kills it.
 
 ``record``
     D3's workload (``powerloss/_workers.record``): save and delete through the job's backend,
@@ -50,6 +52,7 @@ having it replies ``("no shim", why)``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import struct
@@ -66,6 +69,7 @@ from multiprocess.reduction import ForkingPickler
 
 from lance_offsets._interrupt import quiet_child
 
+from ..powerloss._fstree import snapshot
 from ..seam import _shim
 from ..seam._record import tracing
 from ..seam._trace import TraceOp
@@ -400,6 +404,8 @@ def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
     """One action (save, delete, load or open) under a fault plan; then a later save.
 
     With no plan (``None``) this is the counting run: the reply's trace lists the operations.
+    With ``"snapshot"`` the outcome carries the directory's tree as set up, before the action
+    (``"initial"``): F2 hands a faulted trace to the power-loss explorer from there.
     """
     if (missing := _no_shim(job)) is not None:
         return missing
@@ -410,6 +416,7 @@ def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
     if opening:
         store.close()  # the committed state is on disk; the faulted open starts from it
         store = None
+    initial = snapshot(job["path"]) if job.get("snapshot") else None
     plan: FaultPlan | None = job["plan"]
     bound: float = job["bound"]
     watch = _watchdog(conn)
@@ -427,6 +434,8 @@ def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
             watch.disarm()
         outcome["seconds"] = time.monotonic() - start
         outcome["trace"] = list(trace)
+    if initial is not None:
+        outcome["initial"] = initial
     if opening and store is not None:
         # What the opened handle reads once the fault cleared: the committed values, or a lie.
         # The later save then takes a new handle: a library may fall back to a read-only
@@ -436,9 +445,17 @@ def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
         store = None
     conn.send(("faulted", outcome))
     if conn.recv() != "continue":
+        _close_quietly(store)  # a store holding a lock until close must not keep it
         return ("later", None)
-    later = job["later"]
-    watch.arm(bound, [])
+    return ("later", _later(factory, store, job, watch))
+
+
+def _later(
+    factory: Callable[[str], Any], store: Any, job: dict[str, Any], watch: _Watchdog
+) -> dict[str, Any]:
+    """The fault job's later save, watched: on the same handle (a new one after an open)."""
+    key, later = job["key"], job["later"]
+    watch.arm(job["bound"], [])
     try:
         if store is None:  # after a faulted open, a new handle must work once the fault cleared
             store = factory(job["path"])
@@ -446,11 +463,53 @@ def _fault(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Rep
         result: dict[str, Any] = {"raised": None, "load": store.load(*key)}
     except Exception as exc:  # reported
         result = {"raised": _describe(exc)}
+        if store is not None:  # the handle refused: fail-stop, if it stays loud and a reopen works
+            result["fail-stop"] = _fail_stop(factory, store, job)
+            store = None
     finally:
         watch.disarm()
     if store is not None:
         store.close()
-    return ("later", result)
+    return result
+
+
+def _close_quietly(store: Any) -> None:
+    if store is not None:
+        with contextlib.suppress(Exception):  # a close after a fault: nothing left to report
+            store.close()
+
+
+def _fail_stop(factory: Callable[[str], Any], store: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """After the later save raised on the faulted handle: what the handle and a reopen do.
+
+    A fail-stop handle (LMDB after ``MDB_PANIC``) refuses every call until reopened: its load
+    raises, or at least answers the committed value; the handle is closed, and a new one on the
+    same directory must save and load the later value.
+    """
+    key, later = job["key"], job["later"]
+    report: dict[str, Any] = {}
+    try:
+        report["load"] = store.load(*key)
+    except Exception as exc:  # the expected answer of a fail-stop handle
+        report["load"] = f"raised {_describe(exc)}"
+    try:
+        store.close()
+    except Exception as exc:  # reported: a handle that cannot even close
+        report["close"] = f"raised {_describe(exc)}"
+    try:
+        fresh = factory(job["path"])
+    except Exception as exc:  # reported
+        report["reopen"] = _describe(exc)
+        return report
+    try:
+        fresh.save(*key, later)
+        report["reopened"] = None
+        report["reopened load"] = fresh.load(*key)
+    except Exception as exc:  # reported
+        report["reopened"] = _describe(exc)
+    finally:
+        _close_quietly(fresh)
+    return report
 
 
 def _record(factory: Callable[[str], Any], conn: Any, job: dict[str, Any]) -> Reply:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import re
 from pathlib import Path
 
@@ -16,8 +17,16 @@ from lance_offsets.conformance._results import PropertyResult
 from lance_offsets.conformance._spec import DEFAULT_SPEC
 from lance_offsets.stress._options import StressOptions
 from lance_offsets.stress._runner import run_properties
-from lance_offsets.stress.faults._campaign import _commit_index, check_f2
-from lance_offsets.stress.faults._judge import injected, swallowed_syncs
+from lance_offsets.stress.faults._campaign import check_f2
+from lance_offsets.stress.faults._commit import Commit, Seen, demonstrated_commit, guessed_commit
+from lance_offsets.stress.faults._judge import (
+    allowed_after,
+    injected,
+    swallowed_syncs,
+    sync_rule_applies,
+)
+from lance_offsets.stress.faults._plans import SAMPLED, action_plans, role, roles
+from lance_offsets.stress.faults._powercut import EXPLORER
 from lance_offsets.stress.seam._trace import TraceOp
 from lance_offsets.stress.seam._tracer import FaultPlan
 
@@ -261,8 +270,8 @@ def test_a_failed_sync_of_the_directory_renamed_into_still_counts() -> None:
 
 def test_a_journal_unlink_or_truncate_can_commit_a_save() -> None:
     ops = _rollback_save(dir_sync_again=True)
-    assert _commit_index(ops) == 8  # the unlink: faults after it may leave the new value
-    assert _commit_index([_op(0, "write", "db", content=b"x")]) == -1
+    assert guessed_commit(ops).index == 8  # the unlink: faults after it may leave the new value
+    assert guessed_commit([_op(0, "write", "db", content=b"x")]).index == 1  # past the end
 
 
 def test_a_failed_sync_with_nothing_left_unsynced_lost_nothing() -> None:
@@ -364,5 +373,249 @@ def test_a_delete_that_returns_after_a_failed_directory_sync_is_not_durable() ->
 
 def test_a_delete_commits_at_its_first_unlink() -> None:
     ops = [_op(0, "open", "k.lock"), _op(1, "unlink", "k"), _op(2, "unlink", "k.tmp")]
-    assert _commit_index(ops, "delete") == 1  # the key is gone: a leftover's removal follows
-    assert _commit_index(ops) == 2
+    assert guessed_commit(ops, "delete").index == 1  # the key is gone: a leftover's removal follows
+    assert guessed_commit(ops).index == 2
+
+
+# -- declarations respected (issue 19, class 4) ----------------------------------------------
+
+#: A store holding an exclusive lock from open to close: declared, it passes every check
+#: (``test_exclusive_store.py``, F2 included); undeclared, F2 must still read it right.
+EXCLUSIVE = "zoo.exclusive_zoo"
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_a_store_that_refuses_a_second_process_without_saying_so_is_read_alone(
+    stress_options: StressOptions,
+) -> None:
+    """The same store claiming ``shared``: F2 shows B is refused beside an unfaulted handle
+    too (blame by demonstration: not the fault's doing), and reads with the handle gone."""
+    result = check_f2(f"{EXCLUSIVE}:Undeclared", stress_options)
+    print(result.details)
+    assert result.outcome == "passed", result.details
+    reads = str(result.evidence["fresh reads"])
+    assert "could not open the store beside an open handle even with no fault" in reads
+    assert "StoreLocked" in reads
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_a_store_that_claims_no_durability_is_not_held_to_the_sync_rule(
+    stress_options: StressOptions,
+) -> None:
+    """The fsync it swallows would fail a durable store (``swallows_file_fsync``)."""
+    result = check_f2(f"{FAULT_ZOO}:NotDurableSwallowsFileFsync", stress_options)
+    print(result.details)
+    assert result.outcome == "passed", result.details
+    assert _count(result, "sync faults") >= 1
+
+
+def test_the_sync_rule_applies_to_calls_that_acknowledge_offsets_only() -> None:
+    """An open (or a load) that swallowed a failed sync saves no offset: nothing to lose."""
+    trace = [
+        _op(0, "open", "db", flags=os.O_RDWR),
+        _op(1, "write", "db", content=b"recovered"),
+        _op(2, "fsync", "db", error="EIO"),
+        _op(3, "replace", "db", target=f"{_DIR}/db2"),
+    ]
+    failed = injected(trace, FaultPlan(at=2))
+    assert swallowed_syncs(trace, failed, what="save")
+    assert swallowed_syncs(trace, failed, what="open") == []
+    assert swallowed_syncs(trace, failed, what="load") == []
+    assert [sync_rule_applies(a, True) for a in ("save", "save_many", "delete")] == [True] * 3
+    assert not sync_rule_applies("open", True)
+    assert not sync_rule_applies("save", False)
+
+
+# -- fail-stop (class 7) ----------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_a_fail_stop_handle_passes_f2(stress_options: StressOptions) -> None:
+    """Refusing every call after a failed save until reopened: loud, and nothing lost."""
+    result = check_f2(f"{FAULT_ZOO}:fail_stop", stress_options)
+    print(result.details)
+    assert result.outcome == "passed", result.details
+    assert _count(result, "fail-stop handles") >= 1
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_lmdb_after_a_failed_write_is_fail_stop_and_passes_f2(
+    stress_options: StressOptions,
+) -> None:
+    """py-lmdb refuses every call with MDB_PANIC after a failed write: our LMDB control."""
+    pytest.importorskip("lmdb")
+    result = check_f2("zoo.lmdb_zoo:correct", stress_options)
+    print(result.details)
+    if result.outcome == "unverified":
+        pytest.skip(f"no syscall shim here: {result.details}")
+    assert result.outcome == "passed", result.details
+    assert _count(result, "fail-stop handles") >= 1
+
+
+@pytest.mark.usefixtures("zoo_importable")
+@pytest.mark.parametrize(
+    ("factory", "finding"),
+    [
+        ("fail_stop_answers_from_memory", "yet the same handle then loaded "),
+        ("acks_after_fault", "returned, a fresh handle found "),
+    ],
+)
+def test_a_handle_that_misbehaves_quietly_after_the_fault_fails(
+    stress_options: StressOptions, factory: str, finding: str
+) -> None:
+    result = check_f2(f"{FAULT_ZOO}:{factory}", stress_options)
+    print(result.details)
+    assert result.outcome == "failed", result.details
+    assert finding in result.details
+    assert diagnose([result])["F2"].likely[0].cause.id == "error-path-leaves-state"
+
+
+# -- the commit point, demonstrated (class 12) -----------------------------------------------
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_a_lock_file_unlinked_after_the_replace_does_not_move_the_commit(
+    stress_options: StressOptions,
+) -> None:
+    """The save's last unlink is the lock file's; kills show it commits at the replace, so a
+    failed directory fsync between the two may leave the new value."""
+    result = check_f2(f"{FAULT_ZOO}:lock_unlinked_after_replace", stress_options)
+    print(result.details)
+    assert result.outcome == "passed", result.details
+    commit = str(result.evidence["save commit"])
+    # os.replace: "replace" in the interposer's view, rename(2) in the shim's
+    named = r"demonstrated: op #\d+ (replace|rename) \S+\.offset\.tmp \(\d+ kill\(s\)\)"
+    assert re.fullmatch(named, commit), commit
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_the_same_lock_with_a_failed_directory_fsync_ignored_still_fails(
+    stress_options: StressOptions,
+) -> None:
+    result = check_f2(f"{FAULT_ZOO}:lock_unlinked_ignores_dir_sync", stress_options)
+    print(result.details)
+    assert result.outcome == "failed", result.details
+    assert "fsync of directory /" in result.details
+    assert "and save() returned: the offset is not durable" in result.details
+
+
+def _writes(n: int) -> list[TraceOp]:
+    return [_op(i, "write", "db", content=b"x" * (i + 1)) for i in range(n)]
+
+
+def test_the_commit_is_the_first_operation_after_which_a_fresh_handle_sees_the_change() -> None:
+    ops = [*_writes(6), _op(6, "fsync", "db"), _op(7, "unlink", "lock")]
+    killed: list[int] = []
+
+    def seen_after(index: int) -> Seen:
+        killed.append(index)
+        return "new" if index >= 3 else "old"
+
+    commit = demonstrated_commit(ops, seen_after)
+    assert isinstance(commit, Commit)
+    assert (commit.index, commit.demonstrated) == (3, True)
+    assert len(killed) <= 4  # a binary search over the 7 operations that change something
+    assert 6 not in killed  # a sync changes nothing a reader sees: never a candidate
+
+
+def test_a_commit_the_kills_cannot_show_falls_back_to_the_guess() -> None:
+    ops = [*_writes(2), _op(2, "replace", "t", target=f"{_DIR}/k")]
+    assert demonstrated_commit(ops, lambda index: "unreached") == (
+        "the kill after op #2 replace t was not reached"
+    )
+    late = demonstrated_commit(ops, lambda index: "old")  # visible only once it returned
+    assert isinstance(late, Commit)
+    assert late.index == len(ops)
+    # Visible only after a sync: the change went where the trace cannot see (a mapping).
+    synced = [*ops, _op(3, "fsync", "k")]
+    hidden = demonstrated_commit(synced, lambda index: "new" if index == 3 else "old")
+    assert hidden == (
+        "a fresh handle sees the change after op #3 fsync k, not after op #2 replace t: the "
+        "trace misses where it is made"
+    )
+    assert isinstance(demonstrated_commit([_op(0, "fsync", "k")], lambda index: "new"), str)
+
+
+def test_with_a_demonstrated_commit_a_failed_sync_before_it_must_leave_the_old_value() -> None:
+    failed = [_op(3, "fsync", "k.tmp", error="EIO")]
+    guessed = allowed_after("save", True, failed, at=3, commit=5, old=1, new=2)
+    shown = allowed_after("save", True, failed, at=3, commit=5, old=1, new=2, demonstrated=True)
+    assert (guessed, shown) == ((1, 2), (1,))
+    after = allowed_after("save", True, [_op(6, "open", error="EIO")], at=6, commit=5, old=1, new=2)
+    assert after == (1, 2)
+
+
+# -- stratified faults (class 6) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_sample_of_a_long_action_faults_every_role(seed: int) -> None:
+    """Forty writes and one directory sync: the sample never misses the sync."""
+    ops = [*_writes(40), _op(40, "fsync"), _op(41, "close", "db")]
+    plans = action_plans(ops, "delete", random.Random(seed), long=False)
+    hit = {role(next(op for op in ops if op.index == plan.at)) for plan, _ in plans}
+    assert hit == roles(ops) == {"write", "fsync of a directory", "close"}
+    assert len(plans) == SAMPLED
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_a_store_bound_at_import_is_faulted_on_the_syscall_view(
+    stress_options: StressOptions,
+) -> None:
+    """Every call bound at import (``from os import fsync``): the interposer misses its fsyncs,
+    so F2 faults through the shim's view, which saw them, and every role is hit, the open of
+    the directory included (a failed open has no descriptor to tell a directory by)."""
+    result = check_f2("zoo.bound_zoo:all_bound", stress_options)
+    print(result.details)
+    if result.evidence.get("tracing") != "syscall shim":
+        pytest.skip(f"no syscall view here: {result.evidence}")
+    assert result.outcome == "passed", result.details
+    judged = str(result.evidence["judged by"])
+    assert judged.startswith("syscall shim (the Python interposer missed"), judged
+    assert _count(result, "sync faults") >= 2 * 3 * 2  # file and directory, 3 errors, 2 plans
+    assert str(result.evidence["save roles faulted"]).startswith("8 of 8 ")
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_every_role_of_a_save_is_faulted(stress_options: StressOptions) -> None:
+    result = check_f2(f"{ZOO}:careful", stress_options)
+    assert result.outcome == "passed", result.details
+    faulted = str(result.evidence["save roles faulted"])
+    assert faulted.startswith("8 of 8 (close, close of a directory, fsync, fsync of a directory")
+    assert "not faulted" not in faulted
+
+
+# -- faults and power cuts together ----------------------------------------------------------
+
+
+@pytest.mark.usefixtures("zoo_importable")
+@pytest.mark.parametrize("factory", ["retries_fsync", "rewrites_then_retries_fsync"])
+def test_a_retried_fsync_is_shown_to_lose_data_by_a_power_cut(
+    stress_options: StressOptions, factory: str
+) -> None:
+    """The power-loss explorer judges F2's faulted trace: a retry without writing again loses
+    the offset in a crash state; writing the bytes again first keeps it in every state."""
+    pytest.importorskip(EXPLORER.partition(":")[0], reason="the power-loss explorer (power19)")
+    result = check_f2(f"{FAULT_ZOO}:{factory}", stress_options)
+    print(result.details)
+    explored = str(result.evidence["power cuts explored"])
+    if factory == "rewrites_then_retries_fsync":
+        assert result.outcome == "passed", result.details
+        assert re.fullmatch(r"\d+ \(\d+ kept\)", explored), explored
+        return
+    assert result.outcome == "failed", result.details
+    assert "shown by a power cut (the power-loss explorer):" in result.details
+    assert "(acknowledged)" in result.details
+    assert re.fullmatch(r"\d+ \(\d+ lost\)", explored), explored
+    assert result.artifacts["crash_state"]
+    assert diagnose([result])["F2"].likely[0].cause.id == "fsync-error-ignored"
+
+
+@pytest.mark.usefixtures("zoo_importable")
+def test_without_the_explorer_a_retried_fsync_still_fails_by_the_sync_rule(
+    stress_options: StressOptions,
+) -> None:
+    result = check_f2(f"{FAULT_ZOO}:retries_fsync", stress_options)
+    print(result.details)
+    assert result.outcome == "failed", result.details
+    assert re.search(r"the later successful fsync \(op #\d+\) proves nothing", result.details)
