@@ -114,10 +114,10 @@ def _crash_points_in_the_driver(verdict: dict[str, object]) -> None:
 
 
 def test_the_seed_fails_on_its_known_defects(tmp_path: Path) -> None:
-    verdict = _run_readme("rust_seed", tmp_path, *sorted(SEED_MUST_FAIL | {"F2", "S1", "C1", "D1"}))
+    verdict = _run_readme("rust_seed", tmp_path, *sorted(SEED_MUST_FAIL | {"F2", "S1", "D1"}))
     assert verdict["exit"] == 1
     assert _outcomes(verdict, "failed") == SEED_MUST_FAIL | {"F2", "S1"}, verdict["properties"]
-    assert _outcomes(verdict, "passed") == {"C1", "D1"}
+    assert _outcomes(verdict, "passed") == {"D1"}
     _crash_points_in_the_driver(verdict)
     details = verdict["details"]
     assert isinstance(details, dict)
@@ -138,7 +138,7 @@ def test_the_seeds_readme_fails_on_its_known_defects_and_nothing_else(tmp_path: 
 
 
 def test_the_fixed_seed_passes(tmp_path: Path) -> None:
-    only = ("C1", "C7", "P2", "M2", "D1", "D3", "D4", "F1", "F2", "S1", "B1")
+    only = ("P2", "D1", "D3", "F1", "F2", "S1", "B1")
     verdict = _run_readme("rust_fixed", tmp_path, *only)
     assert verdict["exit"] == 0, verdict["stdout"]
     assert _outcomes(verdict, "passed") == set(only), verdict["properties"]
@@ -183,6 +183,7 @@ def test_node_round_trips_the_largest_key_and_offset(tmp_path: Path) -> None:
         assert store.load(2**32 - 1, 2**64 - 1) == 2**64  # the defect: a JSON number
 
 
+@pytest.mark.stress
 def test_node_store_is_seen(tmp_path: Path) -> None:
     verdict = _check("exec:" + node_store(), "--only", "D1", cwd=tmp_path)
     assert _outcomes(verdict, "passed") == {"D1"}, verdict["properties"]
@@ -238,5 +239,5 @@ def test_the_whole_driver_on_the_protocol_page_works(tmp_path: Path) -> None:
         assert store.load(2**32 - 1, 2**64 - 1) == 2**64 - 1
         with pytest.raises(ValueError, match="out of range"):
             store.save(2**32, 0, 0)
-    verdict = _check(spec, "--only", "C1,C6,P1", cwd=tmp_path)
-    assert verdict["properties"] == {"C1": "passed", "C6": "passed", "P1": "not-applicable"}
+    verdict = _check(spec, "--only", "C6,P1", cwd=tmp_path)
+    assert verdict["properties"] == {"C6": "passed", "P1": "not-applicable"}
