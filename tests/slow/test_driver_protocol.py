@@ -23,10 +23,7 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 from _drivers import py_driver  # noqa: E402  (importable once the path is set)
-from lance_offsets.conformance import (
-    _driver,
-    load_factory,
-)
+from lance_offsets.conformance import _driver, load_factory  # noqa: E402
 from lance_offsets.conformance._capabilities import capabilities_of  # noqa: E402
 from lance_offsets.conformance._driver import (  # noqa: E402
     DriverBatchStore,
