@@ -34,6 +34,7 @@ from typing import Any, Final, Protocol
 from lance_offsets._interrupt import quiet_child, raise_if_interrupted
 
 from ._catalog import PROPERTIES
+from ._driver import DriverError
 from ._hang import HangReport, StackPipe, arm_stack_dump, dumped_stack, hang_result
 from ._results import PropertyResult
 from ._watch import CallClock
@@ -95,6 +96,8 @@ def _serve(conn: Any, parts: tuple[Any, Any, Any], stacks: Any) -> None:
             import traceback
 
             reply = ("error", "".join(traceback.format_exception(exc)[-8:]))
+        except DriverError as exc:  # a broken driver stops the run: raised again by the caller
+            reply = ("driver error", str(exc))
         send(reply)
 
 
@@ -170,6 +173,8 @@ class CheckChild:
                 seconds = time.monotonic() - started
                 if kind == "result":
                     return value, True
+                if kind == "driver error":
+                    raise DriverError(value)
                 if kind == "hung":
                     self.stop(kill=True)
                     return hang_result(pid, value, seconds), False

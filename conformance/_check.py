@@ -26,6 +26,7 @@ from lance_offsets._interrupt import Interrupted, exit_code
 
 from ._catalog import PROPERTIES, property_ids
 from ._diagnosis import Diagnosis, diagnose, explain, failure_order, root_causes
+from ._driver import DriverError
 from ._html import report_html
 from ._profiles import DEFAULT_PROFILE, PROFILES
 from ._progress import Estimate, ProgressLine
@@ -33,7 +34,7 @@ from ._report import Verdict, json_document, report_json, report_junit, report_m
 from ._results import PropertyResult, evidence_text
 from ._run import default_stress_options, run_checks
 from ._shards import Shard, parse_shard, share
-from ._spec import DEFAULT_SPEC, SpecError, cwd_importable, load_factory
+from ._spec import DEFAULT_SPEC, SpecError, canonical_spec, cwd_importable, load_factory
 
 __all__ = [
     "add_arguments",
@@ -213,6 +214,8 @@ def _validate(args: argparse.Namespace) -> list[str] | None:
     cwd_importable()
     try:
         load_factory(args.spec)
+        # An exec: spec means the same program in every process, whatever its directory.
+        args.spec = canonical_spec(args.spec)
     except SpecError as exc:
         raise _UsageError(str(exc)) from exc
     return only
@@ -343,6 +346,10 @@ def run(args: argparse.Namespace) -> int:
             tear_size=args.tear_size,
         )
     except SpecError as exc:
+        progress.close()
+        print_error(f"check: {exc}")
+        return 2
+    except DriverError as exc:  # the driver broke the protocol: no verdict on the store
         progress.close()
         print_error(f"check: {exc}")
         return 2

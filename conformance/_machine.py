@@ -93,6 +93,9 @@ class ContractViolation(AssertionError):
 
 def spec_of(factory: object) -> str | None:
     """Return the ``pkg.module:attr`` string that imports ``factory`` again, if there is one."""
+    driver = getattr(factory, "exec_spec", None)  # a driver's factory: its exec: spec
+    if isinstance(driver, str):
+        return driver
     module = getattr(factory, "__module__", None)
     name = getattr(factory, "__qualname__", None)
     if not module or not name or "<" in name or module == "__main__":

@@ -200,11 +200,13 @@ def _validate(config: pytest.Config) -> None:
             )
     spec: str | None = config.getoption("store")
     if spec:
-        from ._spec import SpecError, cwd_importable, load_factory
+        from ._spec import SpecError, canonical_spec, cwd_importable, load_factory
 
         cwd_importable()
         try:
             load_factory(spec)
+            # An exec: spec means the same program in every process, whatever its directory.
+            config.option.store = canonical_spec(spec)
         except SpecError as exc:
             raise pytest.UsageError(f"--store: {exc}") from exc
 

@@ -29,6 +29,18 @@ def _broken(pid: str, why: str) -> PropertyResult:
     )
 
 
+def _received(pid: str, kind: str, value: Any) -> PropertyResult:
+    """A worker's answer as a result; a broken driver stops the run, naming it."""
+    if kind == "result":
+        result: PropertyResult = value
+        return result
+    if kind == "driver error":
+        from ._driver import DriverError
+
+        raise DriverError(value)
+    return _broken(pid, f"failed: {value}")
+
+
 def run_pool(
     target: Callable[..., None],
     args: Sequence[object],
@@ -88,10 +100,7 @@ def run_pool(
                     if todo:
                         start_worker()  # in its place, for the properties still to check
                     continue
-                if kind == "result":
-                    record(value)
-                else:
-                    record(_broken(pid, f"failed: {value}"))
+                record(_received(pid, kind, value))
                 hand_out(conn, proc)
     finally:
         for proc in procs:

@@ -28,6 +28,7 @@ class RemoteError(RuntimeError):
 
 def _serve(spec: str, conn: Any, stacks: Any) -> None:
     # Runs in the child. Import here, not at module level, so the parent pays nothing for it.
+    from ._driver import DriverError
     from ._spec import load_factory
 
     quiet_child()
@@ -53,6 +54,8 @@ def _serve(spec: str, conn: Any, stacks: Any) -> None:
             conn.send(("ok", reply))
         except Exception as exc:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        except DriverError as exc:  # a broken driver: the parent raises it as the run's error
+            conn.send(("driver error", str(exc)))
     if store is not None:
         with contextlib.suppress(Exception):
             store.close()
@@ -129,6 +132,10 @@ class RemoteStore:
                 ) from exc
         if status == "error":
             raise RemoteError(f"{op}{args} in the child process raised {value}")
+        if status == "driver error":
+            from ._driver import DriverError
+
+            raise DriverError(value)
         return value
 
     def _hung(self, what: str, role: Role, seconds: float, bound: float) -> None:

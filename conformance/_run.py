@@ -10,6 +10,7 @@ pytest::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import sys
@@ -28,6 +29,7 @@ from ._capabilities import Factory, capabilities_of
 from ._catalog import PROPERTIES, property_ids
 from ._context import CheckContext, Unverified
 from ._diagnosis import FINDINGS, finding
+from ._driver import DriverError
 from ._hang import StoreHung, hang_result
 from ._machine import MACHINE_PLANS, ContractViolation, spec_of, store_machine
 from ._profiles import (
@@ -39,7 +41,7 @@ from ._profiles import (
 )
 from ._results import Outcome, PropertyResult
 from ._runscope import run_scope
-from ._spec import SpecError, load_factory, prepared
+from ._spec import SpecError, canonical_spec, load_factory, prepared
 from ._watch import watching
 from ._workspace import Workspace
 
@@ -223,6 +225,7 @@ def check_property(
         (default: the ``LANCE_OFFSETS_EXAMPLE_DB`` environment variable, else no database).
     """
     if isinstance(factory, str):
+        factory = canonical_spec(factory)
         spec = spec or factory
         factory = load_factory(factory)
     else:
@@ -365,10 +368,7 @@ def _one(
     This process never calls the store: a store that hangs (or kills its process) costs the
     child, never the run (``_bounded.py``).
     """
-    from ._bounded import check_bounded
-
-    job = _Job(spec, profile, stress, options, seed, database, workdir)
-    return check_bounded(job, pid)
+    return _Job(spec, profile, stress, options, seed, database, workdir).check(pid)
 
 
 def _one_here(
@@ -428,6 +428,7 @@ def run_checks(
     profile_settings(profile)  # an unknown profile fails before any work
     if not ids:
         return []  # an empty shard (check --shard K/N): no server to start, nothing to run
+    spec = canonical_spec(spec)  # an exec: spec, made to mean the same program everywhere
     factory = load_factory(spec)
     try:  # here, not in the check child: a bad declaration is the caller's error, said once
         capabilities_of(factory)
@@ -439,13 +440,15 @@ def run_checks(
         seed = choose_seed()
     # Everything the run makes goes under one scratch root; Ctrl-C, SIGTERM or a crash of the
     # run removes it and every process the run started (conformance/_runscope.py).
-    with run_scope() as scope:
+    with contextlib.ExitStack() as stack:
+        scope = stack.enter_context(run_scope())
         if getattr(factory, "server", None) is not None:
             # A declared server runs before any check, so every process the checks start
-            # inherits where it listens (stress/servers).
-            from lance_offsets.stress.servers._campaigns import start_declared
+            # inherits where it listens, and stops when the run ends, however it ends
+            # (stress/servers).
+            from lance_offsets.stress.servers._campaigns import declared_server
 
-            start_declared(factory)
+            stack.enter_context(declared_server(factory))
         if stress_options is None and any(PROPERTIES[p].suite != "conformance" for p in ids):
             # One options object (one seed) for the whole run: D1, D2, D4 and D5 then share one
             # crash campaign (stress/crash/_campaign.py caches it by spec and seed), not four.
@@ -528,10 +531,19 @@ class _Job:
     workdir: str | None
 
     def check(self, pid: str) -> PropertyResult:
-        """Check ``pid`` in this process's check child (bounded)."""
+        """Check ``pid`` in this process's check child (bounded).
+
+        A conformance check uses the run's declared server, if any, only while no server
+        campaign kills or cuts it (the stress runner takes its own turns).
+        """
+        from lance_offsets.stress.servers._campaigns import server_turn
+
         from ._bounded import check_bounded
 
-        return check_bounded(self, pid)
+        if PROPERTIES[pid].suite != "conformance":
+            return check_bounded(self, pid)
+        with server_turn(exclusive=False):
+            return check_bounded(self, pid)
 
     def check_here(self, pid: str) -> PropertyResult:
         """Check ``pid`` in this very process (what the check child runs)."""
@@ -558,4 +570,6 @@ def _check_in_worker(conn: Any, job: _Job) -> None:
             reply: tuple[str, object] = ("result", job.check(pid))
         except Exception as exc:
             reply = ("error", f"{type(exc).__name__}: {exc}")
+        except DriverError as exc:  # the run's error, raised again where the run is in charge
+            reply = ("driver error", str(exc))
         conn.send(reply)

@@ -17,10 +17,12 @@ from lance_offsets._aio_sync import sync_factory
 
 from ._acknowledge import acknowledged
 from ._capabilities import Factory
+from ._driver import driver_factory, is_exec_spec, resolve_exec_spec
 
 __all__ = [
     "DEFAULT_SPEC",
     "SpecError",
+    "canonical_spec",
     "cwd_importable",
     "load_factory",
     "prepared",
@@ -38,6 +40,9 @@ class SpecError(ValueError):
 def load_factory(spec: str) -> Factory:
     """Import ``pkg.module:attr`` (attr may be dotted) and return the callable it names.
 
+    ``exec:'./program --flag'`` names a driver instead: a store that runs as a program of its
+    own, whose factory starts one process per handle (:mod:`._driver`, docs/drivers.md).
+
     The callable comes back through :func:`sync_factory`: synchronous stores it makes are
     returned untouched, asyncio ones are driven on a private loop. Loading one spec twice gives
     the same object.
@@ -45,9 +50,16 @@ def load_factory(spec: str) -> Factory:
     each write (:mod:`._acknowledge`); in a watched process, one whose calls are timed
     (:mod:`._watch`).
     """
+    if is_exec_spec(spec):  # a store that runs as a program of its own (docs/drivers.md)
+        try:
+            return driver_factory(spec)
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
     module_name, sep, attr_path = spec.partition(":")
     if not sep or not module_name or not attr_path:
-        raise SpecError(f"store spec {spec!r} must look like 'package.module:factory'")
+        raise SpecError(
+            f"store spec {spec!r} must look like 'package.module:factory' or exec:'./my-driver'"
+        )
     try:
         target: object = importlib.import_module(module_name)
     except ImportError as exc:
@@ -75,6 +87,22 @@ def prepared(factory: object) -> Factory:
     if isinstance(factory, WatchedFactory):
         return factory
     return watched(acknowledged(sync_factory(factory)))  # type: ignore[arg-type]
+
+
+def canonical_spec(spec: str) -> str:
+    """``spec`` as every process of a run can use it, wherever it runs.
+
+    An ``exec:`` spec has its program and the relative paths among its arguments made absolute
+    (:func:`~._driver.resolve_exec_spec`); an import spec is returned as it is.
+
+    :raises SpecError: an ``exec:`` spec that names no program, or one that is not there.
+    """
+    if not is_exec_spec(spec):
+        return spec
+    try:
+        return resolve_exec_spec(spec)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def cwd_importable() -> None:

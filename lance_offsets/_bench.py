@@ -19,7 +19,7 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._cli_common import os_errors
+from ._cli_common import os_errors, print_error
 
 if TYPE_CHECKING:
     from ._bench_store import Figure
@@ -36,7 +36,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--json", default="bench.json", help="where to write the figures")
     parser.add_argument("--png", default="bench.png", help="chart of ratios (needs matplotlib)")
     parser.add_argument(
-        "--only", choices=("stores", "suite"), help="measure only the stores or only the suite"
+        "--only",
+        choices=("stores", "suite", "drivers"),
+        help="measure only the stores, only the suite, or only the driver (with --driver)",
+    )
+    parser.add_argument(
+        "--driver",
+        metavar="SPEC",
+        help="also measure this driver store (exec:'./my-driver') beside the reference store: "
+        "the quick check and the --stress kill-verify cycles (docs/drivers.md)",
     )
     parser.add_argument("--calls", type=int, default=150, help="durable saves per variant")
     parser.add_argument("--seconds", type=float, default=1.0, help="each throughput run")
@@ -96,6 +104,18 @@ def run(args: argparse.Namespace) -> int:
     from ._bench_floors import file_system
     from ._bench_store import store_figures
 
+    if args.only == "drivers" and not args.driver:
+        print_error("bench: --only drivers needs --driver SPEC")
+        return 2
+    if args.driver:
+        from .conformance._spec import SpecError, load_factory
+
+        try:
+            load_factory(args.driver)  # a spec that names no program fails now, not in minutes
+        except SpecError as exc:
+            print_error(f"bench: --driver: {exc}")
+            return 2
+
     with os_errors(f"make a scratch directory in --dir {args.dir!r}", writing=True):
         scratch = tempfile.mkdtemp(prefix="lance-bench-", dir=args.dir)
     began = time.perf_counter()
@@ -112,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
             from ._bench_suite import suite_figures
 
             figures += suite_figures(scratch, seed=args.seed)
+        if args.driver and args.only in (None, "drivers"):
+            from ._bench_drivers import driver_figures
+
+            figures += driver_figures(scratch, args.driver, seed=args.seed)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(table(figures))

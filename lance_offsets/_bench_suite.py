@@ -70,12 +70,15 @@ def synthetic_history(operations: int, workers: int = 4) -> list[object]:
     return ops
 
 
-def quick_check_seconds(root: str) -> float:
-    """Wall seconds of ``lance-offsets check --seed 1`` (the reference store, quick profile)."""
+def quick_check_seconds(root: str, spec: str = REFERENCE) -> float:
+    """Wall seconds of ``lance-offsets check SPEC --seed 1`` (quick profile).
+
+    The reference store's by default.
+    """
     where = tempfile.mkdtemp(prefix="check-", dir=root)
     began = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "lance_offsets", "check", "--seed", "1"],
+        [sys.executable, "-m", "lance_offsets", "check", spec, "--seed", "1"],
         cwd=where,
         check=False,
         capture_output=True,

@@ -18,7 +18,7 @@ from typing import Final
 from lance_offsets.conformance._capabilities import Capabilities, capabilities_of
 from lance_offsets.conformance._catalog import PROPERTIES
 from lance_offsets.conformance._results import PropertyResult
-from lance_offsets.conformance._spec import load_factory
+from lance_offsets.conformance._spec import canonical_spec, load_factory
 
 from ._options import StressOptions
 
@@ -44,6 +44,7 @@ def run_properties(spec: str, ids: list[str], options: StressOptions) -> list[Pr
     A server the factory declares is held for the call (started first, so the workers inherit
     where it listens; stopped at the end unless an enclosing run holds it: ``stress/servers``).
     """
+    spec = canonical_spec(spec)  # an exec: spec, made to mean the same program everywhere
     factory = load_factory(spec)
     capabilities = capabilities_of(factory)
     if capabilities.server is None:

@@ -36,7 +36,7 @@ from .._options import StressOptions
 from ..crash._points import label, points
 from ..powerloss._campaign import run_powerloss
 from ..powerloss._oracle import Step
-from ..seam._record import SHIM_SAW_NOTHING, Backend, choose_backend
+from ..seam._record import Backend, choose_backend, shim_saw_nothing
 from ..seam._trace import TraceOp
 from ..workers._fleet import Fleet, Worker, WorkerGone
 from ..workers._jobs import NO_SHIM
@@ -45,7 +45,7 @@ __all__ = ["check_b1", "judge_batch", "judged_batch", "power_workload"]
 
 
 def _no_points(trace: list[TraceOp]) -> str | None:
-    return None if points(trace) else SHIM_SAW_NOTHING
+    return None if points(trace) else shim_saw_nothing()
 
 
 Key = tuple[int, int]

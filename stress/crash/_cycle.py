@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .._options import StressOptions
-from ..seam._record import SHIM_SAW_NOTHING, TRACERS, Backend, choose_backend
+from ..seam._record import TRACERS, Backend, choose_backend, shim_saw_nothing
 from ..seam._trace import Trace, TraceOp
 from ..workers._fleet import Fleet, Worker, WorkerGone
 from ..workers._jobs import NO_SHIM
@@ -190,7 +190,7 @@ class Found(Exception):
 
 def _no_points(counted: tuple[list[TraceOp], str]) -> str | None:
     """Why a counting run gives no crash point to kill at, or None when it gives some."""
-    return None if points(counted[0]) else SHIM_SAW_NOTHING
+    return None if points(counted[0]) else shim_saw_nothing()
 
 
 def _views(counted: tuple[list[TraceOp], str]) -> Trace | None:

@@ -51,7 +51,7 @@ from lance_offsets.conformance._spec import load_factory
 from .._options import StressOptions
 from ..crash._judge import listing
 from ..powerloss._oracle import Step
-from ..seam._record import SHIM_SAW_NOTHING, Backend, choose_backend, counted_save, until_mark
+from ..seam._record import Backend, choose_backend, counted_save, shim_saw_nothing, until_mark
 from ..seam._trace import Trace, TraceOp
 from ..seam._tracer import FaultPlan
 from ..workers._fleet import Fleet, Worker, WorkerGone
@@ -86,7 +86,7 @@ CHANGING: Final = ("save", "delete")
 
 
 def _no_ops(ops: list[TraceOp]) -> str | None:
-    return None if ops else SHIM_SAW_NOTHING
+    return None if ops else shim_saw_nothing()
 
 
 @dataclass(frozen=True)

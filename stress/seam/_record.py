@@ -51,6 +51,7 @@ __all__ = [
     "counted_save",
     "disagreement",
     "remember_save",
+    "shim_saw_nothing",
     "tracing",
     "until_mark",
 ]
@@ -66,6 +67,16 @@ SHIM_SAW_NOTHING: Final = (
     "the syscall shim saw no file-system call under the store's directory either (a remote or "
     "in-memory store?)"
 )
+
+
+def shim_saw_nothing() -> str:
+    """:data:`SHIM_SAW_NOTHING`, or why it could not see, for a driver it can never see."""
+    from lance_offsets.conformance._driver import unseen_drivers
+
+    why = unseen_drivers()
+    if why:
+        return f"the syscall shim saw no file-system call under the store's directory: {why}"
+    return SHIM_SAW_NOTHING
 
 
 def tracing(

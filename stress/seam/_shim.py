@@ -39,15 +39,27 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Final, SupportsIndex, overload
 
-from ._shim_c import KINDS, MAPPED, SOURCE
+from ._shim_c import KINDS, LAUNCHER, MAPPED, SOURCE
 from ._syscalls import SHARED_MEMORY
 from ._trace import OpKind, Trace, TraceOp
 from ._tracer import FaultPlan, StopAt, Tracer, set_hold
 
-__all__ = ["build", "loaded", "mark", "syscall_traced", "unavailable"]
+__all__ = [
+    "CHANNEL_ENV",
+    "attach_channel",
+    "build",
+    "build_launcher",
+    "loaded",
+    "mark",
+    "syscall_traced",
+    "unavailable",
+]
 
 #: Environment variable naming the shim's cache directory (default: the user's cache dir).
 CACHE_ENV: Final = "LANCE_OFFSETS_SHIM_CACHE"
+#: Environment variable naming the channel's descriptors a driver store's process inherited
+#: from its worker (:func:`attach_channel`); the shim reads it when it is loaded.
+CHANNEL_ENV: Final = "LANCE_OFFSETS_SHIM_CHANNEL"
 
 
 #: A record's fixed part as the shim writes it (``struct lo_rec`` in ``_shim_c.py``): index,
@@ -76,36 +88,53 @@ def build() -> str | None:
 
 
 def _build() -> tuple[str | None, str | None]:
+    flags = ["-shared", "-fPIC", "-O2", "-pthread"]
+    return _compile(SOURCE, "syscall-shim", ".so", flags=flags, libs=["-ldl"], what="shim")
+
+
+def _compile(
+    text: str, stem: str, suffix: str, *, flags: list[str], libs: list[str], what: str
+) -> tuple[str | None, str | None]:
+    """Compile C ``text`` into the cache (named by its hash); its path, or None and why not."""
     if not sys.platform.startswith("linux"):
         return None, f"the syscall backend needs Linux (LD_PRELOAD, /proc), not {sys.platform}"
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
-        return None, "the syscall backend needs a C compiler (cc) to build its shim; none found"
-    digest = hashlib.sha256(SOURCE.encode()).hexdigest()[:16]
+        return None, f"the syscall backend needs a C compiler (cc) to build its {what}; none found"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     folder = _cache_dir()
-    target = os.path.join(folder, f"syscall-shim-{digest}.so")
+    target = os.path.join(folder, f"{stem}-{digest}{suffix}")
     if os.path.exists(target):
         return target, None
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder) as work:
-            source = os.path.join(work, "shim.c")
+            source = os.path.join(work, "source.c")
             with open(source, "w") as handle:
-                handle.write(SOURCE)
-            built = os.path.join(work, "shim.so")
+                handle.write(text)
+            built = os.path.join(work, "built")
             done = subprocess.run(
-                [compiler, "-shared", "-fPIC", "-O2", "-pthread", "-o", built, source, "-ldl"],
+                [compiler, *flags, "-o", built, source, *libs],
                 capture_output=True,
                 text=True,
                 timeout=120,
                 check=False,
             )
             if done.returncode != 0:
-                return None, f"the shim did not compile: {done.stderr.strip()[-400:]}"
+                return None, f"the {what} did not compile: {done.stderr.strip()[-400:]}"
             os.replace(built, target)
     except (OSError, subprocess.SubprocessError) as exc:
-        return None, f"the shim could not be built in {folder}: {exc}"
+        return None, f"the {what} could not be built in {folder}: {exc}"
     return target, None
+
+
+def build_launcher() -> str | None:
+    """The compiled launcher (``_shim_c.LAUNCHER``), built on first use; None where it cannot be."""
+    if "launcher" not in _BUILT:
+        _BUILT["launcher"], _ = _compile(
+            LAUNCHER, "driver-launcher", "", flags=["-O2"], libs=[], what="launcher"
+        )
+    return _BUILT["launcher"]
 
 
 def unavailable() -> str | None:
@@ -136,8 +165,29 @@ def loaded() -> ctypes.CDLL | None:
     lib.lo_take.restype = ctypes.c_longlong
     lib.lo_free.argtypes = [ctypes.c_void_p]
     lib.lo_hold.argtypes = [ctypes.c_int]
+    lib.lo_chan_attach.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
     _LIB.append(lib)
     return lib
+
+
+def attach_channel(control: int, records: int) -> bool:
+    """Make this process's shim number, decide and record through a channel.
+
+    A store that runs as a program of its own (a driver, ``conformance/_driver_proc.py``) is
+    started with the shim preloaded, both descriptors inherited and :data:`CHANNEL_ENV` naming
+    them (``"CONTROL,RECORDS"``): its shim shares the block's state with this one (the index
+    counter, the fault plan, the crash point, the armed root) and appends its records to
+    ``records``, which :func:`syscall_traced` takes here as if this process had made the calls.
+    Call it before any block is armed; False: no shim here, or the channel is not usable
+    (nothing changed).
+
+    :param control: a file (empty: it is sized and cleared here) that holds the shared state.
+    :param records: a file the records are appended to.
+    """
+    lib = loaded()
+    if lib is None:
+        return False
+    return bool(lib.lo_chan_attach(control, records, 1) == 0)
 
 
 def _kinds_mask(plan: FaultPlan) -> tuple[int, int]:

@@ -20,6 +20,13 @@ against the tracer. Per call:
 - at the crash point ``lo_stop`` named (an index, before or after), the thread writes the
   message Python prepared (a framed pickle) to the parent's descriptor and waits to be killed.
 
+A store that runs as a program of its own (a driver, ``conformance/_driver_proc.py``) is started
+with the shim and a *channel*: two descriptors named in ``LANCE_OFFSETS_SHIM_CHANNEL``, a file
+whose shared mapping holds the block's state (armed root, index counter, fault plan, crash point)
+and a file the records are appended to (``lo_chan_attach``). The worker attaches to the same
+channel, so its Python code arms, plans and stops as for any store, and reads the driver's
+records as its own.
+
 The shim's own I/O (content reads, the parent message) goes through raw system calls, never
 through its wrappers. A thread-local flag (``lo_hold``) keeps a Python tracer's own I/O out when
 the shim records beside it (the witness of the same run, ``_record.py``).
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["KINDS", "MAPPED", "SOURCE"]
+__all__ = ["KINDS", "LAUNCHER", "MAPPED", "SOURCE"]
 
 #: The ``kind`` numbers the shim records, as trace kinds (``_trace.OpKind``).
 KINDS: Final = ("open", "write", "truncate", "fsync", "fdatasync", "close", "rename", "unlink",
@@ -92,21 +99,32 @@ struct lo_rec {
     uint32_t call_len, note_len, path_len, target_len;
 };
 
-static atomic_int armed;
+/* What a traced block decides with: shared by every process of one channel (a driver store's
+   processes and the Python worker that owns them, ``lo_chan_attach``), else this process's own. */
+struct lo_state {
+    uint32_t magic;
+    atomic_int armed, next_index, plan_fired;
+    int want_content;
+    /* The fault plan: the first calls with index >= at (of the kinds in the mask) fail with err. */
+    int plan_on, plan_at, plan_err, plan_times, plan_any;
+    unsigned plan_kinds;
+    /* The crash point: at (stop_index, stop_phase) write stop_msg to stop_fd and wait. */
+    int stop_index, stop_phase, stop_fd;
+    uint32_t stop_len;
+    uint32_t root_len, alias_len;
+    char root[PATH_MAX], alias[PATH_MAX];
+    /* Suffixes of files whose mappings are shared memory, not data (never diffed): "\n"-separated. */
+    char unfollowed[512];
+    char stop_msg[2048];
+};
+#define LO_MAGIC 0x4c4f4348u
+static struct lo_state own_state = {.stop_index = -1, .stop_fd = -1};
+static struct lo_state *S = &own_state;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static char root[PATH_MAX], alias[PATH_MAX];
-static size_t root_len, alias_len;
-static int want_content;
-/* Suffixes of files whose mappings are shared memory, not data (never diffed): "\n"-separated. */
-static char unfollowed[512];
-static int next_index;
-/* The fault plan: the first calls with index >= at (of the kinds in the mask) fail with err. */
-static int plan_on, plan_at, plan_err, plan_times, plan_fired, plan_any;
-static unsigned plan_kinds;
-/* The crash point: at (stop_index, stop_phase) write stop_msg to stop_fd and wait. */
-static int stop_index = -1, stop_phase, stop_fd = -1;
-static char *stop_msg;
-static size_t stop_len;
+/* Channel mode: records go to this file (O_APPEND, one write per record) instead of ``buf``;
+   the owner's lo_take reads them from ``chan_read`` on. */
+static int chan_records = -1;
+static long long chan_read;
 /* The records not yet taken by Python. */
 static char *buf;
 static size_t buf_len, buf_cap;
@@ -125,10 +143,10 @@ static void raw_close(int fd) { syscall(SYS_close, fd); }
 
 static void halt(void) {
     /* Tell the parent, then wait to be killed: the thread that made the call stays here. */
-    const char *p = stop_msg;
-    size_t left = stop_len;
+    const char *p = S->stop_msg;
+    size_t left = S->stop_len;
     while (left) {
-        long n = syscall(SYS_write, stop_fd, p, left);
+        long n = syscall(SYS_write, S->stop_fd, p, left);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) _exit(70); /* nobody to tell: the parent is gone */
         p += n;
@@ -163,6 +181,7 @@ static void append(const struct lo_op *op, int err, const char *note, const unsi
     r.path_len = (uint32_t)strlen(op->path);
     r.target_len = (uint32_t)strlen(op->target);
     size_t total = sizeof r + r.call_len + r.note_len + r.path_len + r.target_len + (content ? (size_t)clen : 0);
+    size_t start_len = buf_len;
     if (reserve(total)) return;
     put(&r, sizeof r);
     put(call, r.call_len);
@@ -170,6 +189,19 @@ static void append(const struct lo_op *op, int err, const char *note, const unsi
     put(op->path, r.path_len);
     put(op->target, r.target_len);
     if (content) put(content, (size_t)clen);
+    if (chan_records >= 0) { /* one write per record: appends of several processes never interleave */
+        const char *p = buf + start_len;
+        size_t left = total;
+        while (left) {
+            long n = syscall(SYS_write, chan_records, p, left);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) { buf_lost = 1; break; }
+            p += n;
+            left -= (size_t)n;
+        }
+        if (buf_lost) syscall(SYS_ftruncate, chan_records, 0); /* the owner's lo_take says so */
+        buf_len = start_len;
+    }
 }
 
 /* --- paths --------------------------------------------------------------------------------- */
@@ -178,7 +210,7 @@ static int prefixed(const char *p, const char *r, size_t n) {
     return n && strncmp(p, r, n) == 0 && (p[n] == 0 || p[n] == '/');
 }
 
-static int under(const char *p) { return p[0] && (prefixed(p, root, root_len) || prefixed(p, alias, alias_len)); }
+static int under(const char *p) { return p[0] && (prefixed(p, S->root, S->root_len) || prefixed(p, S->alias, S->alias_len)); }
 
 /* O_TMPFILE descriptors a link named: their /proc link keeps the unnamed entry. */
 #define MAX_NAMED 16
@@ -243,7 +275,7 @@ static int proc_fd(const char *p) {
     return atoi(digits);
 }
 
-static int active(void) { return atomic_load_explicit(&armed, memory_order_acquire) && !inside; }
+static int active(void) { return atomic_load_explicit(&S->armed, memory_order_acquire) && !inside; }
 
 static void start(struct lo_op *op, int kind, const char *call) {
     op->index = -1; op->kind = kind; op->fd = -1; op->flags = 0; op->is_dir = 0;
@@ -331,7 +363,7 @@ static size_t valid_len(const struct lo_map *m) {
 
 static int shared_memory(const char *path) {
     size_t n = strlen(path);
-    for (const char *s = unfollowed; *s;) {
+    for (const char *s = S->unfollowed; *s;) {
         size_t k = strcspn(s, "\n");
         if (k && k <= n && strncmp(path + n - k, s, k) == 0) return 1;
         s += k + (s[k] == '\n');
@@ -378,12 +410,12 @@ static int diff_map(int i) {
     if (pages > 8) snprintf(op.note + used, sizeof op.note - (size_t)used, " ... (%zu pages)", pages);
     memcpy(m->snap, m->addr, valid);
     if (fd_path(m->fd, op.path)) return 0;
-    op.index = next_index++;
+    op.index = atomic_fetch_add(&S->next_index, 1);
     long long clen = 0;
-    unsigned char *content = want_content ? content_of(m->fd, op.path, &clen) : NULL;
+    unsigned char *content = S->want_content ? content_of(m->fd, op.path, &clen) : NULL;
     append(&op, 0, op.note, content, clen);
     free(content);
-    return stop_index == op.index;
+    return S->stop_index == op.index;
 }
 
 static int diff_maps(void) {
@@ -419,13 +451,11 @@ static int begin(struct lo_op *op) {
     int inject = 0, stop, saved = errno;
     take();
     stop = diff_maps();
-    op->index = next_index++;
-    if (plan_on && op->index >= plan_at && (plan_any || ((plan_kinds >> op->kind) & 1u)) &&
-        (plan_times < 0 || plan_fired < plan_times)) {
-        plan_fired++;
-        inject = plan_err;
-    }
-    stop |= stop_index == op->index && stop_phase == 0;
+    op->index = atomic_fetch_add(&S->next_index, 1);
+    if (S->plan_on && op->index >= S->plan_at && (S->plan_any || ((S->plan_kinds >> op->kind) & 1u)) &&
+        (S->plan_times < 0 || atomic_fetch_add(&S->plan_fired, 1) < S->plan_times))
+        inject = S->plan_err;
+    stop |= S->stop_index == op->index && S->stop_phase == 0;
     give();
     if (stop) halt();
     errno = saved;
@@ -436,7 +466,7 @@ static int begin(struct lo_op *op) {
 static void finish(struct lo_op *op, int err, const unsigned char *content, long long clen) {
     take();
     append(op, err, op->note, content, clen);
-    int stop = stop_index == op->index && stop_phase == 1;
+    int stop = S->stop_index == op->index && S->stop_phase == 1;
     give();
     if (stop) halt();
 }
@@ -446,7 +476,7 @@ static void finish(struct lo_op *op, int err, const unsigned char *content, long
 static void after(struct lo_op *op, int err) {
     long long clen = 0;
     unsigned char *content = NULL;
-    if (want_content && !err && !op->is_dir && content_kind(op->kind)) {
+    if (S->want_content && !err && !op->is_dir && content_kind(op->kind)) {
         content = content_of(op->fd, op->path, &clen);
         if (!content && op->kind == K_OPEN && (op->flags & O_TMPFILE) == O_TMPFILE) content = calloc(1, 1);
     }
@@ -467,56 +497,97 @@ static void after(struct lo_op *op, int err) {
 /* A child the store forks (without exec) is not the worker: it records nothing, stops nowhere,
    fails nothing. Its copy of the mutex may be held by a thread that does not exist in it. */
 static void forked_child(void) {
-    atomic_store(&armed, 0);
+    S = &own_state; /* a channel is the worker's and its driver's, never a fork's */
+    chan_records = -1;
+    atomic_store(&own_state.armed, 0);
     pthread_mutex_init(&lock, NULL);
     pthread_mutex_init(&named_lock, NULL);
     holding = 0;
     nmaps = 0; /* the copies stay allocated: the child never diffs them */
 }
 
-__attribute__((constructor)) static void lo_init(void) { pthread_atfork(NULL, NULL, forked_child); }
+/* Use the channel whose state is the file open as ``control`` and whose records go to the file
+   open as ``records``: a driver store's process and the worker that started it (which passed it
+   both descriptors) number, decide and record together. ``create``: the owner, who sizes and
+   clears it. The descriptors stay open (the records one in append mode). 0 on success; -1: not
+   usable (nothing changed), or this process is armed on its own. */
+int lo_chan_attach(int control, int records, int create) {
+    if (atomic_load(&own_state.armed) || S != &own_state) return -1;
+    if (create && syscall(SYS_ftruncate, control, (long)sizeof(struct lo_state)) != 0) return -1;
+    struct stat st;
+    if (fstat(control, &st) || (size_t)st.st_size < sizeof(struct lo_state)) return -1;
+    struct lo_state *shared = (struct lo_state *)syscall(SYS_mmap, NULL, sizeof(struct lo_state), PROT_READ | PROT_WRITE, MAP_SHARED, control, 0);
+    if (shared == (struct lo_state *)-1) return -1;
+    int fl = fcntl(records, F_GETFL);
+    if (fl < 0 || fcntl(records, F_SETFL, fl | O_APPEND) != 0) { syscall(SYS_munmap, shared, sizeof(struct lo_state)); return -1; }
+    if (create) {
+        memset(shared, 0, sizeof *shared);
+        shared->stop_index = -1;
+        shared->stop_fd = -1;
+        shared->magic = LO_MAGIC;
+        syscall(SYS_ftruncate, records, 0);
+    } else if (shared->magic != LO_MAGIC) {
+        syscall(SYS_munmap, shared, sizeof(struct lo_state));
+        return -1;
+    }
+    take();
+    chan_records = records;
+    chan_read = 0;
+    S = shared;
+    give();
+    return 0;
+}
+
+__attribute__((constructor)) static void lo_init(void) {
+    pthread_atfork(NULL, NULL, forked_child);
+    /* A driver store's process: "CONTROL,RECORDS", the descriptors of the channel its worker
+       made and passed on (docs/drivers.md). They stay inheritable: the launcher that starts a
+       driver execs it, and a program the store itself execs records into the channel too. */
+    const char *channel = getenv("LANCE_OFFSETS_SHIM_CHANNEL");
+    int control, records;
+    if (channel && sscanf(channel, "%d,%d", &control, &records) == 2) lo_chan_attach(control, records, 0);
+}
 
 /* --- what Python calls ---------------------------------------------------------------------- */
 
 int lo_begin(const char *real_root, const char *given_root, int contents, const char *shared) {
     take();
-    snprintf(unfollowed, sizeof unfollowed, "%s", shared);
-    snprintf(root, sizeof root, "%s", real_root);
-    snprintf(alias, sizeof alias, "%s", given_root);
-    root_len = strlen(root);
-    alias_len = strlen(alias);
-    want_content = contents;
-    next_index = 0;
-    plan_on = 0;
-    stop_index = -1;
+    snprintf(S->unfollowed, sizeof S->unfollowed, "%s", shared);
+    snprintf(S->root, sizeof S->root, "%s", real_root);
+    snprintf(S->alias, sizeof S->alias, "%s", given_root);
+    S->root_len = (uint32_t)strlen(S->root);
+    S->alias_len = (uint32_t)strlen(S->alias);
+    S->want_content = contents;
+    atomic_store(&S->next_index, 0);
+    S->plan_on = 0;
+    S->stop_index = -1;
     free(buf);
     buf = NULL;
     buf_len = buf_cap = 0;
     buf_lost = 0;
+    if (chan_records >= 0) { syscall(SYS_ftruncate, chan_records, 0); chan_read = 0; }
     while (nmaps) untrack(nmaps - 1);
     inside = 1;
     track_existing();
     inside = 0;
-    atomic_store(&armed, 1);
+    atomic_store(&S->armed, 1);
     give();
     return 0;
 }
 
 void lo_plan(int at, int err, int times, unsigned kinds, int any) {
     take();
-    plan_at = at; plan_err = err; plan_times = times; plan_kinds = kinds; plan_any = any;
-    plan_fired = 0;
-    plan_on = 1;
+    S->plan_at = at; S->plan_err = err; S->plan_times = times; S->plan_kinds = kinds; S->plan_any = any;
+    atomic_store(&S->plan_fired, 0);
+    S->plan_on = 1;
     give();
 }
 
 int lo_stop(int index, int phase, int fd, const char *msg, size_t len) {
-    char *copy = malloc(len ? len : 1);
-    if (!copy) return -1;
-    memcpy(copy, msg, len);
+    if (len > sizeof S->stop_msg) return -1;
     take();
-    free(stop_msg);
-    stop_msg = copy; stop_len = len; stop_fd = fd; stop_phase = phase; stop_index = index;
+    memcpy(S->stop_msg, msg, len);
+    S->stop_len = (uint32_t)len; S->stop_fd = fd; S->stop_phase = phase; S->stop_index = index;
     give();
     return 0;
 }
@@ -525,10 +596,10 @@ int lo_stop(int index, int phase, int fd, const char *msg, size_t len) {
 int lo_mark(const char *note) {
     struct lo_op op;
     start(&op, K_MARK, "");
-    snprintf(op.path, sizeof op.path, "%s", root);
+    snprintf(op.path, sizeof op.path, "%s", S->root);
     take();
     int stop = diff_maps();
-    op.index = next_index++;
+    op.index = atomic_fetch_add(&S->next_index, 1);
     append(&op, 0, note, NULL, 0);
     give();
     if (stop) halt();
@@ -537,19 +608,50 @@ int lo_mark(const char *note) {
 
 void lo_end(void) {
     take();
-    if (atomic_load(&armed)) {
-        stop_index = -1; /* the block is over: nothing stops any more */
+    if (atomic_load(&S->armed)) {
+        S->stop_index = -1; /* the block is over: nothing stops any more */
         diff_maps();
     }
     while (nmaps) untrack(nmaps - 1);
-    plan_on = 0;
-    atomic_store(&armed, 0);
+    S->plan_on = 0;
+    atomic_store(&S->armed, 0);
     give();
+}
+
+/* Channel mode: the whole records appended since the last take (a record still being written
+   by another process stays for the next one); -1: records were lost. */
+static long long chan_take(char **out) {
+    *out = NULL;
+    struct stat st;
+    if (fstat(chan_records, &st)) return -1;
+    if (st.st_size < chan_read) return -1; /* a process cleared the file: it lost a record */
+    size_t avail = (size_t)(st.st_size - chan_read);
+    char *data = malloc(avail ? avail : 1);
+    if (!data) return -1;
+    size_t got = 0;
+    while (got < avail) {
+        long n = syscall(SYS_pread64, chan_records, data + got, avail - got, (long)(chan_read + (long long)got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    size_t whole = 0;
+    while (whole + sizeof(struct lo_rec) <= got) {
+        struct lo_rec r;
+        memcpy(&r, data + whole, sizeof r);
+        size_t size = sizeof r + r.call_len + r.note_len + r.path_len + r.target_len + (r.content_len > 0 ? (size_t)r.content_len : 0);
+        if (whole + size > got) break;
+        whole += size;
+    }
+    chan_read += (long long)whole;
+    *out = data;
+    return (long long)whole;
 }
 
 /* Hand the records made so far to the caller (who frees them with lo_free); -1: some were lost
    (out of memory). */
 long long lo_take(char **out) {
+    if (chan_records >= 0) return chan_take(out);
     take();
     long long n = buf_lost ? -1 : (long long)buf_len;
     *out = buf;
@@ -739,7 +841,7 @@ int close(int fd) {
     if (!on_fd(&op, K_CLOSE, "close", fd)) return real_close(fd);
     int inject = begin(&op);
     long long clen = 0;
-    unsigned char *content = want_content && !op.is_dir ? content_of(fd, op.path, &clen) : NULL;
+    unsigned char *content = S->want_content && !op.is_dir ? content_of(fd, op.path, &clen) : NULL;
     int rc = real_close(fd); /* an injected failure closes it too, as Linux does */
     name_fd(fd, NULL);
     int e = errno, err = inject ? inject : rc < 0 ? e : 0;
@@ -950,7 +1052,7 @@ void *mmap64(void *addr, size_t n, int prot, int flags, int fd, off64_t off) { M
 
 int munmap(void *addr, size_t n) {
     REAL(int, munmap, void *, size_t);
-    if (atomic_load_explicit(&armed, memory_order_acquire) && nmaps && !holding) {
+    if (atomic_load_explicit(&S->armed, memory_order_acquire) && nmaps && !holding) {
         const unsigned char *lo = addr, *hi = lo + n;
         int stop = 0;
         take();
@@ -964,5 +1066,30 @@ int munmap(void *addr, size_t n) {
         if (stop) halt();
     }
     return real_munmap(addr, n);
+}
+"""
+
+#: A program that runs a driver store (``conformance/_driver.py``) so that it dies with the
+#: process that started it: ``launcher PARENT_PID PROGRAM ARGS...`` asks the kernel for SIGKILL
+#: when its parent dies (kept across exec), gives up if that parent is gone already, and execs
+#: the program. A kill of the worker is then a kill of its driver, in the same instant, with no
+#: ``preexec_fn`` (which makes every start a full fork of the worker, several times slower).
+LAUNCHER: Final = r"""
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc < 3) { fprintf(stderr, "usage: launcher PARENT_PID PROGRAM [ARGS...]\n"); return 127; }
+    pid_t parent = (pid_t)atol(argv[1]);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) { perror("lance-offsets launcher: prctl"); return 127; }
+    if (getppid() != parent) _exit(137); /* the parent died before the request: die as it would have */
+    execvp(argv[2], argv + 2);
+    fprintf(stderr, "lance-offsets: cannot run driver %s: %s\n", argv[2], strerror(errno));
+    return 127;
 }
 """

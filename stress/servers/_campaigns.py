@@ -14,7 +14,6 @@ property would otherwise see its connections die and fail for the campaign's doi
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import importlib
 import os
@@ -32,7 +31,6 @@ __all__ = [
     "SERVER_CHECKS",
     "declared_server",
     "server_turn",
-    "start_declared",
     "stop_server",
     "with_server_faults",
 ]
@@ -125,28 +123,6 @@ def declared_server(factory: object) -> Iterator[str | None]:
                 stop_server(server)
             finally:
                 _release(server, saved)
-
-
-def start_declared(factory: object) -> str | None:
-    """Start the factory's declared server, if any, and hold it until this process exits.
-
-    For a runner that has no block to hold it in (:func:`declared_server` is the one that stops
-    it when the run ends); returns why it could not be started, or None.
-    """
-    server = server_of(factory)
-    if server is None:
-        return None
-    if _holds(server):
-        saved = _hold(server)
-        owner = os.getpid()
-
-        def at_exit() -> None:
-            if os.getpid() == owner:  # not in a child that inherited the handler
-                stop_server(server)
-                _release(server, saved)
-
-        atexit.register(at_exit)
-    return _start(server)
 
 
 @contextlib.contextmanager

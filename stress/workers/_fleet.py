@@ -39,6 +39,9 @@ START_METHOD: Final = "spawn" if sys.platform == "win32" else "forkserver"
 
 #: Seconds a new worker may take to import and build its factory (the machine may be loaded).
 READY_SECONDS: Final = 120.0
+#: Seconds a killed worker's pipe may stay open (a driver it started still dying) before the
+#: parent goes on regardless.
+GONE_SECONDS: Final = 5.0
 #: How workers start, as the fleet reports it (:attr:`Fleet.how`; campaign evidence "workers").
 FORKED: Final = "forked from a warm template"
 ONE_PER_CYCLE: Final = "one process per cycle"
@@ -139,13 +142,24 @@ class Worker:
             raise WorkerGone(f"worker {self.pid} died ({self._exitcode()}){doing}") from exc
         if message[0] == "error":
             raise WorkerGone(f"worker {self.pid} failed{doing}: {message[1]}")
+        if message[0] == "driver error":  # a broken driver: the run's error, not the store's
+            from lance_offsets.conformance._driver import DriverError
+
+            raise DriverError(message[1])
         return message
 
-    def drain(self) -> list[tuple[str, Any]]:
-        """Every message already sent (a killed worker's last acknowledgements)."""
+    def drain(self, *, until_gone: bool = False) -> list[tuple[str, Any]]:
+        """Every message already sent (a killed worker's last acknowledgements).
+
+        :param until_gone: the worker was killed: read on until the end of file, which comes
+            once every process holding the worker's end is gone too. A driver store the worker
+            started holds it (``conformance/_driver_proc.py``) and dies with the worker: no
+            judge may look at the directory before it is gone. Bounded by :data:`GONE_SECONDS`.
+        """
         messages = []
+        deadline = time.monotonic() + (GONE_SECONDS if until_gone else 0.0)
         try:
-            while self.conn.poll(0):
+            while self.conn.poll(max(0.0, deadline - time.monotonic())):
                 messages.append(self.conn.recv())
         except (EOFError, OSError):
             pass
@@ -162,7 +176,7 @@ class Worker:
             kill(self.proc)
         elif self.zygote is not None:
             self.zygote.kill(self.pid)
-        messages = self.drain()
+        messages = self.drain(until_gone=True)
         self.close()
         return messages
 

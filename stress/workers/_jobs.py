@@ -106,6 +106,8 @@ def _setup(store: Any, state: dict[Key, int]) -> None:
 
 
 NO_SHIM = "no shim"
+#: The reply of a job whose driver store broke the protocol (``conformance/_driver.py``).
+DRIVER_ERROR = "driver error"
 
 
 def _no_shim(job: dict[str, Any]) -> Reply | None:
@@ -549,8 +551,15 @@ def serve_jobs(conn: Any, factory: Callable[[str], Any]) -> None:
     """Serve jobs from ``conn`` with ``factory`` until the parent says stop (None) or is gone.
 
     The loop of :func:`serve`, shared with the children of a warm template (``_zygote.py``),
-    which inherit the factory their template built.
+    which inherit the factory their template built. A store that runs as a program (a driver,
+    docs/drivers.md) is started holding this worker's end of ``conn``: the parent then knows it
+    gone with the worker, and the crash point inside it reaches the parent through it. A driver
+    that broke the protocol is answered ``("driver error", text)``, never as the store's doing.
     """
+    from lance_offsets.conformance._driver import DriverError
+    from lance_offsets.conformance._driver_proc import prepare_worker
+
+    prepare_worker(factory, conn.fileno())
     while True:
         try:
             job = conn.recv()
@@ -562,4 +571,6 @@ def serve_jobs(conn: Any, factory: Callable[[str], Any]) -> None:
             reply = _JOBS[job["job"]](factory, conn, job)
         except Exception as exc:  # reported; the worker stays usable
             reply = ("error", _describe(exc))
+        except DriverError as exc:  # the harness's problem: the parent raises it as such
+            reply = (DRIVER_ERROR, str(exc))
         conn.send(reply)

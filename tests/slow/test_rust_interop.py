@@ -3,7 +3,8 @@
 ``tests/rust_interop/offset_tool.rs`` reproduces the seed's file handling (flock LOCK_EX on the
 ``.lock`` file, ``writeln!`` to ``.offset.tmp``, ``sync_all``, rename; trim-and-parse reads; the
 lock-less delete). It needs only ``rustc`` (no crates), and these tests skip with a reason when
-``rustc`` is missing or the platform has no ``flock``.
+``rustc`` is missing or the platform has no ``flock``. The fixed Rust store, run as a driver
+(``examples/drivers/rust_fixed/``), shares a directory with ours: the same bytes, the same locks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lance_offsets.conformance import load_factory
+from lance_offsets.conformance._capabilities import Factory
 
 from lance_offsets import (
     MAX_CONSUMER_ID,
@@ -169,3 +172,60 @@ def test_rust_and_python_saving_one_key_at_once_never_collide(
     assert seen <= {None, *rust_offsets, *our_offsets}
     assert store.load(1, 2) in {count - 1, 1_000_000 + count - 1}
     assert not Path(store.directory, "topic-1-consumer-2.offset.tmp").exists()
+
+
+# The fixed Rust store as a driver (examples/drivers/rust_fixed/): on disk the same as ours.
+
+
+@pytest.fixture(scope="module")
+def fixed_driver() -> Factory:
+    tests = str(Path(__file__).resolve().parents[1])
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from _drivers import program
+
+    factory: Factory = load_factory("exec:" + program("rust_fixed"))
+    return factory
+
+
+def test_the_fixed_rust_driver_and_our_store_share_a_directory(
+    fixed_driver: Factory, tmp_path: Path
+) -> None:
+    with (
+        fixed_driver.open_named(str(tmp_path), CONSUMER) as rust_store,  # type: ignore[attr-defined]
+        LockFileOffsetStore.open(tmp_path, CONSUMER) as ours,
+    ):
+        for (topic, consumer), offset in KEYS.items():
+            rust_store.save(topic, consumer, offset)
+        assert ours.list_all() == KEYS
+        rust_bytes = {p.name: p.read_bytes() for p in Path(ours.directory).iterdir()}
+        ours.save(1, 23, 99)
+        ours.delete(12, 3)
+        assert rust_store.load(1, 23) == 99
+        assert rust_store.load(12, 3) is None
+        listed = rust_store.list_all()
+        assert listed == {k: v for k, v in {**KEYS, (1, 23): 99}.items() if k != (12, 3)}
+    shutil.rmtree(tmp_path / CONSUMER)
+    with LockFileOffsetStore.open(tmp_path, CONSUMER) as again:
+        for key, offset in KEYS.items():
+            again.save(*key, offset)
+        ours_bytes = {p.name: p.read_bytes() for p in Path(again.directory).iterdir()}
+    assert ours_bytes == rust_bytes  # the same names, contents and lock files, byte for byte
+
+
+def test_our_lock_blocks_the_fixed_rust_drivers_save(
+    fixed_driver: Factory, tmp_path: Path, store: LockFileOffsetStore
+) -> None:
+    fd = acquire(os.path.join(store.directory, "topic-1-consumer-2.lock"), (1, 2), None)
+    with fixed_driver.open_named(str(tmp_path), CONSUMER) as rust_store:  # type: ignore[attr-defined]
+        saver = threading.Thread(target=rust_store.save, args=(1, 2, 77))
+        saver.start()
+        saver.join(0.5)
+        try:
+            assert saver.is_alive(), "the Rust driver saved while we held the key's flock"
+            assert store.load(1, 2) is None
+        finally:
+            release(fd)
+        saver.join(DEADLINE)
+        assert not saver.is_alive()
+        assert store.load(1, 2) == 77

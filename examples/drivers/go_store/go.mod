@@ -1,0 +1,3 @@
+module example.com/lance-offsets/go_store
+
+go 1.19
