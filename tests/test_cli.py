@@ -51,6 +51,11 @@ def tree(root: Path) -> dict[str, bytes | None]:
             snapshot[os.path.relpath(os.path.join(dirpath, name), root)] = None
         for name in filenames:
             path = os.path.join(dirpath, name)
+            if not os.path.isfile(path):  # another test's socket, FIFO or dangling link
+                snapshot[os.path.relpath(path, root)] = (
+                    os.readlink(path).encode() if os.path.islink(path) else b""
+                )
+                continue
             with open(path, "rb") as handle:
                 snapshot[os.path.relpath(path, root)] = handle.read()
     return snapshot

@@ -9,7 +9,9 @@ import pytest
 
 from lance_offsets._cli import main
 
-pytestmark = pytest.mark.slow
+# Long for what it asserts (the store half of the bench, cut short, still starts every store):
+# run by CI's pass of the tests marked stress.
+pytestmark = [pytest.mark.slow, pytest.mark.stress]
 
 
 def test_bench_command_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -95,6 +95,8 @@ def test_check_command_fails_a_zoo_store_with_its_steps(tmp_path: Path) -> None:
     assert "save(" in document["details"]["C5"]["details"]
 
 
+# Long (a pytest run of the whole suite); tests/test_suite_door.py covers the door by default.
+@pytest.mark.stress
 def test_pytest_plugin_runs_the_suite_on_a_store(tmp_path: Path) -> None:
     done = subprocess.run(
         [
@@ -163,6 +165,8 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+# Long (sixteen seeds searched, four replays); run by CI's pass of the tests marked stress.
+@pytest.mark.stress
 def test_the_same_seed_gives_the_same_verdict_in_any_directory(tmp_path: Path) -> None:
     here, fresh = tmp_path / "here", tmp_path / "fresh"
     here.mkdir()
