@@ -83,17 +83,10 @@ def _pytest(spec: str, seed: int, where: Path, *extra: str) -> tuple[dict[str, s
     return outcomes, done.stdout
 
 
-# One store in the default run (failures in several campaigns must agree); the others, two
-# minutes of worker time between them, in CI's pass of the tests marked stress (.ci/run).
-@pytest.mark.parametrize(
-    "spec",
-    [
-        pytest.param(
-            spec, marks=[] if spec == "zoo.stress_crash_zoo:in_place" else pytest.mark.stress
-        )
-        for spec in sorted(STORES)
-    ],
-)
+# Long (three stores, every property through both doors: 90 s of worker time): run by CI's pass of
+# the tests marked stress; tests/test_suite_door.py covers the pytest door in the default run.
+@pytest.mark.stress
+@pytest.mark.parametrize("spec", sorted(STORES))
 def test_check_and_the_pytest_suite_give_one_verdict(spec: str, tmp_path: Path) -> None:
     seed = random.SystemRandom().randrange(2**32)
     print(f"seed {seed}: lance-offsets check {spec} --profile smoke --seed {seed}")

@@ -16,8 +16,11 @@ import pytest
 from lance_offsets.conformance._catalog import PROPERTIES
 from lance_offsets.stress._options import StressOptions
 
+# Long (the whole check by the CLI): CI's pass of the tests marked stress runs it; the waiting
+# variant (tests/slow/test_declarations.py) keeps the class in the default run.
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.stress,
     pytest.mark.skipif(sys.platform == "win32", reason="the zoo store locks with flock"),
 ]
 

@@ -17,6 +17,9 @@ from lance_offsets.conformance._catalog import property_ids
 from lance_offsets.conformance._diagnosis import diagnose
 
 
+# Long (the whole check, two hangs of 2 s each): CI's pass of the tests marked stress runs it;
+# test_a_hang_with_the_lock_free_is_reported_by_the_watchdog... keeps F1's hang in the default run.
+@pytest.mark.stress
 def test_a_store_whose_open_deadlocks_on_damage_fails_f1_and_the_check_finishes(
     tmp_path: Path, zoo_importable: None
 ) -> None:
