@@ -4,7 +4,8 @@ Each row is a zoo store (``tests/zoo``) checked on the properties that decide it
 per seed, exactly as ``lance-offsets check SPEC --only IDS --seed S`` checks it (a fresh process
 per run). A defective store must fail the named property in every run; a correct control must
 fail none of them. Prints, per row: the class, the store, what it must do, how many runs did it,
-the mean seconds per run and, for a miss, the outcome it got.
+the mean seconds per run, the outcomes of all its runs' properties (not-applicable left out)
+and, for a miss, the outcome it got.
 
 Usage: ``PYTHONPATH=tests python benchmarks/catch_rates.py [--seeds N] [--first S]
 [--class K ...] [--list]``. The classes are those of issue 19 (the verdict rests on what reached
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 Z = "zoo."
@@ -96,6 +98,11 @@ def _as_wanted(row: Row, outcomes: dict[str, str]) -> tuple[bool, str]:
     return not bad, ", ".join(f"{pid}: {outcomes[pid]}" for pid in bad)
 
 
+def _tally(seen: Counter[str]) -> str:
+    """The outcomes of every run's properties, as counts (``passed 10, unverified 5``)."""
+    return ", ".join(f"{outcome} {count}" for outcome, count in sorted(seen.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="runs per store (default 5)")
@@ -121,14 +128,19 @@ def main() -> None:
             print(f"{row.klass:28} {row.spec} --only {row.only or 'all'}")
         return
     seeds = range(args.first, args.first + args.seeds)
-    print(f"{'class':28} {'store':52} {'must':12} {'as wanted':>9} {'s/run':>6}  misses")
+    print(
+        f"{'class':28} {'store':52} {'must':12} {'as wanted':>9} {'s/run':>6}  "
+        f"{'outcomes of every run':28} misses"
+    )
     for row in rows:
         good = 0
         misses: list[str] = []
+        seen: Counter[str] = Counter()
         total = 0.0
         for seed in seeds:
             outcomes, seconds = _run(row, seed)
             total += seconds
+            seen.update(o for p, o in outcomes.items() if o != "not-applicable")
             ok, why = _as_wanted(row, outcomes)
             good += ok
             if not ok:
@@ -137,7 +149,7 @@ def main() -> None:
         store = row.spec.removeprefix(Z)
         print(
             f"{row.klass:28} {store:52} {must:12} {good:>4}/{len(seeds):<4} "
-            f"{total / len(seeds):6.1f}  {'; '.join(misses)}",
+            f"{total / len(seeds):6.1f}  {_tally(seen):28} {'; '.join(misses)}",
             flush=True,
         )
 
