@@ -27,7 +27,7 @@ from lance_offsets.stress.crash._campaign import OPEN_RANDOM_KILLS, SHORT_RANDOM
 from lance_offsets.stress.servers import server_of
 from lance_offsets.stress.servers._campaigns import declared_server
 from lance_offsets.stress.servers._connfaults import QUICK_FAULTS, check_connection_faults
-from lance_offsets.stress.servers._crash import QUICK_KILLS
+from lance_offsets.stress.servers._crash import QUICK_KILLS, check_server_crash
 
 pytestmark = [
     pytest.mark.slow,
@@ -131,6 +131,24 @@ def test_the_quick_check_kills_and_cuts_the_server_and_stops_it(
     assert faults["connection cut after the request, before the reply"] > 0
     assert _left(kv_root) == [], "a server process outlived the check"
     assert list(kv_root.iterdir()), "the server was started under ZOO_KV_ROOT"
+
+
+def test_a_restart_that_returns_before_the_server_listens_is_no_failure(
+    seed: int, kv_root: Path, stress_options: StressOptions
+) -> None:
+    # The declaration's restart returns at once: for a moment every call is refused. A kill's
+    # window stays open until a fresh handle answers, so a correct store passes (it failed D2
+    # with "raised ConnectionRefusedError" when the window closed as start() returned).
+    options = dataclasses.replace(stress_options, long=False, seed=seed, workers=2)
+    factory = _factory("kv_hasty")
+    server = server_of(factory)
+    assert server is not None
+    with declared_server(factory) as why:
+        assert why is None
+        result = check_server_crash(f"{ZOO}:kv_hasty", server, options)
+    print(result.details)
+    assert result.outcome == "passed", result.details
+    assert _left(kv_root) == []
 
 
 def test_a_client_that_takes_a_lost_connection_for_an_acknowledgement_fails_f2(
