@@ -59,6 +59,7 @@ ROWS = (
     Row("8 commit calls", Z + "commit_zoo:mmap_msync", "D3", ""),
     Row("8 commit calls", Z + "commit_zoo:mmap_no_msync", "D3", "D3"),
     Row("10 server stores", Z + "kv_zoo:kv_fsync", "D2,F2", ""),
+    Row("10 server stores", Z + "kv_zoo:kv_hasty", "D2,F2", ""),
     Row("10 server stores", Z + "kv_zoo:kv_snapshot", "D2", "D2"),
     Row("10 server stores", Z + "kv_zoo:kv_swallowing", "D2,F2", "D2"),
     Row("11 hangs bounded", Z + "hang_zoo:HangsOnDamage", "F1", "F1"),
