@@ -131,12 +131,14 @@ CAUSES: Final[dict[str, Cause]] = {
         ),
         Cause(
             "directory-not-fsynced",
-            "the directory is not fsynced after a rename, a file creation or a removal: a power "
-            "cut can undo that change of its entries, bringing back the old value, no value, or "
-            "a removed file (a rollback journal that rolls the save back)",
-            "after os.replace (or creating or removing a file), open the directory and fsync it "
-            "before save returns; SQLite in rollback-journal mode needs synchronous=EXTRA (or "
-            "WAL mode) for this",
+            "the directory is not fsynced after a rename, a link, a file or directory creation "
+            "(the store's own directories made at open included) or a removal: a power cut can "
+            "undo that change of its entries, bringing back the old value, no value, or a removed "
+            "file (a rollback journal that rolls the save back)",
+            "after os.replace or os.link (or creating or removing a file, or making a directory "
+            "with os.mkdir), open the parent directory and fsync it before save (or open) "
+            "returns; SQLite in rollback-journal mode needs synchronous=EXTRA (or WAL mode) for "
+            "this",
             ("rename-undone", "create-undone", "unlink-undone"),
             ("D3", "B1"),
         ),
