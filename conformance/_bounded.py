@@ -23,12 +23,14 @@ check of the reference store (``lance-offsets check --seed 1``, three alternated
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from lance_offsets._interrupt import quiet_child, raise_if_interrupted
@@ -79,6 +81,7 @@ def _serve(conn: Any, parts: tuple[Any, Any, Any], stacks: Any) -> None:
             conn.send(message)
 
     _watch.install(CallClock(*parts), lambda report: send(("hung", report)))
+    _RELAY[:] = [lambda line: send(("say", line))]
     while True:
         message = conn.recv()
         if message is None:
@@ -162,6 +165,7 @@ class CheckChild:
         """Check ``pid`` in the child; the result, and whether the child is still usable."""
         started = time.monotonic()
         self.clock.touch()
+        job, say = _relayed(job)
         self.conn.send((job, pid, os.getcwd()))
         single = PROPERTIES[pid].suite == "conformance"
         while True:
@@ -170,6 +174,9 @@ class CheckChild:
                     kind, value = self.conn.recv()
                 except (EOFError, OSError):
                     return self._died(pid, started), False
+                if kind == "say":  # a long run's progress line, said here
+                    say(value)
+                    continue
                 seconds = time.monotonic() - started
                 if kind == "result":
                     return value, True
@@ -240,6 +247,31 @@ class CheckChild:
         title = f"[{pid} {PROPERTIES[pid].title}]"
         text = f"{title} the store call {call} ended the process running the check ({how})"
         return PropertyResult(pid, "failed", seconds, "\n".join(filter(None, [text, where])))
+
+
+#: In the child: where a long run's progress lines go (to the process in charge, by the pipe).
+_RELAY: list[Callable[[str], None]] = []
+
+
+def _relay(line: str) -> None:
+    """A progress line said in the child, sent to the process in charge (which prints it)."""
+    if _RELAY:
+        _RELAY[0](line)
+
+
+def _relayed(job: Job) -> tuple[Job, Callable[[str], None]]:
+    """``job`` whose run options say progress through the pipe, and where the lines go here.
+
+    The callback stays in this process: a progress line drawn on this terminal holds a lock
+    and a redraw thread that mean nothing in the child (and a lock pickled while held would
+    arrive held forever).
+    """
+    options = getattr(job, "options", None)
+    say = getattr(options, "progress", None)
+    if say is None or not (dataclasses.is_dataclass(job) and dataclasses.is_dataclass(options)):
+        return job, _relay
+    relayed = dataclasses.replace(options, progress=_relay)
+    return dataclasses.replace(job, options=relayed), say
 
 
 def _harness(pid: str, seconds: float, what: str, *more: str) -> PropertyResult:

@@ -16,10 +16,11 @@ only what is known (a timed run lasts at least its seconds), and names what was 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterable
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 from ._catalog import PROPERTIES
 from ._results import PropertyResult
@@ -117,6 +118,13 @@ class Estimate:
         return f"at least {duration(seconds)} left ({names} not timed yet)"
 
 
+class _LinesOnly:
+    """What a :class:`ProgressLine` becomes in another process: whole lines on its stderr."""
+
+    def line(self, text: str, stream: TextIO | None = None) -> None:
+        print(text, file=sys.stderr if stream is None else stream, flush=True)
+
+
 class ProgressLine:
     """The rows of a run on ``out`` and its progress on ``err``, never on one line together."""
 
@@ -142,6 +150,13 @@ class ProgressLine:
         if self.live:
             self._ticker = threading.Thread(target=self._tick, name="check-progress", daemon=True)
             self._ticker.start()
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        # A copy in another process (a --workers process, to which a progress callback travels
+        # inside the run's options) must not carry this lock: pickled while held, it arrives
+        # held by a thread that does not exist there, and the first line waits forever. It
+        # gets a writer of whole lines to its own stderr instead.
+        return (_LinesOnly, ())
 
     def _tick(self) -> None:
         while not self._stop.wait(REDRAW_SECONDS):

@@ -138,3 +138,25 @@ def test_a_log_gets_one_line_per_property_and_no_carriage_returns() -> None:
     assert lines[0].endswith("(D3 not timed yet)")
     assert lines[1] == "  .. note"
     assert lines[2].startswith("[2/2] D3 passed, ")
+
+
+def test_a_copy_in_another_process_never_waits_for_the_lock(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A progress callback travels to --workers processes inside the run's options (pickled by
+    # dill, which keeps a lock's state). Pickled while the redraw held the lock, the copy's
+    # lock was held by a thread that does not exist there: `check --stress` hung at its first
+    # progress line. A copy is a writer of whole lines, with no lock.
+    import threading
+
+    import dill  # type: ignore[import-untyped]
+
+    estimate = Estimate(["M1"], timed_seconds=2)
+    progress = ProgressLine(estimate, io.StringIO(), io.StringIO(), live=False)
+    with progress._lock:
+        copy = dill.loads(dill.dumps(progress))
+    said = threading.Thread(target=copy.line, args=("  .. M1: 5.0 s, 812 ops",), daemon=True)
+    said.start()
+    said.join(10)
+    assert not said.is_alive(), "the copy waited for a lock held in another process"
+    assert capsys.readouterr().err == "  .. M1: 5.0 s, 812 ops\n"

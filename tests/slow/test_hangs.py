@@ -15,6 +15,7 @@ import pytest
 from lance_offsets.conformance import run_checks
 from lance_offsets.conformance._catalog import property_ids
 from lance_offsets.conformance._diagnosis import diagnose
+from lance_offsets.stress._options import StressOptions
 
 
 # Long (the whole check, two hangs of 2 s each): CI's pass of the tests marked stress runs it;
@@ -121,3 +122,19 @@ def test_a_probe_in_another_process_costs_one_bound_and_the_rest_of_h3_runs(
     assert "<probe raised: it hung for 2 s>" in h3.details, h3.details
     assert "so it was not opened again" in h3.details
     assert h3.evidence["examples"] == 20, h3.evidence
+
+
+def test_a_long_runs_progress_lines_reach_the_caller_from_the_check_child() -> None:
+    # Stress checks run in the check child; their progress lines come back through its pipe and
+    # are said by the caller's callback (here a list's append, which a copy in the child would
+    # have filled there, unseen; a terminal's progress line copied there hung the run).
+    lines: list[str] = []
+    options = StressOptions(long=True, seconds=6, workers=2, seed=1, progress=lines.append)
+    (m1,) = run_checks(
+        "lance_offsets.conformance.reference:lockfile",
+        only=["M1"],
+        stress=True,
+        stress_options=options,
+    )
+    assert m1.outcome == "passed", m1.details
+    assert any("ops/s" in line for line in lines), lines
