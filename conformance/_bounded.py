@@ -41,7 +41,15 @@ from ._hang import HangReport, StackPipe, arm_stack_dump, dumped_stack, hang_res
 from ._results import PropertyResult
 from ._watch import CallClock
 
-__all__ = ["GRACE_SECONDS", "IDLE_SECONDS", "Job", "check_bounded", "stop_child"]
+__all__ = [
+    "GRACE_SECONDS",
+    "IDLE_SECONDS",
+    "STRESS_IDLE_SECONDS",
+    "Job",
+    "check_bounded",
+    "stop_child",
+    "tree_cpu_ticks",
+]
 
 #: Seconds past a call's bound before this side decides alone (the child's watchdog reports
 #: within a tenth of a second of the bound when it can run at all).
@@ -54,6 +62,12 @@ REMOTE_GRACE_SECONDS: Final = 15.0
 IDLE_SECONDS: Final = 120.0
 #: How often this side looks at the child, seconds.
 _POLL: Final = 0.2
+#: Seconds a multi-process check (crash, concurrency, power-loss, fault campaigns) may go with no
+#: CPU used by the check child or any process below it: its store calls run in workers this side
+#: does not time, so a deadlock in the suite's own machinery shows as a whole tree asleep.
+STRESS_IDLE_SECONDS: Final = 300.0
+#: Seconds between two readings of the tree's CPU time.
+_CPU_EVERY: Final = 1.0
 
 
 class Job(Protocol):
@@ -164,6 +178,7 @@ class CheckChild:
     def check(self, job: Job, pid: str) -> tuple[PropertyResult, bool]:
         """Check ``pid`` in the child; the result, and whether the child is still usable."""
         started = time.monotonic()
+        self._cpu: tuple[int | None, float, float] = (None, started, 0.0)  # seen, since, read
         self.clock.touch()
         job, say = _relayed(job)
         self.conn.send((job, pid, os.getcwd()))
@@ -213,8 +228,10 @@ class CheckChild:
             )
             self.stop(kill=True)
             return report
+        if not single:
+            return self._asleep(now)
         idle = max(IDLE_SECONDS, 3 * clock.bound)
-        if not single or now - max(clock.active, started) <= idle:
+        if now - max(clock.active, started) <= idle:
             return None
         text = self.stacks.request(self.proc.pid)
         report = HangReport(
@@ -223,6 +240,33 @@ class CheckChild:
             seconds=now - max(clock.active, started),
             bound=idle,
             stack=dumped_stack(text, None),
+        )
+        self.stop(kill=True)
+        return report
+
+    def _asleep(self, now: float) -> HangReport | None:
+        """A multi-process check whose whole process tree used no CPU for too long, else None."""
+        seen, since, read = self._cpu
+        if now - read < _CPU_EVERY:
+            return None
+        cpu = tree_cpu_ticks(self.proc.pid)
+        if cpu is None or cpu != seen:  # no /proc to read, or something ran
+            self._cpu = (cpu, now, now)
+            return None
+        self._cpu = (seen, since, now)
+        if now - since <= STRESS_IDLE_SECONDS:
+            return None
+        text = self.stacks.request(self.proc.pid)
+        report = HangReport(
+            call="",
+            role="",
+            seconds=now - since,
+            bound=STRESS_IDLE_SECONDS,
+            stack=dumped_stack(text, None),
+            extra=(
+                "a multi-process check: neither the check child nor any process it started used "
+                f"CPU for {now - since:.0f} s (a deadlock in the suite's machinery)",
+            ),
         )
         self.stop(kill=True)
         return report
@@ -272,6 +316,32 @@ def _relayed(job: Job) -> tuple[Job, Callable[[str], None]]:
         return job, _relay
     relayed = dataclasses.replace(options, progress=_relay)
     return dataclasses.replace(job, options=relayed), say
+
+
+def tree_cpu_ticks(pid: int) -> int | None:
+    """CPU time used by ``pid`` and every process below it, reaped ones included, in ticks.
+
+    Read from ``/proc`` (``utime``, ``stime``, ``cutime``, ``cstime`` of each process): None
+    where there is none to read, or the process is gone.
+    """
+    total = 0
+    todo = [pid]
+    found = False
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[-1].split()
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        found = True
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14))  # stat fields 14-17
+        for task in tasks:
+            children = f"/proc/{current}/task/{task}/children"
+            with contextlib.suppress(OSError, ValueError), open(children, encoding="ascii") as kids:
+                todo += [int(child) for child in kids.read().split()]
+    return total if found else None
 
 
 def _harness(pid: str, seconds: float, what: str, *more: str) -> PropertyResult:

@@ -6,17 +6,20 @@ the pieces they are made of, on real processes where a process is involved.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import multiprocess
 import pytest
-from lance_offsets.conformance import check_property
+from lance_offsets.conformance import _bounded, check_property
 from lance_offsets.conformance._capabilities import CALL_SECONDS, capabilities_of
 from lance_offsets.conformance._diagnosis import FINDINGS, diagnose
 from lance_offsets.conformance._hang import DUMP_SIGNAL, HangReport, StackPipe, hang_result
@@ -243,3 +246,47 @@ def test_the_watchdog_reports_the_stores_call_and_not_a_helpers_wait_inside_it()
     )
     assert report.recent == ("load(1, 2) returned", "h1.save(1, 2, 3) returned")
     assert started == 0.0  # no call running once the last one ended
+
+
+@dataclasses.dataclass(frozen=True)
+class _SleepingStressJob:
+    """A multi-process check that deadlocks in the suite's own code (its whole tree asleep)."""
+
+    workdir: str | None = None
+
+    def check_here(self, pid: str) -> Any:
+        threading.Event().wait()  # nobody sets it: no CPU used, no store call, forever
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CPU time is read from /proc")
+def test_a_multi_process_check_whose_whole_tree_sleeps_is_unverified(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A stress check's store calls run in workers, so no call clock shows a stall there: what
+    # shows it is the check child and everything below it using no CPU. (`check --stress` sat
+    # in a deadlock of the suite's own for 7 minutes before this bound.)
+    monkeypatch.setattr(_bounded, "STRESS_IDLE_SECONDS", 2.0)
+    started = time.monotonic()
+    result = _bounded.check_bounded(_SleepingStressJob(), "M1")
+    print(result.details)
+    assert result.outcome == "unverified", result.details
+    assert time.monotonic() - started < 60
+    assert "the suite's own code made no progress" in result.details
+    assert "neither the check child nor any process it started used CPU" in result.details
+    assert "_SleepingStressJob" in result.details or "check_here" in result.details  # its stack
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CPU time is read from /proc")
+def test_the_cpu_time_of_a_tree_counts_its_children() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", "sum(range(10**7)); input()"], stdin=subprocess.PIPE
+    )
+    try:
+        time.sleep(1.5)
+        with_child = _bounded.tree_cpu_ticks(os.getpid())
+        assert with_child is not None
+        alone = int(Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[-1].split()[11])
+        assert with_child > alone  # the child's ticks are in the tree's
+    finally:
+        child.communicate(b"\n", timeout=30)
+    assert _bounded.tree_cpu_ticks(child.pid) is None  # gone
