@@ -224,6 +224,9 @@ def test_check_stops_cleanly_at_any_moment(
     assert hit >= count // 2, "most points should land while the check runs"
 
 
+# Long (a pytest run of the suite, interrupted at four points): CI's pass of the tests marked
+# stress runs it; test_check_stops_cleanly_at_any_moment keeps interrupts in the default run.
+@pytest.mark.stress
 def test_the_pytest_suite_stops_cleanly_and_writes_its_junit(
     tmp_path: Path, points: random.Random
 ) -> None:

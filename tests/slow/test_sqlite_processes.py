@@ -80,6 +80,8 @@ def test_processes_creating_one_database_at_once_all_land_in_it(tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["go", "offsets.db"]
 
 
+# Long (the whole quick check, 19 s of a worker): CI's pass of the tests marked stress runs it.
+@pytest.mark.stress
 def test_conformance_properties() -> None:
     """Every property through the suite, quick profile, seed 1 (replay with --seed 1)."""
     results = run_checks("lance_offsets.conformance.reference:sqlite", profile="quick", seed=1)
