@@ -208,13 +208,50 @@ def _fails(ops: Sequence[Op]) -> bool:
         return False
 
 
+def _droppable(dropped: Sequence[Op], kept: Sequence[Op]) -> bool:
+    """Whether no operation in ``dropped`` could explain a load left in ``kept``.
+
+    Dropping a write can turn a linearizable history into one that is not: without the delete
+    between them, a save and a later load of None look like a lost write, when the history was
+    fine and its real fault lies elsewhere. An excerpt must fail *because of what it shows*, so
+    that adding back any of the operations it left out still fails. That holds when each dropped
+    operation is a load (it changes nothing), a save of a value no kept load returned (values are
+    unique), or a delete that every kept load of None is separated from by a kept write: one that
+    was invoked after the delete completed and completed before the load was invoked, so that in
+    any order the delete is not the last write that load saw.
+    """
+    kept_reads = [op for op in kept if op.kind == "load" and op.outcome == "ok"]
+    read_values = {op.result for op in kept_reads}
+    read_none = [op for op in kept_reads if op.result is None]
+    pinned = [
+        op for op in kept if op.kind != "load" and op.outcome == "ok" and op.complete is not None
+    ]
+    for op in dropped:
+        if op.outcome == "fail" or op.kind == "load":
+            continue
+        if op.kind == "save":
+            if op.value in read_values:
+                return False
+            continue
+        # An indeterminate delete may take effect at any time after its invocation.
+        done = op.complete if op.outcome == "ok" and op.complete is not None else float("inf")
+        for load in read_none:
+            if not any(
+                done < w.invoke and w.complete is not None and w.complete < load.invoke
+                for w in pinned
+            ):
+                return False
+    return True
+
+
 def shrink(ops: Sequence[Op], *, budget_seconds: float = 5.0) -> list[Op]:
     """Return a small sub-history of one key that is still not linearizable.
 
     First the shortest failing prefix: everything invoked before the first unexplainable return,
     with operations still running at that instant made indeterminate. Then chunks, halving in
-    size down to single operations, are dropped while the rest still fails. Bounded by
-    ``budget_seconds``; the result is minimal (no single operation can go) when the budget allows.
+    size down to single operations, are dropped while the rest still fails and nothing dropped
+    could explain what is left (see :func:`_droppable`). Bounded by ``budget_seconds``; the
+    result is minimal (no single operation can go) when the budget allows.
     """
     culprit = first_unexplained(ops)
     if culprit is None or culprit.complete is None:
@@ -238,7 +275,9 @@ def shrink(ops: Sequence[Op], *, budget_seconds: float = 5.0) -> list[Op]:
         i = 0
         while i < len(current) and time.monotonic() < deadline:
             candidate = current[:i] + current[i + size :]
-            if candidate and _fails([checked for _, checked in candidate]):
+            kept = [checked for _, checked in candidate]
+            dropped = [checked for _, checked in current[i : i + size]]
+            if candidate and _droppable(dropped, kept) and _fails(kept):
                 current = candidate
                 changed = True
             else:
