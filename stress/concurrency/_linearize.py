@@ -191,19 +191,11 @@ def _linearize_through(
     return {(state, done, used) for (state, done), used in best.items()}
 
 
-def _reads_written(ops: Sequence[Op]) -> bool:
-    written = {op.value for op in ops if op.kind == "save" and op.outcome != "fail"}
-    return all(
-        op.result is None or op.result in written
-        for op in ops
-        if op.kind == "load" and op.outcome == "ok"
-    )
-
-
 def _fails(ops: Sequence[Op]) -> bool:
-    # A candidate that lost the save a read returned fails for a dull reason: reject it.
+    # A candidate that lost the save a read returned would fail for a dull reason; _droppable
+    # never lets that save go.
     try:
-        return _reads_written(ops) and first_unexplained(ops) is not None
+        return first_unexplained(ops) is not None
     except UndecidedError:
         return False
 
